@@ -1,0 +1,71 @@
+//! The command line (DESIGN.md, "Command line"). Kept in the library so packaging can
+//! generate the man page and shell completions from the same definition.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ksql-msk",
+    version,
+    about = "Run ksqlDB against Amazon MSK with IAM authentication",
+    long_about = "Discovers an Amazon MSK cluster's IAM bootstrap brokers, installs a \
+                  signature-verified ksqlDB release with the aws-msk-iam-auth jar, patches \
+                  ksql-server.properties and supervises ksqlDB under systemd."
+)]
+pub struct Cli {
+    /// Config file [default: /etc/ksql-msk/ksql-msk.toml]; drop-ins are read from
+    /// ksql-msk.d/ beside it.
+    #[arg(long, global = true, value_name = "PATH", env = "KSQL_MSK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Where the agent's own log goes: journald when stderr is the journal, else stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Auto,
+        env = "KSQL_MSK_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Journald,
+    Stderr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Discover, install, configure and supervise ksqlDB (the systemd service runs this).
+    Run,
+    /// Discover, fetch, verify, unpack and configure ksqlDB, then exit.
+    Install {
+        /// Show what would change in ksql-server.properties as a unified diff; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the cluster's IAM bootstrap broker string.
+    Brokers,
+    /// Preflight checklist: config, AWS identity, cluster, broker reachability, Java, disk.
+    Check,
+    /// Read or edit the config file in place (comments and layout kept).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the least-privilege IAM policy (JSON) for the configured cluster.
+    IamPolicy,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective value of KEY (e.g. ksqldb.version, properties.ksql.service.id).
+    Get { key: String },
+    /// Set KEY to VALUE in the main config file; the value is checked before writing.
+    Set { key: String, value: String },
+}

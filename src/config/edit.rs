@@ -1,0 +1,252 @@
+//! `ksql-msk config get KEY` and `ksql-msk config set KEY VALUE`.
+//!
+//! `set` edits the main config file in place with `toml_edit`: only the value's bytes
+//! change; comments, order and formatting of everything else are kept. The new value is
+//! checked against the schema before the file is written atomically.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::Result;
+use toml_edit::{DocumentMut, Item, Value};
+
+use super::schema::{self, Key, Kind};
+use super::{
+    check_kind, config_error, default_value, parse_fragment, property_string, Entry, Merged,
+    Origin, Settings,
+};
+use crate::exit::{fail, ExitCode, ResultExt};
+
+/// What a `KEY` argument names.
+enum Target {
+    Schema(&'static Key),
+    Property(String),
+}
+
+fn target(path: &str) -> Result<Target> {
+    let Some((section, name)) = path.split_once('.') else {
+        return Err(fail(
+            ExitCode::Config,
+            format!("{path}: not a config key; use section.key, e.g. ksqldb.version"),
+        ));
+    };
+    if section == schema::PROPERTIES {
+        let name = name.trim_matches('"');
+        if name.is_empty() {
+            return Err(fail(
+                ExitCode::Config,
+                format!("{path}: empty property name"),
+            ));
+        }
+        return Ok(Target::Property(name.to_string()));
+    }
+    schema::find(section, name)
+        .map(Target::Schema)
+        .ok_or_else(|| {
+            let known = if schema::SECTIONS.contains(&section) {
+                format!(
+                    "known in [{section}]: {}",
+                    schema::names_in(section).join(", ")
+                )
+            } else {
+                format!(
+                    "known sections: {}, {}",
+                    schema::SECTIONS.join(", "),
+                    schema::PROPERTIES
+                )
+            };
+            fail(
+                ExitCode::Config,
+                format!("{path}: unknown config key ({known})"),
+            )
+        })
+}
+
+/// Render a value for `config get`: strings bare (handy in scripts), the rest as TOML.
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.value().clone(),
+        other => {
+            let mut v = other.clone();
+            v.decor_mut().clear();
+            v.to_string()
+        }
+    }
+}
+
+/// The effective value of `path` (files merged over defaults).
+pub fn get(merged: &Merged, path: &str) -> Result<String> {
+    match target(path)? {
+        Target::Schema(key) => Ok(show(&merged.value(key))),
+        Target::Property(name) => merged
+            .properties
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, e)| property_string(&e.value))
+            .ok_or_else(|| fail(ExitCode::Config, format!("{path}: not set in [properties]"))),
+    }
+}
+
+/// Turn the command-line text into a TOML value of the key's kind.
+fn parse_value(key: &Key, raw: &str) -> std::result::Result<Value, String> {
+    match key.kind {
+        Kind::Str | Kind::Duration | Kind::Size | Kind::OneOf(_) => Ok(Value::from(raw)),
+        Kind::Bool => match raw {
+            "true" => Ok(Value::from(true)),
+            "false" => Ok(Value::from(false)),
+            _ => Err(format!("{raw:?} is not true or false")),
+        },
+        Kind::Int => raw
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| format!("{raw:?} is not an integer")),
+        Kind::StrList => {
+            let trimmed = raw.trim();
+            if trimmed.starts_with('[') {
+                trimmed
+                    .parse::<Value>()
+                    .map_err(|e| format!("{raw:?} is not a TOML list: {}", e.to_string().trim()))
+            } else {
+                let items: toml_edit::Array = trimmed
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                Ok(Value::Array(items))
+            }
+        }
+    }
+}
+
+/// Check one key's new value the way loading would, with every other key at a valid
+/// default, so the error (if any) is about this key alone.
+fn check_meaning(key: &'static Key, value: &Value, file: &Path) -> Result<()> {
+    let cluster_key =
+        key.section == "msk" && (key.name == "cluster_arn" || key.name == "cluster_name");
+    if cluster_key && value.as_str().is_some_and(|s| s.trim().is_empty()) {
+        return Ok(()); // unsetting one of the pair
+    }
+    let origin = Origin {
+        file: file.to_path_buf(),
+        line: 1,
+    };
+    let entry = |v: Value| Entry {
+        value: v,
+        origin: origin.clone(),
+    };
+    let mut merged = Merged {
+        main: file.to_path_buf(),
+        keys: Default::default(),
+        properties: Vec::new(),
+    };
+    if !cluster_key {
+        merged.keys.insert(
+            ("msk".into(), "cluster_name".into()),
+            entry(Value::from("placeholder")),
+        );
+    }
+    merged
+        .keys
+        .insert((key.section.into(), key.name.into()), entry(value.clone()));
+    Settings::from_merged(&merged).map(|_| ())
+}
+
+/// Set `path` to `raw` in the config file at `file`, keeping everything else byte for byte.
+/// Returns a warning to show when a drop-in overrides the key.
+pub fn set(file: &Path, path: &str, raw: &str) -> Result<Option<String>> {
+    let target = target(path)?;
+    let text = std::fs::read_to_string(file).or_exit_with(ExitCode::Config, || {
+        format!("{}: cannot read config", file.display())
+    })?;
+    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        fail(
+            ExitCode::Config,
+            format!("{}: invalid TOML: {}", file.display(), e.message().trim()),
+        )
+    })?;
+    let (section, name, value) = match &target {
+        Target::Schema(key) => {
+            let value = parse_value(key, raw).map_err(|p| config_error(None, &key.path(), p))?;
+            check_kind(key, &value).map_err(|p| config_error(None, &key.path(), p))?;
+            check_meaning(key, &value, file)?;
+            (key.section, key.name.to_string(), value)
+        }
+        Target::Property(name) => (schema::PROPERTIES, name.clone(), Value::from(raw)),
+    };
+    let table = doc
+        .entry(section)
+        .or_insert_with(toml_edit::table)
+        .as_table_like_mut()
+        .ok_or_else(|| {
+            fail(
+                ExitCode::Config,
+                format!("{}: {section}: is not a table", file.display()),
+            )
+        })?;
+    match table.get_mut(&name) {
+        Some(Item::Value(old)) => {
+            // The decor holds the spacing and any trailing comment: keep it.
+            let decor = old.decor().clone();
+            let mut new = value;
+            *new.decor_mut() = decor;
+            *old = new;
+        }
+        Some(_) => {
+            return Err(fail(
+                ExitCode::Config,
+                format!("{}: {path}: is a table, not a value", file.display()),
+            ))
+        }
+        None => {
+            table.insert(&name, Item::Value(value));
+        }
+    }
+    let new_text = doc.to_string();
+    // The whole file must still load as a fragment (types, known keys).
+    parse_fragment(file, &new_text)?;
+    if new_text != text {
+        let meta = std::fs::metadata(file).or_exit_with(ExitCode::Config, || {
+            format!("{}: cannot stat config", file.display())
+        })?;
+        crate::fsutil::write_atomic(
+            file,
+            new_text.as_bytes(),
+            meta.permissions().mode() & 0o7777,
+        )?;
+        // Keep the owner (e.g. root:ksql 0640) when run as root.
+        let _ = std::os::unix::fs::chown(file, Some(meta.uid()), Some(meta.gid()));
+    }
+    Ok(overridden_by_dropin(file, section, &name))
+}
+
+/// A warning if a drop-in sets the same key and so overrides the main file.
+fn overridden_by_dropin(file: &Path, section: &str, name: &str) -> Option<String> {
+    let merged = super::load_merged(file).ok()?;
+    let origin = if section == schema::PROPERTIES {
+        merged
+            .properties
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e.origin.clone())
+    } else {
+        merged
+            .keys
+            .get(&(section.to_string(), name.to_string()))
+            .map(|e| e.origin.clone())
+    }?;
+    (origin.file != file).then(|| {
+        format!(
+            "warning: {section}.{name} is also set in {} (drop-in), which overrides {}",
+            origin,
+            file.display()
+        )
+    })
+}
+
+/// Every schema key's default, for docs and tests.
+pub fn defaults() -> Vec<(String, Value)> {
+    schema::KEYS
+        .iter()
+        .map(|k| (k.path(), default_value(k)))
+        .collect()
+}

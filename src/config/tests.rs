@@ -1,0 +1,350 @@
+use super::*;
+use crate::exit::{exit_code_of, one_line};
+
+const ARN: &str =
+    "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abcd1234-5678-90ab-cdef-1234567890ab-3";
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load_err(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "ksql-msk.toml", text);
+    let err = load(&path).unwrap_err();
+    assert_eq!(exit_code_of(&err), crate::exit::ExitCode::Config, "{err:#}");
+    one_line(&err).replace(&dir.path().display().to_string(), "DIR")
+}
+
+#[test]
+fn schema_defaults_parse_and_fit_their_kind() {
+    for key in schema::KEYS {
+        let value: Value = key
+            .default
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e}", key.path()));
+        check_kind(key, &value).unwrap_or_else(|e| panic!("{}: {e}", key.path()));
+    }
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        &format!("[msk]\ncluster_arn = \"{ARN}\"\n"),
+    );
+    let s = load(&path).unwrap();
+    let ClusterRef::Arn(arn) = &s.msk.cluster else {
+        panic!()
+    };
+    assert_eq!(arn.name, "demo");
+    assert_eq!(
+        s.msk.region.as_deref(),
+        Some("eu-west-1"),
+        "region from the ARN"
+    );
+    assert_eq!(s.msk.connectivity, Connectivity::Private);
+    assert_eq!(s.ksqldb.version, "0.23.1");
+    assert_eq!(
+        s.ksqldb.archive_url,
+        "https://ksqldb-packages.s3.amazonaws.com/archive/0.23/confluent-ksqldb-0.23.1.tar.gz"
+    );
+    assert_eq!(
+        s.ksqldb.signature_url,
+        format!("{}.asc", s.ksqldb.archive_url)
+    );
+    assert_eq!(
+        s.ksqldb.key,
+        KeySource::Url("https://ksqldb-packages.s3.amazonaws.com/archive/0.23/archive.key".into())
+    );
+    assert!(s.ksqldb.trusted_fingerprints.is_empty());
+    assert_eq!(s.ksqldb.heap, Heap::Auto);
+    assert_eq!(
+        s.iam_auth.jar_url,
+        "https://github.com/aws/aws-msk-iam-auth/releases/download/v1.1.1/aws-msk-iam-auth-1.1.1-all.jar"
+    );
+    assert_eq!(s.agent.state_dir, PathBuf::from("/var/lib/ksql-msk"));
+    assert_eq!(s.agent.rediscover_interval, Duration::from_secs(600));
+    assert_eq!(s.agent.health_url, "http://127.0.0.1:8088/healthcheck");
+    assert_eq!(s.service_id(), "default_");
+}
+
+#[test]
+fn dropins_apply_in_lexical_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        "[msk]\ncluster_name = \"demo\"\n[properties]\n\"ksql.service.id\" = \"a_\"\n",
+    );
+    write(
+        dir.path(),
+        "ksql-msk.d/20-b.toml",
+        "[ksqldb]\nversion = \"0.29.0\"\n",
+    );
+    write(
+        dir.path(),
+        "ksql-msk.d/10-a.toml",
+        "[ksqldb]\nversion = \"0.28.2\"\nheap = \"2g\"\n[properties]\n\"ksql.service.id\" = \"b_\"\n\"x.y\" = 3\n",
+    );
+    write(dir.path(), "ksql-msk.d/README", "not toml: ignored");
+    let s = load(&path).unwrap();
+    assert_eq!(s.ksqldb.version, "0.29.0");
+    assert_eq!(s.ksqldb.heap, Heap::Fixed("2g".into()));
+    assert_eq!(s.service_id(), "b_");
+    assert_eq!(
+        s.properties,
+        vec![
+            ("ksql.service.id".into(), "b_".into()),
+            ("x.y".into(), "3".into())
+        ]
+    );
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    assert_eq!(
+        load_err("[msk]\ncluster_name = \"demo\"\nbogus = 1\n"),
+        "DIR/ksql-msk.toml:3: msk.bogus: unknown key (known in [msk]: cluster_arn, cluster_name, region, connectivity, ipv6, endpoint_url, cluster_wait, api_max_attempts)"
+    );
+    assert_eq!(
+        load_err("[msk]\ncluster_name = \"demo\"\n[ksqldb]\nversion = 29\n"),
+        "DIR/ksql-msk.toml:4: ksqldb.version: expected a string, found an integer"
+    );
+    assert_eq!(
+        load_err("[msk]\ncluster_name = \"demo\"\nconnectivity = \"internet\"\n"),
+        "DIR/ksql-msk.toml:3: msk.connectivity: \"internet\" is not one of private, public, vpc"
+    );
+    assert_eq!(
+        load_err("[msk]\n"),
+        "DIR/ksql-msk.toml:1: msk.cluster_arn: no cluster configured: set msk.cluster_arn (or msk.cluster_name)"
+    );
+    assert!(load_err(&format!(
+        "[msk]\ncluster_arn = \"{ARN}\"\ncluster_name = \"demo\"\n"
+    ))
+    .starts_with(
+        "DIR/ksql-msk.toml:3: msk.cluster_name: both msk.cluster_arn (DIR/ksql-msk.toml:2)"
+    ));
+    assert!(load_err("[msk]\ncluster_arn = \"arn:aws:kafka:eu-west-1:123:cluster/demo/x\"\n")
+        .contains("msk.cluster_arn: \"arn:aws:kafka:eu-west-1:123:cluster/demo/x\": account \"123\" is not 12 digits"));
+    assert!(load_err(
+        "[msk]\ncluster_arn = \"arn:aws:kafka:eu-west-1:123456789012:topic/demo/x/t\"\n"
+    )
+    .contains("is not cluster/<name>/<id>"));
+    assert!(load_err("[msk]\ncluster_arn = \"demo\"\n")
+        .contains("msk.cluster_arn: \"demo\" is not an ARN"));
+    assert!(load_err("[nope]\n").contains("DIR/ksql-msk.toml:1: nope: unknown section"));
+    assert!(load_err("[msk\n").starts_with("DIR/ksql-msk.toml:1: invalid TOML:"));
+    assert!(
+        load_err("[msk]\ncluster_name = \"demo\"\nipv6 = true\nconnectivity = \"public\"\n")
+            .contains("msk.ipv6: MSK offers IPv6")
+    );
+    assert!(
+        load_err("[msk]\ncluster_name = \"demo\"\n[agent]\nrediscover_interval = \"soon\"\n")
+            .contains("DIR/ksql-msk.toml:4: agent.rediscover_interval: \"soon\" is not a duration")
+    );
+    assert!(load_err(
+        "[msk]\ncluster_name = \"demo\"\n[ksqldb]\ntrusted_fingerprints = [\"ABC\"]\n"
+    )
+    .contains("ksqldb.trusted_fingerprints: \"ABC\" is not an OpenPGP fingerprint"));
+    assert!(load_err(
+        "[msk]\ncluster_name = \"demo\"\n[ksqldb]\narchive_url = \"https://x/{versoin}.tgz\"\n"
+    )
+    .contains("ksqldb.archive_url: unknown placeholder {versoin}"));
+    assert!(
+        load_err("[msk]\ncluster_name = \"demo\"\n[iam_auth]\nsha256 = \"abc\"\n")
+            .contains("iam_auth.sha256: \"abc\" is not a SHA-256 hash")
+    );
+    assert!(
+        load_err("[msk]\ncluster_name = \"demo\"\n[ksqldb]\nheap = \"lots\"\n")
+            .contains("ksqldb.heap: \"lots\" is neither")
+    );
+    assert!(
+        load_err("[msk]\ncluster_name = \"demo\"\n[properties]\nx = [1]\n")
+            .contains("properties.x: expected a string, number or boolean, found an array")
+    );
+}
+
+#[test]
+fn error_in_dropin_names_the_dropin() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        "[msk]\ncluster_name = \"demo\"\n",
+    );
+    write(
+        dir.path(),
+        "ksql-msk.d/50-x.toml",
+        "\n[agent]\nstate_dir = \"relative\"\n",
+    );
+    let err = one_line(&load(&path).unwrap_err());
+    assert!(
+        err.contains(
+            "ksql-msk.d/50-x.toml:3: agent.state_dir: \"relative\" is not an absolute path"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_main_file_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = load(&dir.path().join("nope.toml")).unwrap_err();
+    assert_eq!(exit_code_of(&err), crate::exit::ExitCode::Config);
+    assert!(one_line(&err).contains("nope.toml: config file not found"));
+}
+
+#[test]
+fn fingerprints_and_keys_normalise() {
+    assert_eq!(
+        normalize_fingerprint("cbbb 821e 8faf 364f 7983  5c43 8b1d a612 0c2b f624").as_deref(),
+        Some("CBBB821E8FAF364F79835C438B1DA6120C2BF624")
+    );
+    assert_eq!(normalize_fingerprint("xyz"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        "[msk]\ncluster_name = \"demo\"\n[ksqldb]\nkey_url = \"/etc/ksql-msk/archive.key\"\n",
+    );
+    assert_eq!(
+        load(&path).unwrap().ksqldb.key,
+        KeySource::File("/etc/ksql-msk/archive.key".into())
+    );
+}
+
+#[test]
+fn sizes_and_templates() {
+    assert_eq!(parse_size("4g"), Some(4 << 30));
+    assert_eq!(parse_size("512M"), Some(512 << 20));
+    assert_eq!(parse_size("10"), Some(10));
+    assert_eq!(parse_size("0"), None);
+    assert_eq!(parse_size("4x"), None);
+    assert_eq!(
+        expand_template(
+            "a/{major_minor}/b-{version}",
+            &[("version", "0.29.0"), ("major_minor", "0.29")]
+        )
+        .unwrap(),
+        "a/0.29/b-0.29.0"
+    );
+    assert!(expand_template("a/{version", &[("version", "1")]).is_err());
+    assert!(is_region("us-gov-west-1") && is_region("eu-central-2") && !is_region("useast1"));
+}
+
+#[test]
+fn config_set_changes_only_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = "# top comment\n[ksqldb]\nversion = \"0.23.1\"   # pinned\n  heap = 'auto'\n\n[msk]\ncluster_name = \"demo\"\n";
+    let path = write(dir.path(), "ksql-msk.toml", original);
+    edit::set(&path, "ksqldb.version", "0.29.0").unwrap();
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(after, original.replace("0.23.1", "0.29.0"));
+    edit::set(&path, "agent.restart_limit", "7").unwrap();
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert!(after.starts_with(&original.replace("0.23.1", "0.29.0")));
+    assert!(after.ends_with("[agent]\nrestart_limit = 7\n"), "{after}");
+    edit::set(&path, "properties.ksql.service.id", "prod_").unwrap();
+    let merged = load_merged(&path).unwrap();
+    assert_eq!(
+        edit::get(&merged, "properties.ksql.service.id").unwrap(),
+        "prod_"
+    );
+    assert_eq!(edit::get(&merged, "ksqldb.version").unwrap(), "0.29.0");
+    assert_eq!(edit::get(&merged, "agent.restart_limit").unwrap(), "7");
+    assert_eq!(
+        edit::get(&merged, "ksqldb.trusted_fingerprints").unwrap(),
+        "[]"
+    );
+}
+
+#[test]
+fn config_set_refuses_bad_values_and_leaves_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = "[msk]\ncluster_name = \"demo\"\n";
+    let path = write(dir.path(), "ksql-msk.toml", original);
+    for (key, value, expect) in [
+        (
+            "msk.connectivity",
+            "internet",
+            "msk.connectivity: \"internet\" is not one of private, public, vpc",
+        ),
+        (
+            "agent.restart_limit",
+            "many",
+            "agent.restart_limit: \"many\" is not an integer",
+        ),
+        ("msk.ipv6", "yes", "msk.ipv6: \"yes\" is not true or false"),
+        ("msk.cluster_arn", "arn:aws:kafka:x", "is not an ARN"),
+        (
+            "agent.rediscover_interval",
+            "soon",
+            "\"soon\" is not a duration",
+        ),
+        ("msk.nope", "1", "msk.nope: unknown config key"),
+        ("version", "1", "version: not a config key"),
+    ] {
+        let err = edit::set(&path, key, value).unwrap_err();
+        assert_eq!(exit_code_of(&err), crate::exit::ExitCode::Config);
+        let line = one_line(&err);
+        assert!(line.contains(expect), "{key}: {line}");
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+}
+
+#[test]
+fn config_set_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        "[msk]\ncluster_name = \"demo\"\n",
+    );
+    let fp = "CBBB821E8FAF364F79835C438B1DA6120C2BF624";
+    edit::set(&path, "ksqldb.trusted_fingerprints", fp).unwrap();
+    assert_eq!(
+        load(&path).unwrap().ksqldb.trusted_fingerprints,
+        vec![fp.to_string()]
+    );
+    edit::set(
+        &path,
+        "iam_auth.policy_topics",
+        "[\"orders\", \"payments*\"]",
+    )
+    .unwrap();
+    assert_eq!(
+        load(&path).unwrap().iam_auth.policy_topics,
+        vec!["orders", "payments*"]
+    );
+}
+
+/// The shipped default config documents every key with its default.
+#[test]
+fn shipped_default_config_lists_every_key_with_its_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/ksql-msk.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let fragment = parse_fragment(&path, &text).unwrap();
+    for key in schema::KEYS {
+        let entry = fragment
+            .keys
+            .get(&(key.section.to_string(), key.name.to_string()))
+            .unwrap_or_else(|| panic!("{} missing from packaging/ksql-msk.toml", key.path()));
+        let mut shipped = entry.value.clone();
+        shipped.decor_mut().clear();
+        let mut default = default_value(key);
+        default.decor_mut().clear();
+        assert_eq!(shipped.to_string(), default.to_string(), "{}", key.path());
+    }
+    assert_eq!(fragment.keys.len(), schema::KEYS.len());
+    // Loading fails only for want of a cluster.
+    let err = one_line(&load(&path).unwrap_err());
+    assert!(err.contains("no cluster configured"), "{err}");
+}

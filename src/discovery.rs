@@ -1,0 +1,527 @@
+//! MSK broker discovery (DESIGN.md phase 2): resolve the cluster, wait for it to be
+//! usable, and read its IAM bootstrap broker string for the configured connectivity.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_kafka::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kafka::types::{Cluster, ClusterState, ClusterType};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use tracing::{info, warn};
+
+use crate::config::{ClusterRef, Connectivity, MskSettings, Settings};
+use crate::exit::{fail, ExitCode};
+
+/// What discovery found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    pub cluster_arn: String,
+    pub cluster_name: String,
+    pub serverless: bool,
+    pub brokers: Brokers,
+}
+
+/// A validated bootstrap broker list, kept in MSK's order with its original text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Brokers {
+    pub raw: String,
+    pub addrs: Vec<BrokerAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BrokerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for BrokerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl Brokers {
+    /// Parse and validate `host:port[,host:port...]` as MSK returns it. The string ends
+    /// up in ksql-server.properties, so anything odd is refused here.
+    pub fn parse(raw: &str) -> std::result::Result<Brokers, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("empty broker string".into());
+        }
+        if raw.len() > 64 * 1024 {
+            return Err(format!("broker string is {} bytes long", raw.len()));
+        }
+        let mut addrs = Vec::new();
+        for part in raw.split(',') {
+            let part = part.trim();
+            let (host, port) = part
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{part:?} is not host:port"))?;
+            let port: u16 = port
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("{part:?}: bad port {port:?}"))?;
+            let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
+            {
+                v6.parse::<std::net::Ipv6Addr>().is_ok()
+            } else {
+                !host.is_empty()
+                    && host.len() <= 253
+                    && host.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
+            };
+            if !host_ok {
+                return Err(format!("{part:?}: {host:?} is not a host name or address"));
+            }
+            addrs.push(BrokerAddr {
+                host: host.to_string(),
+                port,
+            });
+        }
+        Ok(Brokers {
+            raw: raw.to_string(),
+            addrs,
+        })
+    }
+
+    /// The brokers as a sorted set, for comparing two discoveries.
+    pub fn as_set(&self) -> std::collections::BTreeSet<BrokerAddr> {
+        self.addrs.iter().cloned().collect()
+    }
+}
+
+/// The MSK client, from the AWS default chain plus our settings. The SDK's standard
+/// retry (throttling, 5xx, transient network errors) is set here deliberately and we do
+/// not retry API calls again on top of it.
+pub async fn kafka_client(msk: &MskSettings) -> Result<aws_sdk_kafka::Client> {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let retry = RetryConfig::standard()
+        .with_max_attempts(msk.api_max_attempts)
+        .with_initial_backoff(Duration::from_millis(500))
+        .with_max_backoff(Duration::from_secs(20));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .operation_timeout(Duration::from_secs(120))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(retry)
+        .timeout_config(timeouts);
+    if let Some(region) = &msk.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &msk.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let conf = loader.load().await;
+    if conf.region().is_none() {
+        return Err(fail(
+            ExitCode::Config,
+            "msk.region: no AWS region: set msk.region (or AWS_REGION), use a cluster ARN, or run on EC2 where IMDS tells the region",
+        ));
+    }
+    Ok(aws_sdk_kafka::Client::new(&conf))
+}
+
+/// Turn an SDK error into a one-line error with the right exit code. `action` is the IAM
+/// action the call needs; `what` says what we were doing.
+fn api_error<E, R>(err: SdkError<E, R>, action: &str, what: &str) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    let code = err.code().unwrap_or("").to_string();
+    let message = err.message().unwrap_or("").to_string();
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(_) => {}
+        SdkError::TimeoutError(_) => {
+            return fail(
+                ExitCode::Temporary,
+                format!("{what}: MSK API timed out ({action})"),
+            );
+        }
+        SdkError::DispatchFailure(_) if detail.contains("credential") => {
+            return fail(
+                ExitCode::Unavailable,
+                format!("{what}: no AWS credentials ({detail}); give the instance a role or set AWS credentials"),
+            );
+        }
+        SdkError::DispatchFailure(_) => {
+            return fail(
+                ExitCode::Temporary,
+                format!("{what}: cannot reach the MSK API: {detail}"),
+            );
+        }
+        SdkError::ResponseError(_) => {
+            return fail(
+                ExitCode::Unavailable,
+                format!("{what}: unreadable MSK API response: {detail}"),
+            );
+        }
+        _ if detail.contains("credential") => {
+            return fail(
+                ExitCode::Unavailable,
+                format!("{what}: no AWS credentials ({detail}); give the instance a role or set AWS credentials"),
+            );
+        }
+        _ => return fail(ExitCode::Software, format!("{what}: {detail}")),
+    }
+    if code.is_empty() {
+        // A service "error" without an error type: the body did not parse.
+        return fail(
+            ExitCode::Unavailable,
+            format!("{what}: unreadable MSK API response: {detail}"),
+        );
+    }
+    let msg = if message.is_empty() {
+        code.clone()
+    } else {
+        message.clone()
+    };
+    match code.as_str() {
+        "AccessDeniedException"
+        | "ForbiddenException"
+        | "UnauthorizedException"
+        | "AccessDenied" => {
+            let who = principal_in(&message)
+                .map(|p| format!("role {p}"))
+                .unwrap_or_else(|| "the agent's AWS identity (instance role)".into());
+            fail(
+                ExitCode::Unavailable,
+                format!("{what}: access denied: {who} may not call {action} ({msg}); see `ksql-msk iam-policy`"),
+            )
+        }
+        "NotFoundException" => fail(ExitCode::Unavailable, format!("{what}: not found: {msg}")),
+        "TooManyRequestsException"
+        | "ThrottlingException"
+        | "ServiceUnavailableException"
+        | "InternalServerErrorException" => fail(
+            ExitCode::Temporary,
+            format!("{what}: MSK API still failing after retries ({code}: {msg})"),
+        ),
+        _ => fail(
+            ExitCode::Unavailable,
+            format!("{what}: {action} failed ({code}: {msg})"),
+        ),
+    }
+}
+
+/// The principal in an AWS "User: arn:... is not authorized" message.
+fn principal_in(message: &str) -> Option<&str> {
+    let start = message.find("User: ")? + "User: ".len();
+    let rest = &message[start..];
+    let end = rest.find(" is not authorized").unwrap_or(rest.len());
+    let principal = rest[..end].trim();
+    principal.starts_with("arn:").then_some(principal)
+}
+
+fn state_of(cluster: &Cluster) -> String {
+    cluster
+        .state()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|| "UNKNOWN".into())
+}
+
+/// States in which the cluster will become usable by itself: wait.
+fn is_transitional(state: &ClusterState) -> bool {
+    matches!(
+        state,
+        ClusterState::Creating
+            | ClusterState::Updating
+            | ClusterState::Maintenance
+            | ClusterState::Healing
+            | ClusterState::RebootingBroker
+    )
+}
+
+/// Find the cluster by ARN (DescribeClusterV2) or by exact name (ListClustersV2, whose
+/// filter is a prefix match, so every page is searched for the exact name).
+async fn resolve(
+    client: &aws_sdk_kafka::Client,
+    cluster: &ClusterRef,
+    region: &str,
+) -> Result<Cluster> {
+    match cluster {
+        ClusterRef::Arn(arn) => describe(client, &arn.arn).await,
+        ClusterRef::Name(name) => {
+            let mut token: Option<String> = None;
+            let mut siblings = Vec::new();
+            loop {
+                let page = client
+                    .list_clusters_v2()
+                    .cluster_name_filter(name)
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        api_error(
+                            e,
+                            "kafka:ListClustersV2",
+                            &format!("looking up cluster {name:?}"),
+                        )
+                    })?;
+                for c in page.cluster_info_list() {
+                    match c.cluster_name() {
+                        Some(n) if n == name => return Ok(c.clone()),
+                        Some(n) => siblings.push(n.to_string()),
+                        None => {}
+                    }
+                }
+                token = page
+                    .next_token()
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+            let hint = if siblings.is_empty() {
+                String::new()
+            } else {
+                format!(" (similar names: {})", siblings.join(", "))
+            };
+            Err(fail(
+                ExitCode::Unavailable,
+                format!("msk.cluster_name: no MSK cluster named {name:?} in {region}{hint}"),
+            ))
+        }
+    }
+}
+
+async fn describe(client: &aws_sdk_kafka::Client, arn: &str) -> Result<Cluster> {
+    let out = client
+        .describe_cluster_v2()
+        .cluster_arn(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            api_error(
+                e,
+                "kafka:DescribeClusterV2",
+                &format!("describing cluster {arn}"),
+            )
+        })?;
+    out.cluster_info().cloned().ok_or_else(|| {
+        fail(
+            ExitCode::Unavailable,
+            format!("describing cluster {arn}: empty response"),
+        )
+    })
+}
+
+/// Poll while the cluster is in a transitional state, with capped backoff, up to `bound`.
+async fn wait_until_active(
+    client: &aws_sdk_kafka::Client,
+    mut cluster: Cluster,
+    bound: Duration,
+) -> Result<Cluster> {
+    let started = Instant::now();
+    // Poll often relative to a short bound (tests), every 5–60 s for the default 30 m.
+    let mut delay = (bound / 60).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let max_delay = Duration::from_secs(60).min(bound / 4).max(delay);
+    loop {
+        let arn = cluster.cluster_arn().unwrap_or_default().to_string();
+        let state = cluster.state().cloned();
+        match state {
+            Some(ClusterState::Active) => return Ok(cluster),
+            Some(ref s) if is_transitional(s) => {
+                let waited = started.elapsed();
+                if waited >= bound {
+                    return Err(fail(
+                        ExitCode::Temporary,
+                        format!(
+                            "cluster {arn} is still {} after {} (msk.cluster_wait)",
+                            s.as_str(),
+                            humantime::format_duration(Duration::from_secs(waited.as_secs()))
+                        ),
+                    ));
+                }
+                info!(
+                    cluster = %arn,
+                    state = s.as_str(),
+                    "cluster is {}; waiting for ACTIVE (waited {}s of {})",
+                    s.as_str(),
+                    waited.as_secs(),
+                    humantime::format_duration(bound)
+                );
+                tokio::time::sleep(
+                    delay
+                        .min(bound.saturating_sub(waited))
+                        .max(Duration::from_millis(10)),
+                )
+                .await;
+                delay = (delay * 2).min(max_delay);
+                cluster = describe(client, &arn).await?;
+            }
+            _ => {
+                let why = cluster
+                    .state_info()
+                    .and_then(|i| i.message().or(i.code()))
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                return Err(fail(
+                    ExitCode::Unavailable,
+                    format!("cluster {arn} is {}{why}", state_of(&cluster)),
+                ));
+            }
+        }
+    }
+}
+
+/// The bootstrap string field for a connectivity, and what to say when it is missing.
+fn pick_brokers(
+    out: &aws_sdk_kafka::operation::get_bootstrap_brokers::GetBootstrapBrokersOutput,
+    connectivity: Connectivity,
+    ipv6: bool,
+) -> (Option<&str>, &'static str, &'static str) {
+    match (connectivity, ipv6) {
+        (Connectivity::Private, false) => (
+            out.bootstrap_broker_string_sasl_iam(),
+            "BootstrapBrokerStringSaslIam",
+            "IAM authentication is not enabled on the cluster",
+        ),
+        (Connectivity::Private, true) => (
+            out.bootstrap_broker_string_sasl_iam_ipv6(),
+            "BootstrapBrokerStringSaslIamIpv6",
+            "IAM authentication over IPv6 is not enabled on the cluster (dual-stack network type)",
+        ),
+        (Connectivity::Public, _) => (
+            out.bootstrap_broker_string_public_sasl_iam(),
+            "BootstrapBrokerStringPublicSaslIam",
+            "public access with IAM authentication is not enabled on the cluster",
+        ),
+        (Connectivity::Vpc, _) => (
+            out.bootstrap_broker_string_vpc_connectivity_sasl_iam(),
+            "BootstrapBrokerStringVpcConnectivitySaslIam",
+            "multi-VPC private connectivity with IAM authentication is not enabled on the cluster",
+        ),
+    }
+}
+
+/// DESIGN.md phase 2.
+pub async fn discover(settings: &Settings) -> Result<Discovered> {
+    let client = kafka_client(&settings.msk).await?;
+    discover_with(&client, settings).await
+}
+
+/// Phase 2 with a given client (rediscovery reuses one).
+pub async fn discover_with(
+    client: &aws_sdk_kafka::Client,
+    settings: &Settings,
+) -> Result<Discovered> {
+    let msk = &settings.msk;
+    let region = client
+        .config()
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "the configured region".into());
+    let cluster = resolve(client, &msk.cluster, &region).await?;
+    let cluster = wait_until_active(client, cluster, msk.cluster_wait).await?;
+    let arn = cluster.cluster_arn().unwrap_or_default().to_string();
+    let name = cluster.cluster_name().unwrap_or_default().to_string();
+    let serverless = matches!(cluster.cluster_type(), Some(ClusterType::Serverless));
+    let out = client
+        .get_bootstrap_brokers()
+        .cluster_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| {
+            api_error(
+                e,
+                "kafka:GetBootstrapBrokers",
+                &format!("getting bootstrap brokers of {arn}"),
+            )
+        })?;
+    let (raw, field, missing) = pick_brokers(&out, msk.connectivity, msk.ipv6);
+    let raw = raw.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+        fail(
+            ExitCode::Unavailable,
+            format!(
+                "cluster {arn} has no {field}: {missing} (msk.connectivity = {:?})",
+                msk.connectivity.as_str()
+            ),
+        )
+    })?;
+    let brokers = Brokers::parse(raw).map_err(|e| {
+        fail(
+            ExitCode::Unavailable,
+            format!("cluster {arn}: MSK returned an invalid {field}: {e}"),
+        )
+    })?;
+    let expected_port = match msk.connectivity {
+        Connectivity::Private => Some(9098),
+        Connectivity::Public => Some(9198),
+        Connectivity::Vpc => None,
+    };
+    if let Some(port) = expected_port {
+        if brokers.addrs.iter().any(|b| b.port != port) {
+            warn!(brokers = %brokers.raw, "IAM brokers usually listen on port {port}; using what MSK returned");
+        }
+    }
+    info!(
+        cluster = %arn,
+        brokers = %brokers.raw,
+        count = brokers.addrs.len(),
+        serverless,
+        "discovered {} IAM bootstrap brokers of {name}",
+        brokers.addrs.len()
+    );
+    Ok(Discovered {
+        cluster_arn: arn,
+        cluster_name: name,
+        serverless,
+        brokers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_strings() {
+        let b = Brokers::parse("b-1.demo.abc.c2.kafka.eu-west-1.amazonaws.com:9098,b-2.demo.abc.c2.kafka.eu-west-1.amazonaws.com:9098").unwrap();
+        assert_eq!(b.addrs.len(), 2);
+        assert_eq!(b.addrs[1].port, 9098);
+        assert!(Brokers::parse("[2001:db8::1]:9098").is_ok());
+        for bad in [
+            "",
+            "host",
+            "host:0",
+            "host:99999",
+            "ho st:9098",
+            "a:1,,b:2",
+            "x;rm -rf:9098",
+            "a\nb:9098",
+            "[zz]:1",
+        ] {
+            assert!(Brokers::parse(bad).is_err(), "{bad:?}");
+        }
+        let a = Brokers::parse("a:1,b:2").unwrap();
+        let b = Brokers::parse("b:2, a:1").unwrap();
+        assert_eq!(a.as_set(), b.as_set());
+    }
+
+    #[test]
+    fn principal_from_message() {
+        let m = "User: arn:aws:sts::123456789012:assumed-role/ksql/i-0abc is not authorized to perform: kafka:GetBootstrapBrokers on resource: x";
+        assert_eq!(
+            principal_in(m),
+            Some("arn:aws:sts::123456789012:assumed-role/ksql/i-0abc")
+        );
+        assert_eq!(principal_in("nope"), None);
+    }
+}

@@ -1,0 +1,55 @@
+//! The agent's own log: journald when stderr is connected to the journal (what systemd
+//! sets up for a service), else plain lines on stderr.
+
+use std::os::unix::fs::MetadataExt;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// True when `$JOURNAL_STREAM` names the device and inode of our stderr: systemd's
+/// documented way to tell that stderr goes to the journal.
+pub fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse::<u64>().ok() == Some(meta.dev()) && ino.parse::<u64>().ok() == Some(meta.ino())
+}
+
+/// Set up the global subscriber. Returns true when logging to journald.
+pub fn init(format: LogFormat) -> bool {
+    let filter = EnvFilter::try_from_env("KSQL_MSK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let want_journal = match format {
+        LogFormat::Journald => true,
+        LogFormat::Stderr => false,
+        LogFormat::Auto => stderr_is_journal(),
+    };
+    if want_journal {
+        if let Ok(layer) = tracing_journald::layer() {
+            let layer = layer.with_syslog_identifier("ksql-msk".to_string());
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .try_init();
+            return true;
+        }
+    }
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(false);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init();
+    false
+}

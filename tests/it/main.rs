@@ -1,0 +1,5 @@
+//! Integration tests: the real `ksql-msk` binary against the fakes in tests/testkit.
+
+mod cli;
+mod discovery;
+mod support;
