@@ -9,4 +9,6 @@ pub mod discovery;
 pub mod exit;
 pub mod fsutil;
 pub mod iam_policy;
+pub mod layout;
 pub mod logging;
+pub mod progress;
