@@ -21,7 +21,11 @@ fn main() {
 fn agent_binary() -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe()?;
     let agent = me.with_file_name("ksql-msk");
-    anyhow::ensure!(agent.exists(), "{} not found: run `cargo build --workspace --bins` first", agent.display());
+    anyhow::ensure!(
+        agent.exists(),
+        "{} not found: run `cargo build --workspace --bins` first",
+        agent.display()
+    );
     Ok(agent)
 }
 
@@ -88,7 +92,11 @@ fn sandbox() -> anyhow::Result<()> {
     banner(&format!("config {}", config.display()));
     print!("{}", std::fs::read_to_string(&config)?);
 
-    let agent = Agent { bin, config, imds: imds.url() };
+    let agent = Agent {
+        bin,
+        config,
+        imds: imds.url(),
+    };
     banner("phase 1-2: discover the IAM bootstrap brokers (name lookup, region and credentials from IMDS)");
     let (code, brokers) = agent.run(&["brokers"])?;
     anyhow::ensure!(code == 0, "brokers failed");
