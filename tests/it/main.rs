@@ -2,4 +2,5 @@
 
 mod cli;
 mod discovery;
+mod run;
 mod support;
