@@ -390,6 +390,8 @@ pub struct Supervisor {
     backoff: Duration,
     ready_sent: bool,
     next_probe: Instant,
+    /// The probe in flight, as a task so that other events never cancel a slow probe.
+    probe_task: Option<JoinHandle<Health>>,
     last_extend: Instant,
     next_rediscover: Instant,
     prepare_tx: mpsc::Sender<(Why, Box<Result<Prepared>>)>,
@@ -433,6 +435,7 @@ impl Supervisor {
             failures: VecDeque::new(),
             ready_sent: false,
             next_probe: now,
+            probe_task: None,
             last_extend: now,
             prepare_tx,
             prepare_rx,
@@ -515,10 +518,17 @@ impl Supervisor {
             State::BackingOff { until } => Some(until),
             _ => None,
         };
-        let probe_at = self.next_probe;
-        let has_child = self.child.is_some();
-        let url = agent.health_url.clone();
-        let http = &self.http;
+        if self.child.is_some() && self.probe_task.is_none() {
+            let at = self.next_probe;
+            let http = self.http.clone();
+            let url = agent.health_url.clone();
+            self.probe_task = Some(tokio::spawn(async move {
+                sleep_until(at).await;
+                health::probe(&http, &url).await
+            }));
+        }
+        let probe_task = &mut self.probe_task;
+        let probing = probe_task.is_some();
         let rediscover_at = self.next_rediscover;
         let can_rediscover = !self.discovering && self.preparing.is_none();
         let Signals {
@@ -535,9 +545,14 @@ impl Supervisor {
             // Fallback reaping, should a SIGCHLD be missed.
             _ = tokio::time::sleep(Duration::from_secs(1)) => Event::ChildSignal,
             h = async {
-                sleep_until(probe_at).await;
-                health::probe(http, &url).await
-            }, if has_child => Event::Probe(h),
+                match probe_task.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            }, if probing => {
+                *probe_task = None;
+                Event::Probe(h.unwrap_or_else(|e| Health::NotReady(format!("health probe failed: {e}"))))
+            }
             _ = sleep_opt(backoff_until), if backoff_until.is_some() => Event::BackoffOver,
             _ = sleep_opt(start_deadline), if start_deadline.is_some() => Event::StartTimeout,
             _ = sleep_until(rediscover_at), if can_rediscover => Event::Rediscover,
@@ -557,6 +572,10 @@ impl Supervisor {
     }
 
     async fn start(&mut self) -> Result<()> {
+        // A probe of a previous ksqlDB must not vouch for this one.
+        if let Some(task) = self.probe_task.take() {
+            task.abort();
+        }
         let what = format!("starting ksqlDB {}", self.launch.version);
         self.notifier.status(&what);
         info!("{what}: {}", self.launch.program.display());
@@ -652,7 +671,8 @@ impl Supervisor {
                     healthy: false,
                 };
             }
-            _ => {}
+            // No ksqlDB to vouch for (it exited while the probe ran).
+            _ => return,
         }
         self.next_probe = Instant::now() + self.probe_period();
     }

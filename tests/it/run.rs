@@ -825,3 +825,34 @@ fn sigterm_while_backing_off_exits_0() {
     assert_eq!(agent.stop(), 0, "{}", agent.stderr());
     assert_eq!(fx.pids().len(), 1);
 }
+
+#[test]
+fn orphans_that_left_the_group_are_adopted_and_killed() {
+    let fx = Fixture::new("stop_timeout = \"1s\"\n");
+    fx.mode("healthy_after_ms=100\nescapee=1\n");
+    let mut agent = fx.start();
+    wait_for("healthy", || agent.stderr().contains("is healthy"));
+    let escapee: i32 = std::fs::read_to_string(fx.control("fake-ksqldb.escapee"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(escapee));
+    // Adopted by the agent (a child subreaper), not by init.
+    let stat = std::fs::read_to_string(format!("/proc/{escapee}/stat")).unwrap();
+    let ppid: u32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split(' ')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ppid, agent.child.id());
+    assert_eq!(agent.stop(), 0, "{}", agent.stderr());
+    assert!(
+        !alive(escapee),
+        "escaped helper {escapee} survived the stop"
+    );
+}

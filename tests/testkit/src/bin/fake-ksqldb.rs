@@ -12,7 +12,8 @@
 //! above the properties file), `key=value` per line:
 //! `healthy_after_ms`, `never_healthy`, `unhealthy_after_ms`, `ignore_term`,
 //! `exit_after_ms` + `exit_code`, `grandchild` (start a helper in the same process group
-//! that ignores SIGTERM), `version`. Creating `fake-ksqldb.crash` makes it crash
+//! that ignores SIGTERM), `escapee` (orphan a helper in its own session, outside the
+//! group), `version`. Creating `fake-ksqldb.crash` makes it crash
 //! (exit 1 after an ERROR with a stack trace). It appends its pid to `fake-ksqldb.pids`
 //! and writes its environment to `fake-ksqldb.env` and arguments to `fake-ksqldb.args`.
 //!
@@ -181,10 +182,36 @@ fn grandchild() -> ! {
     }
 }
 
+/// Start a helper in a new session (outside ksqlDB's process group), write its pid to
+/// `args[2]`, and exit: the helper is orphaned, like a daemon a plugin might start.
+fn escapee_parent(args: &[String]) -> ! {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(&args[0]);
+    cmd.arg("--grandchild");
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let code = match cmd.spawn() {
+        Ok(c) => {
+            let _ = std::fs::write(&args[2], format!("{}\n", c.id()));
+            0
+        }
+        Err(_) => 1,
+    };
+    std::process::exit(code);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--grandchild") {
         grandchild();
+    }
+    if args.get(1).map(String::as_str) == Some("--escapee-parent") {
+        escapee_parent(&args);
     }
     let Some(props_path) = args.get(1).map(PathBuf::from) else {
         eprintln!("USAGE: ksql-server-start <ksql-server.properties>");
@@ -233,6 +260,14 @@ fn main() {
             Ok(c) => record("fake-ksqldb.grandchild", format!("{}\n", c.id()), false),
             Err(e) => eprintln!("cannot start grandchild: {e}"),
         }
+    }
+
+    if mode.contains_key("escapee") {
+        let path = release.join("fake-ksqldb.escapee");
+        let _ = std::process::Command::new(&args[0])
+            .arg("--escapee-parent")
+            .arg(&path)
+            .status();
     }
 
     let listener = props
