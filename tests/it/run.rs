@@ -338,11 +338,23 @@ impl Agent {
 }
 
 impl Drop for Agent {
+    /// A test that failed half-way still must not leak processes: ask the agent to stop
+    /// (it stops ksqlDB's whole group and adopted orphans), SIGKILL it only if it hangs.
     fn drop(&mut self) {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if self.exited.is_some() {
+            return;
         }
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
