@@ -58,9 +58,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Set { key, value }) => config_set(&path, &key, &value),
-        Command::Run => Err(not_yet("run")),
+        Command::Run => crate::run::run(&path, crate::logging::wants_journal(cli.log_format)).await,
         Command::Install { .. } => Err(not_yet("install")),
-        Command::Check => Err(not_yet("check")),
+        Command::Check => crate::check::check(&path).await,
     }
 }
 

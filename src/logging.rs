@@ -24,6 +24,15 @@ pub fn stderr_is_journal() -> bool {
     dev.parse::<u64>().ok() == Some(meta.dev()) && ino.parse::<u64>().ok() == Some(meta.ino())
 }
 
+/// Whether `format` sends the agent's log to the journal.
+pub fn wants_journal(format: LogFormat) -> bool {
+    match format {
+        LogFormat::Journald => true,
+        LogFormat::Stderr => false,
+        LogFormat::Auto => stderr_is_journal(),
+    }
+}
+
 /// Set up the global subscriber. Returns true when logging to journald.
 pub fn init(format: LogFormat) -> bool {
     let filter = EnvFilter::try_from_env("KSQL_MSK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
