@@ -43,7 +43,10 @@ pub fn init(format: LogFormat) -> bool {
     };
     if want_journal {
         if let Ok(layer) = tracing_journald::layer() {
-            let layer = layer.with_syslog_identifier("ksql-msk".to_string());
+            // No "F_" prefix on fields: operators filter on e.g. CLUSTER= directly.
+            let layer = layer
+                .with_syslog_identifier("ksql-msk".to_string())
+                .with_field_prefix(None);
             let _ = tracing_subscriber::registry()
                 .with(filter)
                 .with(layer)

@@ -393,6 +393,8 @@ pub struct Supervisor {
     /// The probe in flight, as a task so that other events never cancel a slow probe.
     probe_task: Option<JoinHandle<Health>>,
     last_extend: Instant,
+    /// When WATCHDOG=1 was last sent for a restart the agent itself is driving.
+    last_restart_ping: Instant,
     next_rediscover: Instant,
     prepare_tx: mpsc::Sender<(Why, Box<Result<Prepared>>)>,
     prepare_rx: mpsc::Receiver<(Why, Box<Result<Prepared>>)>,
@@ -437,6 +439,7 @@ impl Supervisor {
             next_probe: now,
             probe_task: None,
             last_extend: now,
+            last_restart_ping: now,
             prepare_tx,
             prepare_rx,
             preparing: None,
@@ -505,6 +508,25 @@ impl Supervisor {
                 Event::Prepared(why, result) => self.on_prepared(why, *result).await,
                 Event::Discovered(result) => self.on_discovered(result).await,
             }
+            self.ping_while_restarting();
+        }
+    }
+
+    /// After READY, a restart the agent drives (backing off, or waiting for a new ksqlDB
+    /// to become healthy) is progress that the agent itself bounds (`restart_limit`,
+    /// `start_timeout`): keep systemd's watchdog fed so it does not kill the agent in the
+    /// middle of it. Only a ksqlDB that stops answering while Running goes unpinged.
+    fn ping_while_restarting(&mut self) {
+        let Some(interval) = self.notifier.watchdog_interval() else {
+            return;
+        };
+        let restarting = matches!(
+            self.state,
+            State::Starting | State::BackingOff { .. } | State::WaitingHealthy { .. }
+        );
+        if self.ready_sent && restarting && self.last_restart_ping.elapsed() >= interval {
+            self.notifier.watchdog();
+            self.last_restart_ping = Instant::now();
         }
     }
 

@@ -624,6 +624,26 @@ fn crash_is_restarted_with_watchdog_only_while_healthy() {
 }
 
 #[test]
+fn watchdog_is_fed_while_the_agent_restarts_ksqldb() {
+    // A backoff longer than the watchdog interval: systemd must not kill the agent
+    // while it waits to restart a crashed ksqlDB.
+    let mut fx = Fixture::new("restart_backoff = \"1500ms\"\nrestart_backoff_max = \"1500ms\"\n");
+    fx.mode("healthy_after_ms=200\n");
+    let notify = fx.notify_socket();
+    fx.host.env("WATCHDOG_USEC", "400000");
+    let mut agent = fx.start();
+    wait_for("READY=1", || notify.lines().iter().any(|l| l == "READY=1"));
+    let crashed_at = notify.lines().len();
+    std::fs::write(fx.control("fake-ksqldb.crash"), "").unwrap();
+    wait_for("a second start", || fx.pids().len() == 2);
+    let during: Vec<String> = notify.lines()[crashed_at..].to_vec();
+    let pings = during.iter().filter(|l| *l == "WATCHDOG=1").count();
+    // 1.5 s of backoff at a 200 ms interval: several pings, none missed for long.
+    assert!(pings >= 3, "watchdog pings during the restart: {during:?}");
+    assert_eq!(agent.stop(), 0);
+}
+
+#[test]
 fn watchdog_stops_while_unhealthy() {
     let mut fx = Fixture::new("");
     fx.mode("healthy_after_ms=200\nunhealthy_after_ms=1200\n");
