@@ -12,3 +12,4 @@ pub mod iam_policy;
 pub mod layout;
 pub mod logging;
 pub mod progress;
+pub mod properties;
