@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod exit;
 pub mod fsutil;
 pub mod iam_policy;
+pub mod imds;
 pub mod layout;
 pub mod logging;
 pub mod progress;

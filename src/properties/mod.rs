@@ -12,13 +12,13 @@
 //! Rendering an unedited document gives back the input byte for byte. Editing replaces
 //! the value part of an entry's bytes in place, removes whole entries, or appends lines.
 
-// pub mod managed;
-// pub mod render;
+pub mod managed;
+pub mod render;
 
 use std::fmt;
 
-// pub use managed::managed_properties;
-// pub use render::{configure, Configured};
+pub use managed::managed_properties;
+pub use render::{configure, configure_with_imds, Configured};
 
 /// The comment that opens the block of keys ksql-msk appends.
 pub const MANAGED_MARKER: &str = "# --- managed by ksql-msk ---";
@@ -283,8 +283,12 @@ fn java(s: &str) -> JavaString {
 /// Escape a key or value so that `Properties.load` reads back exactly `s`. Non-ASCII
 /// characters become `\uxxxx` because ksqlDB reads the file as ISO-8859-1.
 pub fn escape(s: &str, is_key: bool) -> String {
+    escape_units(&java(s), is_key)
+}
+
+fn escape_units(s: &[u16], is_key: bool) -> String {
     let mut out = String::with_capacity(s.len() + 8);
-    for (i, unit) in s.encode_utf16().enumerate() {
+    for (i, &unit) in s.iter().enumerate() {
         let first = i == 0;
         match unit {
             0x5c => out.push_str("\\\\"),
@@ -308,6 +312,12 @@ pub fn escape(s: &str, is_key: bool) -> String {
         }
     }
     out
+}
+
+/// Whether trivia bytes hold the comment line `marker` (surrounding whitespace ignored).
+fn has_comment_line(raw: &[u8], marker: &str) -> bool {
+    raw.split(|&b| b == b'\n' || b == b'\r')
+        .any(|l| l.trim_ascii() == marker.as_bytes())
 }
 
 fn terminator_len(raw: &[u8]) -> usize {
@@ -431,22 +441,26 @@ impl Document {
     /// and separator kept), earlier occurrences are removed, and a new key is appended
     /// to the managed block at the end.
     pub fn set(&mut self, key: &str, value: &str) {
-        let jkey = java(key);
+        self.set_in_block(MANAGED_MARKER, &java(key), &java(value));
+    }
+
+    /// [`Document::set`] for Java strings; a new key goes to the block that the comment
+    /// line `marker` opens (opened at the end of the file if it is not there yet).
+    pub fn set_in_block(&mut self, marker: &str, key: &[u16], value: &[u16]) {
         let positions: Vec<usize> = self
             .items
             .iter()
             .enumerate()
-            .filter(|(_, i)| i.entry.as_ref().is_some_and(|e| e.key == jkey))
+            .filter(|(_, i)| i.entry.as_ref().is_some_and(|e| e.key == key))
             .map(|(n, _)| n)
             .collect();
         let Some((&last, earlier)) = positions.split_last() else {
-            self.append(key, value);
+            self.append(marker, key, value);
             return;
         };
         let item = &mut self.items[last];
         if let Some(entry) = item.entry.as_mut() {
-            let jvalue = java(value);
-            if entry.value != jvalue {
+            if entry.value != value {
                 let term = item.raw[item.raw.len() - terminator_len(&item.raw)..].to_vec();
                 let mut raw = item.raw[..entry.value_at].to_vec();
                 if !entry.has_separator {
@@ -454,15 +468,30 @@ impl Document {
                 }
                 entry.value_at = raw.len();
                 entry.has_separator = true;
-                raw.extend_from_slice(escape(value, false).as_bytes());
+                raw.extend_from_slice(escape_units(value, false).as_bytes());
                 raw.extend_from_slice(&term);
                 item.raw = raw;
-                entry.value = jvalue;
+                entry.value = value.to_vec();
             }
         }
         for &n in earlier.iter().rev() {
             self.items.remove(n);
         }
+    }
+
+    /// Key/value pairs (last value wins) that stand before the comment line `marker`,
+    /// or in the whole file if it has no such line.
+    pub fn java_map_before(&self, marker: &str) -> Vec<(JavaString, JavaString)> {
+        let end = self
+            .items
+            .iter()
+            .position(|i| i.entry.is_none() && has_comment_line(&i.raw, marker))
+            .unwrap_or(self.items.len());
+        Document {
+            items: self.items[..end].to_vec(),
+            eol: self.eol,
+        }
+        .java_map()
     }
 
     /// Remove every occurrence of `key`. Returns whether there was one.
@@ -474,15 +503,8 @@ impl Document {
         self.items.len() != before
     }
 
-    /// Whether the managed block's marker line is already in the file.
-    fn has_marker(&self) -> bool {
-        self.comments()
-            .iter()
-            .any(|c| c.trim_end() == MANAGED_MARKER)
-    }
-
-    /// Append a new line `key=value`, opening the managed block first if needed.
-    fn append(&mut self, key: &str, value: &str) {
+    /// Append a new line `key=value`, opening the block `marker` first if needed.
+    fn append(&mut self, marker: &str, key: &[u16], value: &[u16]) {
         let (_, open) = logical_lines(&self.render());
         if open {
             // A lone `\` at the very end is the entry "" = "" only because the file ends
@@ -512,11 +534,15 @@ impl Document {
                 lead.extend_from_slice(self.eol);
             }
         }
-        if !self.has_marker() {
+        let has_marker = self
+            .items
+            .iter()
+            .any(|i| i.entry.is_none() && has_comment_line(&i.raw, marker));
+        if !has_marker {
             if !body.is_empty() {
                 lead.extend_from_slice(self.eol);
             }
-            lead.extend_from_slice(MANAGED_MARKER.as_bytes());
+            lead.extend_from_slice(marker.as_bytes());
             lead.extend_from_slice(self.eol);
         }
         if !lead.is_empty() {
@@ -525,21 +551,49 @@ impl Document {
                 entry: None,
             });
         }
-        let escaped_key = escape(key, true);
-        let mut raw = escaped_key.into_bytes();
+        let mut raw = escape_units(key, true).into_bytes();
         raw.push(b'=');
         let value_at = raw.len();
-        raw.extend_from_slice(escape(value, false).as_bytes());
+        raw.extend_from_slice(escape_units(value, false).as_bytes());
         raw.extend_from_slice(self.eol);
         self.items.push(Item {
             raw,
             entry: Some(Entry {
-                key: java(key),
-                value: java(value),
+                key: key.to_vec(),
+                value: value.to_vec(),
                 value_at,
                 has_separator: true,
             }),
         });
+    }
+
+    /// The bytes before the comment line `marker` (and the blank line ksql-msk puts
+    /// before it), or `None` if the file has no such line.
+    pub fn truncate_at(&self, marker: &str) -> Option<Vec<u8>> {
+        let idx = self
+            .items
+            .iter()
+            .position(|i| i.entry.is_none() && has_comment_line(&i.raw, marker))?;
+        let mut out: Vec<u8> = self.items[..idx]
+            .iter()
+            .flat_map(|i| i.raw.iter().copied())
+            .collect();
+        let raw = &self.items[idx].raw;
+        let mut line_start = 0;
+        for (n, &b) in raw.iter().enumerate() {
+            if b == b'\n' || b == b'\r' {
+                if raw[line_start..n].trim_ascii() == marker.as_bytes() {
+                    break;
+                }
+                line_start = n + 1;
+            }
+        }
+        out.extend_from_slice(&raw[..line_start]);
+        let blank = [self.eol, self.eol].concat();
+        if out.ends_with(&blank) {
+            out.truncate(out.len() - self.eol.len());
+        }
+        Some(out)
     }
 
     /// Render and check that a fresh parse of the bytes reads the same keys and values
