@@ -539,7 +539,8 @@ impl Document {
             .iter()
             .any(|i| i.entry.is_none() && has_comment_line(&i.raw, marker));
         if !has_marker {
-            if !body.is_empty() {
+            let so_far = [body.as_slice(), lead.as_slice()].concat();
+            if !so_far.is_empty() && !so_far.ends_with(&[self.eol, self.eol].concat()) {
                 lead.extend_from_slice(self.eol);
             }
             lead.extend_from_slice(marker.as_bytes());
@@ -567,8 +568,7 @@ impl Document {
         });
     }
 
-    /// The bytes before the comment line `marker` (and the blank line ksql-msk puts
-    /// before it), or `None` if the file has no such line.
+    /// The bytes before the comment line `marker`, or `None` if there is no such line.
     pub fn truncate_at(&self, marker: &str) -> Option<Vec<u8>> {
         let idx = self
             .items
@@ -588,11 +588,9 @@ impl Document {
                 line_start = n + 1;
             }
         }
+        // A blank line ksql-msk put before the marker stays: rendering again then adds
+        // none, so the output is the same.
         out.extend_from_slice(&raw[..line_start]);
-        let blank = [self.eol, self.eol].concat();
-        if out.ends_with(&blank) {
-            out.truncate(out.len() - self.eol.len());
-        }
         Some(out)
     }
 

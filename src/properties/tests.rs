@@ -281,3 +281,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn truncate_at_marker_gives_a_base_that_renders_the_same() {
+    for base in ["a=1\n", "a=1\n\n", "a=1", "# c\r\na=1\r\n"] {
+        let mut d = doc(base);
+        d.set("x", "1");
+        let first = d.render();
+        let cut = Document::parse(&first)
+            .unwrap()
+            .truncate_at(MANAGED_MARKER)
+            .unwrap();
+        let mut again = Document::parse(&cut).unwrap();
+        again.set("x", "1");
+        assert_eq!(again.render(), first, "{base:?}");
+    }
+    assert_eq!(doc("a=1\n").truncate_at(MANAGED_MARKER), None);
+}

@@ -2,4 +2,5 @@
 
 mod cli;
 mod discovery;
+mod properties;
 mod support;
