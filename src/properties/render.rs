@@ -188,16 +188,11 @@ pub fn render_release(
         match Document::parse(live_bytes) {
             Ok(live_doc) => {
                 for (k, v) in live_doc.java_map_before(MANAGED_MARKER) {
-                    let known = managed_keys.contains(&k);
-                    match upstream.iter().find(|(uk, _)| *uk == k) {
-                        None if !known => hand_added.push((k, v)),
-                        Some((_, uv)) if !known && *uv != v => warn!(
-                            "{}: {} was changed by hand; reset to the release's value (set it in \
-                             [properties] to keep it)",
-                            path.display(),
-                            lossy(&k)
-                        ),
-                        _ => {}
+                    // A changed value of an upstream key is not reported: it may be an
+                    // override since removed from the config, rewritten in place.
+                    let upstream_key = upstream.iter().any(|(uk, _)| *uk == k);
+                    if !upstream_key && !managed_keys.contains(&k) {
+                        hand_added.push((k, v));
                     }
                 }
             }
