@@ -3,5 +3,6 @@
 mod check;
 mod cli;
 mod discovery;
+mod properties;
 mod run;
 mod support;
