@@ -13,6 +13,7 @@ use crate::journal::Sink;
 use crate::layout;
 use crate::notify::Notifier;
 use crate::progress::Progress;
+use crate::properties;
 use crate::supervise::{Signals, Supervisor};
 
 /// Everything phases 1–5 produce and the supervisor needs.
@@ -68,13 +69,18 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
             ))
         }
     };
-    let properties_path = release_dir.join(layout::PROPERTIES);
+    progress.phase(&format!(
+        "rendering {} of ksqlDB {}",
+        layout::PROPERTIES,
+        settings.ksqldb.version
+    ));
+    let configured = properties::configure(&settings, &discovered, &release_dir, false).await?;
     Ok(Prepared {
         settings,
         discovered,
         release_dir,
-        properties_path,
-        changed: false,
+        properties_path: configured.path,
+        changed: configured.changed,
     })
 }
 

@@ -21,6 +21,9 @@ pub const HAND_MARKER: &str =
 
 /// The live file is readable by the ksql group only.
 pub const PROPERTIES_MODE: u32 = 0o640;
+/// The keys of the managed set last written, one per line, beside the live file: tells
+/// a key we wrote (and may drop) from one added by hand (kept, reported).
+pub const MANAGED_KEYS: &str = "etc/ksqldb/ksql-server.properties.managed-keys";
 
 /// What [`configure`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,15 +186,40 @@ pub fn render_release(
     let upstream = doc.java_map();
     let managed_keys: Vec<JavaString> = managed.iter().map(|(k, _)| java(k)).collect();
 
+    let keys_path = release_dir.join(MANAGED_KEYS);
     let mut hand_added: Vec<(JavaString, JavaString)> = Vec::new();
     if let Some(live_bytes) = &live {
         match Document::parse(live_bytes) {
             Ok(live_doc) => {
-                for (k, v) in live_doc.java_map_before(MANAGED_MARKER) {
+                // Keys we wrote last time: an override since removed from the config is
+                // ours to drop, not a hand edit. Without the record (older renders), every
+                // key in our block counts as ours.
+                let written_before: Vec<JavaString> = match read_optional(&keys_path)? {
+                    Some(list) => String::from_utf8_lossy(&list)
+                        .lines()
+                        .filter(|l| !l.is_empty())
+                        .map(java)
+                        .collect(),
+                    None => {
+                        let before: Vec<JavaString> = live_doc
+                            .java_map_before(MANAGED_MARKER)
+                            .into_iter()
+                            .map(|(k, _)| k)
+                            .collect();
+                        live_doc
+                            .java_map()
+                            .into_iter()
+                            .map(|(k, _)| k)
+                            .filter(|k| !before.contains(k))
+                            .collect()
+                    }
+                };
+                // Anywhere in the file, also after our block (`echo k=v >> file`).
+                for (k, v) in live_doc.java_map() {
                     // A changed value of an upstream key is not reported: it may be an
                     // override since removed from the config, rewritten in place.
                     let upstream_key = upstream.iter().any(|(uk, _)| *uk == k);
-                    if !upstream_key && !managed_keys.contains(&k) {
+                    if !upstream_key && !managed_keys.contains(&k) && !written_before.contains(&k) {
                         hand_added.push((k, v));
                     }
                 }
@@ -236,6 +264,15 @@ pub fn render_release(
         info!("{}: written", path.display());
     } else if !changed {
         info!("{}: up to date", path.display());
+    }
+    if !dry_run {
+        let mut list: Vec<String> = managed.iter().map(|(k, _)| k.clone()).collect();
+        list.sort();
+        list.dedup();
+        let text = list.join("\n") + "\n";
+        if read_optional(&keys_path)?.as_deref() != Some(text.as_bytes()) {
+            fsutil::write_atomic(&keys_path, text.as_bytes(), PROPERTIES_MODE)?;
+        }
     }
     Ok(Configured {
         path,

@@ -232,6 +232,31 @@ fn hand_added_keys_are_kept_reported_and_stable() {
 }
 
 #[test]
+fn keys_appended_after_the_managed_block_are_kept() {
+    let Some(upstream) = fixture() else { return };
+    let release = Release::new(&upstream);
+    let cfg = tempfile::tempdir().unwrap();
+    let with = settings(cfg.path(), "[properties]\n\"ksql.service.id\" = \"svc_\"\n");
+    run(&with, release.path(), false, None).0.unwrap();
+    // `echo key=value >> ksql-server.properties`: lands after our block.
+    let mut text = release.read();
+    text.extend_from_slice(b"appended.by.hand=yes\n");
+    std::fs::write(release.live(), text).unwrap();
+    // The override goes away in the same run: it was ours, so it is dropped.
+    let without = settings(cfg.path(), "");
+    let (out, logs) = run(&without, release.path(), false, None);
+    let out = out.unwrap();
+    assert_eq!(
+        out.hand_added,
+        vec!["appended.by.hand".to_string()],
+        "{logs}"
+    );
+    let doc = Document::parse(&release.read()).unwrap();
+    assert_eq!(doc.get("appended.by.hand").as_deref(), Some("yes"));
+    assert_eq!(doc.get("ksql.service.id"), None);
+}
+
+#[test]
 fn removing_an_override_removes_it_from_the_file() {
     let Some(upstream) = fixture() else { return };
     let release = Release::new(&upstream);

@@ -210,7 +210,7 @@ impl Fixture {
         }
         host.write_config(&format!(
             "[msk]\ncluster_arn = \"{}\"\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\ncluster_wait = \"3s\"\napi_max_attempts = 1\n\
-             [ksqldb]\nversion = \"{VERSION}\"\njava_home = \"{}\"\nheap = \"auto\"\n\
+             [ksqldb]\nversion = \"{VERSION}\"\nlisteners = \"http://127.0.0.1:{port}\"\njava_home = \"{}\"\nheap = \"auto\"\n\
              [iam_auth]\nversion = \"{iam_version}\"\n\
              [agent]\n{}\n",
             cluster.arn,
