@@ -80,7 +80,7 @@ pub async fn check(config_path: &Path) -> Result<()> {
 
     let mut quick = settings.clone();
     quick.msk.cluster_wait = CLUSTER_WAIT;
-    match discovery::discover(&quick).await {
+    match discovery::discover(&quick, &crate::progress::Quiet).await {
         Ok(found) => {
             add(
                 Item::pass(format!(

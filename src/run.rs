@@ -48,7 +48,7 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
     progress.phase("loading configuration");
     let settings = config::load(config_path)?;
     progress.phase("discovering the cluster's IAM brokers (waiting for the cluster if needed)");
-    let discovered = discovery::discover(&settings).await?;
+    let discovered = discovery::discover(&settings, progress).await?;
     // phases 3–5: install_release + configure are called here once merged
     let current = settings.current_link();
     let release_dir = match std::fs::canonicalize(&current) {

@@ -1015,7 +1015,7 @@ impl Supervisor {
                     Some(c) => c,
                     None => discovery::kafka_client(&settings.msk).await?,
                 };
-                discovery::discover_with(&client, &settings).await
+                discovery::discover_with(&client, &settings, &crate::progress::Quiet).await
             }
             .await;
             let _ = tx.send(result).await;
