@@ -59,9 +59,47 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Config(ConfigCommand::Set { key, value }) => config_set(&path, &key, &value),
         Command::Run => Err(not_yet("run")),
-        Command::Install { .. } => Err(not_yet("install")),
+        Command::Install { dry_run } => install(&path, dry_run).await,
         Command::Check => Err(not_yet("check")),
     }
+}
+
+/// `ksql-msk install`: phases 1–5, then exit.
+async fn install(path: &Path, dry_run: bool) -> Result<()> {
+    let settings = config::load(path)?;
+    if dry_run {
+        let found = discovery::discover(&settings).await?;
+        println!("brokers: {}", found.brokers.raw);
+        for line in crate::install::plan(&settings)? {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let _lock =
+        crate::lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
+    let found = discovery::discover(&settings).await?;
+    let installed = crate::install::install_release(&settings, &crate::progress::Quiet).await?;
+    // configure (phase 5) is added by the properties work
+    let m = &installed.manifest;
+    println!(
+        "ksqlDB {} {} in {}",
+        installed.version,
+        if installed.activated {
+            "installed and activated"
+        } else {
+            "already installed and active"
+        },
+        installed.release_dir.display()
+    );
+    println!("brokers: {}", found.brokers.raw);
+    println!("signed by: {}", m.signer);
+    println!(
+        "iam auth jar: {}/{} (sha256 {})",
+        crate::layout::JAR_DIR,
+        m.jar_file,
+        m.jar_sha256
+    );
+    Ok(())
 }
 
 fn config_set(path: &Path, key: &str, value: &str) -> Result<()> {
