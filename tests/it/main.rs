@@ -2,4 +2,5 @@
 
 mod cli;
 mod discovery;
+mod install;
 mod support;
