@@ -279,7 +279,16 @@ impl Fetcher {
             }
             _ => 0,
         };
-        let mut response = request.send().await.map_err(|e| classify(url, e))?;
+        // A server that accepts the connection but never answers is a stall too.
+        let mut response = match tokio::time::timeout(self.stall_timeout, request.send()).await {
+            Ok(r) => r.map_err(|e| classify(url, e))?,
+            Err(_) => {
+                return Err(AttemptError::Retry(anyhow::anyhow!(
+                    "no response for {} (agent.stall_timeout)",
+                    humantime::format_duration(self.stall_timeout)
+                )))
+            }
+        };
         let status = response.status();
         let mut offset = match status {
             StatusCode::PARTIAL_CONTENT if resume_from > 0 => {

@@ -651,6 +651,8 @@ fn stalls_short_bodies_and_5xx_are_retried() {
     w.art.fault_next(&p, Fault::ShortBody(5000));
     w.art.fault_next(&p, Fault::Status(429));
     w.art.fault_next(&jar_path(JAR_VERSION), Fault::Status(500));
+    w.art
+        .fault_next(&format!("{p}.asc"), Fault::Hang(Duration::from_secs(60)));
     w.configure(
         NEW,
         &Pins::strict(&key.fingerprint()).agent("stall_timeout = \"1s\""),
@@ -666,6 +668,7 @@ fn stalls_short_bodies_and_5xx_are_retried() {
     assert!(out.stderr.contains("HTTP 503"), "{out:?}");
     assert!(out.stderr.contains("no data for 1s"), "{out:?}");
     assert!(out.stderr.contains("HTTP 429"), "{out:?}");
+    assert!(out.stderr.contains("no response for 1s"), "{out:?}");
     assert_eq!(w.archive_requests(NEW), 5);
     assert_installed(&w, NEW);
 }
@@ -1007,4 +1010,23 @@ fn rss_of_a_large_install() {
         .unwrap();
     println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
     assert!(kib < 64 * 1024, "peak RSS {kib} KiB");
+}
+
+#[test]
+fn extra_ca_that_is_not_pem_exits_78() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    let ca = w.host.dir.path().join("not-a-ca.pem");
+    std::fs::write(&ca, "hello\n").unwrap();
+    w.configure(
+        NEW,
+        &Pins::strict(&key.fingerprint()).agent(&format!("extra_ca = \"{}\"", ca.display())),
+    );
+    let out = assert_refused(&w, 78, &["agent.extra_ca", "not-a-ca.pem"]);
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        w.art.server.requests().is_empty(),
+        "fetched before checking the CA"
+    );
 }

@@ -24,6 +24,8 @@ pub enum Fault {
     ShortBody(u64),
     /// Answer 200 with the whole file even when a Range was asked for.
     IgnoreRange,
+    /// Wait this long before answering at all (no status line, no headers).
+    Hang(Duration),
     /// Send the body in chunks of this size with this pause between them.
     Drip(usize, Duration),
 }
@@ -57,7 +59,24 @@ impl ArtifactServer {
         let s = state.clone();
         let handler: http::Handler = Arc::new(move |req: Request| {
             let s = s.clone();
-            Box::pin(async move { serve(&s, req) })
+            Box::pin(async move {
+                let hang = {
+                    let mut st = s.lock().expect("state");
+                    let path = req.path().to_string();
+                    match st.once.get(&path).and_then(|q| q.front()) {
+                        Some(Fault::Hang(d)) => {
+                            let d = *d;
+                            st.once.get_mut(&path).and_then(|q| q.pop_front());
+                            Some(d)
+                        }
+                        _ => None,
+                    }
+                };
+                if let Some(d) = hang {
+                    tokio::time::sleep(d).await;
+                }
+                serve(&s, req)
+            })
         });
         ArtifactServer {
             server: Server::start(handler),
@@ -191,9 +210,11 @@ fn serve(state: &Mutex<State>, req: Request) -> Response {
         builder = builder.header(k.as_str(), v.as_str());
     }
     let body = match fault {
-        None | Some(Fault::IgnoreRange) | Some(Fault::ShortBody(_)) | Some(Fault::Status(_)) => {
-            chunks(slice, 64 << 10, Duration::ZERO, None)
-        }
+        None
+        | Some(Fault::IgnoreRange)
+        | Some(Fault::ShortBody(_))
+        | Some(Fault::Status(_))
+        | Some(Fault::Hang(_)) => chunks(slice, 64 << 10, Duration::ZERO, None),
         Some(Fault::ResetAfter(n)) => chunks(
             slice.slice(..n.min(slice.len())),
             64 << 10,
