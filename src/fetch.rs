@@ -574,6 +574,19 @@ mod tests {
     }
 
     #[test]
+    fn space_check_names_dir_and_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        check_space(dir.path(), 1).unwrap();
+        let err = check_space(dir.path(), u64::MAX / 2).unwrap_err();
+        assert_eq!(crate::exit::exit_code_of(&err), ExitCode::Io);
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&dir.path().display().to_string()) && msg.contains("MB free"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn content_range_parts() {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_RANGE, "bytes 100-199/200".parse().unwrap());
