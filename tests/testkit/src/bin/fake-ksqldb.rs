@@ -283,10 +283,14 @@ fn main() {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let version = mode
-        .get("version")
-        .cloned()
-        .unwrap_or_else(|| "0.28.2".into());
+    // Like the real server, it knows its own version: the release directory's name.
+    let version = mode.get("version").cloned().unwrap_or_else(|| {
+        release
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+            .unwrap_or_else(|| "0.28.2".into())
+    });
     log(
         "INFO",
         &format!(

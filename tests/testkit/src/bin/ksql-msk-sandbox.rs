@@ -1,14 +1,25 @@
 //! The sandbox: the agent's job end to end on this machine against local stand-ins
-//! (fake MSK API and IMDS on loopback), in a temporary directory. Run it with
-//! `tests/sandbox`, which builds everything first.
+//! (fake MSK API, IMDSv2, artifact server with a signed ksqlDB-shaped release whose
+//! server is `fake-ksqldb`), in a temporary directory: discovery, the IAM policy,
+//! install (dry run, real, again: idempotent), the patched properties, then `run`
+//! until ksqlDB is healthy and a clean stop (or, with `--serve`, until Ctrl-C).
+//! Run it with `tests/sandbox`, which builds everything first.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use ksql_msk_testkit::imds::FakeImds;
-use ksql_msk_testkit::msk::{Cluster, FakeMsk};
+use ksql_msk_testkit::msk::Cluster;
+use ksql_msk_testkit::standins::{self, Standins};
 
 const REGION: &str = "eu-west-1";
+const KSQLDB_VERSION: &str = "0.29.0";
+const IAM_VERSION: &str = "2.3.0";
 
 fn main() {
     if let Err(e) = sandbox() {
@@ -40,12 +51,12 @@ struct Agent {
 }
 
 impl Agent {
-    /// Run the agent as a host would, with credentials and region from the fake IMDS.
-    fn run(&self, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    /// The agent as a host would run it, with credentials and region from the fake IMDS.
+    fn command(&self, args: &[&str]) -> Command {
         println!("$ ksql-msk {}", args.join(" "));
         let home = self.config.parent().unwrap_or(Path::new("/"));
-        let out = Command::new(&self.bin)
-            .args(args)
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", home)
@@ -53,8 +64,12 @@ impl Agent {
             .env("KSQL_MSK_LOG_FORMAT", "stderr")
             .env("AWS_CONFIG_FILE", home.join("none"))
             .env("AWS_SHARED_CREDENTIALS_FILE", home.join("none"))
-            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &self.imds)
-            .output()?;
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &self.imds);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> anyhow::Result<(i32, String)> {
+        let out = self.command(args).output()?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         for line in String::from_utf8_lossy(&out.stderr).lines() {
             println!("  [log] {line}");
@@ -67,25 +82,55 @@ impl Agent {
 }
 
 fn sandbox() -> anyhow::Result<()> {
+    let serve = std::env::args().any(|a| a == "--serve");
     let bin = agent_binary()?;
+    let fake = bin.with_file_name("fake-ksqldb");
+    let server_start = std::fs::read(&fake).with_context(|| {
+        format!(
+            "{}: run `cargo build --workspace --bins` first",
+            fake.display()
+        )
+    })?;
     let dir = tempfile_dir()?;
     banner("starting stand-ins on loopback");
-    let msk = FakeMsk::start();
-    let cluster = Cluster::active("sandbox", REGION);
-    msk.add(cluster.clone());
-    msk.add(Cluster::active("sandbox-2", REGION));
+    let world = Standins::start("sandbox", REGION);
+    world.msk.add(Cluster::active("sandbox-2", REGION));
+    world.publish_release(KSQLDB_VERSION, &server_start, &[]);
+    world.publish_jar(IAM_VERSION);
     let imds = FakeImds::start(REGION, "10.0.42.7");
-    println!("  fake MSK API   {}", msk.url());
-    println!("  fake IMDSv2    {}", imds.url());
+    println!("  fake MSK API     {}", world.msk.url());
+    println!("  fake IMDSv2      {}", imds.url());
+    println!(
+        "  artifact server  {} (confluent-ksqldb-{KSQLDB_VERSION}.tar.gz signed by {}, aws-msk-iam-auth {IAM_VERSION})",
+        world.art.server.url(),
+        world.key.fingerprint()
+    );
 
+    let jdk = dir.join("jdk");
+    std::fs::create_dir_all(jdk.join("bin"))?;
+    std::fs::write(jdk.join("bin/java"), standins::java_script("17.0.15"))?;
+    std::fs::set_permissions(jdk.join("bin/java"), std::fs::Permissions::from_mode(0o755))?;
+    let port = free_port()?;
     let etc = dir.join("etc");
     std::fs::create_dir_all(&etc)?;
     let config = etc.join("ksql-msk.toml");
+    let parts = world.config(KSQLDB_VERSION, IAM_VERSION);
+    // By name, as most operators start: the ARN is found with ListClustersV2.
+    let msk = parts
+        .msk
+        .lines()
+        .filter(|l| !l.starts_with("cluster_arn") && !l.starts_with("region"))
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(
         &config,
         format!(
-            "[msk]\ncluster_name = \"sandbox\"\nendpoint_url = \"{}\"\n\n[properties]\n\"ksql.service.id\" = \"sandbox_\"\n\n[agent]\nstate_dir = \"{}\"\n",
-            msk.url(),
+            "[msk]\ncluster_name = \"sandbox\"\n{msk}\n\n[ksqldb]\n{}listeners = \"http://127.0.0.1:{port}\"\njava_home = \"{}\"\n\n\
+             [iam_auth]\n{}\n[properties]\n\"ksql.service.id\" = \"sandbox_\"\n\n\
+             [agent]\nstate_dir = \"{}\"\nhealth_url = \"http://127.0.0.1:{port}/healthcheck\"\n",
+            parts.ksqldb,
+            jdk.display(),
+            parts.iam_auth,
             dir.join("state").display()
         ),
     )?;
@@ -101,7 +146,7 @@ fn sandbox() -> anyhow::Result<()> {
     let (code, brokers) = agent.run(&["brokers"])?;
     anyhow::ensure!(code == 0, "brokers failed");
     anyhow::ensure!(
-        Some(brokers.trim()) == cluster.brokers_field("bootstrapBrokerStringSaslIam"),
+        Some(brokers.trim()) == world.cluster.brokers_field("bootstrapBrokerStringSaslIam"),
         "unexpected broker string"
     );
     for connectivity in ["public", "vpc"] {
@@ -113,13 +158,101 @@ fn sandbox() -> anyhow::Result<()> {
     banner("the IAM policy the instance role needs");
     agent.run(&["iam-policy"])?;
 
+    banner("phase 3-5 planned: install --dry-run");
+    agent.run(&["install", "--dry-run"])?;
+    banner(
+        "phase 3-5: download, verify the signature, unpack, add the IAM jar, patch the properties",
+    );
+    let (code, _) = agent.run(&["install"])?;
+    anyhow::ensure!(code == 0, "install failed");
+    let release = dir.join("state/current");
+    let props = std::fs::read_to_string(release.join("etc/ksqldb/ksql-server.properties"))?;
+    banner("etc/ksqldb/ksql-server.properties: keys set in place, then the managed block");
+    for line in props.lines() {
+        if line.starts_with("bootstrap.servers") || line.starts_with("listeners") {
+            println!("{line}");
+        }
+    }
+    if let Some(i) = props.find("# --- managed by ksql-msk") {
+        print!("{}", &props[i..]);
+    }
+    banner("share/java/ksqldb/aws-msk-iam-auth*");
+    for entry in std::fs::read_dir(release.join("share/java/ksqldb"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("aws-msk-iam-auth") {
+            println!("  {name}");
+        }
+    }
+    banner("install again: nothing to download, nothing to write");
+    let (code, _) = agent.run(&["install"])?;
+    anyhow::ensure!(code == 0, "second install failed");
+
+    banner("phase 6: run (supervise ksqlDB; READY once /healthcheck answers)");
+    let mut child = agent
+        .command(&["run"])
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let url = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let body = loop {
+        if let Some(body) = healthcheck(&url) {
+            if body.contains("\"isHealthy\":true") {
+                break body;
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("ksql-msk run exited early: {status}");
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "ksqlDB not healthy after 60s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("  GET http://{url}/healthcheck -> {body}");
+    if serve {
+        println!("\n  serving until Ctrl-C (state in {})", dir.display());
+        // Ctrl-C reaches the agent too (same process group) and stops it cleanly; this
+        // process waits for that, then cleans up. Set after the spawn: SIG_IGN would be
+        // inherited.
+        // SAFETY: signal(2) with SIG_IGN, no handler.
+        unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    } else {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    }
+    let status = child.wait()?;
+    println!("  ksql-msk run: {status}");
+
     banner("what the fake MSK API was asked");
-    for req in msk.server.requests() {
+    for req in world.msk.server.requests() {
+        println!("  {} {}", req.method, req.target);
+    }
+    banner("what the artifact server served");
+    for req in world.art.server.requests() {
         println!("  {} {}", req.method, req.target);
     }
     banner("done; stand-ins stopped, scratch dir removed");
     std::fs::remove_dir_all(&dir)?;
     Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The body of `GET /healthcheck`, or None while nothing answers.
+fn healthcheck(addr: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET /healthcheck HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
