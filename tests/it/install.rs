@@ -139,6 +139,15 @@ impl World {
         self.host.state_dir()
     }
 
+    /// A world with `OLD` installed under a fresh key pinned strictly, the config
+    /// pointing at `NEW`: the start of most refusal tests.
+    fn with_strict_previous() -> (World, TestKey) {
+        let w = World::new();
+        let key = TestKey::generate("k <k@example.com>");
+        w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+        (w, key)
+    }
+
     /// Install `OLD` successfully, then point the config at `NEW` with the same pins.
     fn with_previous(&self, key: &TestKey, pins: &Pins) {
         self.publish(OLD, &tarball::ksqldb_tarball(OLD), key);
@@ -374,9 +383,7 @@ fn gnupg_rsa4096_key_with_binary_and_armored_signatures() {
 
 #[test]
 fn tampered_byte_is_refused_and_previous_release_stays() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    let (w, key) = World::with_strict_previous();
     let good = tarball::ksqldb_tarball(NEW);
     let sig = key.sign(&good, true);
     let mut bad = good.clone();
@@ -422,9 +429,7 @@ fn good_signature_by_an_unpinned_key_is_refused() {
 
 #[test]
 fn expired_and_revoked_keys_are_refused() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    let (w, _key) = World::with_strict_previous();
     let tgz = tarball::ksqldb_tarball(NEW);
 
     let expired = TestKey::generate_expired("old <old@example.com>");
@@ -445,9 +450,7 @@ fn expired_and_revoked_keys_are_refused() {
 
 #[test]
 fn empty_or_truncated_signature_is_refused() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    let (w, key) = World::with_strict_previous();
     let tgz = tarball::ksqldb_tarball(NEW);
     w.publish_raw(NEW, &tgz, Vec::new(), key.public_armored());
     assert_refused(&w, 65, &["is empty", ".asc"]);
@@ -525,9 +528,7 @@ fn jar_hash_mismatch_is_refused() {
 
 #[test]
 fn hostile_tar_entries_are_refused_by_name() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    let (w, key) = World::with_strict_previous();
     for kind in Hostile::ALL {
         w.publish(NEW, &tarball::hostile_tarball(NEW, *kind), &key);
         let (entry, why) = kind.expect(NEW);
@@ -675,9 +676,7 @@ fn stalls_short_bodies_and_5xx_are_retried() {
 
 #[test]
 fn not_found_exits_69_naming_the_url() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    let (w, key) = World::with_strict_previous();
     // NEW's signature and key are there, its archive is not: the 404 is the archive's
     // (with nothing published, whichever concurrent download fails first is named).
     w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
