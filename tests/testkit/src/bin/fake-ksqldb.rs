@@ -107,6 +107,8 @@ struct Behaviour {
     never_healthy: bool,
     unhealthy_after: Option<Duration>,
     version: String,
+    /// `ksql.service.id` from the properties, for `/info`.
+    service_id: String,
 }
 
 impl Behaviour {
@@ -154,8 +156,8 @@ fn serve(stream: TcpStream, b: &Behaviour) {
                 (
                     200,
                     format!(
-                        r#"{{"KsqlServerInfo":{{"version":"{}","kafkaClusterId":"fake-cluster","ksqlServiceId":"default_","serverStatus":"RUNNING"}}}}"#,
-                        b.version
+                        r#"{{"KsqlServerInfo":{{"version":"{}","kafkaClusterId":"fake-cluster","ksqlServiceId":"{}","serverStatus":"RUNNING"}}}}"#,
+                        b.version, b.service_id
                     ),
                 )
             }
@@ -308,6 +310,10 @@ fn main() {
         never_healthy: mode.contains_key("never_healthy"),
         unhealthy_after: ms(&mode, "unhealthy_after_ms"),
         version: version.clone(),
+        service_id: props
+            .get("ksql.service.id")
+            .cloned()
+            .unwrap_or_else(|| "default_".into()),
     });
     let server = match TcpListener::bind(&addr) {
         Ok(l) => l,

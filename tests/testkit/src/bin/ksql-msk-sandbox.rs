@@ -2,7 +2,7 @@
 //! (fake MSK API, IMDSv2, artifact server with a signed ksqlDB-shaped release whose
 //! server is `fake-ksqldb`), in a temporary directory: discovery, the IAM policy,
 //! install (dry run, real, again: idempotent), the patched properties, then `run`
-//! until ksqlDB is healthy and a clean stop (or, with `--serve`, until Ctrl-C).
+//! until Ctrl-C (with `--once`: until ksqlDB is healthy, then a clean stop).
 //! Run it with `tests/sandbox`, which builds everything first.
 
 use std::io::{Read, Write};
@@ -82,7 +82,7 @@ impl Agent {
 }
 
 fn sandbox() -> anyhow::Result<()> {
-    let serve = std::env::args().any(|a| a == "--serve");
+    let serve = !std::env::args().any(|a| a == "--once");
     let bin = agent_binary()?;
     let fake = bin.with_file_name("fake-ksqldb");
     let server_start = std::fs::read(&fake).with_context(|| {
@@ -212,7 +212,18 @@ fn sandbox() -> anyhow::Result<()> {
     };
     println!("  GET http://{url}/healthcheck -> {body}");
     if serve {
-        println!("\n  serving until Ctrl-C (state in {})", dir.display());
+        let release = dir.join("state/current");
+        println!(
+            "\n  ksqlDB stand-in supervised by `ksql-msk run` until Ctrl-C. Query it:\n\
+             \n    curl -s http://{url}/healthcheck\n    curl -s http://{url}/info\n\
+             \n    cat {}\n    ls {}\n\
+             \n    KSQL_MSK_CONFIG={} AWS_EC2_METADATA_SERVICE_ENDPOINT={} {} brokers\n",
+            release.join("etc/ksqldb/ksql-server.properties").display(),
+            release.join("share/java/ksqldb").display(),
+            agent.config.display(),
+            agent.imds,
+            agent.bin.display(),
+        );
         // Ctrl-C reaches the agent too (same process group) and stops it cleanly; this
         // process waits for that, then cleans up. Set after the spawn: SIG_IGN would be
         // inherited.
