@@ -184,6 +184,37 @@ pub fn point_current(settings: &Settings, version: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// The version `current` points to, if it points into `releases/`.
+fn current_version(settings: &Settings) -> Option<String> {
+    let target = fs::read_link(settings.current_link()).ok()?;
+    let name = target.file_name()?.to_string_lossy().into_owned();
+    (target.parent() == Some(Path::new("releases"))).then_some(name)
+}
+
+/// After a switch, keep the new release and the one it replaced (a running ksqlDB may
+/// still use it until the restart, and it is the way back) and remove older ones, so
+/// upgrades do not fill the disk. Failing to remove one is a warning: nothing is lost.
+fn prune_releases(settings: &Settings, active: &str, previous: Option<&str>) {
+    let releases = settings.releases_dir();
+    let Ok(entries) = fs::read_dir(&releases) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let keep = name == active || Some(name.as_str()) == previous;
+        if keep || name.starts_with('.') || !entry.path().join(layout::MANIFEST).exists() {
+            continue;
+        }
+        match fs::remove_dir_all(entry.path()) {
+            Ok(()) => tracing::info!("removed the old release {}", entry.path().display()),
+            Err(e) => tracing::warn!(
+                "could not remove the old release {}: {e}",
+                entry.path().display()
+            ),
+        }
+    }
+}
+
 /// Swap two directory entries atomically (`renameat2(RENAME_EXCHANGE)`), so a
 /// reinstalled version never has a moment where it does not exist.
 fn exchange(a: &Path, b: &Path) -> Result<()> {
@@ -520,8 +551,10 @@ pub async fn install_release(settings: &Settings, progress: &dyn Progress) -> Re
         return Err(e);
     }
     fsutil::sync_dir(&releases)?;
+    let previous = current_version(settings);
     point_current(settings, &version)?;
     cached.iter().for_each(|p| fetch::discard(p));
+    prune_releases(settings, &version, previous.as_deref());
     Ok(Installed {
         release_dir: release,
         version,

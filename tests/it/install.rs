@@ -280,6 +280,40 @@ fn assert_installed(w: &World, v: &str) {
 }
 
 #[test]
+fn upgrades_keep_the_previous_release_and_remove_older_ones() {
+    let (w, key) = World::with_strict_previous();
+    let pins = Pins::strict(&key.fingerprint());
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    assert_eq!(w.install().code, 0);
+    // A directory the agent did not make (no manifest) is never touched.
+    let foreign = w.state().join("releases/hand-made");
+    std::fs::create_dir_all(&foreign).unwrap();
+    let newer = "0.29.1";
+    w.publish(newer, &tarball::ksqldb_tarball(newer), &key);
+    w.configure(newer, &pins);
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    let releases = w.state().join("releases");
+    assert!(
+        !releases.join(OLD).exists(),
+        "{OLD} was not pruned: {out:?}"
+    );
+    assert!(releases.join(NEW).join(".ksql-msk-manifest.toml").exists());
+    assert!(foreign.exists());
+    assert!(out.stderr.contains("removed the old release"), "{out:?}");
+    assert_eq!(
+        std::fs::read_link(w.state().join("current")).unwrap(),
+        Path::new("releases").join(newer)
+    );
+    // Going back to the kept previous release needs no download.
+    w.configure(NEW, &pins);
+    let before = w.archive_requests(NEW);
+    assert_eq!(w.install().code, 0);
+    assert_eq!(w.archive_requests(NEW), before);
+    assert_installed(&w, NEW);
+}
+
+#[test]
 fn cold_install_then_warm_rerun_downloads_nothing() {
     let w = World::new();
     let key = TestKey::generate("Test Packaging <packaging@example.com>");
