@@ -340,6 +340,7 @@ fn extract(
                     stats.bytes += n as u64;
                 }
                 stats.files += 1;
+                crate::failpoint::hit("unpack.mid_archive")?;
             }
             EntryType::Symlink => {
                 let target = entry

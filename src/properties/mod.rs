@@ -18,7 +18,7 @@ pub mod render;
 use std::fmt;
 
 pub use managed::managed_properties;
-pub use render::{configure, configure_with_imds, Configured};
+pub use render::{configure, configure_with_imds, managed, render_for, Configured};
 
 /// The comment that opens the block of keys ksql-msk appends.
 pub const MANAGED_MARKER: &str = "# --- managed by ksql-msk ---";

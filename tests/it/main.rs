@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod crash;
 mod discovery;
 mod install;
 mod properties;
