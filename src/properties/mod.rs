@@ -13,6 +13,7 @@
 //! the value part of an entry's bytes in place, removes whole entries, or appends lines.
 
 pub mod managed;
+pub mod redact;
 pub mod render;
 
 use std::fmt;

@@ -282,14 +282,16 @@ pub fn render_release(
     let diff = if changed {
         let old = String::from_utf8_lossy(live.as_deref().unwrap_or_default());
         let new = String::from_utf8_lossy(&rendered);
-        similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
             .unified_diff()
             .context_radius(3)
             .header(
                 &format!("a/{}", layout::PROPERTIES),
                 &format!("b/{}", layout::PROPERTIES),
             )
-            .to_string()
+            .to_string();
+        // The diff is printed and logged; the file itself keeps the secrets.
+        super::redact::redact(&diff)
     } else {
         String::new()
     };

@@ -7,4 +7,5 @@ mod discovery;
 mod install;
 mod properties;
 mod run;
+mod secrets;
 mod support;
