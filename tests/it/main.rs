@@ -8,4 +8,5 @@ mod install;
 mod properties;
 mod run;
 mod secrets;
+mod soak;
 mod support;
