@@ -4,6 +4,7 @@ mod check;
 mod cli;
 mod crash;
 mod discovery;
+mod hostile;
 mod install;
 mod properties;
 mod run;
