@@ -22,6 +22,8 @@ use crate::fsutil;
 use crate::progress::Progress;
 
 /// Log a progress line at most this often per download.
+/// Least progress per `agent.stall_timeout` that is not a stall.
+const STALL_MIN_BYTES: u64 = 16 << 10;
 const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Report to the `Progress` sink at most this often per download.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
@@ -369,6 +371,9 @@ impl Fetcher {
         let start_offset = offset;
         let mut last_log = started;
         let mut last_report = started - REPORT_EVERY;
+        // A server that drips a few bytes now and then never goes silent, but it stalls
+        // all the same: less than STALL_MIN_BYTES per stall_timeout counts as a stall.
+        let mut window = (started, offset);
         if offset == 0 {
             match total {
                 Some(t) => tracing::info!("{name}: downloading {url} ({})", mb(t)),
@@ -395,6 +400,19 @@ impl Fetcher {
                 .with_context(|| format!("writing {}", part.display()))
                 .map_err(fatal)?;
             offset += chunk.len() as u64;
+            let now = Instant::now();
+            if now.duration_since(window.0) >= self.stall_timeout {
+                let moved = offset - window.1;
+                if moved < STALL_MIN_BYTES {
+                    let _ = out.flush();
+                    return Err(AttemptError::Retry(anyhow::anyhow!(
+                        "only {moved} bytes in {} at byte {offset}, less than {} KiB (agent.stall_timeout)",
+                        humantime::format_duration(self.stall_timeout),
+                        STALL_MIN_BYTES >> 10
+                    )));
+                }
+                window = (now, offset);
+            }
             if total.is_some_and(|t| offset > t) {
                 drop(out);
                 let _ = fs::remove_file(&part);
@@ -402,7 +420,6 @@ impl Fetcher {
                     "the server sent more bytes than announced; starting over"
                 )));
             }
-            let now = Instant::now();
             if now.duration_since(last_report) >= REPORT_EVERY {
                 last_report = now;
                 let rate = rate(offset - start_offset, now.duration_since(started));
@@ -470,6 +487,17 @@ fn log_progress(name: &str, done: u64, total: Option<u64>, rate: f64) {
 /// Sort a transport error: certificate problems do not fix themselves; everything else
 /// on the wire (refused, reset, timed out, cut short) may.
 fn classify(url: &str, e: reqwest::Error) -> AttemptError {
+    if e.is_redirect() {
+        // A loop stays a loop: retrying it only burns the download deadline.
+        let at = e
+            .url()
+            .map(|u| format!(" (last at {u})"))
+            .unwrap_or_default();
+        return AttemptError::Fatal(fail(
+            ExitCode::Unavailable,
+            format!("{url}: redirect loop or more than 10 redirects{at}"),
+        ));
+    }
     let chain = crate::exit::one_line(&anyhow::Error::new(e));
     if chain.contains("certificate") {
         return AttemptError::Fatal(fail(

@@ -11,10 +11,17 @@ use anyhow::{Context, Result};
 /// rename over the target, fsync the directory. Readers see the old file or the new
 /// one, never a partial one, even across a crash. `mode` applies to the new file.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    write_atomic_at(path, contents, mode, "fsutil.mid_write")
+}
+
+/// [`write_atomic`] with the failure point (src/failpoint.rs) passed halfway through
+/// writing the temp file named: a crash there must leave `path` as it was.
+pub fn write_atomic_at(path: &Path, contents: &[u8], mode: u32, point: &str) -> Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
+    remove_stale_temps(dir, &name.to_string_lossy());
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         name.to_string_lossy(),
@@ -28,7 +35,11 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
             .mode(mode)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        file.write_all(contents)
+        let (head, tail) = contents.split_at(contents.len() / 2);
+        file.write_all(head)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        crate::failpoint::hit(point)?;
+        file.write_all(tail)
             .with_context(|| format!("writing {}", tmp.display()))?;
         file.sync_all()
             .with_context(|| format!("syncing {}", tmp.display()))?;
@@ -41,6 +52,34 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     }
     result?;
     sync_dir(dir)
+}
+
+/// Remove `.<name>.tmp-<pid>` files that a process no longer alive left behind (a
+/// crash between creating and renaming the temp file). Best effort: a leftover is only
+/// litter, never read.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<libc::pid_t>() else {
+            continue;
+        };
+        if pid != std::process::id() as libc::pid_t && !process_alive(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn process_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; no signal is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// fsync a directory so that renames and creations in it are durable.
@@ -74,6 +113,29 @@ mod tests {
         assert_eq!(mode, 0o640);
         // No temp file left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temps_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.conf");
+        // pid_max is at most 2^22: this pid cannot be alive.
+        let dead = dir.path().join(".a.conf.tmp-99999999");
+        let ours_alive = dir.path().join(format!(
+            ".a.conf.tmp-{}",
+            std::os::unix::process::parent_id()
+        ));
+        let other = dir.path().join(".b.conf.tmp-99999999");
+        for p in [&dead, &ours_alive, &other] {
+            fs::write(p, "partial").unwrap();
+        }
+        write_atomic(&path, b"new", 0o640).unwrap();
+        assert!(!dead.exists(), "the dead process's temp file stayed");
+        assert!(
+            ours_alive.exists(),
+            "a live process's temp file was removed"
+        );
+        assert!(other.exists(), "another file's temp file was removed");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 
 use crate::config::{KeySource, Settings};
 use crate::exit::{fail, ExitCode};
+use crate::failpoint;
 use crate::fetch::{self, Download, Fetcher};
 use crate::fsutil;
 use crate::layout;
@@ -175,7 +176,9 @@ pub fn point_current(settings: &Settings, version: &str) -> Result<bool> {
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&target, &tmp)
         .with_context(|| format!("creating symlink {}", tmp.display()))?;
-    if let Err(e) = fs::rename(&tmp, &link) {
+    if let Err(e) = failpoint::hit("install.before_current_swap")
+        .and_then(|()| fs::rename(&tmp, &link).map_err(anyhow::Error::from))
+    {
         let _ = fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("replacing {}", link.display()));
     }
@@ -350,7 +353,14 @@ fn warn_tofu_jar(url: &str, sha: &str) {
     );
 }
 
-pub async fn install_release(settings: &Settings, progress: &dyn Progress) -> Result<Installed> {
+/// `managed`: the managed properties ([`crate::properties::managed`]); a new release is
+/// rendered with them while it is still staging, so `current` never points at a release
+/// with an unrendered properties file.
+pub async fn install_release(
+    settings: &Settings,
+    progress: &dyn Progress,
+    managed: &[(String, String)],
+) -> Result<Installed> {
     let version = settings.ksqldb.version.clone();
     let releases = settings.releases_dir();
     fs::create_dir_all(&releases).with_context(|| format!("creating {}", releases.display()))?;
@@ -388,6 +398,7 @@ pub async fn install_release(settings: &Settings, progress: &dyn Progress) -> Re
                 );
             }
             let switched = point_current(settings, &version)?;
+            discard_downloads(settings, fetcher.cache_dir());
             return Ok(Installed {
                 release_dir: release,
                 version,
@@ -426,6 +437,7 @@ pub async fn install_release(settings: &Settings, progress: &dyn Progress) -> Re
             fetch_jar(&fetcher, settings, &expected, progress),
         )
         .await?;
+    failpoint::hit("install.after_download")?;
     let cached: Vec<PathBuf> = [
         Some(archive.path.clone()),
         Some(signature.path.clone()),
@@ -480,6 +492,7 @@ pub async fn install_release(settings: &Settings, progress: &dyn Progress) -> Re
             version.clone(),
         );
         let jar_sha = jar_sha.clone();
+        let managed = managed.to_vec();
         tokio::task::spawn_blocking(move || -> Result<Manifest> {
             let unpacked = unpack::unpack_verified(&archive_path, &staging, max, &check)?;
             if !unpacked.top_dir.starts_with("confluent-ksqldb") {
@@ -501,6 +514,8 @@ pub async fn install_release(settings: &Settings, progress: &dyn Progress) -> Re
                 format!("copying the pristine properties to {}", pristine.display())
             })?;
             install_jar(&staging, &jar_path, &jar_file)?;
+            crate::properties::render::render_release(&staging, &managed, false)?;
+            failpoint::hit("install.before_manifest")?;
             let manifest = Manifest {
                 version: m.3,
                 archive_url: m.0,
@@ -537,22 +552,17 @@ pub async fn install_release(settings: &Settings, progress: &dyn Progress) -> Re
     }
 
     progress.phase(&format!("activating ksqlDB {version}"));
-    let placed = if release.exists() {
-        // A release dir with a stale or foreign manifest: swap, then drop the old one.
-        exchange(&staging, &release).map(|()| {
-            remove_staging(&staging);
-        })
-    } else {
-        fs::rename(&staging, &release)
-            .with_context(|| format!("renaming {} to {}", staging.display(), release.display()))
-    };
+    let placed =
+        failpoint::hit("install.before_staging_rename").and_then(|()| place(&staging, &release));
     if let Err(e) = placed {
         remove_staging(&staging);
         return Err(e);
     }
     fsutil::sync_dir(&releases)?;
+    failpoint::hit("install.after_staging_rename")?;
     let previous = current_version(settings);
     point_current(settings, &version)?;
+    failpoint::hit("install.after_current_swap")?;
     cached.iter().for_each(|p| fetch::discard(p));
     prune_releases(settings, &version, previous.as_deref());
     Ok(Installed {
@@ -561,6 +571,19 @@ pub async fn install_release(settings: &Settings, progress: &dyn Progress) -> Re
         activated: true,
         manifest,
     })
+}
+
+/// Put the verified `staging` directory in place as `release`.
+fn place(staging: &Path, release: &Path) -> Result<()> {
+    if release.exists() {
+        // A release dir with a stale or foreign manifest: swap, then drop the old one.
+        exchange(staging, release).map(|()| {
+            remove_staging(staging);
+        })
+    } else {
+        fs::rename(staging, release)
+            .with_context(|| format!("renaming {} to {}", staging.display(), release.display()))
+    }
 }
 
 fn record_first_use(
@@ -594,6 +617,25 @@ fn record_first_use(
         warn_tofu_jar(&m.jar_url, &m.jar_sha256);
     }
     Ok(())
+}
+
+/// Forget the downloads of the configured release: an install killed between putting
+/// the release in place and cleaning its cache leaves them, and they are not needed.
+fn discard_downloads(settings: &Settings, cache: &Path) {
+    let k = &settings.ksqldb;
+    let mut urls = vec![
+        k.archive_url.as_str(),
+        k.signature_url.as_str(),
+        settings.iam_auth.jar_url.as_str(),
+    ];
+    if let KeySource::Url(u) = &k.key {
+        urls.push(u);
+    }
+    let sha = format!("{}.sha256", settings.iam_auth.jar_url);
+    urls.push(&sha);
+    for url in urls {
+        fetch::discard(&fetch::cache_path(cache, url));
+    }
 }
 
 fn remove_staging(staging: &Path) {

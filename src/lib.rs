@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod exit;
+pub mod failpoint;
 pub mod fetch;
 pub mod fsutil;
 pub mod health;

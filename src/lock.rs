@@ -38,11 +38,38 @@ fn try_lock(file: &File) -> std::io::Result<bool> {
     }
 }
 
+/// The state directory holds the rendered properties (credentials may be in them): mode
+/// 0750, whatever the umask. One made world-accessible by hand is tightened.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(STATE_DIR_MODE)
+        .create(dir)
+        .with_context(|| format!("creating state directory {}", dir.display()))?;
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("reading state directory {}", dir.display()))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    // SAFETY: geteuid cannot fail.
+    let ours = meta.uid() == unsafe { libc::geteuid() };
+    if mode & !STATE_DIR_MODE != 0 && ours {
+        let tightened = mode & STATE_DIR_MODE;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(tightened))
+            .with_context(|| format!("chmod {:o} {}", tightened, dir.display()))?;
+        tracing::info!(
+            "{}: mode {mode:o} let others in; changed to {tightened:o}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+pub const STATE_DIR_MODE: u32 = 0o750;
+
 /// Take the state directory's lock, waiting up to `timeout` for another agent to
 /// release it (logged once). Times out with EX_TEMPFAIL (75).
 pub async fn acquire(state_dir: &Path, timeout: Duration) -> Result<StateLock> {
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+    create_private_dir(state_dir)?;
     let path = state_dir.join(LOCK_FILE);
     // The lock file's content is never written: it only carries the lock.
     let file = OpenOptions::new()

@@ -49,17 +49,17 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
     let settings = config::load(config_path)?;
     progress.phase("discovering the cluster's IAM brokers");
     let discovered = discovery::discover(&settings, progress).await?;
+    let managed = properties::managed(&settings, &discovered).await?;
     progress.phase("waiting for the state directory lock");
     let _lock = lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
     progress.phase(&format!("installing ksqlDB {}", settings.ksqldb.version));
-    let installed = install::install_release(&settings, progress).await?;
+    let installed = install::install_release(&settings, progress, &managed).await?;
     progress.phase(&format!(
         "rendering {} of ksqlDB {}",
         layout::PROPERTIES,
         installed.version
     ));
-    let configured =
-        properties::configure(&settings, &discovered, &installed.release_dir, false).await?;
+    let configured = properties::render_for(&settings, &installed.release_dir, &managed, false)?;
     Ok(Prepared {
         changed: installed.activated || configured.changed,
         release_dir: installed.release_dir.clone(),

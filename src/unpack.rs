@@ -123,6 +123,16 @@ impl<R: Read> Read for Limit<R> {
     }
 }
 
+/// Most entries an archive may have: a ksqlDB release has about a thousand; each entry
+/// costs an inode and a syscall or three, so a flood of tiny ones is refused early.
+pub const MAX_ENTRIES: u64 = 20_000;
+/// Most an archive may inflate, as a multiple of its size: the jars of a release are
+/// already compressed (about 1.1), text compresses about 5 to 10; gzip's limit is
+/// about 1000 (a bomb).
+pub const MAX_INFLATE_RATIO: u64 = 50;
+/// The inflation allowance of a small archive, whatever its ratio.
+pub const MIN_INFLATE_ALLOWANCE: u64 = 64 << 20;
+
 /// Verify `archive` with `check` while unpacking it into `staging` (which must exist and
 /// be empty). `version` names the expected top directory in messages.
 pub fn unpack_verified(
@@ -132,6 +142,14 @@ pub fn unpack_verified(
     check: &SignatureCheck,
 ) -> Result<Unpacked> {
     let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let archive_len = file
+        .metadata()
+        .with_context(|| format!("reading {}", archive.display()))?
+        .len();
+    let by_ratio = archive_len
+        .saturating_mul(MAX_INFLATE_RATIO)
+        .max(MIN_INFLATE_ALLOWANCE);
+    let limit = by_ratio.min(max_size);
     let started = Instant::now();
     let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
     let mut sha = Sha256::new();
@@ -151,7 +169,7 @@ pub fn unpack_verified(
             chunk: Vec::new(),
             pos: 0,
         };
-        let extracted = extract(reader, staging, max_size, exceeded.clone());
+        let extracted = extract(reader, staging, limit, exceeded.clone());
         let verified = verifier
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the verifier thread panicked")));
@@ -161,13 +179,24 @@ pub fn unpack_verified(
     // and "bad signature" is the true story then.
     let signer = verified?;
     let stats = extracted.map_err(|e| {
-        if exceeded.load(Ordering::Relaxed) {
+        if exceeded.load(Ordering::Relaxed) && limit == max_size {
             fail(
                 ExitCode::Data,
                 format!(
                     "{}: unpacks to more than agent.max_release_size ({} MB); refusing it",
                     archive.display(),
                     max_size / 1_000_000
+                ),
+            )
+        } else if exceeded.load(Ordering::Relaxed) {
+            fail(
+                ExitCode::Data,
+                format!(
+                    "{}: unpacks to more than {MAX_INFLATE_RATIO} times its size of {} bytes \
+                     ({} MB); a ksqlDB release does not inflate like that (a gzip bomb?); refusing it",
+                    archive.display(),
+                    archive_len,
+                    limit / 1_000_000
                 ),
             )
         } else {
@@ -279,7 +308,20 @@ fn extract(
         left: max_size,
         exceeded,
     };
-    let mut archive = tar::Archive::new(limited);
+    extract_entries(limited, staging)
+}
+
+/// Extract an uncompressed tar stream into `staging` with every entry sanitised, then
+/// check the links it made. Returns the stripped top directory and the files written.
+/// Public for the fuzz target (fuzz/fuzz_targets/tar_sanitizer.rs).
+pub fn extract_tar<R: Read>(tar: R, staging: &Path) -> Result<(String, u64)> {
+    let stats = extract_entries(tar, staging)?;
+    check_links(staging)?;
+    Ok((stats.top_dir, stats.files))
+}
+
+fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
+    let mut archive = tar::Archive::new(tar);
     let data_err = |e: io::Error| fail(ExitCode::Data, format!("reading the archive: {e}"));
     let mut top: Option<String> = None;
     let mut links: HashSet<PathBuf> = HashSet::new();
@@ -289,8 +331,19 @@ fn extract(
         bytes: 0,
     };
     let mut buf = vec![0u8; COPY_BUF];
+    let mut count: u64 = 0;
     for entry in archive.entries().map_err(data_err)? {
         let mut entry = entry.map_err(data_err)?;
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(fail(
+                ExitCode::Data,
+                format!(
+                    "the archive has more than {MAX_ENTRIES} entries (a ksqlDB release has \
+                     about a thousand); refusing it"
+                ),
+            ));
+        }
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
             continue;
@@ -340,6 +393,7 @@ fn extract(
                     stats.bytes += n as u64;
                 }
                 stats.files += 1;
+                crate::failpoint::hit("unpack.mid_archive")?;
             }
             EntryType::Symlink => {
                 let target = entry

@@ -13,12 +13,13 @@
 //! the value part of an entry's bytes in place, removes whole entries, or appends lines.
 
 pub mod managed;
+pub mod redact;
 pub mod render;
 
 use std::fmt;
 
 pub use managed::managed_properties;
-pub use render::{configure, configure_with_imds, Configured};
+pub use render::{configure, configure_with_imds, managed, render_for, Configured};
 
 /// The comment that opens the block of keys ksql-msk appends.
 pub const MANAGED_MARKER: &str = "# --- managed by ksql-msk ---";

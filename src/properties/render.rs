@@ -66,6 +66,27 @@ pub async fn configure_with_imds(
     dry_run: bool,
     imds_endpoint: Option<&str>,
 ) -> Result<Configured> {
+    let managed = managed_with_imds(settings, discovered, imds_endpoint).await?;
+    render_for(settings, release_dir, &managed, dry_run)
+}
+
+/// The managed keys for these settings and brokers (in order; later wins), asking IMDS
+/// as the environment configures it for this host's address when the listeners bind a
+/// wildcard. Computed once, before the install, so a new release is rendered while it
+/// is still staging.
+pub async fn managed(
+    settings: &Settings,
+    discovered: &Discovered,
+) -> Result<Vec<(String, String)>> {
+    let endpoint = imds::endpoint();
+    managed_with_imds(settings, discovered, endpoint.as_deref()).await
+}
+
+async fn managed_with_imds(
+    settings: &Settings,
+    discovered: &Discovered,
+    imds_endpoint: Option<&str>,
+) -> Result<Vec<(String, String)>> {
     check_role_arn(settings)?;
     let host = match super::managed::wildcard_listener(&settings.ksqldb.listeners) {
         Some(_) => {
@@ -80,8 +101,21 @@ pub async fn configure_with_imds(
         }
         None => None,
     };
-    let managed = super::managed_properties(settings, discovered, host.as_deref());
-    let configured = render_release(release_dir, &managed, dry_run)?;
+    Ok(super::managed_properties(
+        settings,
+        discovered,
+        host.as_deref(),
+    ))
+}
+
+/// [`render_release`], then warn about keys added by hand.
+pub fn render_for(
+    settings: &Settings,
+    release_dir: &Path,
+    managed: &[(String, String)],
+    dry_run: bool,
+) -> Result<Configured> {
+    let configured = render_release(release_dir, managed, dry_run)?;
     if !configured.hand_added.is_empty() {
         warn!(
             "{}: keys added by hand: {}; kept for now, but lost when another ksqlDB release \
@@ -248,19 +282,23 @@ pub fn render_release(
     let diff = if changed {
         let old = String::from_utf8_lossy(live.as_deref().unwrap_or_default());
         let new = String::from_utf8_lossy(&rendered);
-        similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
             .unified_diff()
             .context_radius(3)
             .header(
                 &format!("a/{}", layout::PROPERTIES),
                 &format!("b/{}", layout::PROPERTIES),
             )
-            .to_string()
+            .to_string();
+        // The diff is printed and logged; the file itself keeps the secrets.
+        super::redact::redact(&diff)
     } else {
         String::new()
     };
     if changed && !dry_run {
-        fsutil::write_atomic(&path, &rendered, PROPERTIES_MODE)?;
+        crate::failpoint::hit("properties.before_write")?;
+        fsutil::write_atomic_at(&path, &rendered, PROPERTIES_MODE, "properties.mid_write")?;
+        crate::failpoint::hit("properties.after_write")?;
         info!("{}: written", path.display());
     } else if !changed {
         info!("{}: up to date", path.display());

@@ -12,37 +12,37 @@ use sha2::Digest;
 
 use crate::support::{error_line, Host, Output, REGION};
 
-const OLD: &str = "0.28.0";
-const NEW: &str = "0.29.0";
-const JAR_VERSION: &str = "2.2.0";
-const JAR_BYTES: &[u8] = b"PK\x03\x04 stand-in aws-msk-iam-auth jar";
+pub(crate) const OLD: &str = "0.28.0";
+pub(crate) const NEW: &str = "0.29.0";
+pub(crate) const JAR_VERSION: &str = "2.2.0";
+pub(crate) const JAR_BYTES: &[u8] = b"PK\x03\x04 stand-in aws-msk-iam-auth jar";
 
-fn archive_path(v: &str) -> String {
+pub(crate) fn archive_path(v: &str) -> String {
     let mm = &v[..v.rfind('.').unwrap()];
     format!("/archive/{mm}/confluent-ksqldb-{v}.tar.gz")
 }
-fn key_path(v: &str) -> String {
+pub(crate) fn key_path(v: &str) -> String {
     let mm = &v[..v.rfind('.').unwrap()];
     format!("/archive/{mm}/archive.key")
 }
-fn jar_path(v: &str) -> String {
+pub(crate) fn jar_path(v: &str) -> String {
     format!("/iam/v{v}/aws-msk-iam-auth-{v}-all.jar")
 }
-fn sha256_hex(b: &[u8]) -> String {
+pub(crate) fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
 /// Fake MSK + artifact server + a scratch host.
-struct World {
-    msk: FakeMsk,
-    cluster: Cluster,
-    art: ArtifactServer,
-    host: Host,
+pub(crate) struct World {
+    pub(crate) msk: FakeMsk,
+    pub(crate) cluster: Cluster,
+    pub(crate) art: ArtifactServer,
+    pub(crate) host: Host,
 }
 
 /// How the config pins things.
 #[derive(Clone)]
-struct Pins {
+pub(crate) struct Pins {
     fingerprints: Vec<String>,
     /// None: empty sha256 (trust on first use of the published .sha256).
     jar_sha256: Option<String>,
@@ -50,14 +50,14 @@ struct Pins {
 }
 
 impl Pins {
-    fn strict(fp: &str) -> Pins {
+    pub(crate) fn strict(fp: &str) -> Pins {
         Pins {
             fingerprints: vec![fp.to_string()],
             jar_sha256: Some(sha256_hex(JAR_BYTES)),
             agent: String::new(),
         }
     }
-    fn agent(mut self, extra: &str) -> Pins {
+    pub(crate) fn agent(mut self, extra: &str) -> Pins {
         self.agent.push_str(extra);
         self.agent.push('\n');
         self
@@ -65,7 +65,7 @@ impl Pins {
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         let msk = FakeMsk::start();
         let cluster = Cluster::active("demo", REGION);
         msk.add(cluster.clone());
@@ -87,17 +87,17 @@ impl World {
     }
 
     /// Publish `tarball` for version `v`, signed by `key` (armored signature and key).
-    fn publish(&self, v: &str, tarball: &[u8], key: &TestKey) {
+    pub(crate) fn publish(&self, v: &str, tarball: &[u8], key: &TestKey) {
         self.publish_raw(v, tarball, key.sign(tarball, true), key.public_armored());
     }
 
-    fn publish_raw(&self, v: &str, tarball: &[u8], sig: Vec<u8>, key: Vec<u8>) {
+    pub(crate) fn publish_raw(&self, v: &str, tarball: &[u8], sig: Vec<u8>, key: Vec<u8>) {
         self.art.put(&archive_path(v), tarball.to_vec());
         self.art.put(&format!("{}.asc", archive_path(v)), sig);
         self.art.put(&key_path(v), key);
     }
 
-    fn configure(&self, v: &str, pins: &Pins) {
+    pub(crate) fn configure(&self, v: &str, pins: &Pins) {
         let mut agent = pins.agent.clone();
         for (k, v) in [
             ("download_timeout", "20s"),
@@ -131,11 +131,11 @@ impl World {
         ));
     }
 
-    fn install(&self) -> Output {
+    pub(crate) fn install(&self) -> Output {
         self.host.run(&["install"])
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.host.state_dir()
     }
 
@@ -149,7 +149,7 @@ impl World {
     }
 
     /// Install `OLD` successfully, then point the config at `NEW` with the same pins.
-    fn with_previous(&self, key: &TestKey, pins: &Pins) {
+    pub(crate) fn with_previous(&self, key: &TestKey, pins: &Pins) {
         self.publish(OLD, &tarball::ksqldb_tarball(OLD), key);
         self.configure(OLD, pins);
         let out = self.install();
@@ -157,21 +157,21 @@ impl World {
         self.configure(NEW, pins);
     }
 
-    fn archive_requests(&self, v: &str) -> usize {
+    pub(crate) fn archive_requests(&self, v: &str) -> usize {
         self.art.requests_for(&archive_path(v)).len()
     }
 }
 
 /// What must not change when an install fails.
 #[derive(Debug, PartialEq, Eq)]
-struct Snapshot {
+pub(crate) struct Snapshot {
     current: Option<PathBuf>,
     releases: Vec<String>,
     manifest: Option<String>,
     files: Vec<String>,
 }
 
-fn snapshot(state: &Path) -> Snapshot {
+pub(crate) fn snapshot(state: &Path) -> Snapshot {
     let releases_dir = state.join("releases");
     let mut releases: Vec<String> = std::fs::read_dir(&releases_dir)
         .map(|d| {
@@ -215,7 +215,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-fn assert_no_staging(state: &Path) {
+pub(crate) fn assert_no_staging(state: &Path) {
     let left: Vec<String> = std::fs::read_dir(state.join("releases"))
         .map(|d| {
             d.flatten()
@@ -228,7 +228,7 @@ fn assert_no_staging(state: &Path) {
 }
 
 /// Run a failing install and check code, message and that nothing changed.
-fn assert_refused(w: &World, code: i32, needles: &[&str]) -> Output {
+pub(crate) fn assert_refused(w: &World, code: i32, needles: &[&str]) -> Output {
     let before = snapshot(&w.state());
     let out = w.install();
     assert_eq!(out.code, code, "{out:?}");
@@ -245,7 +245,7 @@ fn assert_refused(w: &World, code: i32, needles: &[&str]) -> Output {
     out
 }
 
-fn assert_installed(w: &World, v: &str) {
+pub(crate) fn assert_installed(w: &World, v: &str) {
     let state = w.state();
     assert_eq!(
         std::fs::read_link(state.join("current")).unwrap(),
@@ -743,7 +743,7 @@ fn exhausted_retries_exit_75_naming_the_url() {
     );
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -751,7 +751,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn staging_dirs(state: &Path) -> Vec<PathBuf> {
+pub(crate) fn staging_dirs(state: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(state.join("releases"))
         .map(|d| {
             d.flatten()

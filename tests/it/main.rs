@@ -2,8 +2,12 @@
 
 mod check;
 mod cli;
+mod crash;
 mod discovery;
+mod hostile;
 mod install;
 mod properties;
 mod run;
+mod secrets;
+mod soak;
 mod support;

@@ -88,7 +88,12 @@ impl Host {
     /// The agent command with a clean environment: no real AWS config, no IMDS unless
     /// a test points it at a fake, nothing but loopback.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin());
+        self.command_with(Path::new(bin()), args)
+    }
+
+    /// [`Host::command`] running another build of the agent (the failpoints build).
+    pub fn command_with(&self, bin: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())

@@ -28,6 +28,8 @@ pub enum Fault {
     Hang(Duration),
     /// Send the body in chunks of this size with this pause between them.
     Drip(usize, Duration),
+    /// Answer 302 with this Location.
+    Redirect(String),
 }
 
 struct File {
@@ -157,6 +159,9 @@ fn serve(state: &Mutex<State>, req: Request) -> Response {
     if let Some(Fault::Status(code)) = fault {
         return http::response(code, &[], format!("injected HTTP {code}\n"));
     }
+    if let Some(Fault::Redirect(location)) = &fault {
+        return http::response(302, &[("location", location)], "");
+    }
     let Some((body, etag)) = file else {
         return http::response(404, &[], "<Error><Code>NoSuchKey</Code></Error>");
     };
@@ -214,6 +219,7 @@ fn serve(state: &Mutex<State>, req: Request) -> Response {
         | Some(Fault::IgnoreRange)
         | Some(Fault::ShortBody(_))
         | Some(Fault::Status(_))
+        | Some(Fault::Redirect(_))
         | Some(Fault::Hang(_)) => chunks(slice, 64 << 10, Duration::ZERO, None),
         Some(Fault::ResetAfter(n)) => chunks(
             slice.slice(..n.min(slice.len())),

@@ -2,6 +2,7 @@
 //! integration tests and the sandbox. Never part of the shipped binary.
 
 pub mod artifacts;
+pub mod hostile;
 pub mod http;
 pub mod imds;
 pub mod msk;
