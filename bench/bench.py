@@ -506,6 +506,38 @@ def warm_up(method: str, s: Setup, inputs: Inputs) -> str | None:
     return check_output(method, s, inputs)
 
 
+def profile(s: Setup, inputs: Inputs) -> int:
+    """One cold install under perf (cpu-clock: this VM has no hardware counters), twice:
+    once to warm up, once recorded. Flat and inclusive shares go to profile.txt."""
+    log(f"==> profile: cold `ksql-msk install`, {inputs.size_mb} MB, perf record -e cpu-clock")
+    why = warm_up("agent", s, inputs)
+    if why:
+        log(f"  agent not usable: {why}")
+        return 2
+    dest = s.out / "agent"
+    prepare(dest, s.drop_caches)
+    cmd, env = agent_cmd(s, inputs, dest)
+    data = WORK / "perf.data"
+    t0 = time.perf_counter()
+    run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "--call-graph", "fp",
+         "-o", str(data), "--"] + cmd, env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    report = [f"# cold install of {inputs.size_mb} MB under perf: {wall:.3f} s wall, "
+              f"load {loadavg()}\n"]
+    for title, extra in (("flat (self) by thread and symbol", ["--no-children", "--sort", "comm,dso,symbol"]),
+                         ("inclusive (children) by symbol", ["--children", "--sort", "symbol"])):
+        out = run(["perf", "report", "-i", str(data), "--stdio", "-g", "none",
+                   "--percent-limit", "0.5"] + extra, capture_output=True, text=True).stdout
+        report.append(f"## {title}\n")
+        report += [l for l in out.splitlines() if l.strip() and not l.startswith("#")][:60]
+        report.append("")
+    text = "\n".join(report) + "\n"
+    (WORK / "profile.txt").write_text(text)
+    print(text)
+    log(f"written to {WORK / 'profile.txt'} (perf data: {data})")
+    return 0
+
+
 # --------------------------------------------------------------------------- stats
 
 
@@ -557,6 +589,9 @@ def main() -> int:
                     help="drop the page cache before every run (default: inputs equally warm)")
     ap.add_argument("--agent", default=str(REPO / "target/release/ksql-msk"))
     ap.add_argument("--fake-msk", default=str(REPO / "target/release/fake-msk"))
+    ap.add_argument("--profile", action="store_true",
+                    help="instead of measuring: one cold agent install under `perf record` "
+                    "(cpu-clock sampling), report in target/bench/profile.txt")
     ap.add_argument("--results", help="where to write the table (default bench/RESULTS.md; "
                     "quick: target/bench/RESULTS-quick.md)")
     a = ap.parse_args()
@@ -604,6 +639,8 @@ def main() -> int:
 
         s = Setup(Path(a.agent), nginx, msk, fpr, jar_sha, out, a.drop_caches)
         main_in = inputs[size]
+        if a.profile:
+            return profile(s, main_in)
         log(f"==> warm-up and output check ({size} MB)")
         usable = {}
         for m in METHODS:
@@ -686,15 +723,17 @@ def render(mb, ma, inputs, size, rounds, samples, warm, rss, usable, speeds, dig
     L.append(f"- page cache: {'dropped before every run' if a.drop_caches else 'inputs equally warm (in page cache) for every method; earlier outputs removed and synced before each run'}")
     L.append("")
     L.append(f"## Cold install ({size} MB archive, {rounds} alternating rounds, medians)\n")
-    L.append("| method | wall s | CPU s (user+sys) | peak RSS MiB | sync after s |")
-    L.append("| --- | ---: | ---: | ---: | ---: |")
+    L.append("| method | wall s | wall min–max | CPU s (user+sys) | peak RSS MiB | sync after s | runs |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     names = {"agent": "`ksql-msk install`", "manual": "manual (`bench/manual-install.sh`)",
              "floor": "floor (`curl -s URL \\| tar -xz`)"}
     for m in METHODS:
         if by[m]:
-            L.append(f"| {names[m]} | {fmt_s(med[m])} | {cpu[m]:.2f} | {mrss[m]:.1f} | {syn[m]:.2f} |")
+            ws = [x.wall_s for x in by[m]]
+            L.append(f"| {names[m]} | {fmt_s(med[m])} | {min(ws):.3f}–{max(ws):.3f} | {cpu[m]:.2f} | "
+                     f"{mrss[m]:.1f} | {syn[m]:.2f} | {len(ws)} |")
         else:
-            L.append(f"| {names[m]} | n/a | n/a | n/a | n/a |")
+            L.append(f"| {names[m]} | n/a | | n/a | n/a | n/a | 0 |")
     L.append("")
     L.append("Peak RSS of the manual pipeline and the floor is that of their largest single "
              "process (gpg, tar, curl). \"sync after\" is the writeback each left behind, "
@@ -721,7 +760,11 @@ def render(mb, ma, inputs, size, rounds, samples, warm, rss, usable, speeds, dig
                      f"({growth:+.1%}) | {verdict(abs(growth) <= TARGET_RSS_GROWTH)} |")
     else:
         L.append(f"| all agent targets | not measured: {usable['agent']} | n/a |")
-    L.append(f"\nmanual / floor: {med['manual'] / med['floor']:.2f} ×\n")
+    L.append(f"\nmanual / floor: {med['manual'] / med['floor']:.2f} × wall.")
+    if by["agent"]:
+        L.append(f"CPU time, less sensitive to the machine's load: agent / manual "
+                 f"{cpu['agent'] / cpu['manual']:.2f} ×, agent / floor {cpu['agent'] / cpu['floor']:.2f} ×.")
+    L.append("")
     L.append("## Every timed run\n")
     L.append("| method | MB | round | wall s | CPU s | RSS MiB | sync s | load before→after | others' cores |")
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
