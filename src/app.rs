@@ -11,6 +11,13 @@ use crate::{config, discovery, iam_policy};
 
 /// Run the command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
+    if !matches!(cli.command, Command::Run) {
+        // `ksql-msk iam-policy | head` must end quietly, as other CLI tools do, not panic
+        // on EPIPE. The daemon keeps Rust's default (ignored), so a restarted journald
+        // cannot kill it.
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let journald = crate::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -29,9 +36,11 @@ pub fn main(cli: Cli) -> i32 {
             let code = exit_code_of(&err);
             let line = one_line(&err);
             if journald {
+                // stderr goes to the journal too: say it once, at priority err.
                 tracing::error!(exit_code = code.code(), "{line}");
+            } else {
+                eprintln!("ksql-msk: error: {line}");
             }
-            eprintln!("ksql-msk: error: {line}");
             code.code()
         }
     }
@@ -42,7 +51,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Brokers => {
             let settings = config::load(&path)?;
-            let found = discovery::discover(&settings).await?;
+            let found = discovery::discover(&settings, &crate::progress::Quiet).await?;
             println!("{}", found.brokers.raw);
             Ok(())
         }
@@ -58,9 +67,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Set { key, value }) => config_set(&path, &key, &value),
-        Command::Run => Err(not_yet("run")),
+        Command::Run => crate::run::run(&path, crate::logging::wants_journal(cli.log_format)).await,
         Command::Install { .. } => Err(not_yet("install")),
-        Command::Check => Err(not_yet("check")),
+        Command::Check => crate::check::check(&path).await,
     }
 }
 

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::config::{ClusterRef, Connectivity, MskSettings, Settings};
 use crate::exit::{fail, ExitCode};
+use crate::progress::Progress;
 
 /// What discovery found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,6 +328,7 @@ async fn wait_until_active(
     client: &aws_sdk_kafka::Client,
     mut cluster: Cluster,
     bound: Duration,
+    progress: &dyn Progress,
 ) -> Result<Cluster> {
     let started = Instant::now();
     // Poll often relative to a short bound (tests), every 5–60 s for the default 30 m.
@@ -349,6 +351,15 @@ async fn wait_until_active(
                         ),
                     ));
                 }
+                // A changing STATUS also extends systemd's start timeout: the wait is
+                // bounded by msk.cluster_wait, not by TimeoutStartSec.
+                progress.phase(&format!(
+                    "waiting for cluster {} to become ACTIVE: {} ({}s of {})",
+                    cluster.cluster_name().unwrap_or_default(),
+                    s.as_str(),
+                    waited.as_secs(),
+                    humantime::format_duration(bound)
+                ));
                 info!(
                     cluster = %arn,
                     state = s.as_str(),
@@ -412,15 +423,16 @@ fn pick_brokers(
 }
 
 /// DESIGN.md phase 2.
-pub async fn discover(settings: &Settings) -> Result<Discovered> {
+pub async fn discover(settings: &Settings, progress: &dyn Progress) -> Result<Discovered> {
     let client = kafka_client(&settings.msk).await?;
-    discover_with(&client, settings).await
+    discover_with(&client, settings, progress).await
 }
 
 /// Phase 2 with a given client (rediscovery reuses one).
 pub async fn discover_with(
     client: &aws_sdk_kafka::Client,
     settings: &Settings,
+    progress: &dyn Progress,
 ) -> Result<Discovered> {
     let msk = &settings.msk;
     let region = client
@@ -429,7 +441,7 @@ pub async fn discover_with(
         .map(|r| r.to_string())
         .unwrap_or_else(|| "the configured region".into());
     let cluster = resolve(client, &msk.cluster, &region).await?;
-    let cluster = wait_until_active(client, cluster, msk.cluster_wait).await?;
+    let cluster = wait_until_active(client, cluster, msk.cluster_wait, progress).await?;
     let arn = cluster.cluster_arn().unwrap_or_default().to_string();
     let name = cluster.cluster_name().unwrap_or_default().to_string();
     let serverless = matches!(cluster.cluster_type(), Some(ClusterType::Serverless));

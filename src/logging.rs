@@ -24,6 +24,15 @@ pub fn stderr_is_journal() -> bool {
     dev.parse::<u64>().ok() == Some(meta.dev()) && ino.parse::<u64>().ok() == Some(meta.ino())
 }
 
+/// Whether `format` sends the agent's log to the journal.
+pub fn wants_journal(format: LogFormat) -> bool {
+    match format {
+        LogFormat::Journald => true,
+        LogFormat::Stderr => false,
+        LogFormat::Auto => stderr_is_journal(),
+    }
+}
+
 /// Set up the global subscriber. Returns true when logging to journald.
 pub fn init(format: LogFormat) -> bool {
     let filter = EnvFilter::try_from_env("KSQL_MSK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -34,7 +43,10 @@ pub fn init(format: LogFormat) -> bool {
     };
     if want_journal {
         if let Ok(layer) = tracing_journald::layer() {
-            let layer = layer.with_syslog_identifier("ksql-msk".to_string());
+            // No "F_" prefix on fields: operators filter on e.g. CLUSTER= directly.
+            let layer = layer
+                .with_syslog_identifier("ksql-msk".to_string())
+                .with_field_prefix(None);
             let _ = tracing_subscriber::registry()
                 .with(filter)
                 .with(layer)

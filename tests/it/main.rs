@@ -1,5 +1,8 @@
 //! Integration tests: the real `ksql-msk` binary against the fakes in tests/testkit.
 
+mod check;
 mod cli;
 mod discovery;
+mod properties;
+mod run;
 mod support;

@@ -1,0 +1,119 @@
+//! Is ksqlDB usable? `GET agent.health_url`: ksqlDB's `/healthcheck` answers 200 with
+//! `{"isHealthy":bool,...}` (the body decides), and 503 while it is still starting.
+//! A `/info` URL is read as cp-ansible does: `KsqlServerInfo.serverStatus == "RUNNING"`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// What one probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    /// Not (yet) healthy, with a short reason for STATUS and the log.
+    NotReady(String),
+}
+
+impl Health {
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, Health::Healthy)
+    }
+}
+
+/// An HTTP client for probes: short timeouts, never through a proxy.
+pub fn client(timeout: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .pool_max_idle_per_host(1)
+        .build()
+        .context("building the health check HTTP client")
+}
+
+/// Read a health response.
+pub fn judge(status: u16, body: &[u8]) -> Health {
+    if status == 503 {
+        return Health::NotReady("ksqlDB is still starting (503)".into());
+    }
+    if status != 200 {
+        return Health::NotReady(format!("health check answered HTTP {status}"));
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Health::NotReady("health check answered with unreadable JSON".into());
+    };
+    if let Some(healthy) = v.get("isHealthy").and_then(|h| h.as_bool()) {
+        if healthy {
+            return Health::Healthy;
+        }
+        let failing: Vec<String> = v
+            .get("details")
+            .and_then(|d| d.as_object())
+            .map(|d| {
+                d.iter()
+                    .filter(|(_, s)| s.get("isHealthy").and_then(|h| h.as_bool()) == Some(false))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Health::NotReady(if failing.is_empty() {
+            "ksqlDB reports itself unhealthy".into()
+        } else {
+            format!("ksqlDB reports unhealthy: {}", failing.join(", "))
+        });
+    }
+    match v
+        .pointer("/KsqlServerInfo/serverStatus")
+        .and_then(|s| s.as_str())
+    {
+        Some("RUNNING") => Health::Healthy,
+        Some(other) => Health::NotReady(format!("ksqlDB server status is {other}")),
+        None => Health::NotReady("health check answer has no isHealthy".into()),
+    }
+}
+
+/// One probe of `url`.
+pub async fn probe(client: &reqwest::Client, url: &str) -> Health {
+    let resp = match client.get(url).send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => {
+            return Health::NotReady("ksqlDB is not listening yet".into());
+        }
+        Err(e) if e.is_timeout() => return Health::NotReady("health check timed out".into()),
+        Err(e) => return Health::NotReady(format!("health check failed: {e}")),
+    };
+    let status = resp.status().as_u16();
+    match resp.bytes().await {
+        Ok(body) => judge(status, &body),
+        Err(e) => Health::NotReady(format!("health check body: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies() {
+        assert_eq!(
+            judge(200, br#"{"isHealthy":true,"details":{}}"#),
+            Health::Healthy
+        );
+        let h = judge(
+            200,
+            br#"{"isHealthy":false,"details":{"kafka":{"isHealthy":false},"metastore":{"isHealthy":true}}}"#,
+        );
+        assert_eq!(
+            h,
+            Health::NotReady("ksqlDB reports unhealthy: kafka".into())
+        );
+        assert!(!judge(503, br#"{"error_code":50302}"#).is_healthy());
+        assert!(judge(
+            200,
+            br#"{"KsqlServerInfo":{"version":"0.29.0","serverStatus":"RUNNING"}}"#
+        )
+        .is_healthy());
+        assert!(!judge(200, b"not json").is_healthy());
+        assert!(!judge(500, b"{}").is_healthy());
+    }
+}

@@ -1,0 +1,283 @@
+//! Render the live ksql-server.properties from the release's pristine copy plus the
+//! managed keys (DESIGN.md phase 5). Starting from the pristine copy every time makes
+//! the result a function of (release, config, discovery): an override removed from the
+//! config disappears from the file, and an unchanged input rewrites nothing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+
+use super::{java, Document, JavaString, MANAGED_MARKER};
+use crate::config::Settings;
+use crate::discovery::Discovered;
+use crate::exit::{fail, ExitCode};
+use crate::{fsutil, imds, layout};
+
+/// Keys someone added to the live file by hand are kept in a block of their own, so the
+/// next render still tells them from the managed ones.
+pub const HAND_MARKER: &str =
+    "# --- added by hand, kept by ksql-msk: move into [properties] in ksql-msk.toml ---";
+
+/// The live file is readable by the ksql group only.
+pub const PROPERTIES_MODE: u32 = 0o640;
+/// The keys of the managed set last written, one per line, beside the live file: tells
+/// a key we wrote (and may drop) from one added by hand (kept, reported).
+pub const MANAGED_KEYS: &str = "etc/ksqldb/ksql-server.properties.managed-keys";
+
+/// What [`configure`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Configured {
+    /// The live properties file.
+    pub path: PathBuf,
+    /// Whether the file was (or, in a dry run, would be) rewritten.
+    pub changed: bool,
+    /// Unified diff old → new; empty when unchanged.
+    pub diff: String,
+    /// Keys found only in the live file (not in the release's file, not managed).
+    pub hand_added: Vec<String>,
+}
+
+/// Render `<release_dir>/etc/ksqldb/ksql-server.properties` for these settings and
+/// brokers. Asks IMDS (as the environment configures it) for this host's address when
+/// the listeners bind a wildcard. `dry_run`: compute the diff, write nothing.
+pub async fn configure(
+    settings: &Settings,
+    discovered: &Discovered,
+    release_dir: &Path,
+    dry_run: bool,
+) -> Result<Configured> {
+    let endpoint = imds::endpoint();
+    configure_with_imds(
+        settings,
+        discovered,
+        release_dir,
+        dry_run,
+        endpoint.as_deref(),
+    )
+    .await
+}
+
+/// [`configure`] with the IMDS endpoint given (`None`: IMDS disabled), for tests.
+pub async fn configure_with_imds(
+    settings: &Settings,
+    discovered: &Discovered,
+    release_dir: &Path,
+    dry_run: bool,
+    imds_endpoint: Option<&str>,
+) -> Result<Configured> {
+    check_role_arn(settings)?;
+    let host = match super::managed::wildcard_listener(&settings.ksqldb.listeners) {
+        Some(_) => {
+            let ip = imds::local_ipv4(imds_endpoint).await;
+            if ip.is_none() {
+                warn!(
+                    "ksql.advertised.listener left out: other ksqlDB servers cannot reach this one \
+                     for pull queries (set it in [properties] if they need to)"
+                );
+            }
+            ip.map(|ip| ip.to_string())
+        }
+        None => None,
+    };
+    let managed = super::managed_properties(settings, discovered, host.as_deref());
+    let configured = render_release(release_dir, &managed, dry_run)?;
+    if !configured.hand_added.is_empty() {
+        warn!(
+            "{}: keys added by hand: {}; kept for now, but lost when another ksqlDB release \
+             is installed: move them into [properties] in {}",
+            configured.path.display(),
+            configured.hand_added.join(", "),
+            settings.source.display()
+        );
+    }
+    Ok(configured)
+}
+
+/// The JAAS value quotes the role ARN; refuse anything IAM would not allow in one.
+fn check_role_arn(settings: &Settings) -> Result<()> {
+    if let Some(arn) = &settings.iam_auth.role_arn {
+        let ok = arn
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/:".contains(&b));
+        if !ok {
+            return Err(fail(
+                ExitCode::Config,
+                format!("iam_auth.role_arn: {arn:?} has characters an IAM role ARN cannot have"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Document> {
+    Document::parse(bytes).map_err(|e| {
+        fail(
+            ExitCode::Data,
+            format!(
+                "{}: {e} (java.util.Properties would refuse this file)",
+                path.display()
+            ),
+        )
+    })
+}
+
+fn lossy(s: &[u16]) -> String {
+    String::from_utf16_lossy(s)
+}
+
+/// The pristine copy, created from the live file if the unpacker did not leave one.
+fn pristine(release_dir: &Path, live: Option<&[u8]>, dry_run: bool) -> Result<Vec<u8>> {
+    let path = release_dir.join(layout::PRISTINE_PROPERTIES);
+    if let Some(bytes) = read_optional(&path)? {
+        return Ok(bytes);
+    }
+    let live_path = release_dir.join(layout::PROPERTIES);
+    let Some(live) = live else {
+        return Err(fail(
+            ExitCode::Data,
+            format!(
+                "{}: missing, and so is {}: the release is incomplete",
+                live_path.display(),
+                path.display()
+            ),
+        ));
+    };
+    // If ksql-msk rendered the live file before, its managed block is not upstream's.
+    let doc = parse(&live_path, live)?;
+    let bytes = match doc.truncate_at(MANAGED_MARKER) {
+        Some(cut) => {
+            warn!(
+                "{} was missing and {} was rendered before: rebuilt it without the managed block",
+                path.display(),
+                live_path.display()
+            );
+            cut
+        }
+        None => live.to_vec(),
+    };
+    if !dry_run {
+        fsutil::write_atomic(&path, &bytes, 0o644)?;
+        info!("{}: saved the release's original file", path.display());
+    }
+    Ok(bytes)
+}
+
+/// Render from the release's pristine file plus `managed` (in order; later wins). Keys
+/// in the live file that are neither upstream's nor managed are kept and reported.
+pub fn render_release(
+    release_dir: &Path,
+    managed: &[(String, String)],
+    dry_run: bool,
+) -> Result<Configured> {
+    let path = release_dir.join(layout::PROPERTIES);
+    let live = read_optional(&path)?;
+    let pristine_bytes = pristine(release_dir, live.as_deref(), dry_run)?;
+    let pristine_path = release_dir.join(layout::PRISTINE_PROPERTIES);
+    let mut doc = parse(&pristine_path, &pristine_bytes)?;
+    let upstream = doc.java_map();
+    let managed_keys: Vec<JavaString> = managed.iter().map(|(k, _)| java(k)).collect();
+
+    let keys_path = release_dir.join(MANAGED_KEYS);
+    let mut hand_added: Vec<(JavaString, JavaString)> = Vec::new();
+    if let Some(live_bytes) = &live {
+        match Document::parse(live_bytes) {
+            Ok(live_doc) => {
+                // Keys we wrote last time: an override since removed from the config is
+                // ours to drop, not a hand edit. Without the record (older renders), every
+                // key in our block counts as ours.
+                let written_before: Vec<JavaString> = match read_optional(&keys_path)? {
+                    Some(list) => String::from_utf8_lossy(&list)
+                        .lines()
+                        .filter(|l| !l.is_empty())
+                        .map(java)
+                        .collect(),
+                    None => {
+                        let before: Vec<JavaString> = live_doc
+                            .java_map_before(MANAGED_MARKER)
+                            .into_iter()
+                            .map(|(k, _)| k)
+                            .collect();
+                        live_doc
+                            .java_map()
+                            .into_iter()
+                            .map(|(k, _)| k)
+                            .filter(|k| !before.contains(k))
+                            .collect()
+                    }
+                };
+                // Anywhere in the file, also after our block (`echo k=v >> file`).
+                for (k, v) in live_doc.java_map() {
+                    // A changed value of an upstream key is not reported: it may be an
+                    // override since removed from the config, rewritten in place.
+                    let upstream_key = upstream.iter().any(|(uk, _)| *uk == k);
+                    if !upstream_key && !managed_keys.contains(&k) && !written_before.contains(&k) {
+                        hand_added.push((k, v));
+                    }
+                }
+            }
+            // It is about to be replaced; only the hand-added keys cannot be saved.
+            Err(e) => warn!(
+                "{}: {e}; replacing it without looking for keys added by hand",
+                path.display()
+            ),
+        }
+    }
+    for (k, v) in &hand_added {
+        doc.set_in_block(super::render::HAND_MARKER, k, v);
+    }
+    for (k, v) in managed {
+        doc.set(k, v);
+    }
+    let rendered = doc.render_checked().map_err(|e| {
+        fail(
+            ExitCode::Software,
+            format!("rendering {}: {e}", path.display()),
+        )
+    })?;
+
+    let changed = live.as_deref() != Some(rendered.as_slice());
+    let diff = if changed {
+        let old = String::from_utf8_lossy(live.as_deref().unwrap_or_default());
+        let new = String::from_utf8_lossy(&rendered);
+        similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &format!("a/{}", layout::PROPERTIES),
+                &format!("b/{}", layout::PROPERTIES),
+            )
+            .to_string()
+    } else {
+        String::new()
+    };
+    if changed && !dry_run {
+        fsutil::write_atomic(&path, &rendered, PROPERTIES_MODE)?;
+        info!("{}: written", path.display());
+    } else if !changed {
+        info!("{}: up to date", path.display());
+    }
+    if !dry_run {
+        let mut list: Vec<String> = managed.iter().map(|(k, _)| k.clone()).collect();
+        list.sort();
+        list.dedup();
+        let text = list.join("\n") + "\n";
+        if read_optional(&keys_path)?.as_deref() != Some(text.as_bytes()) {
+            fsutil::write_atomic(&keys_path, text.as_bytes(), PROPERTIES_MODE)?;
+        }
+    }
+    Ok(Configured {
+        path,
+        changed,
+        diff,
+        hand_added: hand_added.iter().map(|(k, _)| lossy(k)).collect(),
+    })
+}

@@ -1,0 +1,155 @@
+//! `ksql-msk check`: the preflight checklist against fake MSK, STS, Java and brokers.
+
+use ksql_msk_testkit::sts::{FakeSts, ARN};
+
+use crate::run::{free_port, Fixture};
+
+fn checklist(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| l.starts_with('✓') || l.starts_with('✗'))
+        .collect()
+}
+
+#[test]
+fn all_checks_pass() {
+    let sts = FakeSts::start();
+    let broker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let broker_port = broker.local_addr().unwrap().port();
+    let mut fx = Fixture::new("");
+    fx.msk.set_brokers(
+        &fx.cluster.arn,
+        "bootstrapBrokerStringSaslIam",
+        Some(&format!("127.0.0.1:{broker_port},localhost:{broker_port}")),
+    );
+    let listen = free_port();
+    fx.host.write_dropin(
+        "50-listen.toml",
+        &format!("[ksqldb]\nlisteners = \"http://127.0.0.1:{listen}\"\n"),
+    );
+    fx.host.env("AWS_ENDPOINT_URL_STS", &sts.url());
+    let out = fx.host.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines = checklist(&out.stdout);
+    assert!(lines.iter().all(|l| l.starts_with('✓')), "{out:?}");
+    let has = |s: &str| lines.iter().any(|l| l.contains(s));
+    assert!(has("config: "), "{out:?}");
+    assert!(
+        has(&format!("AWS identity: {ARN} (account 123456789012)")),
+        "{out:?}"
+    );
+    assert!(
+        has("cluster demo is ACTIVE with IAM authentication (2 private brokers)"),
+        "{out:?}"
+    );
+    assert!(
+        has(&format!(
+            "broker 127.0.0.1:{broker_port} (127.0.0.1): TCP connect"
+        )),
+        "{out:?}"
+    );
+    assert!(has(&format!("broker localhost:{broker_port}")), "{out:?}");
+    assert!(
+        has("Java 17 (17.0.15)") && has("with G1 instead of its CMS defaults"),
+        "{out:?}"
+    );
+    assert!(has("disk: "), "{out:?}");
+    assert!(has(&format!("port {listen} is free")), "{out:?}");
+    assert!(out.stdout.contains("8 of 8 checks passed"), "{out:?}");
+    assert_eq!(sts.server.requests().len(), 1);
+}
+
+#[test]
+fn failures_are_named_and_exit_69() {
+    let sts = FakeSts::start();
+    sts.fail_next(
+        403,
+        "InvalidClientTokenId",
+        "The security token included in the request is invalid.",
+    );
+    sts.fail_next(
+        403,
+        "InvalidClientTokenId",
+        "The security token included in the request is invalid.",
+    );
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = open.local_addr().unwrap().port();
+    let closed = free_port();
+    let mut fx = Fixture::with("", "11.0.21", "2.3.5");
+    fx.msk.set_brokers(
+        &fx.cluster.arn,
+        "bootstrapBrokerStringSaslIam",
+        Some(&format!("127.0.0.1:{open_port},127.0.0.1:{closed}")),
+    );
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    fx.host.write_dropin(
+        "50-listen.toml",
+        &format!("[ksqldb]\nlisteners = \"http://127.0.0.1:{busy_port}\"\n"),
+    );
+    fx.host.env("AWS_ENDPOINT_URL_STS", &sts.url());
+    let out = fx.host.run(&["check"]);
+    assert_eq!(out.code, 69, "{out:?}");
+    let lines = checklist(&out.stdout);
+    let line = |s: &str| {
+        *lines
+            .iter()
+            .find(|l| l.contains(s))
+            .unwrap_or_else(|| panic!("no line with {s:?}: {out:?}"))
+    };
+    assert!(line("AWS identity").starts_with("✗"), "{out:?}");
+    assert!(
+        line("AWS identity").contains("InvalidClientTokenId"),
+        "{out:?}"
+    );
+    assert!(
+        line(&format!("broker 127.0.0.1:{open_port}")).starts_with("✓"),
+        "{out:?}"
+    );
+    assert!(
+        line(&format!("broker 127.0.0.1:{closed}")).starts_with("✗ "),
+        "{out:?}"
+    );
+    assert!(
+        line(&format!("broker 127.0.0.1:{closed}")).contains("TCP connect failed"),
+        "{out:?}"
+    );
+    let java = line("Java");
+    assert!(
+        java.starts_with("✗")
+            && java.contains("aws-msk-iam-auth 2.3.5 needs Java 17")
+            && java.contains("Java 11"),
+        "{out:?}"
+    );
+    assert!(
+        line(&format!("port {busy_port} is in use")).starts_with("✗"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("4 of 8 checks passed"), "{out:?}");
+    assert!(out.stderr.contains("4 of 8 checks failed"), "{out:?}");
+}
+
+#[test]
+fn unreachable_cluster_and_invalid_config() {
+    let mut fx = Fixture::new("");
+    // Loopback only: an STS endpoint nobody listens on.
+    fx.host.env(
+        "AWS_ENDPOINT_URL_STS",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
+    fx.msk.fail_next(
+        ksql_msk_testkit::msk::DESCRIBE_CLUSTER_V2,
+        1,
+        404,
+        "NotFoundException",
+        "The specified cluster was not found",
+    );
+    let out = fx.host.run(&["check"]);
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(out.stdout.contains("✗ cluster: "), "{out:?}");
+    assert!(out.stdout.contains("✗ brokers: not checked"), "{out:?}");
+
+    std::fs::write(fx.host.config_path(), "[msk]\ncluster_arn = 3\n").unwrap();
+    let out = fx.host.run(&["check"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(out.stdout.starts_with("✗ config: "), "{out:?}");
+}

@@ -1,0 +1,382 @@
+//! A stand-in for ksqlDB's `bin/ksql-server-start <properties>`, for tests and the
+//! sandbox. It behaves like the real server where the agent can tell:
+//!
+//! - binds the first of `listeners=` from the properties file it is given;
+//! - answers `GET /healthcheck` with 503 (`error_code` 50302) while "starting", then
+//!   `{"isHealthy":true,...}`; `GET /info` with `{"KsqlServerInfo":{...}}`;
+//! - prints log4j-style lines (`[%d] %p %m (%c:%L)`) on stdout, with a stack trace, and
+//!   a JVM-style line on stderr;
+//! - exits on SIGTERM like the JVM (status 143), after a shutdown log line.
+//!
+//! Its behaviour comes from `fake-ksqldb.mode` in the release directory (three levels
+//! above the properties file), `key=value` per line:
+//! `healthy_after_ms`, `never_healthy`, `unhealthy_after_ms`, `ignore_term`,
+//! `exit_after_ms` + `exit_code`, `grandchild` (start a helper in the same process group
+//! that ignores SIGTERM), `escapee` (orphan a helper in its own session, outside the
+//! group), `version`. Creating `fake-ksqldb.crash` makes it crash
+//! (exit 1 after an ERROR with a stack trace). It appends its pid to `fake-ksqldb.pids`
+//! and writes its environment to `fake-ksqldb.env` and arguments to `fake-ksqldb.args`.
+//!
+//! Only std and libc: it builds in a second and runs anywhere.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+static TERM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    TERM.store(true, Ordering::SeqCst);
+}
+
+fn timestamp() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02},{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+fn log(level: &str, msg: &str, class: &str) {
+    log_with(level, msg, class, None);
+}
+
+/// One log4j event; a throwable follows the pattern's line, as log4j prints it.
+fn log_with(level: &str, msg: &str, class: &str, trace: Option<String>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "[{}] {level} {msg} ({class})", timestamp());
+    if let Some(t) = trace {
+        let _ = writeln!(out, "{t}");
+    }
+    let _ = out.flush();
+}
+
+fn stack_trace() -> String {
+    [
+        "java.lang.IllegalStateException: fake failure for the log test",
+        "\tat io.confluent.ksql.rest.server.KsqlRestApplication.startKsql(KsqlRestApplication.java:412)",
+        "\tat io.confluent.ksql.rest.server.KsqlServerMain.tryStartApp(KsqlServerMain.java:93)",
+        "Caused by: org.apache.kafka.common.errors.TimeoutException: Timed out waiting for a node assignment.",
+        "\tat org.apache.kafka.clients.admin.KafkaAdminClient.call(KafkaAdminClient.java:1337)",
+        "\t... 4 more",
+    ]
+    .join("\n")
+}
+
+fn read_kv(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with(['#', '!']))
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+fn ms(mode: &HashMap<String, String>, key: &str) -> Option<Duration> {
+    mode.get(key)?.parse().ok().map(Duration::from_millis)
+}
+
+struct Behaviour {
+    started: Instant,
+    healthy_after: Duration,
+    never_healthy: bool,
+    unhealthy_after: Option<Duration>,
+    version: String,
+}
+
+impl Behaviour {
+    fn health(&self) -> (u16, String) {
+        let up = self.started.elapsed();
+        if self.never_healthy || up < self.healthy_after {
+            return (
+                503,
+                r#"{"@type":"generic_error","error_code":50302,"message":"KSQL is not yet ready to serve requests."}"#.into(),
+            );
+        }
+        let healthy = self.unhealthy_after.is_none_or(|d| up < d);
+        (
+            200,
+            format!(
+                r#"{{"isHealthy":{healthy},"details":{{"metastore":{{"isHealthy":true}},"kafka":{{"isHealthy":{healthy}}},"commandRunner":{{"isHealthy":true}}}},"serverState":"RUNNING"}}"#
+            ),
+        )
+    }
+}
+
+fn serve(stream: TcpStream, b: &Behaviour) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut reader = BufReader::new(&stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if line == "\r\n" || line == "\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = match path {
+        "/healthcheck" => b.health(),
+        "/info" => {
+            let (s, _) = b.health();
+            if s == 503 {
+                b.health()
+            } else {
+                (
+                    200,
+                    format!(
+                        r#"{{"KsqlServerInfo":{{"version":"{}","kafkaClusterId":"fake-cluster","ksqlServiceId":"default_","serverStatus":"RUNNING"}}}}"#,
+                        b.version
+                    ),
+                )
+            }
+        }
+        _ => (404, r#"{"error_code":40400,"message":"not found"}"#.into()),
+    };
+    let reason = match status {
+        200 => "OK",
+        503 => "Service Unavailable",
+        _ => "Not Found",
+    };
+    let mut stream = stream;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn grandchild() -> ! {
+    // SAFETY: setting a signal disposition.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Start a helper in a new session (outside ksqlDB's process group), write its pid to
+/// `args[2]`, and exit: the helper is orphaned, like a daemon a plugin might start.
+fn escapee_parent(args: &[String]) -> ! {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(&args[0]);
+    cmd.arg("--grandchild");
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let code = match cmd.spawn() {
+        Ok(c) => {
+            let _ = std::fs::write(&args[2], format!("{}\n", c.id()));
+            0
+        }
+        Err(_) => 1,
+    };
+    std::process::exit(code);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--grandchild") {
+        grandchild();
+    }
+    if args.get(1).map(String::as_str) == Some("--escapee-parent") {
+        escapee_parent(&args);
+    }
+    let Some(props_path) = args.get(1).map(PathBuf::from) else {
+        eprintln!("USAGE: ksql-server-start <ksql-server.properties>");
+        std::process::exit(1);
+    };
+    let release = props_path
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mode = read_kv(&release.join("fake-ksqldb.mode"));
+    let props = read_kv(&props_path);
+    let pid = std::process::id();
+
+    let record = |name: &str, text: String, append: bool| {
+        let path = release.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(path)
+            .expect("control file");
+        f.write_all(text.as_bytes()).expect("write control file");
+    };
+    record("fake-ksqldb.pids", format!("{pid}\n"), true);
+    let mut env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+    env.sort();
+    record("fake-ksqldb.env", env.join("\n") + "\n", false);
+    record("fake-ksqldb.args", args[1..].join("\n") + "\n", false);
+
+    if mode.contains_key("ignore_term") {
+        // SAFETY: setting a signal disposition.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    } else {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    }
+
+    if mode.contains_key("grandchild") {
+        match std::process::Command::new(&args[0])
+            .arg("--grandchild")
+            .spawn()
+        {
+            Ok(c) => record("fake-ksqldb.grandchild", format!("{}\n", c.id()), false),
+            Err(e) => eprintln!("cannot start grandchild: {e}"),
+        }
+    }
+
+    if mode.contains_key("escapee") {
+        let path = release.join("fake-ksqldb.escapee");
+        let _ = std::process::Command::new(&args[0])
+            .arg("--escapee-parent")
+            .arg(&path)
+            .status();
+    }
+
+    let listener = props
+        .get("listeners")
+        .cloned()
+        .unwrap_or_else(|| "http://0.0.0.0:8088".into());
+    let addr = listener
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let version = mode
+        .get("version")
+        .cloned()
+        .unwrap_or_else(|| "0.28.2".into());
+    log(
+        "INFO",
+        &format!(
+            "KsqlServerMain starting ksqlDB {version} with {}",
+            props_path.display()
+        ),
+        "io.confluent.ksql.rest.server.KsqlServerMain:65",
+    );
+    eprintln!(
+        "OpenJDK 64-Bit Server VM warning: Options -Xverify:none and -noverify were deprecated"
+    );
+    let behaviour = Arc::new(Behaviour {
+        started: Instant::now(),
+        healthy_after: ms(&mode, "healthy_after_ms").unwrap_or(Duration::from_millis(300)),
+        never_healthy: mode.contains_key("never_healthy"),
+        unhealthy_after: ms(&mode, "unhealthy_after_ms"),
+        version: version.clone(),
+    });
+    let server = match TcpListener::bind(&addr) {
+        Ok(l) => l,
+        Err(e) => {
+            log(
+                "ERROR",
+                &format!("Failed to bind {addr}: {e}"),
+                "io.confluent.ksql.rest.server.KsqlRestApplication:301",
+            );
+            std::process::exit(1);
+        }
+    };
+    let b = behaviour.clone();
+    std::thread::spawn(move || {
+        for stream in server.incoming().flatten() {
+            serve(stream, &b);
+        }
+    });
+    log(
+        "WARN",
+        "The configuration 'ksql.streams.state.dir' was supplied but isn't a known config.",
+        "org.apache.kafka.clients.admin.AdminClientConfig:380",
+    );
+    log_with(
+        "ERROR",
+        "Could not reach the command topic, retrying",
+        "io.confluent.ksql.rest.server.CommandStore:118",
+        Some(stack_trace()),
+    );
+    log(
+        "DEBUG",
+        "debug detail",
+        "io.confluent.ksql.rest.server.KsqlRestApplication:77",
+    );
+    log(
+        "INFO",
+        &format!("Server up and running on {listener}"),
+        "io.confluent.ksql.rest.server.KsqlRestApplication:363",
+    );
+
+    let exit_after = ms(&mode, "exit_after_ms");
+    let exit_code: i32 = mode
+        .get("exit_code")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    let crash_file = release.join("fake-ksqldb.crash");
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        if TERM.load(Ordering::SeqCst) {
+            log(
+                "INFO",
+                "ksqlDB shutting down",
+                "io.confluent.ksql.rest.server.KsqlServerMain:110",
+            );
+            std::process::exit(143);
+        }
+        if crash_file.exists() {
+            let _ = std::fs::remove_file(&crash_file);
+            log_with(
+                "FATAL",
+                "Unhandled exception, crashing",
+                "io.confluent.ksql.rest.server.KsqlServerMain:99",
+                Some(stack_trace()),
+            );
+            std::process::exit(1);
+        }
+        if exit_after.is_some_and(|d| behaviour.started.elapsed() >= d) {
+            log(
+                "ERROR",
+                &format!("exiting with status {exit_code} as told"),
+                "io.confluent.ksql.rest.server.KsqlServerMain:99",
+            );
+            let _ = std::io::stdout().flush();
+            std::process::exit(exit_code);
+        }
+    }
+}
