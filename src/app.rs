@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, ConfigCommand};
-use crate::exit::{exit_code_of, fail, one_line, ExitCode};
+use crate::exit::{exit_code_of, one_line, ExitCode};
 use crate::{config, discovery, iam_policy};
 
 /// Run the command line; returns the process exit code.
@@ -68,9 +68,46 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Config(ConfigCommand::Set { key, value }) => config_set(&path, &key, &value),
         Command::Run => crate::run::run(&path, crate::logging::wants_journal(cli.log_format)).await,
-        Command::Install { .. } => Err(not_yet("install")),
+        Command::Install { dry_run } => install(&path, dry_run).await,
         Command::Check => crate::check::check(&path).await,
     }
+}
+
+/// `ksql-msk install`: phases 1–5, then exit.
+async fn install(path: &Path, dry_run: bool) -> Result<()> {
+    if dry_run {
+        return crate::run::dry_run(path).await;
+    }
+    let p = crate::run::prepare(path, &crate::progress::Quiet).await?;
+    let m = &p.installed.manifest;
+    println!(
+        "ksqlDB {} {} in {}",
+        p.installed.version,
+        if p.installed.activated {
+            "installed and activated"
+        } else {
+            "already installed and active"
+        },
+        p.release_dir.display()
+    );
+    println!("brokers: {}", p.discovered.brokers.raw);
+    println!("signed by: {}", m.signer);
+    println!(
+        "iam auth jar: {}/{} (sha256 {})",
+        crate::layout::JAR_DIR,
+        m.jar_file,
+        m.jar_sha256
+    );
+    println!(
+        "{}: {}",
+        p.properties_path.display(),
+        if p.configured.changed {
+            "written"
+        } else {
+            "up to date"
+        }
+    );
+    Ok(())
 }
 
 fn config_set(path: &Path, key: &str, value: &str) -> Result<()> {
@@ -78,11 +115,4 @@ fn config_set(path: &Path, key: &str, value: &str) -> Result<()> {
         eprintln!("ksql-msk: {warning}");
     }
     Ok(())
-}
-
-fn not_yet(command: &str) -> anyhow::Error {
-    fail(
-        ExitCode::Unavailable,
-        format!("`ksql-msk {command}` is not implemented yet in this build"),
-    )
 }

@@ -9,11 +9,14 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{self, Settings};
 use crate::discovery::{self, Discovered};
 use crate::exit::{fail, ExitCode};
+use crate::install::{self, Installed};
 use crate::journal::Sink;
 use crate::layout;
+use crate::lock;
 use crate::notify::Notifier;
-use crate::progress::Progress;
+use crate::progress::{Progress, Quiet};
 use crate::properties;
+use crate::properties::Configured;
 use crate::supervise::{Signals, Supervisor};
 
 /// Everything phases 1–5 produce and the supervisor needs.
@@ -25,63 +28,72 @@ pub struct Prepared {
     pub release_dir: PathBuf,
     /// `<release_dir>/etc/ksqldb/ksql-server.properties`.
     pub properties_path: PathBuf,
-    /// Whether this run rewrote the properties file.
+    /// Whether this run switched the release or rewrote the properties file.
     pub changed: bool,
+    pub installed: Installed,
+    pub configured: Configured,
 }
 
 impl Prepared {
-    /// The ksqlDB version of the active release: the release directory's name when it
-    /// is a version, else the configured one.
+    /// The ksqlDB version of the active release.
     pub fn version(&self) -> String {
-        self.release_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| n.split('.').count() >= 3 && n.starts_with(|c: char| c.is_ascii_digit()))
-            .map(str::to_string)
-            .unwrap_or_else(|| self.settings.ksqldb.version.clone())
+        self.installed.version.clone()
     }
 }
 
 /// Phases 1–5: load the config, discover the brokers, install the release and render
-/// its properties. Runs at start and again on every reload.
+/// its properties. Runs at start, on every reload and for `ksql-msk install`. Phases 3–5
+/// hold the state directory's lock, so an `install` and a `run` never interleave.
 pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prepared> {
     progress.phase("loading configuration");
     let settings = config::load(config_path)?;
-    progress.phase("discovering the cluster's IAM brokers (waiting for the cluster if needed)");
+    progress.phase("discovering the cluster's IAM brokers");
     let discovered = discovery::discover(&settings, progress).await?;
-    // phases 3–5: install_release + configure are called here once merged
-    let current = settings.current_link();
-    let release_dir = match std::fs::canonicalize(&current) {
-        Ok(dir) => dir,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(fail(
-                ExitCode::Unavailable,
-                format!(
-                    "no release installed: {} does not exist (run `ksql-msk install`)",
-                    current.display()
-                ),
-            ))
-        }
-        Err(e) => {
-            return Err(fail(
-                ExitCode::Unavailable,
-                format!("no release installed: {}: {e}", current.display()),
-            ))
-        }
-    };
+    progress.phase("waiting for the state directory lock");
+    let _lock = lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
+    progress.phase(&format!("installing ksqlDB {}", settings.ksqldb.version));
+    let installed = install::install_release(&settings, progress).await?;
     progress.phase(&format!(
         "rendering {} of ksqlDB {}",
         layout::PROPERTIES,
-        settings.ksqldb.version
+        installed.version
     ));
-    let configured = properties::configure(&settings, &discovered, &release_dir, false).await?;
+    let configured =
+        properties::configure(&settings, &discovered, &installed.release_dir, false).await?;
     Ok(Prepared {
+        changed: installed.activated || configured.changed,
+        release_dir: installed.release_dir.clone(),
+        properties_path: configured.path.clone(),
         settings,
         discovered,
-        release_dir,
-        properties_path: configured.path,
-        changed: configured.changed,
+        installed,
+        configured,
     })
+}
+
+/// `ksql-msk install --dry-run`: what phases 3–5 would do, writing nothing.
+pub async fn dry_run(config_path: &Path) -> Result<()> {
+    let settings = config::load(config_path)?;
+    let discovered = discovery::discover(&settings, &Quiet).await?;
+    println!("brokers: {}", discovered.brokers.raw);
+    for line in install::plan(&settings)? {
+        println!("{line}");
+    }
+    let release = settings.releases_dir().join(&settings.ksqldb.version);
+    if release.join(layout::MANIFEST).exists() {
+        let configured = properties::configure(&settings, &discovered, &release, true).await?;
+        if configured.changed {
+            print!("{}", configured.diff);
+        } else {
+            println!("{}: up to date", configured.path.display());
+        }
+    } else {
+        println!(
+            "{} would be rendered once the release is installed",
+            layout::PROPERTIES
+        );
+    }
+    Ok(())
 }
 
 /// `ksql-msk run`. `journal`: the agent logs to the journal, so ksqlDB's lines go there

@@ -3,6 +3,7 @@
 mod check;
 mod cli;
 mod discovery;
+mod install;
 mod properties;
 mod run;
 mod support;

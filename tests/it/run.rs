@@ -10,7 +10,9 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use ksql_msk_testkit::artifacts::ArtifactServer;
 use ksql_msk_testkit::msk::{Cluster, FakeMsk, DESCRIBE_CLUSTER_V2};
+use ksql_msk_testkit::standins::{self, Standins};
 
 use crate::support::{bin, Host, REGION};
 
@@ -132,12 +134,14 @@ fn parse_native(mut buf: &[u8]) -> HashMap<String, String> {
     fields
 }
 
-/// A host with a fake MSK, a fake Java, and an installed fake release.
+/// A host with a fake MSK, a fake Java, an artifact server publishing a signed release
+/// whose `bin/ksql-server-start` runs the stand-in, and that release installed (by
+/// `ksql-msk install`, so `run` finds it in place).
 pub struct Fixture {
     pub host: Host,
     pub msk: FakeMsk,
     pub cluster: Cluster,
-
+    pub art: ArtifactServer,
     pub release: PathBuf,
 }
 
@@ -161,35 +165,24 @@ impl Fixture {
     }
 
     pub fn with(agent: &str, java_version: &str, iam_version: &str) -> Fixture {
-        let msk = FakeMsk::start();
-        let cluster = Cluster::active("demo", REGION);
-        msk.add(cluster.clone());
+        let fx = Self::uninstalled(agent, java_version, iam_version);
+        let out = fx.host.run(&["install"]);
+        assert_eq!(out.code, 0, "installing the stand-in release: {out:?}");
+        fx
+    }
+
+    /// Everything but the installed release.
+    pub fn uninstalled(agent: &str, java_version: &str, iam_version: &str) -> Fixture {
+        let world = Standins::start("demo", REGION);
         let host = Host::new();
         let root = host.dir.path();
         let jdk = root.join("jdk");
-        write_exec(
-            &jdk.join("bin/java"),
-            &format!("#!/bin/sh\necho 'openjdk version \"{java_version}\" 2025-04-15 LTS' >&2\necho 'OpenJDK Runtime Environment' >&2\n"),
-        );
+        write_exec(&jdk.join("bin/java"), &standins::java_script(java_version));
         let port = free_port();
+        let start = format!("#!/bin/sh\nexec '{}' \"$@\"\n", fake_ksqldb().display());
+        world.publish_release(VERSION, start.as_bytes(), &[]);
+        world.publish_jar(iam_version);
         let release = host.state_dir().join("releases").join(VERSION);
-        write_exec(
-            &release.join("bin/ksql-server-start"),
-            &format!("#!/bin/sh\nexec '{}' \"$@\"\n", fake_ksqldb().display()),
-        );
-        let etc = release.join("etc/ksqldb");
-        std::fs::create_dir_all(&etc).expect("etc");
-        std::fs::write(
-            etc.join("ksql-server.properties"),
-            format!("# test\nlisteners=http://127.0.0.1:{port}\nbootstrap.servers=x:9098\n"),
-        )
-        .expect("props");
-        std::fs::write(
-            etc.join("log4j.properties"),
-            "log4j.rootLogger=INFO, stdout\n",
-        )
-        .expect("log4j");
-        std::os::unix::fs::symlink(&release, host.state_dir().join("current")).expect("current");
         // Test defaults for [agent], overridden line by line by `agent`.
         let mut agent_lines: Vec<String> = [
             format!("health_url = \"http://127.0.0.1:{port}/healthcheck\""),
@@ -208,21 +201,25 @@ impl Fixture {
             agent_lines.retain(|l| l.split('=').next().unwrap_or("").trim() != key);
             agent_lines.push(line.to_string());
         }
-        host.write_config(&format!(
-            "[msk]\ncluster_arn = \"{}\"\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\ncluster_wait = \"3s\"\napi_max_attempts = 1\n\
-             [ksqldb]\nversion = \"{VERSION}\"\nlisteners = \"http://127.0.0.1:{port}\"\njava_home = \"{}\"\nheap = \"auto\"\n\
-             [iam_auth]\nversion = \"{iam_version}\"\n\
-             [agent]\n{}\n",
-            cluster.arn,
-            msk.url(),
-            jdk.display(),
-            agent_lines.join("\n"),
+        let mut parts = world.config(VERSION, iam_version);
+        parts
+            .msk
+            .push_str("cluster_wait = \"3s\"\napi_max_attempts = 1\n");
+        host.write_config(&parts.toml(
+            &format!(
+                "listeners = \"http://127.0.0.1:{port}\"\njava_home = \"{}\"\nheap = \"auto\"\n",
+                jdk.display()
+            ),
+            &agent_lines.join("\n"),
         ));
+        let Standins {
+            msk, cluster, art, ..
+        } = world;
         Fixture {
             host,
             msk,
             cluster,
-
+            art,
             release,
         }
     }
@@ -401,7 +398,7 @@ fn statuses(lines: &[String]) -> Vec<String> {
 #[test]
 fn starts_when_healthy_logs_to_journal_and_stops_cleanly() {
     let mut fx = Fixture::new("");
-    fx.mode("healthy_after_ms=700\ngrandchild=1\n");
+    fx.mode("healthy_after_ms=700\ngrandchild=1\nlog_error=1\n");
     let notify = fx.notify_socket();
     let journal = fx.journal_socket();
     let mut agent = fx.start();
@@ -825,12 +822,25 @@ fn rediscovery_restarts_on_broker_change_and_survives_api_errors() {
 }
 
 #[test]
-fn no_release_installed_is_69() {
-    let fx = Fixture::new("");
-    std::fs::remove_file(fx.host.state_dir().join("current")).unwrap();
-    let out = fx.host.run(&["run"]);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("no release installed"), "{out:?}");
+fn first_start_installs_the_release() {
+    let mut fx = Fixture::uninstalled("", "17.0.15", "1.1.1");
+    let notify = fx.notify_socket();
+    assert!(!fx.host.state_dir().join("current").exists());
+    let mut agent = fx.start();
+    wait_for("READY=1", || notify.lines().iter().any(|l| l == "READY=1"));
+    let current = std::fs::canonicalize(fx.host.state_dir().join("current")).unwrap();
+    assert_eq!(current, fx.release.canonicalize().unwrap());
+    assert!(fx
+        .release
+        .join("share/java/ksqldb/aws-msk-iam-auth-1.1.1-all.jar")
+        .exists());
+    let err = agent.stderr();
+    assert!(err.contains("now points to releases/0.28.2"), "{err}");
+    assert_eq!(
+        fx.art.requests_for(&standins::archive_path(VERSION)).len(),
+        1
+    );
+    assert_eq!(agent.stop(), 0);
 }
 
 #[test]

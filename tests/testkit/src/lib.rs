@@ -1,7 +1,11 @@
 //! Stand-ins for everything ksql-msk talks to, speaking the real wire formats, for the
 //! integration tests and the sandbox. Never part of the shipped binary.
 
+pub mod artifacts;
 pub mod http;
 pub mod imds;
 pub mod msk;
+pub mod signing;
+pub mod standins;
 pub mod sts;
+pub mod tarball;

@@ -10,7 +10,8 @@
 //!
 //! Its behaviour comes from `fake-ksqldb.mode` in the release directory (three levels
 //! above the properties file), `key=value` per line:
-//! `healthy_after_ms`, `never_healthy`, `unhealthy_after_ms`, `ignore_term`,
+//! `healthy_after_ms`, `log_error` (an ERROR line with a stack trace at start),
+//! `never_healthy`, `unhealthy_after_ms`, `ignore_term`,
 //! `exit_after_ms` + `exit_code`, `grandchild` (start a helper in the same process group
 //! that ignores SIGTERM), `escapee` (orphan a helper in its own session, outside the
 //! group), `version`. Creating `fake-ksqldb.crash` makes it crash
@@ -326,12 +327,14 @@ fn main() {
         "The configuration 'ksql.streams.state.dir' was supplied but isn't a known config.",
         "org.apache.kafka.clients.admin.AdminClientConfig:380",
     );
-    log_with(
-        "ERROR",
-        "Could not reach the command topic, retrying",
-        "io.confluent.ksql.rest.server.CommandStore:118",
-        Some(stack_trace()),
-    );
+    if mode.contains_key("log_error") {
+        log_with(
+            "ERROR",
+            "Could not reach the command topic, retrying",
+            "io.confluent.ksql.rest.server.CommandStore:118",
+            Some(stack_trace()),
+        );
+    }
     log(
         "DEBUG",
         "debug detail",

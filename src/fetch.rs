@@ -1,0 +1,596 @@
+//! Downloads into `<state_dir>/cache/`: retries with capped exponential backoff under an
+//! overall deadline, a stall timeout, and HTTP Range resume of partial files.
+//!
+//! Transport security is not what makes the artifacts trustworthy (the signature and
+//! the pinned hashes are), so a partial file is never fsynced while it grows: a torn
+//! tail after a crash is caught by verification, and a failed verification deletes the
+//! cached file. Completed files are fsynced and renamed into place.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use reqwest::header::{self, HeaderMap};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+use crate::config::Settings;
+use crate::exit::{fail, ExitCode};
+use crate::fsutil;
+use crate::progress::Progress;
+
+/// Log a progress line at most this often per download.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+/// Report to the `Progress` sink at most this often per download.
+const REPORT_EVERY: Duration = Duration::from_millis(500);
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+/// Buffered writes to the page cache: big enough that syscalls do not show.
+const WRITE_BUF: usize = 1 << 20;
+
+/// A completed download.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub url: String,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// Where a URL's download lives in the cache: a short hash of the URL keeps two
+/// versions (or two hosts) with the same file name apart.
+pub fn cache_path(cache_dir: &Path, url: &str) -> PathBuf {
+    let digest = hex::encode(&Sha256::digest(url.as_bytes())[..6]);
+    let base = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .rsplit('/')
+        .find(|s| !s.is_empty() && !s.bytes().all(|b| b == b'.'))
+        .unwrap_or("download");
+    let base: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    cache_dir.join(format!("{digest}-{base}"))
+}
+
+fn part_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".part");
+    PathBuf::from(p)
+}
+
+fn meta_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".part.meta");
+    PathBuf::from(p)
+}
+
+/// What the server said about the partial file's content: sent back as `If-Range`, so a
+/// changed file is sent whole (200) instead of a mismatched tail.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Validator {
+    url: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+impl Validator {
+    fn from_headers(url: &str, headers: &HeaderMap) -> Validator {
+        let get = |name: header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Validator {
+            url: url.to_string(),
+            // A weak ETag may not be used in If-Range (RFC 9110 13.1.5).
+            etag: get(header::ETAG).filter(|e| !e.starts_with("W/")),
+            last_modified: get(header::LAST_MODIFIED),
+        }
+    }
+
+    fn if_range(&self) -> Option<&str> {
+        self.etag.as_deref().or(self.last_modified.as_deref())
+    }
+
+    fn render(&self) -> String {
+        let mut s = format!("url {}\n", self.url);
+        if let Some(e) = &self.etag {
+            s.push_str(&format!("etag {e}\n"));
+        }
+        if let Some(l) = &self.last_modified {
+            s.push_str(&format!("last-modified {l}\n"));
+        }
+        s
+    }
+
+    fn parse(text: &str) -> Validator {
+        let mut v = Validator::default();
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some(("url", u)) => v.url = u.to_string(),
+                Some(("etag", e)) => v.etag = Some(e.to_string()),
+                Some(("last-modified", l)) => v.last_modified = Some(l.to_string()),
+                _ => {}
+            }
+        }
+        v
+    }
+}
+
+/// How one attempt ended, when it did not complete.
+enum AttemptError {
+    /// Worth another attempt (network trouble, 408/429/5xx, short body, stall).
+    Retry(anyhow::Error),
+    /// Will not get better (404, 403, local I/O).
+    Fatal(anyhow::Error),
+}
+
+/// Downloads with the agent's settings (timeouts, proxies, extra CA).
+pub struct Fetcher {
+    client: reqwest::Client,
+    cache_dir: PathBuf,
+    download_timeout: Duration,
+    stall_timeout: Duration,
+}
+
+impl Fetcher {
+    pub fn new(settings: &Settings) -> Result<Fetcher> {
+        // Proxies: reqwest reads HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY (either case)
+        // unless `.no_proxy()` is called, which it is not.
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("ksql-msk/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(settings.agent.stall_timeout.min(Duration::from_secs(30)))
+            .tcp_keepalive(Duration::from_secs(30));
+        if let Some(ca) = &settings.agent.extra_ca {
+            let pem = fs::read(ca).map_err(|e| {
+                fail(
+                    ExitCode::Config,
+                    format!("agent.extra_ca: cannot read {}: {e}", ca.display()),
+                )
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                fail(
+                    ExitCode::Config,
+                    format!("agent.extra_ca: {} is not a PEM bundle: {e}", ca.display()),
+                )
+            })?;
+            if certs.is_empty() {
+                return Err(fail(
+                    ExitCode::Config,
+                    format!("agent.extra_ca: {} holds no certificate", ca.display()),
+                ));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().context("setting up the HTTP client")?;
+        Ok(Fetcher {
+            client,
+            cache_dir: settings.cache_dir(),
+            download_timeout: settings.agent.download_timeout,
+            stall_timeout: settings.agent.stall_timeout,
+        })
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Download `url` into the cache (or reuse a completed download there). `name` is
+    /// what progress lines call it.
+    pub async fn fetch(&self, url: &str, name: &str, progress: &dyn Progress) -> Result<Download> {
+        fs::create_dir_all(&self.cache_dir)
+            .with_context(|| format!("creating {}", self.cache_dir.display()))?;
+        let path = cache_path(&self.cache_dir, url);
+        if let Ok(meta) = fs::metadata(&path) {
+            tracing::info!(
+                "{name}: using {} already downloaded from {url}",
+                path.display()
+            );
+            return Ok(Download {
+                url: url.to_string(),
+                path,
+                size: meta.len(),
+            });
+        }
+        let deadline = Instant::now() + self.download_timeout;
+        let mut failures = 0u32;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let before = fs::metadata(part_path(&path)).map(|m| m.len()).unwrap_or(0);
+            let outcome =
+                tokio::time::timeout_at(deadline.into(), self.attempt(url, name, &path, progress))
+                    .await;
+            let err = match outcome {
+                Ok(Ok(size)) => {
+                    return Ok(Download {
+                        url: url.to_string(),
+                        path,
+                        size,
+                    })
+                }
+                Ok(Err(AttemptError::Fatal(e))) => return Err(e),
+                Ok(Err(AttemptError::Retry(e))) => e,
+                Err(_) => anyhow::anyhow!("download still incomplete at the deadline"),
+            };
+            let after = fs::metadata(part_path(&path)).map(|m| m.len()).unwrap_or(0);
+            // An attempt that moved bytes resets the backoff: a flaky but working
+            // connection keeps going until the deadline.
+            failures = if after > before { 1 } else { failures + 1 };
+            let backoff = BACKOFF_FIRST
+                .saturating_mul(1u32 << failures.min(10).saturating_sub(1))
+                .min(BACKOFF_MAX);
+            let now = Instant::now();
+            if now + backoff >= deadline {
+                return Err(fail(
+                    ExitCode::Temporary,
+                    format!(
+                        "giving up on {url} after {attempts} attempts within {} (agent.download_timeout): {}",
+                        humantime::format_duration(self.download_timeout),
+                        crate::exit::one_line(&err)
+                    ),
+                ));
+            }
+            tracing::warn!(
+                "{name}: {}; retrying in {:.1}s ({url})",
+                crate::exit::one_line(&err),
+                backoff.as_secs_f64()
+            );
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// One request: resume the partial file if there is one. Returns the final size.
+    async fn attempt(
+        &self,
+        url: &str,
+        name: &str,
+        path: &Path,
+        progress: &dyn Progress,
+    ) -> std::result::Result<u64, AttemptError> {
+        let part = part_path(path);
+        let meta = meta_path(path);
+        let fatal = |e: anyhow::Error| AttemptError::Fatal(e);
+        let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        let validator = fs::read_to_string(&meta)
+            .ok()
+            .map(|t| Validator::parse(&t))
+            .filter(|v| v.url == url && v.if_range().is_some());
+        let mut request = self.client.get(url);
+        let resume_from = match (&validator, have) {
+            (Some(v), n) if n > 0 => {
+                request = request
+                    .header(header::RANGE, format!("bytes={n}-"))
+                    .header(header::IF_RANGE, v.if_range().unwrap_or_default());
+                n
+            }
+            _ => 0,
+        };
+        // A server that accepts the connection but never answers is a stall too.
+        let mut response = match tokio::time::timeout(self.stall_timeout, request.send()).await {
+            Ok(r) => r.map_err(|e| classify(url, e))?,
+            Err(_) => {
+                return Err(AttemptError::Retry(anyhow::anyhow!(
+                    "no response for {} (agent.stall_timeout)",
+                    humantime::format_duration(self.stall_timeout)
+                )))
+            }
+        };
+        let status = response.status();
+        let mut offset = match status {
+            StatusCode::PARTIAL_CONTENT if resume_from > 0 => {
+                match content_range_start(response.headers()) {
+                    Some(start) if start == resume_from => {
+                        tracing::info!("{name}: resuming at byte {resume_from} ({url})");
+                        resume_from
+                    }
+                    other => {
+                        let _ = fs::remove_file(&part);
+                        return Err(AttemptError::Retry(anyhow::anyhow!(
+                            "asked for bytes from {resume_from}, server sent a range starting at {other:?}; starting over"
+                        )));
+                    }
+                }
+            }
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
+                if resume_from > 0 {
+                    tracing::info!(
+                        "{name}: the server sent the whole file (it ignored the range or the file changed); starting over ({url})"
+                    );
+                }
+                0
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                let _ = fs::remove_file(&part);
+                return Err(AttemptError::Retry(anyhow::anyhow!(
+                    "the server refused to resume at byte {resume_from} (HTTP 416); starting over"
+                )));
+            }
+            s if s == StatusCode::REQUEST_TIMEOUT
+                || s == StatusCode::TOO_MANY_REQUESTS
+                || s.is_server_error() =>
+            {
+                return Err(AttemptError::Retry(anyhow::anyhow!("HTTP {s} from {url}")));
+            }
+            s if s == StatusCode::NOT_FOUND || s == StatusCode::GONE => {
+                return Err(fatal(fail(
+                    ExitCode::Unavailable,
+                    format!(
+                        "{url} not found (HTTP {}): check the version and URL in the config",
+                        s.as_u16()
+                    ),
+                )));
+            }
+            s => {
+                return Err(fatal(fail(
+                    ExitCode::Unavailable,
+                    format!("{url}: HTTP {s}"),
+                )));
+            }
+        };
+        let total = match status {
+            StatusCode::PARTIAL_CONTENT => content_range_total(response.headers()),
+            _ => response.content_length(),
+        };
+        if let Some(total) = total {
+            check_space(&self.cache_dir, total.saturating_sub(offset)).map_err(fatal)?;
+        }
+        let validator = Validator::from_headers(url, response.headers());
+        let mut file = if offset == 0 {
+            // Sidecar first, so that a crash mid-body leaves a resumable pair.
+            let _ = fs::remove_file(&part);
+            if validator.if_range().is_some() {
+                fsutil::write_atomic(&meta, validator.render().as_bytes(), 0o644).map_err(fatal)?;
+            } else {
+                let _ = fs::remove_file(&meta);
+            }
+            File::create(&part)
+        } else {
+            OpenOptions::new().append(true).open(&part)
+        }
+        .with_context(|| format!("opening {}", part.display()))
+        .map_err(fatal)?;
+        let mut out = BufWriter::with_capacity(WRITE_BUF, &mut file);
+
+        let started = Instant::now();
+        let start_offset = offset;
+        let mut last_log = started;
+        let mut last_report = started - REPORT_EVERY;
+        if offset == 0 {
+            match total {
+                Some(t) => tracing::info!("{name}: downloading {url} ({})", mb(t)),
+                None => tracing::info!("{name}: downloading {url}"),
+            }
+        }
+        loop {
+            let chunk = match tokio::time::timeout(self.stall_timeout, response.chunk()).await {
+                Err(_) => {
+                    let _ = out.flush();
+                    return Err(AttemptError::Retry(anyhow::anyhow!(
+                        "no data for {} at byte {offset} (agent.stall_timeout)",
+                        humantime::format_duration(self.stall_timeout)
+                    )));
+                }
+                Ok(Err(e)) => {
+                    let _ = out.flush();
+                    return Err(classify(url, e));
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            out.write_all(&chunk)
+                .with_context(|| format!("writing {}", part.display()))
+                .map_err(fatal)?;
+            offset += chunk.len() as u64;
+            if total.is_some_and(|t| offset > t) {
+                drop(out);
+                let _ = fs::remove_file(&part);
+                return Err(AttemptError::Retry(anyhow::anyhow!(
+                    "the server sent more bytes than announced; starting over"
+                )));
+            }
+            let now = Instant::now();
+            if now.duration_since(last_report) >= REPORT_EVERY {
+                last_report = now;
+                let rate = rate(offset - start_offset, now.duration_since(started));
+                progress.transfer(name, offset, total, rate);
+                if now.duration_since(last_log) >= LOG_EVERY {
+                    last_log = now;
+                    log_progress(name, offset, total, rate);
+                }
+            }
+        }
+        out.flush()
+            .with_context(|| format!("writing {}", part.display()))
+            .map_err(fatal)?;
+        drop(out);
+        if let Some(t) = total {
+            if offset < t {
+                return Err(AttemptError::Retry(anyhow::anyhow!(
+                    "connection closed at byte {offset} of {t}"
+                )));
+            }
+        }
+        file.sync_all()
+            .with_context(|| format!("syncing {}", part.display()))
+            .map_err(fatal)?;
+        drop(file);
+        fs::rename(&part, path)
+            .with_context(|| format!("renaming {} to {}", part.display(), path.display()))
+            .map_err(fatal)?;
+        let _ = fs::remove_file(&meta);
+        fsutil::sync_dir(&self.cache_dir).map_err(fatal)?;
+        let elapsed = started.elapsed();
+        let rate = rate(offset - start_offset, elapsed);
+        progress.transfer(name, offset, Some(offset), rate);
+        tracing::info!(
+            "{name}: downloaded {} in {:.1}s ({:.1} MB/s)",
+            mb(offset),
+            elapsed.as_secs_f64(),
+            rate / 1e6
+        );
+        Ok(offset)
+    }
+}
+
+fn rate(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / elapsed.as_secs_f64().max(1e-3)
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn log_progress(name: &str, done: u64, total: Option<u64>, rate: f64) {
+    match total {
+        Some(t) if t > 0 => tracing::info!(
+            "{name}: {:.0}% ({} of {}) at {:.1} MB/s",
+            done as f64 * 100.0 / t as f64,
+            mb(done),
+            mb(t),
+            rate / 1e6
+        ),
+        _ => tracing::info!("{name}: {} at {:.1} MB/s", mb(done), rate / 1e6),
+    }
+}
+
+/// Sort a transport error: certificate problems do not fix themselves; everything else
+/// on the wire (refused, reset, timed out, cut short) may.
+fn classify(url: &str, e: reqwest::Error) -> AttemptError {
+    let chain = crate::exit::one_line(&anyhow::Error::new(e));
+    if chain.contains("certificate") {
+        return AttemptError::Fatal(fail(
+            ExitCode::Unavailable,
+            format!(
+                "{url}: TLS certificate not trusted ({chain}); set agent.extra_ca for a private CA"
+            ),
+        ));
+    }
+    AttemptError::Retry(anyhow::anyhow!("{chain}"))
+}
+
+/// `Content-Range: bytes 100-199/200` → 100.
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let range = v.strip_prefix("bytes ")?.split('/').next()?;
+    range.split('-').next()?.trim().parse().ok()
+}
+
+/// `Content-Range: bytes 100-199/200` → 200.
+fn content_range_total(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    v.rsplit('/').next()?.trim().parse().ok()
+}
+
+/// Bytes free to an unprivileged writer in the file system holding `dir`.
+pub fn free_space(dir: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .with_context(|| format!("{} contains a NUL byte", dir.display()))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid C string and `st` is a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("statvfs {}", dir.display()));
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Fail with EX_IOERR before writing `need` bytes into `dir` when they do not fit.
+pub fn check_space(dir: &Path, need: u64) -> Result<()> {
+    let free = free_space(dir)?;
+    if need > free {
+        return Err(fail(
+            ExitCode::Io,
+            format!(
+                "not enough disk space in {}: need {} MB, {} MB free",
+                dir.display(),
+                need.div_ceil(1_000_000),
+                free / 1_000_000
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Forget a cached download (after it failed verification, or once installed).
+pub fn discard(path: &Path) {
+    for p in [path.to_path_buf(), part_path(path), meta_path(path)] {
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove {}: {e}", p.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_names_differ_per_url_and_keep_the_file_name() {
+        let dir = Path::new("/c");
+        let a = cache_path(dir, "https://h/a/confluent-ksqldb-0.29.0.tar.gz");
+        let b = cache_path(dir, "https://h/b/confluent-ksqldb-0.29.0.tar.gz");
+        assert_ne!(a, b);
+        assert!(a
+            .to_string_lossy()
+            .ends_with("-confluent-ksqldb-0.29.0.tar.gz"));
+        let q = cache_path(dir, "https://h/x/../?a=b");
+        assert!(!q.to_string_lossy().contains(".."), "{}", q.display());
+    }
+
+    #[test]
+    fn validator_round_trips_and_prefers_strong_etag() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ETAG, "\"abc\"".parse().unwrap());
+        h.insert(
+            header::LAST_MODIFIED,
+            "Tue, 01 Jul 2025 10:00:00 GMT".parse().unwrap(),
+        );
+        let v = Validator::from_headers("http://x/y", &h);
+        assert_eq!(v.if_range(), Some("\"abc\""));
+        assert_eq!(Validator::parse(&v.render()), v);
+        h.insert(header::ETAG, "W/\"weak\"".parse().unwrap());
+        let v = Validator::from_headers("http://x/y", &h);
+        assert_eq!(v.if_range(), Some("Tue, 01 Jul 2025 10:00:00 GMT"));
+    }
+
+    #[test]
+    fn space_check_names_dir_and_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        check_space(dir.path(), 1).unwrap();
+        let err = check_space(dir.path(), u64::MAX / 2).unwrap_err();
+        assert_eq!(crate::exit::exit_code_of(&err), ExitCode::Io);
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&dir.path().display().to_string()) && msg.contains("MB free"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn content_range_parts() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_RANGE, "bytes 100-199/200".parse().unwrap());
+        assert_eq!(content_range_start(&h), Some(100));
+        assert_eq!(content_range_total(&h), Some(200));
+    }
+}

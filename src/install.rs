@@ -1,0 +1,572 @@
+//! DESIGN.md phases 3–4 and the jar half of 5: fetch, verify, unpack and activate a
+//! ksqlDB release with the IAM auth jar. The caller holds the state lock.
+//!
+//! Host invariants: `current` always points at a complete, verified release (or does
+//! not exist yet); a new release appears only by renaming a fully written and synced
+//! staging directory; any failure removes staging and leaves `current` alone.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use crate::config::{KeySource, Settings};
+use crate::exit::{fail, ExitCode};
+use crate::fetch::{self, Download, Fetcher};
+use crate::fsutil;
+use crate::layout;
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+use crate::unpack;
+use crate::verify::{self, SignatureCheck, Signer, SignerTrust, TrustStore};
+
+/// Unpacked size estimate per archive byte, for the free-space check: the release is
+/// mostly jars, which gzip barely shrinks.
+const UNPACK_RATIO: f64 = 1.2;
+pub const STAGING_PREFIX: &str = ".staging-";
+const JAR_PREFIX: &str = "aws-msk-iam-auth-";
+
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub release_dir: PathBuf,
+    pub version: String,
+    /// The active release changed: `current` was switched, or the release's content
+    /// (its jar) was replaced. A supervisor restarts ksqlDB when this is true.
+    pub activated: bool,
+    pub manifest: Manifest,
+}
+
+/// The trust rule for the archive's signer: pinned, else what trust.toml recorded.
+fn signer_trust(settings: &Settings, trust: &TrustStore) -> SignerTrust {
+    if settings.ksqldb.trusted_fingerprints.is_empty() {
+        SignerTrust::FirstUse(trust.signer())
+    } else {
+        SignerTrust::Pinned(settings.ksqldb.trusted_fingerprints.clone())
+    }
+}
+
+/// The jar's expected hash and where that expectation comes from.
+fn expected_jar(settings: &Settings, trust: &TrustStore) -> Option<(String, &'static str)> {
+    match &settings.iam_auth.sha256 {
+        Some(h) => Some((h.clone(), "iam_auth.sha256")),
+        None => trust
+            .jar_sha256(&settings.iam_auth.jar_url)
+            .map(|h| (h, "recorded on first use in trust.toml")),
+    }
+}
+
+pub fn jar_file_name(settings: &Settings) -> String {
+    let url = &settings.iam_auth.jar_url;
+    let base = url.split(['?', '#']).next().unwrap_or(url);
+    match base.rsplit('/').next() {
+        Some(n) if n.ends_with(".jar") && !n.contains("..") => n.to_string(),
+        _ => format!("{JAR_PREFIX}{}-all.jar", settings.iam_auth.version),
+    }
+}
+
+/// Does the installed release match the configured inputs? (No hashing: the manifest
+/// says what was verified when it was written.)
+fn archive_matches(m: &Manifest, settings: &Settings, trust: &SignerTrust) -> bool {
+    m.version == settings.ksqldb.version
+        && m.archive_url == settings.ksqldb.archive_url
+        && m.signature_url == settings.ksqldb.signature_url
+        && trust.accepts(&Signer {
+            primary: m.signer.clone(),
+            key: m.signing_key.clone(),
+        })
+}
+
+fn jar_matches(
+    m: &Manifest,
+    settings: &Settings,
+    expected: &Option<(String, &str)>,
+    release: &Path,
+) -> bool {
+    m.jar_url == settings.iam_auth.jar_url
+        && expected.as_ref().is_none_or(|(h, _)| *h == m.jar_sha256)
+        && release.join(layout::JAR_DIR).join(&m.jar_file).is_file()
+}
+
+/// What `install` would do, for `--dry-run`: no network, no writes.
+pub fn plan(settings: &Settings) -> Result<Vec<String>> {
+    let trust = TrustStore::load(&settings.agent.state_dir)?;
+    let release = settings.releases_dir().join(&settings.ksqldb.version);
+    let expected = expected_jar(settings, &trust);
+    let mut lines = Vec::new();
+    match Manifest::load(&release) {
+        Some(m) if archive_matches(&m, settings, &signer_trust(settings, &trust)) => {
+            lines.push(format!(
+                "ksqlDB {} is installed in {}",
+                m.version,
+                release.display()
+            ));
+            if !jar_matches(&m, settings, &expected, &release) {
+                lines.push(format!("would download {}", settings.iam_auth.jar_url));
+            }
+        }
+        _ => {
+            lines.push(format!("would download {}", settings.ksqldb.archive_url));
+            lines.push(format!("would download {}", settings.ksqldb.signature_url));
+            if let KeySource::Url(u) = &settings.ksqldb.key {
+                lines.push(format!("would download {u}"));
+            }
+            lines.push(format!("would download {}", settings.iam_auth.jar_url));
+            lines.push(format!("would install into {}", release.display()));
+        }
+    }
+    if expected.is_none() {
+        lines.push(format!(
+            "would download {}.sha256 (trust on first use)",
+            settings.iam_auth.jar_url
+        ));
+    }
+    Ok(lines)
+}
+
+/// Remove what a crashed run left: staging directories and temporary links.
+pub fn clean_stale(settings: &Settings) -> Result<()> {
+    let releases = settings.releases_dir();
+    let entries = match fs::read_dir(&releases) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", releases.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", releases.display()))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            tracing::info!(
+                "removing {} left by an interrupted install",
+                entry.path().display()
+            );
+            fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    let state = &settings.agent.state_dir;
+    if let Ok(entries) = fs::read_dir(state) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".current.tmp-")
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Point `current` at `releases/<version>` atomically: a new link under a temporary
+/// name renamed over the old one. Returns whether it changed.
+pub fn point_current(settings: &Settings, version: &str) -> Result<bool> {
+    let link = settings.current_link();
+    let target = Path::new("releases").join(version);
+    if fs::read_link(&link).ok().as_deref() == Some(target.as_path()) {
+        return Ok(false);
+    }
+    let state = &settings.agent.state_dir;
+    let tmp = state.join(format!(".current.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp)
+        .with_context(|| format!("creating symlink {}", tmp.display()))?;
+    if let Err(e) = fs::rename(&tmp, &link) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("replacing {}", link.display()));
+    }
+    fsutil::sync_dir(state)?;
+    tracing::info!("{} now points to {}", link.display(), target.display());
+    Ok(true)
+}
+
+/// Swap two directory entries atomically (`renameat2(RENAME_EXCHANGE)`), so a
+/// reinstalled version never has a moment where it does not exist.
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes()).context("path with NUL")?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes()).context("path with NUL")?;
+    // SAFETY: two valid C strings; AT_FDCWD with absolute or cwd-relative paths.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("exchanging {} and {}", a.display(), b.display()));
+    }
+    Ok(())
+}
+
+/// Copy the jar into `release/share/java/ksqldb/` atomically and remove older
+/// aws-msk-iam-auth jars there (two versions on one classpath is a lottery).
+fn install_jar(release: &Path, jar: &Path, file_name: &str) -> Result<()> {
+    let dir = release.join(layout::JAR_DIR);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    copy_atomic(jar, &dir.join(file_name))?;
+    for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(JAR_PREFIX) && name.ends_with(".jar") && name != file_name {
+            tracing::info!("removing older {name} from {}", dir.display());
+            fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    fsutil::sync_dir(&dir)
+}
+
+/// Copy `src` to `dst` atomically (temp file in the same directory, fsync, rename),
+/// streaming: the -all jar is tens of MB and need not sit in memory.
+fn copy_atomic(src: &Path, dst: &Path) -> Result<()> {
+    let dir = fsutil::parent_dir(dst);
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        dst.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let mut from = fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
+        let mut to =
+            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        std::io::copy(&mut from, &mut to)
+            .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        to.set_permissions(fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("chmod {}", tmp.display()))?;
+        to.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        fs::rename(&tmp, dst)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    fsutil::sync_dir(dir)
+}
+
+/// Fetch the jar (and, on first use, its published hash) and check it.
+/// Returns the download, its hash, and whether the hash is new to trust.toml.
+async fn fetch_jar(
+    fetcher: &Fetcher,
+    settings: &Settings,
+    expected: &Option<(String, &'static str)>,
+    progress: &dyn Progress,
+) -> Result<(Download, String, bool)> {
+    let url = &settings.iam_auth.jar_url;
+    let sha_url = format!("{url}.sha256");
+    let (jar, published) = match expected {
+        Some(_) => (
+            fetcher.fetch(url, "aws-msk-iam-auth jar", progress).await?,
+            None,
+        ),
+        None => {
+            let (jar, sha) = futures_util::future::try_join(
+                fetcher.fetch(url, "aws-msk-iam-auth jar", progress),
+                fetcher.fetch(&sha_url, "aws-msk-iam-auth jar hash", progress),
+            )
+            .await?;
+            (jar, Some(sha))
+        }
+    };
+    let path = jar.path.clone();
+    let actual = tokio::task::spawn_blocking(move || verify::sha256_file(&path))
+        .await
+        .context("hashing the jar")??;
+    let result = match (expected, &published) {
+        (Some((h, origin)), _) => {
+            verify::check_jar(&jar.path, url, &actual, h, origin).map(|()| false)
+        }
+        (None, Some(sha)) => {
+            let text = fs::read_to_string(&sha.path).unwrap_or_default();
+            fetch::discard(&sha.path);
+            match verify::parse_sha256_file(&text) {
+                Some(h) => verify::check_jar(&jar.path, url, &actual, &h, &format!("published in {sha_url}"))
+                    .map(|()| true),
+                None => Err(fail(
+                    ExitCode::Data,
+                    format!("{sha_url} does not hold a SHA-256 hash; set iam_auth.sha256 to the jar's hash"),
+                )),
+            }
+        }
+        (None, None) => unreachable!("the published hash is fetched when nothing is expected"),
+    };
+    match result {
+        Ok(new) => Ok((jar, actual, new)),
+        Err(e) => {
+            fetch::discard(&jar.path);
+            Err(e)
+        }
+    }
+}
+
+fn warn_tofu_jar(url: &str, sha: &str) {
+    tracing::warn!(
+        "TRUST ON FIRST USE: accepted the aws-msk-iam-auth jar {url} with SHA-256 {sha} because iam_auth.sha256 is empty. \
+         Pin it in the config to make it strict: [iam_auth] sha256 = \"{sha}\""
+    );
+}
+
+pub async fn install_release(settings: &Settings, progress: &dyn Progress) -> Result<Installed> {
+    let version = settings.ksqldb.version.clone();
+    let releases = settings.releases_dir();
+    fs::create_dir_all(&releases).with_context(|| format!("creating {}", releases.display()))?;
+    clean_stale(settings)?;
+    let mut trust = TrustStore::load(&settings.agent.state_dir)?;
+    let signer_trust = signer_trust(settings, &trust);
+    let expected = expected_jar(settings, &trust);
+    let release = releases.join(&version);
+    let fetcher = Fetcher::new(settings)?;
+
+    // Already installed and verified?
+    if let Some(mut m) = Manifest::load(&release) {
+        if archive_matches(&m, settings, &signer_trust) {
+            let mut changed = false;
+            if !jar_matches(&m, settings, &expected, &release) {
+                progress.phase(&format!("updating the IAM auth jar of ksqlDB {version}"));
+                let (jar, sha, new) = fetch_jar(&fetcher, settings, &expected, progress).await?;
+                let file = jar_file_name(settings);
+                install_jar(&release, &jar.path, &file)?;
+                m.jar_url = settings.iam_auth.jar_url.clone();
+                m.jar_sha256 = sha.clone();
+                m.jar_file = file;
+                m.save(&release)?;
+                if new {
+                    trust.set_jar_sha256(&settings.iam_auth.jar_url, &sha);
+                    trust.save()?;
+                    warn_tofu_jar(&settings.iam_auth.jar_url, &sha);
+                }
+                fetch::discard(&jar.path);
+                changed = true;
+            } else {
+                tracing::info!(
+                    "ksqlDB {version} is already installed and verified in {}",
+                    release.display()
+                );
+            }
+            let switched = point_current(settings, &version)?;
+            return Ok(Installed {
+                release_dir: release,
+                version,
+                activated: changed || switched,
+                manifest: m,
+            });
+        }
+    }
+
+    progress.phase(&format!("fetching ksqlDB {version}"));
+    let k = &settings.ksqldb;
+    let key_fetch = async {
+        match &k.key {
+            KeySource::Url(u) => {
+                let d = fetcher.fetch(u, "signing key", progress).await?;
+                let bytes =
+                    fs::read(&d.path).with_context(|| format!("reading {}", d.path.display()))?;
+                Ok::<_, anyhow::Error>((bytes, u.clone(), Some(d.path)))
+            }
+            KeySource::File(p) => {
+                let bytes = fs::read(p).map_err(|e| {
+                    fail(
+                        ExitCode::Config,
+                        format!("ksqldb.key_url: cannot read key file {}: {e}", p.display()),
+                    )
+                })?;
+                Ok((bytes, p.display().to_string(), None))
+            }
+        }
+    };
+    let (archive, signature, (key, key_origin, key_cache), (jar, jar_sha, jar_new)) =
+        futures_util::future::try_join4(
+            fetcher.fetch(&k.archive_url, "ksqlDB archive", progress),
+            fetcher.fetch(&k.signature_url, "ksqlDB signature", progress),
+            key_fetch,
+            fetch_jar(&fetcher, settings, &expected, progress),
+        )
+        .await?;
+    let cached: Vec<PathBuf> = [
+        Some(archive.path.clone()),
+        Some(signature.path.clone()),
+        key_cache,
+        Some(jar.path.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+
+    let need = (archive.size as f64 * UNPACK_RATIO) as u64 + jar.size;
+    fetch::check_space(&releases, need)?;
+
+    progress.phase(&format!("verifying and unpacking ksqlDB {version}"));
+    let sig_bytes = fs::read(&signature.path)
+        .with_context(|| format!("reading {}", signature.path.display()))?;
+    let check = SignatureCheck::new(
+        &key,
+        &key_origin,
+        sig_bytes,
+        &k.signature_url,
+        signer_trust.clone(),
+    );
+    let check = match check {
+        Ok(c) => c,
+        Err(e) => {
+            // A bad key or signature file must be fetched again next time.
+            cached.iter().for_each(|p| fetch::discard(p));
+            return Err(e);
+        }
+    };
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let staging = releases.join(format!(
+        "{STAGING_PREFIX}{version}-{}-{nanos:08x}",
+        std::process::id()
+    ));
+    fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+
+    let staged = {
+        let staging = staging.clone();
+        let archive_path = archive.path.clone();
+        let max = settings.agent.max_release_size;
+        let jar_path = jar.path.clone();
+        let jar_file = jar_file_name(settings);
+        let m = (
+            k.archive_url.clone(),
+            k.signature_url.clone(),
+            settings.iam_auth.jar_url.clone(),
+            version.clone(),
+        );
+        let jar_sha = jar_sha.clone();
+        tokio::task::spawn_blocking(move || -> Result<Manifest> {
+            let unpacked = unpack::unpack_verified(&archive_path, &staging, max, &check)?;
+            if !unpacked.top_dir.starts_with("confluent-ksqldb") {
+                tracing::warn!(
+                    "the archive's top directory is {:?}, not confluent-ksqldb-<version>",
+                    unpacked.top_dir
+                );
+            }
+            for required in [layout::SERVER_START, layout::PROPERTIES] {
+                if !staging.join(required).is_file() {
+                    return Err(fail(
+                        ExitCode::Data,
+                        format!("{}: not a ksqlDB archive (no {required} in it)", m.0),
+                    ));
+                }
+            }
+            let pristine = staging.join(layout::PRISTINE_PROPERTIES);
+            fs::copy(staging.join(layout::PROPERTIES), &pristine).with_context(|| {
+                format!("copying the pristine properties to {}", pristine.display())
+            })?;
+            install_jar(&staging, &jar_path, &jar_file)?;
+            let manifest = Manifest {
+                version: m.3,
+                archive_url: m.0,
+                archive_sha256: unpacked.archive_sha256,
+                signature_url: m.1,
+                signer: unpacked.signer.primary,
+                signing_key: unpacked.signer.key,
+                jar_url: m.2,
+                jar_sha256: jar_sha,
+                jar_file,
+            };
+            manifest.save(&staging)?;
+            unpack::sync_tree(&staging)?;
+            Ok(manifest)
+        })
+        .await
+        .context("the unpack task failed")
+        .and_then(|r| r)
+    };
+    let manifest = match staged {
+        Ok(m) => m,
+        Err(e) => {
+            remove_staging(&staging);
+            if crate::exit::exit_code_of(&e) == ExitCode::Data {
+                cached.iter().for_each(|p| fetch::discard(p));
+            }
+            return Err(e);
+        }
+    };
+
+    if let Err(e) = record_first_use(settings, &mut trust, &signer_trust, &manifest, jar_new) {
+        remove_staging(&staging);
+        return Err(e);
+    }
+
+    progress.phase(&format!("activating ksqlDB {version}"));
+    let placed = if release.exists() {
+        // A release dir with a stale or foreign manifest: swap, then drop the old one.
+        exchange(&staging, &release).map(|()| {
+            remove_staging(&staging);
+        })
+    } else {
+        fs::rename(&staging, &release)
+            .with_context(|| format!("renaming {} to {}", staging.display(), release.display()))
+    };
+    if let Err(e) = placed {
+        remove_staging(&staging);
+        return Err(e);
+    }
+    fsutil::sync_dir(&releases)?;
+    point_current(settings, &version)?;
+    cached.iter().for_each(|p| fetch::discard(p));
+    Ok(Installed {
+        release_dir: release,
+        version,
+        activated: true,
+        manifest,
+    })
+}
+
+fn record_first_use(
+    settings: &Settings,
+    trust: &mut TrustStore,
+    signer_trust: &SignerTrust,
+    m: &Manifest,
+    jar_new: bool,
+) -> Result<()> {
+    let new_signer = matches!(signer_trust, SignerTrust::FirstUse(None));
+    if new_signer {
+        trust.set_signer(&m.signer);
+    }
+    if jar_new {
+        trust.set_jar_sha256(&settings.iam_auth.jar_url, &m.jar_sha256);
+    }
+    if new_signer || jar_new {
+        trust.save()?;
+    }
+    if new_signer {
+        tracing::warn!(
+            "TRUST ON FIRST USE: accepted ksqlDB archive signing key {} because ksqldb.trusted_fingerprints is empty; \
+             recorded in {} and a different key will be refused. Pin it in the config to make it strict: \
+             [ksqldb] trusted_fingerprints = [\"{}\"]",
+            m.signer,
+            trust.path().display(),
+            m.signer
+        );
+    }
+    if jar_new {
+        warn_tofu_jar(&m.jar_url, &m.jar_sha256);
+    }
+    Ok(())
+}
+
+fn remove_staging(staging: &Path) {
+    if let Err(e) = fs::remove_dir_all(staging) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("cannot remove {}: {e}", staging.display());
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! Verify and unpack the ksqlDB archive in one pass over its bytes.
+//!
+//! Two threads share the work (the host may have only two cores, and both halves are
+//! CPU-bound): the *verifier* reads the file in large chunks, feeds every chunk to the
+//! OpenPGP signature hash and to SHA-256, and hands it over a small bounded channel to
+//! the *extractor*, which gunzips and untars into the staging directory. The channel
+//! bound keeps memory flat whatever the archive size. The archive is read once.
+//!
+//! Nothing here makes the staging directory live: the caller renames it into place only
+//! when the signature verified.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use tar::EntryType;
+
+use crate::exit::{fail, ExitCode};
+use crate::verify::{SignatureCheck, Signer};
+
+/// Chunk size read from the archive file; also the unit handed to the extractor.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the threads (bounds memory to about CHUNK × this).
+const IN_FLIGHT: usize = 4;
+/// Copy buffer for file contents.
+const COPY_BUF: usize = 256 << 10;
+
+/// What one pass over the archive established.
+#[derive(Debug, Clone)]
+pub struct Unpacked {
+    pub archive_sha256: String,
+    pub signer: Signer,
+    /// The archive's top directory that was stripped, e.g. `confluent-ksqldb-0.29.0`.
+    pub top_dir: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Reads the archive file for the verifier, hashing and forwarding each chunk.
+struct Tee<'a> {
+    file: File,
+    sha: &'a mut Sha256,
+    tx: Option<SyncSender<Vec<u8>>>,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.sha.update(&buf[..n]);
+        if n == 0 {
+            // End of the archive: the extractor sees end of stream.
+            self.tx = None;
+        } else if let Some(tx) = &self.tx {
+            // When the extractor has stopped (refused entry, too big), keep hashing
+            // anyway: a bad signature is the better explanation when there is one.
+            if tx.send(buf[..n].to_vec()).is_err() {
+                self.tx = None;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The extractor's view of the channel.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Caps the decompressed stream: a small archive may inflate to fill the disk.
+struct Limit<R> {
+    inner: R,
+    left: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Limit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // Probe one byte: exactly at the limit is fine, past it is not.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => {
+                    self.exceeded.store(true, Ordering::Relaxed);
+                    Err(io::Error::other("unpacked size limit exceeded"))
+                }
+            };
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Verify `archive` with `check` while unpacking it into `staging` (which must exist and
+/// be empty). `version` names the expected top directory in messages.
+pub fn unpack_verified(
+    archive: &Path,
+    staging: &Path,
+    max_size: u64,
+    check: &SignatureCheck,
+) -> Result<Unpacked> {
+    let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let started = Instant::now();
+    let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+    let mut sha = Sha256::new();
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let (verified, extracted) = std::thread::scope(|scope| {
+        let sha = &mut sha;
+        let verifier = scope.spawn(move || {
+            let tee = Tee {
+                file,
+                sha,
+                tx: Some(tx),
+            };
+            check.verify_reader(io::BufReader::with_capacity(CHUNK, tee))
+        });
+        let reader = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
+        let extracted = extract(reader, staging, max_size, exceeded.clone());
+        let verified = verifier
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the verifier thread panicked")));
+        (verified, extracted)
+    });
+    // The signature speaks first: a tampered archive usually also breaks gzip or tar,
+    // and "bad signature" is the true story then.
+    let signer = verified?;
+    let stats = extracted.map_err(|e| {
+        if exceeded.load(Ordering::Relaxed) {
+            fail(
+                ExitCode::Data,
+                format!(
+                    "{}: unpacks to more than agent.max_release_size ({} MB); refusing it",
+                    archive.display(),
+                    max_size / 1_000_000
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
+    check_links(staging)?;
+    tracing::info!(
+        "verified and unpacked {} files ({:.1} MB) in {:.1}s",
+        stats.files,
+        stats.bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Unpacked {
+        archive_sha256: hex::encode(sha.finalize()),
+        signer,
+        top_dir: stats.top_dir,
+        files: stats.files,
+        bytes: stats.bytes,
+    })
+}
+
+struct Stats {
+    top_dir: String,
+    files: u64,
+    bytes: u64,
+}
+
+fn refuse(entry: &Path, why: &str) -> anyhow::Error {
+    fail(
+        ExitCode::Data,
+        format!(
+            "archive entry {:?} refused: {why}",
+            entry.display().to_string()
+        ),
+    )
+}
+
+/// The entry's path inside the release: the single top directory stripped, no absolute
+/// path, no `..`. `None` for the top directory itself.
+fn release_path(raw: &Path, top: &mut Option<String>) -> Result<Option<PathBuf>> {
+    let mut parts = Vec::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_os_string()),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return Err(refuse(raw, "absolute path")),
+            Component::ParentDir => return Err(refuse(raw, "\"..\" in path")),
+        }
+    }
+    let Some((first, rest)) = parts.split_first() else {
+        return Err(refuse(raw, "empty path"));
+    };
+    let first = first.to_string_lossy().into_owned();
+    match top {
+        None => *top = Some(first),
+        Some(t) if *t == first => {}
+        Some(t) => {
+            return Err(refuse(
+                raw,
+                &format!("outside the archive's single top directory {t:?}"),
+            ))
+        }
+    }
+    Ok((!rest.is_empty()).then(|| rest.iter().collect()))
+}
+
+/// Resolve a symlink target lexically from the link's directory; `None` if it leaves
+/// the release or is absolute.
+fn resolve_link(link: &Path, target: &Path) -> Option<PathBuf> {
+    let mut out: Vec<&std::ffi::OsStr> = link
+        .parent()
+        .map(|p| p.iter().collect())
+        .unwrap_or_default();
+    for c in target.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out.iter().collect())
+}
+
+/// Remove whatever a duplicate entry would replace (never following a symlink).
+fn clear(dst: &Path, keep_dir: bool) -> Result<()> {
+    match fs::symlink_metadata(dst) {
+        Ok(m) if m.is_dir() && keep_dir => Ok(()),
+        Ok(m) if m.is_dir() => {
+            fs::remove_dir_all(dst).with_context(|| format!("removing {}", dst.display()))
+        }
+        Ok(_) => fs::remove_file(dst).with_context(|| format!("removing {}", dst.display())),
+        Err(_) => Ok(()),
+    }
+}
+
+fn extract(
+    reader: ChannelReader,
+    staging: &Path,
+    max_size: u64,
+    exceeded: Arc<AtomicBool>,
+) -> Result<Stats> {
+    let gz = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(CHUNK, reader));
+    let limited = Limit {
+        inner: gz,
+        left: max_size,
+        exceeded,
+    };
+    let mut archive = tar::Archive::new(limited);
+    let data_err = |e: io::Error| fail(ExitCode::Data, format!("reading the archive: {e}"));
+    let mut top: Option<String> = None;
+    let mut links: HashSet<PathBuf> = HashSet::new();
+    let mut stats = Stats {
+        top_dir: String::new(),
+        files: 0,
+        bytes: 0,
+    };
+    let mut buf = vec![0u8; COPY_BUF];
+    for entry in archive.entries().map_err(data_err)? {
+        let mut entry = entry.map_err(data_err)?;
+        let kind = entry.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
+            continue;
+        }
+        let raw = entry.path().map_err(data_err)?.into_owned();
+        let Some(rel) = release_path(&raw, &mut top)? else {
+            if kind.is_dir() {
+                continue;
+            }
+            return Err(refuse(&raw, "the top directory is not a directory"));
+        };
+        // Nothing may be written through a symlink the archive made.
+        if rel.ancestors().skip(1).any(|a| links.contains(a)) {
+            return Err(refuse(&raw, "its parent directory is a symlink"));
+        }
+        let mode = entry.header().mode().map_err(data_err)?;
+        if mode & 0o6000 != 0 {
+            return Err(refuse(&raw, &format!("setuid/setgid mode {mode:o}")));
+        }
+        let dst = staging.join(&rel);
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        match kind {
+            EntryType::Directory => {
+                clear(&dst, true)?;
+                if !dst.is_dir() {
+                    fs::create_dir(&dst).with_context(|| format!("creating {}", dst.display()))?;
+                }
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                clear(&dst, false)?;
+                // Release files are never group- or world-writable, whatever the archive says.
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode & 0o755 | 0o600)
+                    .open(&dst)
+                    .with_context(|| format!("creating {}", dst.display()))?;
+                loop {
+                    let n = entry.read(&mut buf).map_err(data_err)?;
+                    if n == 0 {
+                        break;
+                    }
+                    file.write_all(&buf[..n])
+                        .with_context(|| format!("writing {}", dst.display()))?;
+                    stats.bytes += n as u64;
+                }
+                stats.files += 1;
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(data_err)?
+                    .ok_or_else(|| refuse(&raw, "symlink without a target"))?
+                    .into_owned();
+                if resolve_link(&rel, &target).is_none() {
+                    return Err(refuse(
+                        &raw,
+                        &format!("symlink to {} points outside the release", target.display()),
+                    ));
+                }
+                clear(&dst, false)?;
+                std::os::unix::fs::symlink(&target, &dst)
+                    .with_context(|| format!("creating symlink {}", dst.display()))?;
+                links.insert(rel);
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(data_err)?
+                    .ok_or_else(|| refuse(&raw, "hard link without a target"))?
+                    .into_owned();
+                let inside = release_path(&target, &mut top).map_err(|_| {
+                    refuse(
+                        &raw,
+                        &format!(
+                            "hard link to {} points outside the release",
+                            target.display()
+                        ),
+                    )
+                })?;
+                let Some(target_rel) = inside else {
+                    return Err(refuse(&raw, "hard link to the top directory"));
+                };
+                if target_rel.ancestors().any(|a| links.contains(a)) {
+                    return Err(refuse(&raw, "hard link through a symlink"));
+                }
+                let src = staging.join(&target_rel);
+                if !fs::symlink_metadata(&src).is_ok_and(|m| m.is_file()) {
+                    return Err(refuse(
+                        &raw,
+                        &format!(
+                            "hard link to {}, which is not an earlier file",
+                            target.display()
+                        ),
+                    ));
+                }
+                clear(&dst, false)?;
+                fs::hard_link(&src, &dst).with_context(|| format!("linking {}", dst.display()))?;
+                stats.files += 1;
+            }
+            EntryType::Char | EntryType::Block => return Err(refuse(&raw, "device node")),
+            EntryType::Fifo => return Err(refuse(&raw, "fifo")),
+            other => return Err(refuse(&raw, &format!("unsupported entry type {other:?}"))),
+        }
+    }
+    stats.top_dir = top.ok_or_else(|| fail(ExitCode::Data, "the archive is empty"))?;
+    Ok(stats)
+}
+
+/// After extraction, check every symlink for real: a chain of links that each look
+/// harmless (`a -> b/..` where `b -> ..`) can still leave the release.
+fn check_links(staging: &Path) -> Result<()> {
+    let root =
+        fs::canonicalize(staging).with_context(|| format!("resolving {}", staging.display()))?;
+    let mut stack = vec![staging.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+            let ft = entry
+                .file_type()
+                .with_context(|| format!("inspecting {}", entry.path().display()))?;
+            let path = entry.path();
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_symlink() {
+                let rel = path.strip_prefix(staging).unwrap_or(&path).to_path_buf();
+                let escapes = match fs::canonicalize(&path) {
+                    Ok(real) => !real.starts_with(&root),
+                    // Dangling: only harmless if it cannot climb through another link.
+                    Err(_) => fs::read_link(&path)
+                        .map(|t| t.components().any(|c| c == Component::ParentDir))
+                        .unwrap_or(true),
+                };
+                if escapes {
+                    return Err(refuse(&rel, "symlink resolves outside the release"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Make the whole unpacked tree durable before it is renamed into place.
+///
+/// Without this, a crash shortly after the rename could leave `releases/<version>` with
+/// a valid manifest but empty or partial files (delayed allocation). One fsync per file
+/// would cost a journal commit each for thousands of files; `syncfs` flushes the file
+/// system once, which is what a tree written in one go needs. It also flushes other
+/// writers' dirty data on the same file system — acceptable once per install.
+pub fn sync_tree(dir: &Path) -> Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let d = File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    // SAFETY: syncfs on a descriptor we own.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("syncfs {}", dir.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_paths_strip_top_and_refuse_escapes() {
+        let mut top = None;
+        assert_eq!(
+            release_path(Path::new("confluent-ksqldb-0.29.0/"), &mut top).unwrap(),
+            None
+        );
+        assert_eq!(
+            release_path(Path::new("confluent-ksqldb-0.29.0/bin/ksql"), &mut top).unwrap(),
+            Some(PathBuf::from("bin/ksql"))
+        );
+        assert_eq!(
+            release_path(Path::new("./confluent-ksqldb-0.29.0/./etc"), &mut top).unwrap(),
+            Some(PathBuf::from("etc"))
+        );
+        for bad in ["/etc/passwd", "confluent-ksqldb-0.29.0/../x", "other/bin"] {
+            let err = release_path(Path::new(bad), &mut top).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn link_targets_resolve_lexically() {
+        let l = Path::new("share/java/ksqldb/a.jar");
+        assert_eq!(
+            resolve_link(l, Path::new("../b/c.jar")),
+            Some(PathBuf::from("share/java/b/c.jar"))
+        );
+        assert_eq!(
+            resolve_link(l, Path::new("../../../x")),
+            Some(PathBuf::from("x"))
+        );
+        assert_eq!(resolve_link(l, Path::new("../../../../x")), None);
+        assert_eq!(resolve_link(l, Path::new("/etc/passwd")), None);
+    }
+
+    #[test]
+    fn limit_allows_exact_and_stops_past() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut ok = Limit {
+            inner: &b"abcd"[..],
+            left: 4,
+            exceeded: flag.clone(),
+        };
+        let mut v = Vec::new();
+        ok.read_to_end(&mut v).unwrap();
+        assert_eq!(v, b"abcd");
+        let mut bad = Limit {
+            inner: &b"abcde"[..],
+            left: 4,
+            exceeded: flag.clone(),
+        };
+        assert!(bad.read_to_end(&mut Vec::new()).is_err());
+        assert!(flag.load(Ordering::Relaxed));
+    }
+}

@@ -1,0 +1,425 @@
+//! Integrity of what was downloaded: the ksqlDB archive by a detached OpenPGP signature
+//! from a pinned (or trusted-on-first-use) key, the IAM auth jar by SHA-256.
+//!
+//! The archive's data is not read here: [`SignatureCheck::verify_reader`] hashes whatever
+//! reader it is given, so the unpacker can feed it the same bytes it extracts.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use openpgp::cert::prelude::*;
+use openpgp::parse::stream::{
+    DetachedVerifierBuilder, GoodChecksum, MessageLayer, MessageStructure, VerificationError,
+    VerificationHelper,
+};
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::types::RevocationStatus;
+use openpgp::{Cert, Fingerprint, KeyHandle};
+use sequoia_openpgp as openpgp;
+use sha2::{Digest, Sha256};
+use toml_edit::{DocumentMut, Item, Table};
+
+use crate::exit::{fail, ExitCode};
+use crate::fsutil;
+
+/// Who signed the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    /// The certificate's primary key fingerprint (upper-case hex).
+    pub primary: String,
+    /// The key that made the signature (the primary or a signing subkey).
+    pub key: String,
+}
+
+/// Which signers are acceptable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignerTrust {
+    /// `ksqldb.trusted_fingerprints`: primary or signing-subkey fingerprints.
+    Pinned(Vec<String>),
+    /// Nothing pinned: the signer recorded on first use, if any.
+    FirstUse(Option<String>),
+}
+
+impl SignerTrust {
+    pub fn accepts(&self, signer: &Signer) -> bool {
+        match self {
+            SignerTrust::Pinned(fps) => {
+                fps.iter().any(|f| *f == signer.primary || *f == signer.key)
+            }
+            SignerTrust::FirstUse(Some(fp)) => *fp == signer.primary || *fp == signer.key,
+            SignerTrust::FirstUse(None) => true,
+        }
+    }
+}
+
+/// A detached signature and the key(s) it may be checked against.
+pub struct SignatureCheck {
+    certs: Vec<Cert>,
+    signature: Vec<u8>,
+    signature_url: String,
+    trust: SignerTrust,
+}
+
+impl SignatureCheck {
+    /// `key` is the key file's content (armored or binary, one or more certificates).
+    pub fn new(
+        key: &[u8],
+        key_origin: &str,
+        signature: Vec<u8>,
+        signature_url: &str,
+        trust: SignerTrust,
+    ) -> Result<SignatureCheck> {
+        let certs: Vec<Cert> = CertParser::from_bytes(key)
+            .and_then(|parser| parser.collect::<openpgp::Result<Vec<Cert>>>())
+            .map_err(|e| {
+                fail(
+                    ExitCode::Data,
+                    format!("signing key {key_origin} is not an OpenPGP key: {e}"),
+                )
+            })?;
+        if certs.is_empty() {
+            return Err(fail(
+                ExitCode::Data,
+                format!("signing key {key_origin} holds no OpenPGP certificate"),
+            ));
+        }
+        if signature.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(fail(
+                ExitCode::Data,
+                format!("signature {signature_url} is empty: refusing an unsigned archive"),
+            ));
+        }
+        Ok(SignatureCheck {
+            certs,
+            signature,
+            signature_url: signature_url.to_string(),
+            trust,
+        })
+    }
+
+    /// Hash `data` to its end and check the signature over it. Errors exit 65 and say
+    /// what was wrong (bad signature, unknown, untrusted, expired or revoked key).
+    pub fn verify_reader<R: Read + Send + Sync>(&self, data: R) -> Result<Signer> {
+        let policy = StandardPolicy::new();
+        let helper = Helper {
+            certs: &self.certs,
+            policy: &policy,
+            trust: &self.trust,
+            signer: None,
+        };
+        let mut verifier = DetachedVerifierBuilder::from_bytes(&self.signature)
+            .and_then(|b| b.with_policy(&policy, None, helper))
+            .map_err(|e| {
+                fail(
+                    ExitCode::Data,
+                    format!(
+                        "signature {} is not a valid OpenPGP signature (truncated or corrupt?): {e}",
+                        self.signature_url
+                    ),
+                )
+            })?;
+        match verifier.verify_reader(data) {
+            Ok(()) => {}
+            Err(e) if e.downcast_ref::<crate::exit::Coded>().is_some() => return Err(e),
+            Err(e) if e.chain().any(|c| c.is::<std::io::Error>()) => {
+                return Err(e.context("reading the archive for verification"))
+            }
+            Err(e) => {
+                return Err(fail(
+                    ExitCode::Data,
+                    format!("checking signature {}: {e}", self.signature_url),
+                ))
+            }
+        }
+        verifier.into_helper().signer.ok_or_else(|| {
+            fail(
+                ExitCode::Data,
+                format!("signature {}: no good signature", self.signature_url),
+            )
+        })
+    }
+}
+
+struct Helper<'a> {
+    certs: &'a [Cert],
+    policy: &'a StandardPolicy<'a>,
+    trust: &'a SignerTrust,
+    signer: Option<Signer>,
+}
+
+impl Helper<'_> {
+    /// The signing key must be usable now, not only when it signed: an expired or
+    /// revoked key is refused even for old signatures.
+    fn valid_now(&self, cert: &Cert, key: &Fingerprint) -> std::result::Result<(), String> {
+        let fp = cert.fingerprint().to_hex();
+        let vc = cert
+            .with_policy(self.policy, None)
+            .map_err(|e| format!("key {fp} is not valid now: {e}"))?;
+        if let RevocationStatus::Revoked(_) = vc.revocation_status() {
+            return Err(format!("key {fp} is revoked"));
+        }
+        vc.alive()
+            .map_err(|e| format!("key {fp} has expired: {e}"))?;
+        let ka = vc.keys().key_handle(key.clone()).next().ok_or_else(|| {
+            format!("signing key {key} of {fp} is not valid now (expired or unbound)")
+        })?;
+        if let RevocationStatus::Revoked(_) = ka.revocation_status() {
+            return Err(format!("signing key {key} of {fp} is revoked"));
+        }
+        ka.alive()
+            .map_err(|e| format!("signing key {key} of {fp} has expired: {e}"))?;
+        if !ka.for_signing() {
+            return Err(format!("key {key} of {fp} is not a signing key"));
+        }
+        Ok(())
+    }
+}
+
+fn describe(e: &VerificationError) -> String {
+    match e {
+        VerificationError::MissingKey { sig } => {
+            let issuers: Vec<String> = sig.get_issuers().iter().map(|i| i.to_hex()).collect();
+            format!(
+                "signed by key {} which is not in the signing key file (wrong key?)",
+                issuers.join(", ")
+            )
+        }
+        VerificationError::BadSignature { ka, .. } => format!(
+            "bad signature by key {}: the archive does not match its signature (tampered, truncated or wrong file)",
+            ka.cert().fingerprint().to_hex()
+        ),
+        VerificationError::BadKey { ka, error, .. } => format!(
+            "signing key {} cannot be used (expired or revoked?): {error}",
+            ka.cert().fingerprint().to_hex()
+        ),
+        VerificationError::UnboundKey { cert, error, .. } => format!(
+            "signing key of {} is not bound to it: {error}",
+            cert.fingerprint().to_hex()
+        ),
+        other => other.to_string(),
+    }
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(self.certs.to_vec())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        let mut problems = Vec::new();
+        for layer in structure.into_iter() {
+            let MessageLayer::SignatureGroup { results } = layer else {
+                continue;
+            };
+            for result in results {
+                match result {
+                    Ok(GoodChecksum { ka, .. }) => {
+                        let signer = Signer {
+                            primary: ka.cert().fingerprint().to_hex(),
+                            key: ka.key().fingerprint().to_hex(),
+                        };
+                        if let Err(p) = self.valid_now(ka.cert(), &ka.key().fingerprint()) {
+                            problems.push(p);
+                            continue;
+                        }
+                        if !self.trust.accepts(&signer) {
+                            problems.push(match self.trust {
+                                SignerTrust::Pinned(_) => format!(
+                                    "good signature, but by key {} which is not in ksqldb.trusted_fingerprints",
+                                    signer.primary
+                                ),
+                                SignerTrust::FirstUse(Some(seen)) => format!(
+                                    "signed by key {} but key {seen} was trusted on first use (trust.toml): refusing a changed signing key; pin the new key in ksqldb.trusted_fingerprints if the change is genuine",
+                                    signer.primary
+                                ),
+                                SignerTrust::FirstUse(None) => unreachable!("first use accepts any"),
+                            });
+                            continue;
+                        }
+                        self.signer = Some(signer);
+                        return Ok(());
+                    }
+                    Err(e) => problems.push(describe(&e)),
+                }
+            }
+        }
+        let msg = match problems.len() {
+            0 => "the signature file holds no signature".to_string(),
+            _ => problems.join("; "),
+        };
+        Err(fail(ExitCode::Data, msg))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The jar
+
+/// SHA-256 of a file, lower-case hex (streamed; files may be large).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The hash in a published `.sha256` file: hex, possibly followed by a file name.
+pub fn parse_sha256_file(text: &str) -> Option<String> {
+    let word = text.split_whitespace().next()?;
+    (word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| word.to_ascii_lowercase())
+}
+
+/// Refuse a jar whose hash is not `expected`; `origin` says where the expectation came from.
+pub fn check_jar(path: &Path, url: &str, actual: &str, expected: &str, origin: &str) -> Result<()> {
+    if actual != expected {
+        return Err(fail(
+            ExitCode::Data,
+            format!(
+                "{url}: SHA-256 is {actual}, expected {expected} ({origin}); refusing the jar ({})",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Trust on first use
+
+pub const TRUST_FILE: &str = "trust.toml";
+
+/// What was trusted on first use, kept in `<state_dir>/trust.toml`.
+#[derive(Debug, Clone)]
+pub struct TrustStore {
+    path: PathBuf,
+    doc: DocumentMut,
+}
+
+impl TrustStore {
+    pub fn load(state_dir: &Path) -> Result<TrustStore> {
+        let path = state_dir.join(TRUST_FILE);
+        let doc = match std::fs::read_to_string(&path) {
+            Ok(text) => text.parse::<DocumentMut>().map_err(|e| {
+                fail(
+                    ExitCode::Data,
+                    format!(
+                        "{}: not valid TOML ({}); fix or remove it",
+                        path.display(),
+                        e.message()
+                    ),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut doc = DocumentMut::new();
+                doc.decor_mut().set_prefix(
+                    "# Written by ksql-msk: what was trusted on first use because the config pins\n\
+                     # nothing. Pin these values in the config to make them strict.\n",
+                );
+                doc
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(TrustStore { path, doc })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The ksqlDB archive signer recorded on first use.
+    pub fn signer(&self) -> Option<String> {
+        self.doc
+            .get("ksqldb")
+            .and_then(|t| t.get("signer"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
+
+    /// The jar hash recorded on first use for this URL.
+    pub fn jar_sha256(&self, url: &str) -> Option<String> {
+        self.doc
+            .get("iam_auth_sha256")
+            .and_then(|t| t.get(url))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
+
+    fn table(&mut self, name: &str) -> &mut Table {
+        if !self.doc.contains_table(name) {
+            self.doc.insert(name, Item::Table(Table::new()));
+        }
+        self.doc[name]
+            .as_table_mut()
+            .expect("inserted as a table above")
+    }
+
+    pub fn set_signer(&mut self, fp: &str) {
+        self.table("ksqldb")["signer"] = toml_edit::value(fp);
+    }
+
+    pub fn set_jar_sha256(&mut self, url: &str, sha: &str) {
+        self.table("iam_auth_sha256")[url] = toml_edit::value(sha);
+    }
+
+    pub fn save(&self) -> Result<()> {
+        fsutil::write_atomic(&self.path, self.doc.to_string().as_bytes(), 0o644)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_file_format() {
+        let h = "A".repeat(64);
+        assert_eq!(
+            parse_sha256_file(&format!("{h}  aws-msk-iam-auth-1.1.1-all.jar\n")),
+            Some("a".repeat(64))
+        );
+        assert_eq!(parse_sha256_file(&format!("{h}\n")), Some("a".repeat(64)));
+        assert_eq!(parse_sha256_file("<html>not found</html>"), None);
+        assert_eq!(parse_sha256_file(""), None);
+    }
+
+    #[test]
+    fn trust_store_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = TrustStore::load(dir.path()).unwrap();
+        assert_eq!(t.signer(), None);
+        t.set_signer("ABCD");
+        t.set_jar_sha256("http://h/a.jar", "00ff");
+        t.save().unwrap();
+        let t = TrustStore::load(dir.path()).unwrap();
+        assert_eq!(t.signer().as_deref(), Some("ABCD"));
+        assert_eq!(t.jar_sha256("http://h/a.jar").as_deref(), Some("00ff"));
+        assert_eq!(t.jar_sha256("http://h/b.jar"), None);
+        let text = std::fs::read_to_string(t.path()).unwrap();
+        assert!(text.starts_with("# Written by ksql-msk"), "{text}");
+    }
+
+    #[test]
+    fn pinned_accepts_primary_or_subkey() {
+        let s = Signer {
+            primary: "P".into(),
+            key: "S".into(),
+        };
+        assert!(SignerTrust::Pinned(vec!["S".into()]).accepts(&s));
+        assert!(SignerTrust::Pinned(vec!["P".into()]).accepts(&s));
+        assert!(!SignerTrust::Pinned(vec!["X".into()]).accepts(&s));
+        assert!(SignerTrust::FirstUse(None).accepts(&s));
+        assert!(!SignerTrust::FirstUse(Some("X".into())).accepts(&s));
+    }
+}

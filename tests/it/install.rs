@@ -1,0 +1,1035 @@
+//! `ksql-msk install` against the fake MSK API and the local artifact server.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ksql_msk_testkit::artifacts::{ArtifactServer, Fault};
+use ksql_msk_testkit::msk::{Cluster, FakeMsk};
+use ksql_msk_testkit::signing::{self, GpgKey, TestKey};
+use ksql_msk_testkit::tarball::{self, Hostile};
+use sha2::Digest;
+
+use crate::support::{error_line, Host, Output, REGION};
+
+const OLD: &str = "0.28.0";
+const NEW: &str = "0.29.0";
+const JAR_VERSION: &str = "2.2.0";
+const JAR_BYTES: &[u8] = b"PK\x03\x04 stand-in aws-msk-iam-auth jar";
+
+fn archive_path(v: &str) -> String {
+    let mm = &v[..v.rfind('.').unwrap()];
+    format!("/archive/{mm}/confluent-ksqldb-{v}.tar.gz")
+}
+fn key_path(v: &str) -> String {
+    let mm = &v[..v.rfind('.').unwrap()];
+    format!("/archive/{mm}/archive.key")
+}
+fn jar_path(v: &str) -> String {
+    format!("/iam/v{v}/aws-msk-iam-auth-{v}-all.jar")
+}
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Fake MSK + artifact server + a scratch host.
+struct World {
+    msk: FakeMsk,
+    cluster: Cluster,
+    art: ArtifactServer,
+    host: Host,
+}
+
+/// How the config pins things.
+#[derive(Clone)]
+struct Pins {
+    fingerprints: Vec<String>,
+    /// None: empty sha256 (trust on first use of the published .sha256).
+    jar_sha256: Option<String>,
+    agent: String,
+}
+
+impl Pins {
+    fn strict(fp: &str) -> Pins {
+        Pins {
+            fingerprints: vec![fp.to_string()],
+            jar_sha256: Some(sha256_hex(JAR_BYTES)),
+            agent: String::new(),
+        }
+    }
+    fn agent(mut self, extra: &str) -> Pins {
+        self.agent.push_str(extra);
+        self.agent.push('\n');
+        self
+    }
+}
+
+impl World {
+    fn new() -> World {
+        let msk = FakeMsk::start();
+        let cluster = Cluster::active("demo", REGION);
+        msk.add(cluster.clone());
+        let art = ArtifactServer::start();
+        art.put(&jar_path(JAR_VERSION), JAR_BYTES);
+        art.put(
+            &format!("{}.sha256", jar_path(JAR_VERSION)),
+            format!(
+                "{}  aws-msk-iam-auth-{JAR_VERSION}-all.jar\n",
+                sha256_hex(JAR_BYTES)
+            ),
+        );
+        World {
+            msk,
+            cluster,
+            art,
+            host: Host::new(),
+        }
+    }
+
+    /// Publish `tarball` for version `v`, signed by `key` (armored signature and key).
+    fn publish(&self, v: &str, tarball: &[u8], key: &TestKey) {
+        self.publish_raw(v, tarball, key.sign(tarball, true), key.public_armored());
+    }
+
+    fn publish_raw(&self, v: &str, tarball: &[u8], sig: Vec<u8>, key: Vec<u8>) {
+        self.art.put(&archive_path(v), tarball.to_vec());
+        self.art.put(&format!("{}.asc", archive_path(v)), sig);
+        self.art.put(&key_path(v), key);
+    }
+
+    fn configure(&self, v: &str, pins: &Pins) {
+        let mut agent = pins.agent.clone();
+        for (k, v) in [
+            ("download_timeout", "20s"),
+            ("stall_timeout", "2s"),
+            ("lock_timeout", "60s"),
+        ] {
+            if !agent.contains(k) {
+                agent.push_str(&format!("{k} = \"{v}\"\n"));
+            }
+        }
+        let fps: Vec<String> = pins
+            .fingerprints
+            .iter()
+            .map(|f| format!("\"{f}\""))
+            .collect();
+        self.host.write_config(&format!(
+            "[msk]\ncluster_arn = \"{arn}\"\nregion = \"{REGION}\"\nendpoint_url = \"{msk}\"\ncluster_wait = \"3s\"\n\n\
+             [ksqldb]\nversion = \"{v}\"\n\
+             archive_url = \"{art}/archive/{{major_minor}}/confluent-ksqldb-{{version}}.tar.gz\"\n\
+             key_url = \"{art}/archive/{{major_minor}}/archive.key\"\n\
+             trusted_fingerprints = [{fps}]\n\n\
+             [iam_auth]\nversion = \"{JAR_VERSION}\"\njar_url = \"{art}/iam/v{{version}}/aws-msk-iam-auth-{{version}}-all.jar\"\n\
+             sha256 = \"{sha}\"\n\n\
+             [agent]\n{agent}",
+            arn = self.cluster.arn,
+            msk = self.msk.url(),
+            art = self.art.server.url(),
+            fps = fps.join(", "),
+            sha = pins.jar_sha256.clone().unwrap_or_default(),
+            agent = agent,
+        ));
+    }
+
+    fn install(&self) -> Output {
+        self.host.run(&["install"])
+    }
+
+    fn state(&self) -> PathBuf {
+        self.host.state_dir()
+    }
+
+    /// Install `OLD` successfully, then point the config at `NEW` with the same pins.
+    fn with_previous(&self, key: &TestKey, pins: &Pins) {
+        self.publish(OLD, &tarball::ksqldb_tarball(OLD), key);
+        self.configure(OLD, pins);
+        let out = self.install();
+        assert_eq!(out.code, 0, "installing the previous release: {out:?}");
+        self.configure(NEW, pins);
+    }
+
+    fn archive_requests(&self, v: &str) -> usize {
+        self.art.requests_for(&archive_path(v)).len()
+    }
+}
+
+/// What must not change when an install fails.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    current: Option<PathBuf>,
+    releases: Vec<String>,
+    manifest: Option<String>,
+    files: Vec<String>,
+}
+
+fn snapshot(state: &Path) -> Snapshot {
+    let releases_dir = state.join("releases");
+    let mut releases: Vec<String> = std::fs::read_dir(&releases_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                // Staging left by a killed run is not part of the installed state.
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    releases.sort();
+    let current = std::fs::read_link(state.join("current")).ok();
+    let manifest = current
+        .as_ref()
+        .and_then(|c| std::fs::read_to_string(state.join(c).join(".ksql-msk-manifest.toml")).ok());
+    let mut files = Vec::new();
+    if let Some(c) = &current {
+        walk(&state.join(c), &state.join(c), &mut files);
+    }
+    files.sort();
+    Snapshot {
+        current,
+        releases,
+        manifest,
+        files,
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        out.push(format!(
+            "{} {}",
+            p.strip_prefix(root).unwrap().display(),
+            meta.len()
+        ));
+        if meta.is_dir() {
+            walk(root, &p, out);
+        }
+    }
+}
+
+fn assert_no_staging(state: &Path) {
+    let left: Vec<String> = std::fs::read_dir(state.join("releases"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in releases/: {left:?}");
+}
+
+/// Run a failing install and check code, message and that nothing changed.
+fn assert_refused(w: &World, code: i32, needles: &[&str]) -> Output {
+    let before = snapshot(&w.state());
+    let out = w.install();
+    assert_eq!(out.code, code, "{out:?}");
+    let line = error_line(&out);
+    for n in needles {
+        assert!(line.contains(n), "error line lacks {n:?}: {line}");
+    }
+    assert_eq!(
+        snapshot(&w.state()),
+        before,
+        "the installed release changed"
+    );
+    assert_no_staging(&w.state());
+    out
+}
+
+fn assert_installed(w: &World, v: &str) {
+    let state = w.state();
+    assert_eq!(
+        std::fs::read_link(state.join("current")).unwrap(),
+        Path::new("releases").join(v)
+    );
+    let rel = state.join("releases").join(v);
+    let start = rel.join("bin/ksql-server-start");
+    assert_eq!(
+        std::fs::read_to_string(&start).unwrap(),
+        tarball::SERVER_START
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&start).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(
+        std::fs::read(rel.join("etc/ksqldb/ksql-server.properties.dist")).unwrap(),
+        tarball::server_properties()
+    );
+    let jars = rel.join("share/java/ksqldb");
+    assert_eq!(
+        std::fs::read(jars.join(format!("aws-msk-iam-auth-{JAR_VERSION}-all.jar"))).unwrap(),
+        JAR_BYTES
+    );
+    assert!(
+        !jars.join("aws-msk-iam-auth-0.0.1-all.jar").exists(),
+        "old IAM jar kept"
+    );
+    assert!(jars.join("ksqldb-engine-0.jar").exists() || jars.join("big-0.jar").exists());
+    assert_no_staging(&state);
+}
+
+#[test]
+fn cold_install_then_warm_rerun_downloads_nothing() {
+    let w = World::new();
+    let key = TestKey::generate("Test Packaging <packaging@example.com>");
+    let tgz = tarball::ksqldb_tarball(NEW);
+    w.publish(NEW, &tgz, &key);
+    // Pinned by the signing subkey: the primary is reported as signer.
+    w.configure(NEW, &Pins::strict(&key.signing_subkey()));
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_installed(&w, NEW);
+    assert!(
+        out.stdout
+            .contains(&format!("ksqlDB {NEW} installed and activated")),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains(&key.fingerprint()), "{out:?}");
+    assert!(out.stdout.contains("b-1.demo."), "{out:?}");
+    let manifest = std::fs::read_to_string(
+        w.state()
+            .join("releases")
+            .join(NEW)
+            .join(".ksql-msk-manifest.toml"),
+    )
+    .unwrap();
+    assert!(
+        manifest.contains(&format!("archive_sha256 = \"{}\"", sha256_hex(&tgz))),
+        "{manifest}"
+    );
+    assert!(
+        manifest.contains(&format!("signer = \"{}\"", key.fingerprint())),
+        "{manifest}"
+    );
+    assert!(
+        manifest.contains(&format!("jar_sha256 = \"{}\"", sha256_hex(JAR_BYTES))),
+        "{manifest}"
+    );
+    // Downloads are not kept once installed.
+    let cache: Vec<_> = std::fs::read_dir(w.state().join("cache"))
+        .unwrap()
+        .collect();
+    assert!(cache.is_empty(), "{cache:?}");
+    assert!(
+        !w.state().join("trust.toml").exists(),
+        "nothing was trusted on first use"
+    );
+
+    let before = snapshot(&w.state());
+    let requests = w.art.server.requests().len();
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("already installed and active"),
+        "{out:?}"
+    );
+    assert_eq!(
+        w.art.server.requests().len(),
+        requests,
+        "the warm run downloaded something"
+    );
+    assert_eq!(snapshot(&w.state()), before);
+}
+
+#[test]
+fn binary_signature_and_binary_key_work() {
+    let w = World::new();
+    let key = TestKey::generate("bin <bin@example.com>");
+    let tgz = tarball::ksqldb_tarball(NEW);
+    w.publish_raw(NEW, &tgz, key.sign(&tgz, false), key.cert_binary());
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_installed(&w, NEW);
+}
+
+#[test]
+fn gnupg_rsa4096_key_with_binary_and_armored_signatures() {
+    assert!(
+        signing::have_gpg(),
+        "gpg is missing: run tests/setup-host (installs gnupg)"
+    );
+    let gpg = GpgKey::generate("Confluent-like Packaging <pkg@example.com>", "rsa4096");
+    for armored in [false, true] {
+        let w = World::new();
+        let tgz = tarball::ksqldb_tarball(NEW);
+        w.publish_raw(NEW, &tgz, gpg.sign(&tgz, armored), gpg.public(!armored));
+        w.configure(NEW, &Pins::strict(&gpg.fingerprint));
+        let out = w.install();
+        assert_eq!(out.code, 0, "armored signature: {armored}: {out:?}");
+        assert_installed(&w, NEW);
+    }
+    // And a tampered archive fails against the same RSA key.
+    let w = World::new();
+    let mut tgz = tarball::ksqldb_tarball(NEW);
+    let sig = gpg.sign(&tgz, true);
+    let mid = tgz.len() / 2;
+    tgz[mid] ^= 0x01;
+    w.publish_raw(NEW, &tgz, sig, gpg.public(true));
+    w.configure(NEW, &Pins::strict(&gpg.fingerprint));
+    assert_refused(&w, 65, &["bad signature"]);
+}
+
+#[test]
+fn tampered_byte_is_refused_and_previous_release_stays() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    let good = tarball::ksqldb_tarball(NEW);
+    let sig = key.sign(&good, true);
+    let mut bad = good.clone();
+    let at = bad.len() / 3;
+    bad[at] ^= 0x40;
+    w.publish_raw(NEW, &bad, sig, key.public_armored());
+    assert_refused(&w, 65, &["bad signature", "tampered"]);
+    // The bad download is not kept: a fixed mirror is fetched afresh next time.
+    w.publish(NEW, &good, &key);
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_installed(&w, NEW);
+    assert!(
+        w.state().join("releases").join(OLD).is_dir(),
+        "older release removed"
+    );
+}
+
+#[test]
+fn signature_by_another_key_is_refused() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let other = TestKey::generate("mallory <m@example.com>");
+    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    let tgz = tarball::ksqldb_tarball(NEW);
+    w.publish_raw(NEW, &tgz, other.sign(&tgz, true), key.public_armored());
+    assert_refused(&w, 65, &["not in the signing key file"]);
+}
+
+#[test]
+fn good_signature_by_an_unpinned_key_is_refused() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let other = TestKey::generate("other <o@example.com>");
+    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &other);
+    assert_refused(
+        &w,
+        65,
+        &[&other.fingerprint(), "not in ksqldb.trusted_fingerprints"],
+    );
+}
+
+#[test]
+fn expired_and_revoked_keys_are_refused() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    let tgz = tarball::ksqldb_tarball(NEW);
+
+    let expired = TestKey::generate_expired("old <old@example.com>");
+    w.configure(NEW, &Pins::strict(&expired.fingerprint()));
+    w.publish(NEW, &tgz, &expired);
+    assert_refused(&w, 65, &["expired"]);
+
+    let revoked = TestKey::generate("rev <rev@example.com>");
+    w.configure(NEW, &Pins::strict(&revoked.fingerprint()));
+    w.publish_raw(
+        NEW,
+        &tgz,
+        revoked.sign(&tgz, true),
+        revoked.revoked_public_armored(),
+    );
+    assert_refused(&w, 65, &["revoked"]);
+}
+
+#[test]
+fn empty_or_truncated_signature_is_refused() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    let tgz = tarball::ksqldb_tarball(NEW);
+    w.publish_raw(NEW, &tgz, Vec::new(), key.public_armored());
+    assert_refused(&w, 65, &["is empty", ".asc"]);
+    let sig = key.sign(&tgz, false);
+    w.publish_raw(
+        NEW,
+        &tgz,
+        sig[..sig.len() / 2].to_vec(),
+        key.public_armored(),
+    );
+    assert_refused(&w, 65, &["signature", ".asc"]);
+}
+
+#[test]
+fn trust_on_first_use_records_the_signer_and_refuses_a_new_one() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let tofu = Pins {
+        fingerprints: vec![],
+        jar_sha256: None,
+        agent: String::new(),
+    };
+    w.publish(OLD, &tarball::ksqldb_tarball(OLD), &key);
+    w.configure(OLD, &tofu);
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    let fp = key.fingerprint();
+    assert!(
+        out.stderr
+            .contains(&format!("trusted_fingerprints = [\"{fp}\"]")),
+        "no pin line in the log: {out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("sha256 = \"{}\"", sha256_hex(JAR_BYTES))),
+        "{out:?}"
+    );
+    let trust = std::fs::read_to_string(w.state().join("trust.toml")).unwrap();
+    assert!(trust.contains(&fp), "{trust}");
+    assert!(trust.contains(&sha256_hex(JAR_BYTES)), "{trust}");
+
+    // A new version signed by a different key: refused, named in the error.
+    let other = TestKey::generate("new <new@example.com>");
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &other);
+    w.configure(NEW, &tofu);
+    assert_refused(&w, 65, &[&other.fingerprint(), &fp, "trusted on first use"]);
+    // The same key again is fine.
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_installed(&w, NEW);
+}
+
+#[test]
+fn jar_hash_mismatch_is_refused() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let pins = Pins::strict(&key.fingerprint());
+    w.with_previous(&key, &pins);
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    let mut wrong = pins.clone();
+    wrong.jar_sha256 = Some("ab".repeat(32));
+    w.configure(NEW, &wrong);
+    assert_refused(&w, 65, &["SHA-256", "iam_auth.sha256", "aws-msk-iam-auth"]);
+    // Published .sha256 that does not match the jar (first use).
+    w.art.put(
+        &format!("{}.sha256", jar_path(JAR_VERSION)),
+        format!("{}\n", "cd".repeat(32)),
+    );
+    let mut tofu = pins.clone();
+    tofu.jar_sha256 = None;
+    w.configure(NEW, &tofu);
+    assert_refused(&w, 65, &["SHA-256", ".sha256"]);
+}
+
+#[test]
+fn hostile_tar_entries_are_refused_by_name() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    for kind in Hostile::ALL {
+        w.publish(NEW, &tarball::hostile_tarball(NEW, *kind), &key);
+        let (entry, why) = kind.expect(NEW);
+        let out = assert_refused(&w, 65, &[&entry, why, "refused"]);
+        assert!(!out.stdout.contains("installed"), "{kind:?}: {out:?}");
+    }
+    assert!(!Path::new("/tmp/ksql-msk-pwned").exists());
+}
+
+#[test]
+fn gzip_bomb_is_stopped_at_max_release_size() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let pins = Pins::strict(&key.fingerprint()).agent("max_release_size = \"2m\"");
+    w.with_previous(&key, &pins);
+    w.publish(NEW, &tarball::gzip_bomb(NEW, 64 << 20), &key);
+    assert_refused(&w, 65, &["max_release_size"]);
+}
+
+#[test]
+fn download_resumes_after_a_reset_with_range_and_if_range() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let tgz = tarball::large_tarball(NEW, 3 << 20);
+    w.publish(NEW, &tgz, &key);
+    w.art
+        .fault_next(&archive_path(NEW), Fault::ResetAfter(1 << 20));
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_installed(&w, NEW);
+    let reqs = w.art.requests_for(&archive_path(NEW));
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    let range = reqs[1].header("range").expect("second request resumes");
+    let from: u64 = range
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
+    assert!(from > 0 && from <= 1 << 20, "{range}");
+    assert!(
+        reqs[1]
+            .header("if-range")
+            .is_some_and(|v| v.starts_with('"')),
+        "{reqs:?}"
+    );
+    assert!(out.stderr.contains("resuming at byte"), "{out:?}");
+}
+
+#[test]
+fn server_that_ignores_range_or_changed_file_starts_over_cleanly() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let tgz = tarball::large_tarball(NEW, 2 << 20);
+    w.publish(NEW, &tgz, &key);
+    w.art
+        .fault_next(&archive_path(NEW), Fault::ResetAfter(700_000));
+    w.art.fault_next(&archive_path(NEW), Fault::IgnoreRange);
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("starting over"), "{out:?}");
+    assert_installed(&w, NEW);
+
+    // The file changes between the cut and the resume: If-Range makes the server send
+    // the new file whole instead of splicing its tail onto the old head. The signature
+    // fetched earlier is for the old file, so this run refuses it and drops the cached
+    // download; the next run fetches both afresh and installs.
+    let w = World::new();
+    let first = tarball::large_tarball(NEW, 2 << 20);
+    w.publish(NEW, &first, &key);
+    w.art
+        .fault_next(&archive_path(NEW), Fault::ResetAfter(700_000));
+    w.art.fault_next(&archive_path(NEW), Fault::Status(503));
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    let child = w
+        .host
+        .command(&["install"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the first attempts", Duration::from_secs(20), || {
+        w.archive_requests(NEW) >= 2
+    });
+    let second = tarball::ksqldb_tarball(NEW);
+    w.publish(NEW, &second, &key);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("bad signature"), "{stderr}");
+    assert!(stderr.contains("starting over"), "{stderr}");
+    let reqs = w.art.requests_for(&archive_path(NEW));
+    let last = reqs.last().unwrap();
+    assert!(
+        last.header("range").is_some() && last.header("if-range").is_some(),
+        "{reqs:?}"
+    );
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    let manifest = std::fs::read_to_string(
+        w.state()
+            .join("releases")
+            .join(NEW)
+            .join(".ksql-msk-manifest.toml"),
+    )
+    .unwrap();
+    assert!(manifest.contains(&sha256_hex(&second)), "{manifest}");
+}
+
+#[test]
+fn stalls_short_bodies_and_5xx_are_retried() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let tgz = tarball::large_tarball(NEW, 1 << 20);
+    w.publish(NEW, &tgz, &key);
+    let p = archive_path(NEW);
+    w.art.fault_next(&p, Fault::Status(503));
+    w.art
+        .fault_next(&p, Fault::StallAfter(300_000, Duration::from_secs(60)));
+    w.art.fault_next(&p, Fault::ShortBody(5000));
+    w.art.fault_next(&p, Fault::Status(429));
+    w.art.fault_next(&jar_path(JAR_VERSION), Fault::Status(500));
+    w.art
+        .fault_next(&format!("{p}.asc"), Fault::Hang(Duration::from_secs(60)));
+    w.configure(
+        NEW,
+        &Pins::strict(&key.fingerprint()).agent("stall_timeout = \"1s\""),
+    );
+    let started = Instant::now();
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.stderr.contains("HTTP 503"), "{out:?}");
+    assert!(out.stderr.contains("no data for 1s"), "{out:?}");
+    assert!(out.stderr.contains("HTTP 429"), "{out:?}");
+    assert!(out.stderr.contains("no response for 1s"), "{out:?}");
+    assert_eq!(w.archive_requests(NEW), 5);
+    assert_installed(&w, NEW);
+}
+
+#[test]
+fn not_found_exits_69_naming_the_url() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+    // NEW's signature and key are there, its archive is not: the 404 is the archive's
+    // (with nothing published, whichever concurrent download fails first is named).
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    w.art.remove(&archive_path(NEW));
+    let url = w.art.url(&archive_path(NEW));
+    assert_refused(&w, 69, &[&url, "404"]);
+}
+
+#[test]
+fn exhausted_retries_exit_75_naming_the_url() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let pins = Pins::strict(&key.fingerprint());
+    w.with_previous(&key, &pins);
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    w.art.fault_always(&archive_path(NEW), Fault::Status(500));
+    w.configure(NEW, &pins.clone().agent("download_timeout = \"3s\""));
+    let started = Instant::now();
+    let url = w.art.url(&archive_path(NEW));
+    assert_refused(
+        &w,
+        75,
+        &[&url, "giving up", "HTTP 500", "agent.download_timeout"],
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        w.archive_requests(NEW) >= 3,
+        "retried: {}",
+        w.archive_requests(NEW)
+    );
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn staging_dirs(state: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(state.join("releases"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(".staging-")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn sigkill_mid_download_and_mid_unpack_then_rerun_is_consistent() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let pins = Pins::strict(&key.fingerprint());
+    w.with_previous(&key, &pins);
+    let before = snapshot(&w.state());
+    let tgz = tarball::large_tarball(NEW, 48 << 20);
+    w.publish(NEW, &tgz, &key);
+
+    // 1. Killed mid-download (slow drip): the partial stays for a resume.
+    w.art.fault_next(
+        &archive_path(NEW),
+        Fault::Drip(256 << 10, Duration::from_millis(50)),
+    );
+    let mut child = w
+        .host
+        .command(&["install"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cache = w.state().join("cache");
+    wait_for("a partial download", Duration::from_secs(20), || {
+        std::fs::read_dir(&cache)
+            .map(|d| {
+                d.flatten().any(|e| {
+                    e.file_name().to_string_lossy().ends_with(".tar.gz.part")
+                        && e.metadata().is_ok_and(|m| m.len() > 1 << 20)
+                })
+            })
+            .unwrap_or(false)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(snapshot(&w.state()), before);
+
+    // 2. Killed mid-unpack: the resumed download completes, then unpack is cut.
+    let mut child = w
+        .host
+        .command(&["install"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = w.state();
+    wait_for("unpacking to start", Duration::from_secs(30), || {
+        staging_dirs(&state).iter().any(|s| s.join("bin").exists())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        snapshot(&w.state()),
+        before,
+        "a killed install changed the active release"
+    );
+    let reqs = w.art.requests_for(&archive_path(NEW));
+    assert!(
+        reqs.iter().any(|r| r.header("range").is_some()),
+        "no resume: {reqs:?}"
+    );
+
+    // 3. The re-run cleans up and installs.
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_installed(&w, NEW);
+    assert_eq!(
+        std::fs::metadata(
+            w.state()
+                .join("releases")
+                .join(NEW)
+                .join("share/java/ksqldb/big-0.jar")
+        )
+        .unwrap()
+        .len(),
+        48 << 20
+    );
+}
+
+#[test]
+fn concurrent_installs_serialise_on_the_lock() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let tgz = tarball::large_tarball(NEW, 2 << 20);
+    w.publish(NEW, &tgz, &key);
+    // The first install is slow (drip), so the others must wait for it.
+    w.art.fault_next(
+        &archive_path(NEW),
+        Fault::Drip(256 << 10, Duration::from_millis(100)),
+    );
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            let c = w
+                .host
+                .command(&["install"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            c
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outs {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let waited = outs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("waiting up to"))
+        .count();
+    assert!(waited >= 1, "nobody waited for the lock");
+    let activated = outs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stdout).contains("installed and activated"))
+        .count();
+    assert_eq!(activated, 1, "exactly one install does the work");
+    assert_eq!(
+        w.archive_requests(NEW),
+        1,
+        "the archive was downloaded once"
+    );
+    assert_installed(&w, NEW);
+
+    // A second agent with a short lock_timeout gives up with 75.
+    w.art.fault_next(
+        &archive_path(OLD),
+        Fault::Drip(64 << 10, Duration::from_millis(200)),
+    );
+    w.publish(OLD, &tarball::large_tarball(OLD, 1 << 20), &key);
+    w.configure(
+        OLD,
+        &Pins::strict(&key.fingerprint()).agent("lock_timeout = \"1s\""),
+    );
+    let slow = w
+        .host
+        .command(&["install"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the slow install to download",
+        Duration::from_secs(20),
+        || w.archive_requests(OLD) > 0,
+    );
+    let out = w.install();
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(error_line(&out).contains("agent.lock_timeout"), "{out:?}");
+    let slow = slow.wait_with_output().unwrap();
+    assert_eq!(slow.status.code(), Some(0));
+}
+
+#[test]
+fn iam_jar_version_change_updates_only_the_jar() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    assert_eq!(w.install().code, 0);
+    let new_jar = b"PK\x03\x04 newer iam jar".to_vec();
+    w.art.put(&jar_path("2.3.0"), new_jar.clone());
+    let text = std::fs::read_to_string(w.host.config_path()).unwrap();
+    std::fs::write(
+        w.host.config_path(),
+        text.replace(
+            &format!("version = \"{JAR_VERSION}\""),
+            "version = \"2.3.0\"",
+        )
+        .replace(&sha256_hex(JAR_BYTES), &sha256_hex(&new_jar)),
+    )
+    .unwrap();
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("installed and activated"), "{out:?}");
+    assert_eq!(w.archive_requests(NEW), 1, "the archive was fetched again");
+    let jars = w
+        .state()
+        .join("releases")
+        .join(NEW)
+        .join("share/java/ksqldb");
+    assert_eq!(
+        std::fs::read(jars.join("aws-msk-iam-auth-2.3.0-all.jar")).unwrap(),
+        new_jar
+    );
+    assert!(!jars
+        .join(format!("aws-msk-iam-auth-{JAR_VERSION}-all.jar"))
+        .exists());
+}
+
+#[test]
+fn http_proxy_from_the_environment_is_used() {
+    let mut w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    // Artifacts on a host that does not resolve: only the proxy can fetch them.
+    let text = std::fs::read_to_string(w.host.config_path()).unwrap();
+    std::fs::write(
+        w.host.config_path(),
+        text.replace(&w.art.server.url(), "http://artifacts.invalid"),
+    )
+    .unwrap();
+    let proxy = w.art.server.url();
+    w.host
+        .env("HTTP_PROXY", &proxy)
+        .env("NO_PROXY", "127.0.0.1");
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    let reqs = w.art.requests_for(&archive_path(NEW));
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].header("host"), Some("artifacts.invalid"));
+}
+
+#[test]
+fn dry_run_reports_and_writes_nothing() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    let out = w.host.run(&["install", "--dry-run"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("would download {}", w.art.url(&archive_path(NEW)))),
+        "{out:?}"
+    );
+    assert!(!w.state().exists(), "dry run wrote the state dir");
+    assert!(w.art.server.requests().is_empty());
+}
+
+/// Peak RSS of a release-build install of a ~200 MB incompressible archive. Run with
+/// `KSQL_MSK_BIN=target/release/ksql-msk cargo test --test it rss -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn rss_of_a_large_install() {
+    let bin = std::env::var("KSQL_MSK_BIN").unwrap_or_else(|_| crate::support::bin().to_string());
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.tar.gz");
+    tarball::write_large_tarball(&path, NEW, 200 << 20);
+    let tgz = std::fs::read(&path).unwrap();
+    w.publish(NEW, &tgz, &key);
+    drop(tgz);
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    let template = w.host.command(&["install"]);
+    let started = Instant::now();
+    let status = std::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("maxrss_kib=%M")
+        .arg(&bin)
+        .args(template.get_args())
+        .env_clear()
+        .envs(template.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .output()
+        .expect("run /usr/bin/time");
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    println!("{stderr}");
+    println!("wall: {:.1}s", started.elapsed().as_secs_f64());
+    assert!(status.status.success());
+    let kib: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .expect("maxrss line")
+        .trim()
+        .parse()
+        .unwrap();
+    println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+    assert!(kib < 64 * 1024, "peak RSS {kib} KiB");
+}
+
+#[test]
+fn extra_ca_that_is_not_pem_exits_78() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    let ca = w.host.dir.path().join("not-a-ca.pem");
+    std::fs::write(&ca, "hello\n").unwrap();
+    w.configure(
+        NEW,
+        &Pins::strict(&key.fingerprint()).agent(&format!("extra_ca = \"{}\"", ca.display())),
+    );
+    let out = assert_refused(&w, 78, &["agent.extra_ca", "not-a-ca.pem"]);
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        w.art.server.requests().is_empty(),
+        "fetched before checking the CA"
+    );
+}
