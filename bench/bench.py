@@ -586,7 +586,41 @@ def hyperfine_warm(s: Setup, inputs: Inputs, runs: int) -> dict | None:
 # --------------------------------------------------------------------------- main
 
 
+def self_check() -> int:
+    """Seconds-long check of the harness itself, for tests/run-all: the generator makes a
+    ksqlDB-shaped tree of real jars, and the report renders with met and missed rows. No
+    servers, no build, no tools beyond Python."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        jars = make_tree(root, 2, seed=1)
+        top = root / f"confluent-ksqldb-{VERSION}"
+        found = sorted((top / "share/java/ksqldb").glob("*.jar"))
+        assert jars == len(found) == 250, (jars, len(found))
+        assert os.access(top / "bin/ksql-server-start", os.X_OK)
+        with zipfile.ZipFile(found[0]) as z:
+            assert z.testzip() is None
+        inp = Inputs(2, root, root / "a.tar.gz", jars, 2_000_000)
+        samples = [Sample(m, 2, r, w, w / 2, 20_000, 0.0, "0.5", "0.5", 0.1)
+                   for r in (1, 2) for m, w in (("agent", 1.0), ("manual", 2.0), ("floor", 0.9))]
+        samples += [Sample("agent-rss", sz, 1, 1.0, 0.5, 20_000, 0.0, "0.5", "0.5", 0.1) for sz in (1, 4)]
+        mach = {"nproc": 2, "cpu": "x", "memory": "1 GiB", "kernel": "k", "filesystem": "ext4 on d",
+                "loadavg": "0.5 0.5 0.5 1/1 1"}
+        warm = {"median_ms": 12.0, "mean_ms": 12.0, "min_ms": 10.0, "max_ms": 14.0, "stddev_ms": 1.0,
+                "runs": 3, "load_before": "0.5", "load_after": "0.5", "fetched": 0}
+        args = argparse.Namespace(quick=True, drop_caches=False)
+        text = render(mach, mach, {2: inp}, 2, 2, samples, warm, {1: [20_000], 4: [20_000]},
+                      {m: None for m in METHODS}, [1000.0], "SHA-512", args, list(METHODS))
+        for needle in ("| cold install ≤ 0.6 × manual | 0.50 × | met |",
+                       "| cold install ≤ 1.2 × floor | 1.11 × | met |", "warm start ≤ 50 ms"):
+            assert needle in text, (needle, text)
+    log("bench self-check: generator and report ok")
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--self-check"]:
+        return self_check()
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
@@ -602,6 +636,8 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help="instead of measuring: one cold agent install under `perf record` "
                     "(cpu-clock sampling), report in target/bench/profile.txt")
+    ap.add_argument("--self-check", action="store_true",
+                    help="check the harness itself in seconds (generator, report); no servers")
     ap.add_argument("--results", help="where to write the table (default bench/RESULTS.md; "
                     "quick: target/bench/RESULTS-quick.md)")
     a = ap.parse_args()
