@@ -5,10 +5,21 @@
 //! the pinned hashes are), so a partial file is never fsynced while it grows: a torn
 //! tail after a crash is caught by verification, and a failed verification deletes the
 //! cached file. Completed files are fsynced and renamed into place.
+//!
+//! The archive is consumed while it downloads: `fetch_growing` publishes how far the
+//! cache file has been written in a [`Growth`], and a [`Follower`] reads the file up to
+//! there, so verify + unpack run on the bytes as they arrive instead of after the whole
+//! download (one pass; the second read hits the page cache). Retries and Range resumes
+//! only append to the file, which a follower does not notice; a restart from byte 0 does
+//! change what it has already read, so the follower then fails with [`Restarted`] and the
+//! caller unpacks again from the completed file.
 
 use std::fs::{self, File, OpenOptions};
+use std::io::Read;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -138,6 +149,192 @@ enum AttemptError {
     Fatal(anyhow::Error),
 }
 
+/// How far a download has been written into its cache file, shared between the
+/// downloader (async) and one [`Follower`] (a blocking thread).
+#[derive(Clone, Default)]
+pub struct Growth(Arc<(Mutex<GrowthState>, Condvar)>);
+
+#[derive(Default)]
+struct GrowthState {
+    /// The file the bytes are in: the `.part` file while downloading, the cache file
+    /// once complete. `None` between a restart and the new file's creation.
+    file: Option<PathBuf>,
+    /// Bumped whenever the download starts over from byte 0.
+    generation: u32,
+    /// Bytes of `file` that are written (not merely buffered).
+    written: u64,
+    /// The whole size, once the server said it.
+    total: Option<u64>,
+    /// Set when the download completed (`Ok`) or was given up (`Err`, one line).
+    end: Option<std::result::Result<(), String>>,
+    /// The generation the follower opened, once it did.
+    followed: Option<u32>,
+}
+
+impl Growth {
+    fn state(&self) -> MutexGuard<'_, GrowthState> {
+        // A poisoned lock only means a panic elsewhere: the counters stay usable.
+        self.0 .0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut GrowthState)) {
+        f(&mut self.state());
+        self.0 .1.notify_all();
+    }
+
+    /// The download starts over from byte 0: what a follower read is void. Called
+    /// before the old `.part` file is removed.
+    fn restart(&self) {
+        self.update(|s| {
+            s.generation += 1;
+            s.file = None;
+            s.written = 0;
+        });
+    }
+
+    fn opened(&self, part: &Path, written: u64, total: Option<u64>) {
+        self.update(|s| {
+            s.file = Some(part.to_path_buf());
+            s.written = written;
+            s.total = total;
+        });
+    }
+
+    fn written(&self, written: u64) {
+        let mut s = self.state();
+        if s.written != written {
+            s.written = written;
+            drop(s);
+            self.0 .1.notify_all();
+        }
+    }
+
+    fn finish(&self, path: &Path, size: u64) {
+        self.update(|s| {
+            s.file = Some(path.to_path_buf());
+            s.written = size;
+            s.total = Some(size);
+            s.end = Some(Ok(()));
+        });
+    }
+
+    fn fail(&self, why: String) {
+        self.update(|s| {
+            if s.end.is_none() {
+                s.end = Some(Err(why));
+            }
+        });
+    }
+
+    /// Block until the server announced the size (or the download ended); `None` when
+    /// it never says.
+    pub fn wait_total(&self) -> Option<u64> {
+        let mut s = self.state();
+        while s.total.is_none() && s.end.is_none() {
+            s = self.0 .1.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s.total
+    }
+
+    /// Did the download start over from byte 0 after the follower began reading? Then
+    /// what it read is void, and the complete file must be read again.
+    pub fn restarted_under_follower(&self) -> bool {
+        let s = self.state();
+        s.followed.is_some_and(|g| g != s.generation)
+    }
+
+    /// A reader of the download's bytes as they are written.
+    pub fn follower(&self) -> Follower {
+        Follower {
+            growth: self.clone(),
+            file: None,
+            generation: 0,
+            pos: 0,
+        }
+    }
+}
+
+/// Fails the [`Growth`] if the download future is dropped before it ended, so that a
+/// follower never waits for bytes that will not come.
+struct GrowthGuard<'a>(Option<&'a Growth>);
+
+impl Drop for GrowthGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            g.fail("the download was abandoned".into());
+        }
+    }
+}
+
+/// The error a [`Follower`] returns when the download started over from byte 0 after it
+/// had begun reading: its bytes so far may not be the file's.
+#[derive(Debug, thiserror::Error)]
+#[error("the download started over while it was being unpacked")]
+pub struct Restarted;
+
+/// Reads a download while it grows: blocks at the written end until more is written,
+/// returns end of file once the download completed, and an error when it was given up
+/// (the download's own error is the one to report) or started over ([`Restarted`]).
+pub struct Follower {
+    growth: Growth,
+    file: Option<File>,
+    generation: u32,
+    pos: u64,
+}
+
+impl Read for Follower {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let cv = &self.growth.0 .1;
+        let mut s = self.growth.state();
+        loop {
+            if self.file.is_some() && s.generation != self.generation {
+                return Err(std::io::Error::other(Restarted));
+            }
+            if let Some(Err(why)) = &s.end {
+                return Err(std::io::Error::other(format!("download failed: {why}")));
+            }
+            if self.file.is_none() {
+                if let Some(path) = &s.file {
+                    // Opened under the lock: the downloader bumps the generation (which
+                    // takes the lock) before it removes or replaces this file.
+                    match File::open(path) {
+                        Ok(f) => {
+                            self.file = Some(f);
+                            self.generation = s.generation;
+                            s.followed = Some(s.generation);
+                            continue;
+                        }
+                        // Renamed to its final name just now: the next state names it.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            if let Some(f) = &self.file {
+                let avail = s.written.saturating_sub(self.pos);
+                if avail > 0 {
+                    drop(s);
+                    let want = buf.len().min(usize::try_from(avail).unwrap_or(usize::MAX));
+                    let n = f.read_at(&mut buf[..want], self.pos)?;
+                    if n == 0 {
+                        // Shorter than published: it was replaced under us.
+                        return Err(std::io::Error::other(Restarted));
+                    }
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
+                if matches!(s.end, Some(Ok(()))) {
+                    return Ok(0);
+                }
+            }
+            s = cv
+                .wait_timeout(s, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+}
+
 /// Downloads with the agent's settings (timeouts, proxies, extra CA).
 pub struct Fetcher {
     client: reqwest::Client,
@@ -193,6 +390,35 @@ impl Fetcher {
     /// Download `url` into the cache (or reuse a completed download there). `name` is
     /// what progress lines call it.
     pub async fn fetch(&self, url: &str, name: &str, progress: &dyn Progress) -> Result<Download> {
+        self.fetch_inner(url, name, progress, None).await
+    }
+
+    /// [`Fetcher::fetch`], publishing its progress through the cache file in `growth`
+    /// so that a [`Follower`] can consume the bytes while they arrive.
+    pub async fn fetch_growing(
+        &self,
+        url: &str,
+        name: &str,
+        progress: &dyn Progress,
+        growth: &Growth,
+    ) -> Result<Download> {
+        let guard = GrowthGuard(Some(growth));
+        let result = self.fetch_inner(url, name, progress, Some(growth)).await;
+        match &result {
+            Ok(d) => growth.finish(&d.path, d.size),
+            Err(e) => growth.fail(crate::exit::one_line(e)),
+        }
+        drop(guard);
+        result
+    }
+
+    async fn fetch_inner(
+        &self,
+        url: &str,
+        name: &str,
+        progress: &dyn Progress,
+        growth: Option<&Growth>,
+    ) -> Result<Download> {
         fs::create_dir_all(&self.cache_dir)
             .with_context(|| format!("creating {}", self.cache_dir.display()))?;
         let path = cache_path(&self.cache_dir, url);
@@ -213,9 +439,11 @@ impl Fetcher {
         loop {
             attempts += 1;
             let before = fs::metadata(part_path(&path)).map(|m| m.len()).unwrap_or(0);
-            let outcome =
-                tokio::time::timeout_at(deadline.into(), self.attempt(url, name, &path, progress))
-                    .await;
+            let outcome = tokio::time::timeout_at(
+                deadline.into(),
+                self.attempt(url, name, &path, progress, growth),
+            )
+            .await;
             let err = match outcome {
                 Ok(Ok(size)) => {
                     return Ok(Download {
@@ -262,6 +490,7 @@ impl Fetcher {
         name: &str,
         path: &Path,
         progress: &dyn Progress,
+        growth: Option<&Growth>,
     ) -> std::result::Result<u64, AttemptError> {
         let part = part_path(path);
         let meta = meta_path(path);
@@ -352,6 +581,10 @@ impl Fetcher {
         }
         let validator = Validator::from_headers(url, response.headers());
         let mut file = if offset == 0 {
+            // A follower must learn that the file starts over before it goes away.
+            if let Some(g) = growth {
+                g.restart();
+            }
             // Sidecar first, so that a crash mid-body leaves a resumable pair.
             let _ = fs::remove_file(&part);
             if validator.if_range().is_some() {
@@ -365,6 +598,9 @@ impl Fetcher {
         }
         .with_context(|| format!("opening {}", part.display()))
         .map_err(fatal)?;
+        if let Some(g) = growth {
+            g.opened(&part, offset, total);
+        }
         let mut out = BufWriter::with_capacity(WRITE_BUF, &mut file);
 
         let started = Instant::now();
@@ -400,6 +636,10 @@ impl Fetcher {
                 .with_context(|| format!("writing {}", part.display()))
                 .map_err(fatal)?;
             offset += chunk.len() as u64;
+            if let Some(g) = growth {
+                // What is in the file, not in the buffer, is what a follower may read.
+                g.written(offset - out.buffer().len() as u64);
+            }
             let now = Instant::now();
             if now.duration_since(window.0) >= self.stall_timeout {
                 let moved = offset - window.1;
@@ -434,6 +674,9 @@ impl Fetcher {
             .with_context(|| format!("writing {}", part.display()))
             .map_err(fatal)?;
         drop(out);
+        if let Some(g) = growth {
+            g.written(offset);
+        }
         if let Some(t) = total {
             if offset < t {
                 return Err(AttemptError::Retry(anyhow::anyhow!(
@@ -612,6 +855,65 @@ mod tests {
             msg.contains(&dir.path().display().to_string()) && msg.contains("MB free"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn follower_reads_while_growing_and_stops_on_restart_or_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("a.part");
+        let done = dir.path().join("a");
+
+        // Grows in two steps, then completes under its final name.
+        let g = Growth::default();
+        fs::write(&part, b"hello ").unwrap();
+        g.opened(&part, 6, Some(11));
+        let reader = {
+            let g = g.clone();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                g.follower().read_to_end(&mut out).map(|_| out)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        OpenOptions::new()
+            .append(true)
+            .open(&part)
+            .unwrap()
+            .write_all(b"world")
+            .unwrap();
+        g.written(11);
+        fs::rename(&part, &done).unwrap();
+        g.finish(&done, 11);
+        assert_eq!(reader.join().unwrap().unwrap(), b"hello world");
+        assert!(!g.restarted_under_follower());
+
+        // Starts over after the follower read: its bytes are void.
+        let g = Growth::default();
+        fs::write(&part, b"old bytes").unwrap();
+        g.opened(&part, 9, None);
+        let mut f = g.follower();
+        let mut buf = [0u8; 4];
+        assert_eq!(f.read(&mut buf).unwrap(), 4);
+        g.restart();
+        let err = f.read(&mut buf).unwrap_err();
+        assert!(err.get_ref().is_some_and(|e| e.is::<Restarted>()), "{err}");
+        assert!(g.restarted_under_follower());
+
+        // Given up: the follower does not wait forever.
+        let g = Growth::default();
+        g.opened(&part, 0, None);
+        let mut f = g.follower();
+        g.fail("HTTP 404".into());
+        assert!(f
+            .read(&mut buf)
+            .unwrap_err()
+            .to_string()
+            .contains("HTTP 404"));
+        // Abandoned (the download future dropped): likewise.
+        let g = Growth::default();
+        drop(GrowthGuard(Some(&g)));
+        assert!(g.follower().read(&mut buf).is_err());
+        assert_eq!(g.wait_total(), None);
     }
 
     #[test]

@@ -410,13 +410,37 @@ pub async fn install_release(
 
     progress.phase(&format!("fetching ksqlDB {version}"));
     let k = &settings.ksqldb;
+    // Every cache file this install may leave: dropped once installed, and after a
+    // verification failure so that the next run fetches afresh.
+    let archive_cache = fetch::cache_path(fetcher.cache_dir(), &k.archive_url);
+    let cached: Vec<PathBuf> = [
+        Some(archive_cache.clone()),
+        Some(fetch::cache_path(fetcher.cache_dir(), &k.signature_url)),
+        match &k.key {
+            KeySource::Url(u) => Some(fetch::cache_path(fetcher.cache_dir(), u)),
+            KeySource::File(_) => None,
+        },
+        Some(fetch::cache_path(
+            fetcher.cache_dir(),
+            &settings.iam_auth.jar_url,
+        )),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let fail_with = |e: anyhow::Error| {
+        if crate::exit::exit_code_of(&e) == ExitCode::Data {
+            cached.iter().for_each(|p| fetch::discard(p));
+        }
+        e
+    };
     let key_fetch = async {
         match &k.key {
             KeySource::Url(u) => {
                 let d = fetcher.fetch(u, "signing key", progress).await?;
                 let bytes =
                     fs::read(&d.path).with_context(|| format!("reading {}", d.path.display()))?;
-                Ok::<_, anyhow::Error>((bytes, u.clone(), Some(d.path)))
+                Ok::<_, anyhow::Error>((bytes, u.clone()))
             }
             KeySource::File(p) => {
                 let bytes = fs::read(p).map_err(|e| {
@@ -425,48 +449,8 @@ pub async fn install_release(
                         format!("ksqldb.key_url: cannot read key file {}: {e}", p.display()),
                     )
                 })?;
-                Ok((bytes, p.display().to_string(), None))
+                Ok((bytes, p.display().to_string()))
             }
-        }
-    };
-    let (archive, signature, (key, key_origin, key_cache), (jar, jar_sha, jar_new)) =
-        futures_util::future::try_join4(
-            fetcher.fetch(&k.archive_url, "ksqlDB archive", progress),
-            fetcher.fetch(&k.signature_url, "ksqlDB signature", progress),
-            key_fetch,
-            fetch_jar(&fetcher, settings, &expected, progress),
-        )
-        .await?;
-    failpoint::hit("install.after_download")?;
-    let cached: Vec<PathBuf> = [
-        Some(archive.path.clone()),
-        Some(signature.path.clone()),
-        key_cache,
-        Some(jar.path.clone()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-
-    let need = (archive.size as f64 * UNPACK_RATIO) as u64 + jar.size;
-    fetch::check_space(&releases, need)?;
-
-    progress.phase(&format!("verifying and unpacking ksqlDB {version}"));
-    let sig_bytes = fs::read(&signature.path)
-        .with_context(|| format!("reading {}", signature.path.display()))?;
-    let check = SignatureCheck::new(
-        &key,
-        &key_origin,
-        sig_bytes,
-        &k.signature_url,
-        signer_trust.clone(),
-    );
-    let check = match check {
-        Ok(c) => c,
-        Err(e) => {
-            // A bad key or signature file must be fetched again next time.
-            cached.iter().for_each(|p| fetch::discard(p));
-            return Err(e);
         }
     };
     let nanos = SystemTime::now()
@@ -477,72 +461,180 @@ pub async fn install_release(
         "{STAGING_PREFIX}{version}-{}-{nanos:08x}",
         std::process::id()
     ));
-    fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    let max = settings.agent.max_release_size;
 
-    let staged = {
-        let staging = staging.clone();
-        let archive_path = archive.path.clone();
-        let max = settings.agent.max_release_size;
-        let jar_path = jar.path.clone();
-        let jar_file = jar_file_name(settings);
-        let m = (
-            k.archive_url.clone(),
-            k.signature_url.clone(),
-            settings.iam_auth.jar_url.clone(),
-            version.clone(),
-        );
-        let jar_sha = jar_sha.clone();
-        let managed = managed.to_vec();
-        tokio::task::spawn_blocking(move || -> Result<Manifest> {
-            let unpacked = unpack::unpack_verified(&archive_path, &staging, max, &check)?;
-            if !unpacked.top_dir.starts_with("confluent-ksqldb") {
-                tracing::warn!(
-                    "the archive's top directory is {:?}, not confluent-ksqldb-<version>",
-                    unpacked.top_dir
-                );
-            }
-            for required in [layout::SERVER_START, layout::PROPERTIES] {
-                if !staging.join(required).is_file() {
-                    return Err(fail(
-                        ExitCode::Data,
-                        format!("{}: not a ksqlDB archive (no {required} in it)", m.0),
-                    ));
-                }
-            }
-            let pristine = staging.join(layout::PRISTINE_PROPERTIES);
-            fs::copy(staging.join(layout::PROPERTIES), &pristine).with_context(|| {
-                format!("copying the pristine properties to {}", pristine.display())
-            })?;
-            install_jar(&staging, &jar_path, &jar_file)?;
-            crate::properties::render::render_release(&staging, &managed, false)?;
-            failpoint::hit("install.before_manifest")?;
-            let manifest = Manifest {
-                version: m.3,
-                archive_url: m.0,
-                archive_sha256: unpacked.archive_sha256,
-                signature_url: m.1,
-                signer: unpacked.signer.primary,
-                signing_key: unpacked.signer.key,
-                jar_url: m.2,
-                jar_sha256: jar_sha,
-                jar_file,
-            };
-            manifest.save(&staging)?;
-            unpack::sync_tree(&staging)?;
-            Ok(manifest)
+    // One pass over the archive's bytes: verify + unpack start as soon as the small
+    // signature and key are in, and read the archive while it downloads (the jar comes
+    // in meanwhile). Whatever fails first stops the others: a failed verify/unpack or
+    // jar aborts the archive download, an abandoned download fails the follower.
+    let growth = fetch::Growth::default();
+    let (archive_fut, abort) = futures_util::future::abortable(fetcher.fetch_growing(
+        &k.archive_url,
+        "ksqlDB archive",
+        progress,
+        &growth,
+    ));
+    let streamed = async {
+        let r = async {
+            let (signature, (key, key_origin)) = futures_util::future::try_join(
+                fetcher.fetch(&k.signature_url, "ksqlDB signature", progress),
+                key_fetch,
+            )
+            .await?;
+            let sig_bytes = fs::read(&signature.path)
+                .with_context(|| format!("reading {}", signature.path.display()))?;
+            let check = SignatureCheck::new(
+                &key,
+                &key_origin,
+                sig_bytes,
+                &k.signature_url,
+                signer_trust.clone(),
+            )?;
+            fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+            progress.phase(&format!("verifying and unpacking ksqlDB {version}"));
+            let (growth, staging, releases, url) = (
+                growth.clone(),
+                staging.clone(),
+                releases.clone(),
+                k.archive_url.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                let total = growth.wait_total();
+                let r = total
+                    .map_or(Ok(()), |t| {
+                        fetch::check_space(&releases, (t as f64 * UNPACK_RATIO) as u64)
+                    })
+                    .and_then(|()| {
+                        unpack::unpack_verified_from(
+                            growth.follower(),
+                            &url,
+                            total,
+                            &staging,
+                            max,
+                            &check,
+                        )
+                    });
+                (check, r)
+            })
+            .await
+            .context("the unpack task failed")
+        }
+        .await;
+        // Stop the download unless the unpack must start over from the complete file.
+        if !matches!(&r, Ok((_, Ok(_)))) && !growth.restarted_under_follower() {
+            abort.abort();
+        }
+        r
+    };
+    let jar_fut = async {
+        let r = fetch_jar(&fetcher, settings, &expected, progress).await;
+        if r.is_err() {
+            abort.abort();
+        }
+        r
+    };
+    let (archive, streamed, jar) =
+        futures_util::future::join3(archive_fut, streamed, jar_fut).await;
+    let outcome = (|| -> Result<_> {
+        // The first cause wins: the download's own error, then the jar's, then verify/unpack.
+        let archive = match archive {
+            Ok(r) => Some(r?),
+            Err(futures_util::future::Aborted) => None,
+        };
+        let jar = jar?;
+        let (check, unpacked) = streamed?;
+        Ok((archive, jar, check, unpacked))
+    })();
+    let (archive, (jar, jar_sha, jar_new), check, unpacked) = match outcome {
+        Ok((Some(archive), jar, check, unpacked)) => (archive, jar, check, unpacked),
+        Ok((None, _, _, _)) => unreachable!("the download is aborted only after a failure"),
+        Err(e) => {
+            remove_staging(&staging);
+            return Err(fail_with(e));
+        }
+    };
+    if let Err(e) = failpoint::hit("install.after_download") {
+        remove_staging(&staging);
+        return Err(e);
+    }
+    let unpacked = if growth.restarted_under_follower() {
+        // What was read may mix two versions of the file: start over from the
+        // completed download, which the signature covers as a whole.
+        tracing::info!("the archive download started over: unpacking the complete file again");
+        remove_staging(&staging);
+        let (staging, path) = (staging.clone(), archive.path.clone());
+        tokio::task::spawn_blocking(move || {
+            fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+            unpack::unpack_verified(&path, &staging, max, &check)
         })
         .await
         .context("the unpack task failed")
         .and_then(|r| r)
+    } else {
+        unpacked
+    };
+
+    let staged = match unpacked {
+        Err(e) => Err(e),
+        Ok(unpacked) => {
+            let staging = staging.clone();
+            let jar_path = jar.path.clone();
+            let jar_file = jar_file_name(settings);
+            let m = (
+                k.archive_url.clone(),
+                k.signature_url.clone(),
+                settings.iam_auth.jar_url.clone(),
+                version.clone(),
+            );
+            let jar_sha = jar_sha.clone();
+            let managed = managed.to_vec();
+            tokio::task::spawn_blocking(move || -> Result<Manifest> {
+                if !unpacked.top_dir.starts_with("confluent-ksqldb") {
+                    tracing::warn!(
+                        "the archive's top directory is {:?}, not confluent-ksqldb-<version>",
+                        unpacked.top_dir
+                    );
+                }
+                for required in [layout::SERVER_START, layout::PROPERTIES] {
+                    if !staging.join(required).is_file() {
+                        return Err(fail(
+                            ExitCode::Data,
+                            format!("{}: not a ksqlDB archive (no {required} in it)", m.0),
+                        ));
+                    }
+                }
+                let pristine = staging.join(layout::PRISTINE_PROPERTIES);
+                fs::copy(staging.join(layout::PROPERTIES), &pristine).with_context(|| {
+                    format!("copying the pristine properties to {}", pristine.display())
+                })?;
+                install_jar(&staging, &jar_path, &jar_file)?;
+                crate::properties::render::render_release(&staging, &managed, false)?;
+                failpoint::hit("install.before_manifest")?;
+                let manifest = Manifest {
+                    version: m.3,
+                    archive_url: m.0,
+                    archive_sha256: unpacked.archive_sha256,
+                    signature_url: m.1,
+                    signer: unpacked.signer.primary,
+                    signing_key: unpacked.signer.key,
+                    jar_url: m.2,
+                    jar_sha256: jar_sha,
+                    jar_file,
+                };
+                manifest.save(&staging)?;
+                unpack::sync_tree(&staging)?;
+                Ok(manifest)
+            })
+            .await
+            .context("the unpack task failed")
+            .and_then(|r| r)
+        }
     };
     let manifest = match staged {
         Ok(m) => m,
         Err(e) => {
             remove_staging(&staging);
-            if crate::exit::exit_code_of(&e) == ExitCode::Data {
-                cached.iter().for_each(|p| fetch::discard(p));
-            }
-            return Err(e);
+            return Err(fail_with(e));
         }
     };
 

@@ -1,10 +1,13 @@
 //! Verify and unpack the ksqlDB archive in one pass over its bytes.
 //!
 //! Two threads share the work (the host may have only two cores, and both halves are
-//! CPU-bound): the *verifier* reads the file in large chunks, feeds every chunk to the
-//! OpenPGP signature hash and to SHA-256, and hands it over a small bounded channel to
-//! the *extractor*, which gunzips and untars into the staging directory. The channel
-//! bound keeps memory flat whatever the archive size. The archive is read once.
+//! CPU-bound): the *verifier* reads the archive in large chunks, feeds every chunk to
+//! the OpenPGP signature hash (SHA-512 with GnuPG's defaults, the most expensive step)
+//! and hands it over a small bounded channel to the *extractor*, which hashes it with
+//! SHA-256 (for the manifest), gunzips and untars it into the staging directory. The
+//! two hashes sit on different threads so that the threads carry similar loads. The
+//! channel bound keeps memory flat whatever the archive size. The archive is read once,
+//! and may be read while it is still downloading (`fetch::Follower`).
 //!
 //! Nothing here makes the staging directory live: the caller renames it into place only
 //! when the signature verified.
@@ -44,17 +47,15 @@ pub struct Unpacked {
     pub bytes: u64,
 }
 
-/// Reads the archive file for the verifier, hashing and forwarding each chunk.
-struct Tee<'a> {
-    file: File,
-    sha: &'a mut Sha256,
+/// Reads the archive for the verifier, forwarding each chunk.
+struct Tee<R> {
+    source: R,
     tx: Option<SyncSender<Vec<u8>>>,
 }
 
-impl Read for Tee<'_> {
+impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read(buf)?;
-        self.sha.update(&buf[..n]);
+        let n = self.source.read(buf)?;
         if n == 0 {
             // End of the archive: the extractor sees end of stream.
             self.tx = None;
@@ -69,11 +70,22 @@ impl Read for Tee<'_> {
     }
 }
 
-/// The extractor's view of the channel.
+/// The extractor's view of the channel; hashes every chunk it receives.
 struct ChannelReader {
     rx: Receiver<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
+    sha: Sha256,
+}
+
+impl ChannelReader {
+    /// Hash what tar did not need (end-of-archive padding, trailing bytes): the
+    /// SHA-256 is of the whole file.
+    fn drain(&mut self) {
+        for chunk in self.rx.iter() {
+            self.sha.update(&chunk);
+        }
+    }
 }
 
 impl Read for ChannelReader {
@@ -81,6 +93,7 @@ impl Read for ChannelReader {
         while self.pos == self.chunk.len() {
             match self.rx.recv() {
                 Ok(chunk) => {
+                    self.sha.update(&chunk);
                     self.chunk = chunk;
                     self.pos = 0;
                 }
@@ -134,7 +147,7 @@ pub const MAX_INFLATE_RATIO: u64 = 50;
 pub const MIN_INFLATE_ALLOWANCE: u64 = 64 << 20;
 
 /// Verify `archive` with `check` while unpacking it into `staging` (which must exist and
-/// be empty). `version` names the expected top directory in messages.
+/// be empty).
 pub fn unpack_verified(
     archive: &Path,
     staging: &Path,
@@ -146,30 +159,60 @@ pub fn unpack_verified(
         .metadata()
         .with_context(|| format!("reading {}", archive.display()))?
         .len();
-    let by_ratio = archive_len
-        .saturating_mul(MAX_INFLATE_RATIO)
-        .max(MIN_INFLATE_ALLOWANCE);
-    let limit = by_ratio.min(max_size);
+    unpack_verified_from(
+        file,
+        &archive.display().to_string(),
+        Some(archive_len),
+        staging,
+        max_size,
+        check,
+    )
+}
+
+/// [`unpack_verified`] from any source of the archive's bytes (`name` says which in
+/// messages), e.g. a download still in progress. `archive_len`, when known (the
+/// download's announced length), bounds how far the archive may inflate.
+pub fn unpack_verified_from<R: Read + Send + Sync>(
+    source: R,
+    name: &str,
+    archive_len: Option<u64>,
+    staging: &Path,
+    max_size: u64,
+    check: &SignatureCheck,
+) -> Result<Unpacked> {
+    let limit = archive_len.map_or(max_size, |len| {
+        len.saturating_mul(MAX_INFLATE_RATIO)
+            .max(MIN_INFLATE_ALLOWANCE)
+            .min(max_size)
+    });
     let started = Instant::now();
     let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
-    let mut sha = Sha256::new();
     let exceeded = Arc::new(AtomicBool::new(false));
     let (verified, extracted) = std::thread::scope(|scope| {
-        let sha = &mut sha;
         let verifier = scope.spawn(move || {
             let tee = Tee {
-                file,
-                sha,
+                source,
                 tx: Some(tx),
             };
             check.verify_reader(io::BufReader::with_capacity(CHUNK, tee))
         });
-        let reader = ChannelReader {
+        let mut reader = ChannelReader {
             rx,
             chunk: Vec::new(),
             pos: 0,
+            sha: Sha256::new(),
         };
-        let extracted = extract(reader, staging, limit, exceeded.clone());
+        let extracted = match extract(&mut reader, staging, limit, exceeded.clone()) {
+            Ok(stats) => {
+                reader.drain();
+                Ok((stats, reader.sha.finalize()))
+            }
+            Err(e) => {
+                // The receiver goes now, so the verifier stops forwarding.
+                drop(reader);
+                Err(e)
+            }
+        };
         let verified = verifier
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the verifier thread panicked")));
@@ -178,13 +221,12 @@ pub fn unpack_verified(
     // The signature speaks first: a tampered archive usually also breaks gzip or tar,
     // and "bad signature" is the true story then.
     let signer = verified?;
-    let stats = extracted.map_err(|e| {
+    let (stats, sha) = extracted.map_err(|e| {
         if exceeded.load(Ordering::Relaxed) && limit == max_size {
             fail(
                 ExitCode::Data,
                 format!(
-                    "{}: unpacks to more than agent.max_release_size ({} MB); refusing it",
-                    archive.display(),
+                    "{name}: unpacks to more than agent.max_release_size ({} MB); refusing it",
                     max_size / 1_000_000
                 ),
             )
@@ -192,10 +234,9 @@ pub fn unpack_verified(
             fail(
                 ExitCode::Data,
                 format!(
-                    "{}: unpacks to more than {MAX_INFLATE_RATIO} times its size of {} bytes \
+                    "{name}: unpacks to more than {MAX_INFLATE_RATIO} times its size of {} bytes \
                      ({} MB); a ksqlDB release does not inflate like that (a gzip bomb?); refusing it",
-                    archive.display(),
-                    archive_len,
+                    archive_len.unwrap_or_default(),
                     limit / 1_000_000
                 ),
             )
@@ -211,7 +252,7 @@ pub fn unpack_verified(
         started.elapsed().as_secs_f64()
     );
     Ok(Unpacked {
-        archive_sha256: hex::encode(sha.finalize()),
+        archive_sha256: hex::encode(sha),
         signer,
         top_dir: stats.top_dir,
         files: stats.files,
@@ -297,7 +338,7 @@ fn clear(dst: &Path, keep_dir: bool) -> Result<()> {
 }
 
 fn extract(
-    reader: ChannelReader,
+    reader: &mut ChannelReader,
     staging: &Path,
     max_size: u64,
     exceeded: Arc<AtomicBool>,
@@ -392,6 +433,7 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                         .with_context(|| format!("writing {}", dst.display()))?;
                     stats.bytes += n as u64;
                 }
+                start_writeback(&file);
                 stats.files += 1;
                 crate::failpoint::hit("unpack.mid_archive")?;
             }
@@ -487,6 +529,17 @@ fn check_links(staging: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ask the kernel to start writing `file` back now, without waiting (dpkg does the same
+/// per unpacked file). Not an fsync: nothing is made durable here and no journal commit
+/// is forced; it only moves the disk writes into the extraction, which is CPU-bound, so
+/// that the single `sync_tree` before the rename finds little left to write. A failure
+/// is harmless (the data is still written by `sync_tree`), so it is ignored.
+fn start_writeback(file: &File) {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor we own; no memory is passed.
+    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 /// Make the whole unpacked tree durable before it is renamed into place.

@@ -137,12 +137,17 @@ pub const LIST_CLUSTERS_V2: &str = "ListClustersV2";
 
 impl FakeMsk {
     pub fn start() -> FakeMsk {
+        Self::start_on("127.0.0.1:0".parse().expect("addr"))
+    }
+
+    /// Start on a given address (port 0: any free port), e.g. for the `fake-msk` binary.
+    pub fn start_on(addr: std::net::SocketAddr) -> FakeMsk {
         let state = Arc::new(Mutex::new(State {
             page_size: 2,
             ..State::default()
         }));
         let st = state.clone();
-        let server = Server::start(http::handler(move |req| handle(&st, req)));
+        let server = Server::start_on(addr, http::handler(move |req| handle(&st, req)));
         FakeMsk { server, state }
     }
 
