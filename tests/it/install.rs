@@ -157,6 +157,17 @@ impl World {
         self.configure(NEW, pins);
     }
 
+    /// The manifest text of installed release `v`.
+    fn manifest(&self, v: &str) -> String {
+        std::fs::read_to_string(
+            self.state()
+                .join("releases")
+                .join(v)
+                .join(".ksql-msk-manifest.toml"),
+        )
+        .unwrap()
+    }
+
     pub(crate) fn archive_requests(&self, v: &str) -> usize {
         self.art.requests_for(&archive_path(v)).len()
     }
@@ -331,13 +342,7 @@ fn cold_install_then_warm_rerun_downloads_nothing() {
     );
     assert!(out.stdout.contains(&key.fingerprint()), "{out:?}");
     assert!(out.stdout.contains("b-1.demo."), "{out:?}");
-    let manifest = std::fs::read_to_string(
-        w.state()
-            .join("releases")
-            .join(NEW)
-            .join(".ksql-msk-manifest.toml"),
-    )
-    .unwrap();
+    let manifest = w.manifest(NEW);
     assert!(
         manifest.contains(&format!("archive_sha256 = \"{}\"", sha256_hex(&tgz))),
         "{manifest}"
@@ -663,13 +668,7 @@ fn server_that_ignores_range_or_changed_file_starts_over_cleanly() {
     );
     let out = w.install();
     assert_eq!(out.code, 0, "{out:?}");
-    let manifest = std::fs::read_to_string(
-        w.state()
-            .join("releases")
-            .join(NEW)
-            .join(".ksql-msk-manifest.toml"),
-    )
-    .unwrap();
+    let manifest = w.manifest(NEW);
     assert!(manifest.contains(&sha256_hex(&second)), "{manifest}");
 }
 
