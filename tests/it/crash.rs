@@ -7,7 +7,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ksql_msk::failpoint::POINTS;
@@ -376,13 +376,7 @@ fn random_sigkills_during_a_real_install_then_rerun_completes() {
     for i in 0..trials {
         b.reset();
         let at = Duration::from_micros(rng.next() % (full.as_micros() as u64 + 1));
-        let mut child =
-            b.w.host
-                .command(&["install"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+        let mut child = b.w.spawn_install(false);
         std::thread::sleep(at);
         let _ = child.kill();
         child.wait().unwrap();

@@ -135,6 +135,23 @@ impl World {
         self.host.run(&["install"])
     }
 
+    /// `ksql-msk install` in the background; its output captured if `capture`.
+    pub(crate) fn spawn_install(&self, capture: bool) -> std::process::Child {
+        let out = || {
+            if capture {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
+        self.host
+            .command(&["install"])
+            .stdout(out())
+            .stderr(out())
+            .spawn()
+            .expect("spawning ksql-msk install")
+    }
+
     pub(crate) fn state(&self) -> PathBuf {
         self.host.state_dir()
     }
@@ -142,10 +159,26 @@ impl World {
     /// A world with `OLD` installed under a fresh key pinned strictly, the config
     /// pointing at `NEW`: the start of most refusal tests.
     fn with_strict_previous() -> (World, TestKey) {
+        let (w, key, _) = World::with_strict_previous_pins();
+        (w, key)
+    }
+
+    /// A fresh world with a `size`-byte release `NEW` published (not yet configured).
+    fn with_large_new(size: u64) -> (World, TestKey) {
         let w = World::new();
         let key = TestKey::generate("k <k@example.com>");
-        w.with_previous(&key, &Pins::strict(&key.fingerprint()));
+        let tgz = tarball::large_tarball(NEW, size);
+        w.publish(NEW, &tgz, &key);
         (w, key)
+    }
+
+    /// [`World::with_strict_previous`], also returning the pins it used.
+    fn with_strict_previous_pins() -> (World, TestKey, Pins) {
+        let w = World::new();
+        let key = TestKey::generate("k <k@example.com>");
+        let pins = Pins::strict(&key.fingerprint());
+        w.with_previous(&key, &pins);
+        (w, key, pins)
     }
 
     /// Install `OLD` successfully, then point the config at `NEW` with the same pins.
@@ -443,10 +476,8 @@ fn tampered_byte_is_refused_and_previous_release_stays() {
 
 #[test]
 fn signature_by_another_key_is_refused() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
+    let (w, key) = World::with_strict_previous();
     let other = TestKey::generate("mallory <m@example.com>");
-    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
     let tgz = tarball::ksqldb_tarball(NEW);
     w.publish_raw(NEW, &tgz, other.sign(&tgz, true), key.public_armored());
     assert_refused(&w, 65, &["not in the signing key file"]);
@@ -454,10 +485,8 @@ fn signature_by_another_key_is_refused() {
 
 #[test]
 fn good_signature_by_an_unpinned_key_is_refused() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
+    let (w, _key) = World::with_strict_previous();
     let other = TestKey::generate("other <o@example.com>");
-    w.with_previous(&key, &Pins::strict(&key.fingerprint()));
     w.publish(NEW, &tarball::ksqldb_tarball(NEW), &other);
     assert_refused(
         &w,
@@ -545,10 +574,7 @@ fn trust_on_first_use_records_the_signer_and_refuses_a_new_one() {
 
 #[test]
 fn jar_hash_mismatch_is_refused() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    let pins = Pins::strict(&key.fingerprint());
-    w.with_previous(&key, &pins);
+    let (w, key, pins) = World::with_strict_previous_pins();
     w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
     let mut wrong = pins.clone();
     wrong.jar_sha256 = Some("ab".repeat(32));
@@ -589,10 +615,7 @@ fn gzip_bomb_is_stopped_at_max_release_size() {
 
 #[test]
 fn download_resumes_after_a_reset_with_range_and_if_range() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    let tgz = tarball::large_tarball(NEW, 3 << 20);
-    w.publish(NEW, &tgz, &key);
+    let (w, key) = World::with_large_new(3 << 20);
     w.art
         .fault_next(&archive_path(NEW), Fault::ResetAfter(1 << 20));
     w.configure(NEW, &Pins::strict(&key.fingerprint()));
@@ -619,10 +642,7 @@ fn download_resumes_after_a_reset_with_range_and_if_range() {
 
 #[test]
 fn server_that_ignores_range_or_changed_file_starts_over_cleanly() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    let tgz = tarball::large_tarball(NEW, 2 << 20);
-    w.publish(NEW, &tgz, &key);
+    let (w, key) = World::with_large_new(2 << 20);
     w.art
         .fault_next(&archive_path(NEW), Fault::ResetAfter(700_000));
     w.art.fault_next(&archive_path(NEW), Fault::IgnoreRange);
@@ -643,13 +663,7 @@ fn server_that_ignores_range_or_changed_file_starts_over_cleanly() {
         .fault_next(&archive_path(NEW), Fault::ResetAfter(700_000));
     w.art.fault_next(&archive_path(NEW), Fault::Status(503));
     w.configure(NEW, &Pins::strict(&key.fingerprint()));
-    let child = w
-        .host
-        .command(&["install"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = w.spawn_install(true);
     wait_for("the first attempts", Duration::from_secs(20), || {
         w.archive_requests(NEW) >= 2
     });
@@ -674,10 +688,7 @@ fn server_that_ignores_range_or_changed_file_starts_over_cleanly() {
 
 #[test]
 fn stalls_short_bodies_and_5xx_are_retried() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    let tgz = tarball::large_tarball(NEW, 1 << 20);
-    w.publish(NEW, &tgz, &key);
+    let (w, key) = World::with_large_new(1 << 20);
     let p = archive_path(NEW);
     w.art.fault_next(&p, Fault::Status(503));
     w.art
@@ -720,10 +731,7 @@ fn not_found_exits_69_naming_the_url() {
 
 #[test]
 fn exhausted_retries_exit_75_naming_the_url() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    let pins = Pins::strict(&key.fingerprint());
-    w.with_previous(&key, &pins);
+    let (w, key, pins) = World::with_strict_previous_pins();
     w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
     w.art.fault_always(&archive_path(NEW), Fault::Status(500));
     w.configure(NEW, &pins.clone().agent("download_timeout = \"3s\""));
@@ -768,10 +776,7 @@ pub(crate) fn staging_dirs(state: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn sigkill_mid_download_and_mid_unpack_then_rerun_is_consistent() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    let pins = Pins::strict(&key.fingerprint());
-    w.with_previous(&key, &pins);
+    let (w, key) = World::with_strict_previous();
     let before = snapshot(&w.state());
     let tgz = tarball::large_tarball(NEW, 48 << 20);
     w.publish(NEW, &tgz, &key);
@@ -781,13 +786,7 @@ fn sigkill_mid_download_and_mid_unpack_then_rerun_is_consistent() {
         &archive_path(NEW),
         Fault::Drip(256 << 10, Duration::from_millis(50)),
     );
-    let mut child = w
-        .host
-        .command(&["install"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = w.spawn_install(false);
     let cache = w.state().join("cache");
     wait_for("a partial download", Duration::from_secs(20), || {
         std::fs::read_dir(&cache)
@@ -807,13 +806,7 @@ fn sigkill_mid_download_and_mid_unpack_then_rerun_is_consistent() {
     //    while it downloads) is cut. Run 1 may have left a staging directory of its own:
     //    wait for this run's.
     let left = staging_dirs(&w.state());
-    let mut child = w
-        .host
-        .command(&["install"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = w.spawn_install(false);
     let state = w.state();
     wait_for("unpacking to start", Duration::from_secs(30), || {
         w.archive_requests(NEW) >= 2
@@ -853,10 +846,7 @@ fn sigkill_mid_download_and_mid_unpack_then_rerun_is_consistent() {
 
 #[test]
 fn concurrent_installs_serialise_on_the_lock() {
-    let w = World::new();
-    let key = TestKey::generate("k <k@example.com>");
-    let tgz = tarball::large_tarball(NEW, 2 << 20);
-    w.publish(NEW, &tgz, &key);
+    let (w, key) = World::with_large_new(2 << 20);
     // The first install is slow (drip), so the others must wait for it.
     w.art.fault_next(
         &archive_path(NEW),
@@ -865,13 +855,7 @@ fn concurrent_installs_serialise_on_the_lock() {
     w.configure(NEW, &Pins::strict(&key.fingerprint()));
     let children: Vec<_> = (0..3)
         .map(|_| {
-            let c = w
-                .host
-                .command(&["install"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let c = w.spawn_install(true);
             std::thread::sleep(Duration::from_millis(100));
             c
         })
@@ -915,13 +899,7 @@ fn concurrent_installs_serialise_on_the_lock() {
         OLD,
         &Pins::strict(&key.fingerprint()).agent("lock_timeout = \"1s\""),
     );
-    let slow = w
-        .host
-        .command(&["install"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let slow = w.spawn_install(false);
     wait_for(
         "the slow install to download",
         Duration::from_secs(20),
