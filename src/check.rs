@@ -84,8 +84,9 @@ pub async fn check(config_path: &Path) -> Result<()> {
         Ok(found) => {
             add(
                 Item::pass(format!(
-                    "cluster {} is ACTIVE with IAM authentication ({} {} brokers)",
+                    "cluster {} is {} with IAM authentication ({} {} brokers)",
                     found.cluster_name,
+                    found.state,
                     found.brokers.addrs.len(),
                     settings.msk.connectivity.as_str()
                 )),

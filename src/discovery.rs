@@ -24,6 +24,8 @@ pub struct Discovered {
     pub cluster_arn: String,
     pub cluster_name: String,
     pub serverless: bool,
+    /// The state MSK reported (ACTIVE, or a state in which it serves clients).
+    pub state: String,
     pub brokers: Brokers,
 }
 
@@ -236,16 +238,34 @@ fn state_of(cluster: &Cluster) -> String {
         .unwrap_or_else(|| "UNKNOWN".into())
 }
 
-/// States in which the cluster will become usable by itself: wait.
-fn is_transitional(state: &ClusterState) -> bool {
-    matches!(
-        state,
-        ClusterState::Creating
-            | ClusterState::Updating
+/// What a cluster state means for ksqlDB, after MSK's "Understand MSK Provisioned
+/// cluster states": only a CREATING cluster has no brokers to talk to yet. During
+/// UPDATING, MAINTENANCE, HEALING and REBOOTING_BROKER clients still produce and
+/// consume, so waiting for ACTIVE would keep ksqlDB down for the length of, say, a
+/// version upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateKind {
+    Active,
+    /// Changing, but serving clients.
+    Serving,
+    /// Will become usable by itself: wait.
+    Creating,
+    /// FAILED, DELETING, unknown: give up.
+    Unusable,
+}
+
+fn kind_of(state: Option<&ClusterState>) -> StateKind {
+    match state {
+        Some(ClusterState::Active) => StateKind::Active,
+        Some(
+            ClusterState::Updating
             | ClusterState::Maintenance
             | ClusterState::Healing
-            | ClusterState::RebootingBroker
-    )
+            | ClusterState::RebootingBroker,
+        ) => StateKind::Serving,
+        Some(ClusterState::Creating) => StateKind::Creating,
+        _ => StateKind::Unusable,
+    }
 }
 
 /// Find the cluster by ARN (DescribeClusterV2) or by exact name (ListClustersV2, whose
@@ -323,61 +343,29 @@ async fn describe(client: &aws_sdk_kafka::Client, arn: &str) -> Result<Cluster> 
     })
 }
 
-/// Poll while the cluster is in a transitional state, with capped backoff, up to `bound`.
-async fn wait_until_active(
+/// Wait until the cluster serves clients and has the broker string for `msk`'s
+/// connectivity, polling with capped backoff up to `msk.cluster_wait`. A cluster that
+/// is changing (UPDATING...) but already has the string is used at once; one that
+/// lacks it may be having IAM or public access enabled by that very update, so it is
+/// waited for like a CREATING one.
+async fn wait_for_brokers(
     client: &aws_sdk_kafka::Client,
     mut cluster: Cluster,
-    bound: Duration,
+    msk: &MskSettings,
     progress: &dyn Progress,
-) -> Result<Cluster> {
+) -> Result<(Cluster, String, &'static str)> {
+    let bound = msk.cluster_wait;
     let started = Instant::now();
     // Poll often relative to a short bound (tests), every 5–60 s for the default 30 m.
     let mut delay = (bound / 60).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let max_delay = Duration::from_secs(60).min(bound / 4).max(delay);
     loop {
         let arn = cluster.cluster_arn().unwrap_or_default().to_string();
-        let state = cluster.state().cloned();
-        match state {
-            Some(ClusterState::Active) => return Ok(cluster),
-            Some(ref s) if is_transitional(s) => {
-                let waited = started.elapsed();
-                if waited >= bound {
-                    return Err(fail(
-                        ExitCode::Temporary,
-                        format!(
-                            "cluster {arn} is still {} after {} (msk.cluster_wait)",
-                            s.as_str(),
-                            humantime::format_duration(Duration::from_secs(waited.as_secs()))
-                        ),
-                    ));
-                }
-                // A changing STATUS also extends systemd's start timeout: the wait is
-                // bounded by msk.cluster_wait, not by TimeoutStartSec.
-                progress.phase(&format!(
-                    "waiting for cluster {} to become ACTIVE: {} ({}s of {})",
-                    cluster.cluster_name().unwrap_or_default(),
-                    s.as_str(),
-                    waited.as_secs(),
-                    humantime::format_duration(bound)
-                ));
-                info!(
-                    cluster = %arn,
-                    state = s.as_str(),
-                    "cluster is {}; waiting for ACTIVE (waited {}s of {})",
-                    s.as_str(),
-                    waited.as_secs(),
-                    humantime::format_duration(bound)
-                );
-                tokio::time::sleep(
-                    delay
-                        .min(bound.saturating_sub(waited))
-                        .max(Duration::from_millis(10)),
-                )
-                .await;
-                delay = (delay * 2).min(max_delay);
-                cluster = describe(client, &arn).await?;
-            }
-            _ => {
+        let state = state_of(&cluster);
+        let kind = kind_of(cluster.state());
+        // Why we are still waiting, for the log and for the give-up message.
+        let lacking = match kind {
+            StateKind::Unusable => {
                 let why = cluster
                     .state_info()
                     .and_then(|i| i.message().or(i.code()))
@@ -385,10 +373,81 @@ async fn wait_until_active(
                     .unwrap_or_default();
                 return Err(fail(
                     ExitCode::Unavailable,
-                    format!("cluster {arn} is {}{why}", state_of(&cluster)),
+                    format!("cluster {arn} is {state}{why}"),
                 ));
             }
+            StateKind::Creating => String::new(),
+            StateKind::Active | StateKind::Serving => {
+                let out = client
+                    .get_bootstrap_brokers()
+                    .cluster_arn(&arn)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        api_error(
+                            e,
+                            "kafka:GetBootstrapBrokers",
+                            &format!("getting bootstrap brokers of {arn}"),
+                        )
+                    })?;
+                let (raw, field, missing) = pick_brokers(&out, msk.connectivity, msk.ipv6);
+                match raw.filter(|s| !s.trim().is_empty()) {
+                    Some(raw) => {
+                        if kind == StateKind::Serving {
+                            info!(
+                                cluster = %arn,
+                                state = %state,
+                                "cluster is {state}; MSK clusters serve clients in this state, so not waiting for ACTIVE"
+                            );
+                        }
+                        return Ok((cluster, raw.to_string(), field));
+                    }
+                    None if kind == StateKind::Active => {
+                        return Err(fail(
+                            ExitCode::Unavailable,
+                            format!(
+                                "cluster {arn} has no {field}: {missing} (msk.connectivity = {:?})",
+                                msk.connectivity.as_str()
+                            ),
+                        ));
+                    }
+                    None => format!(" and has no {field} yet"),
+                }
+            }
+        };
+        let waited = started.elapsed();
+        if waited >= bound {
+            return Err(fail(
+                ExitCode::Temporary,
+                format!(
+                    "cluster {arn} is still {state}{lacking} after {} (msk.cluster_wait)",
+                    humantime::format_duration(Duration::from_secs(waited.as_secs()))
+                ),
+            ));
         }
+        // A changing STATUS also extends systemd's start timeout: the wait is
+        // bounded by msk.cluster_wait, not by TimeoutStartSec.
+        progress.phase(&format!(
+            "waiting for cluster {}: {state}{lacking} ({}s of {})",
+            cluster.cluster_name().unwrap_or_default(),
+            waited.as_secs(),
+            humantime::format_duration(bound)
+        ));
+        info!(
+            cluster = %arn,
+            state = %state,
+            "cluster is {state}{lacking}; waiting (waited {}s of {})",
+            waited.as_secs(),
+            humantime::format_duration(bound)
+        );
+        tokio::time::sleep(
+            delay
+                .min(bound.saturating_sub(waited))
+                .max(Duration::from_millis(10)),
+        )
+        .await;
+        delay = (delay * 2).min(max_delay);
+        cluster = describe(client, &arn).await?;
     }
 }
 
@@ -441,33 +500,12 @@ pub async fn discover_with(
         .map(|r| r.to_string())
         .unwrap_or_else(|| "the configured region".into());
     let cluster = resolve(client, &msk.cluster, &region).await?;
-    let cluster = wait_until_active(client, cluster, msk.cluster_wait, progress).await?;
+    let (cluster, raw, field) = wait_for_brokers(client, cluster, msk, progress).await?;
     let arn = cluster.cluster_arn().unwrap_or_default().to_string();
     let name = cluster.cluster_name().unwrap_or_default().to_string();
     let serverless = matches!(cluster.cluster_type(), Some(ClusterType::Serverless));
-    let out = client
-        .get_bootstrap_brokers()
-        .cluster_arn(&arn)
-        .send()
-        .await
-        .map_err(|e| {
-            api_error(
-                e,
-                "kafka:GetBootstrapBrokers",
-                &format!("getting bootstrap brokers of {arn}"),
-            )
-        })?;
-    let (raw, field, missing) = pick_brokers(&out, msk.connectivity, msk.ipv6);
-    let raw = raw.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
-        fail(
-            ExitCode::Unavailable,
-            format!(
-                "cluster {arn} has no {field}: {missing} (msk.connectivity = {:?})",
-                msk.connectivity.as_str()
-            ),
-        )
-    })?;
-    let brokers = Brokers::parse(raw).map_err(|e| {
+    let state = state_of(&cluster);
+    let brokers = Brokers::parse(&raw).map_err(|e| {
         fail(
             ExitCode::Unavailable,
             format!("cluster {arn}: MSK returned an invalid {field}: {e}"),
@@ -495,6 +533,7 @@ pub async fn discover_with(
         cluster_arn: arn,
         cluster_name: name,
         serverless,
+        state,
         brokers,
     })
 }

@@ -139,6 +139,7 @@ mod tests {
             cluster_arn: ARN.into(),
             cluster_name: "demo".into(),
             serverless: false,
+            state: "ACTIVE".into(),
             brokers: Brokers::parse(brokers).unwrap(),
         }
     }

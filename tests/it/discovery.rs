@@ -110,8 +110,49 @@ fn waits_while_creating_then_uses_active_cluster() {
     let out = host_for(&msk, &arn_line(&c), "").run(&["brokers"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
+        out.stderr.contains("cluster is CREATING; waiting"),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.stdout.trim(),
+        c.brokers_field("bootstrapBrokerStringSaslIam").unwrap()
+    );
+}
+
+#[test]
+fn clusters_that_serve_clients_while_changing_are_used_without_waiting() {
+    for state in ["UPDATING", "MAINTENANCE", "HEALING", "REBOOTING_BROKER"] {
+        let msk = FakeMsk::start();
+        // Stuck in the state for good: waiting for ACTIVE would time out (3 s).
+        let c = Cluster::active("demo", REGION).with_states(&[state]);
+        msk.add(c.clone());
+        let out = host_for(&msk, &arn_line(&c), "").run(&["brokers"]);
+        assert_eq!(out.code, 0, "{state}: {out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("cluster is {state}; MSK clusters serve clients")),
+            "{state}: {out:?}"
+        );
+        assert!(!out.stderr.contains("; waiting"), "{state}: {out:?}");
+        assert_eq!(
+            out.stdout.trim(),
+            c.brokers_field("bootstrapBrokerStringSaslIam").unwrap()
+        );
+    }
+}
+
+#[test]
+fn waits_while_an_update_enables_iam_then_uses_it() {
+    let msk = FakeMsk::start();
+    let c = Cluster::active("demo", REGION)
+        .with_states(&["UPDATING", "UPDATING", "ACTIVE"])
+        .hiding_until_active(&["bootstrapBrokerStringSaslIam"]);
+    msk.add(c.clone());
+    let out = host_for(&msk, &arn_line(&c), "").run(&["brokers"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
         out.stderr
-            .contains("cluster is CREATING; waiting for ACTIVE"),
+            .contains("cluster is UPDATING and has no BootstrapBrokerStringSaslIam yet; waiting"),
         "{out:?}"
     );
     assert_eq!(
@@ -122,20 +163,28 @@ fn waits_while_creating_then_uses_active_cluster() {
 
 #[test]
 fn gives_up_waiting_after_cluster_wait() {
-    let msk = FakeMsk::start();
-    let c = Cluster::active("demo", REGION).with_states(&["UPDATING"]);
-    msk.add(c.clone());
-    let host = Host::new();
-    host.write_config(&format!(
-        "[msk]\n{}\nendpoint_url = \"{}\"\ncluster_wait = \"1s\"\n",
-        arn_line(&c),
-        msk.url()
-    ));
-    let out = host.run(&["brokers"]);
-    assert_eq!(out.code, 75, "{out:?}");
-    assert!(
-        error_line(&out).contains("is still UPDATING after 1s (msk.cluster_wait)"),
-        "{out:?}"
+    let stuck = |cluster: Cluster, expected: &str| {
+        let msk = FakeMsk::start();
+        msk.add(cluster.clone());
+        let host = Host::new();
+        host.write_config(&format!(
+            "[msk]\n{}\nendpoint_url = \"{}\"\ncluster_wait = \"1s\"\n",
+            arn_line(&cluster),
+            msk.url()
+        ));
+        let out = host.run(&["brokers"]);
+        assert_eq!(out.code, 75, "{out:?}");
+        assert!(error_line(&out).contains(expected), "{out:?}");
+    };
+    stuck(
+        Cluster::active("demo", REGION).with_states(&["CREATING"]),
+        "is still CREATING after 1s (msk.cluster_wait)",
+    );
+    stuck(
+        Cluster::active("demo", REGION)
+            .with_states(&["UPDATING"])
+            .hiding_until_active(&["bootstrapBrokerStringSaslIam"]),
+        "is still UPDATING and has no BootstrapBrokerStringSaslIam yet after 1s (msk.cluster_wait)",
     );
 }
 

@@ -73,6 +73,7 @@ fn discovered() -> Discovered {
         cluster_arn: ARN.into(),
         cluster_name: "demo".into(),
         serverless: false,
+        state: "ACTIVE".into(),
         brokers: Brokers::parse(BROKERS).unwrap(),
     }
 }

@@ -22,6 +22,10 @@ pub struct Cluster {
     pub state_message: Option<String>,
     /// `bootstrapBrokerString...` members of GetBootstrapBrokers, by JSON name.
     pub brokers: Vec<(String, String)>,
+    /// Members of `brokers` that GetBootstrapBrokers leaves out until the cluster is
+    /// ACTIVE, as while an update enables IAM or public access.
+    pub hidden_until_active: Vec<String>,
+    last_reported: Option<String>,
 }
 
 impl Cluster {
@@ -40,6 +44,8 @@ impl Cluster {
             serverless: false,
             states: VecDeque::from(vec!["ACTIVE".to_string()]),
             state_message: None,
+            hidden_until_active: Vec::new(),
+            last_reported: None,
             brokers: vec![
                 ("bootstrapBrokerStringTls".into(), list(9094)),
                 ("bootstrapBrokerStringSaslIam".into(), list(9098)),
@@ -71,6 +77,12 @@ impl Cluster {
 
     pub fn with_states(mut self, states: &[&str]) -> Cluster {
         self.states = states.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// GetBootstrapBrokers leaves `fields` out until the cluster reports ACTIVE.
+    pub fn hiding_until_active(mut self, fields: &[&str]) -> Cluster {
+        self.hidden_until_active = fields.iter().map(|s| s.to_string()).collect();
         self
     }
 
@@ -279,9 +291,12 @@ fn handle(state: &Arc<Mutex<State>>, req: Request) -> Response {
                 .unwrap_or(0);
             let matching: Vec<Value> = st
                 .clusters
-                .iter()
+                .iter_mut()
                 .filter(|c| c.name.starts_with(&filter))
-                .map(Cluster::json)
+                .map(|c| {
+                    c.last_reported = c.states.front().cloned();
+                    c.json()
+                })
                 .collect();
             let page: Vec<Value> = matching
                 .iter()
@@ -300,6 +315,7 @@ fn handle(state: &Arc<Mutex<State>>, req: Request) -> Response {
             match st.clusters.iter_mut().find(|c| c.arn == arn) {
                 Some(c) => {
                     let body = json!({ "clusterInfo": c.json() });
+                    c.last_reported = c.states.front().cloned();
                     if c.states.len() > 1 {
                         c.states.pop_front();
                     }
@@ -316,9 +332,13 @@ fn handle(state: &Arc<Mutex<State>>, req: Request) -> Response {
             let arn = arn.unwrap_or_default();
             match st.clusters.iter().find(|c| c.arn == arn) {
                 Some(c) => {
+                    // The state the last DescribeClusterV2 reported.
+                    let active = c.last_reported.as_deref().unwrap_or("ACTIVE") == "ACTIVE";
                     let mut body = json!({});
                     for (k, v) in &c.brokers {
-                        body[k] = json!(v);
+                        if active || !c.hidden_until_active.contains(k) {
+                            body[k] = json!(v);
+                        }
                     }
                     http::json(200, &body)
                 }
