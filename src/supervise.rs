@@ -401,6 +401,9 @@ pub struct Supervisor {
     preparing: Option<Why>,
     /// A reload asked for while another prepare ran.
     reload_again: bool,
+    /// A reload restarted ksqlDB: READY=1 (the end of the reload for systemd) waits
+    /// until the new server is healthy, so `systemctl reload` returns when it serves.
+    ready_when_healthy: bool,
     discover_tx: mpsc::Sender<Result<Discovered>>,
     discover_rx: mpsc::Receiver<Result<Discovered>>,
     discovering: bool,
@@ -444,6 +447,7 @@ impl Supervisor {
             prepare_rx,
             preparing: None,
             reload_again: false,
+            ready_when_healthy: false,
             discover_tx,
             discover_rx,
             discovering: false,
@@ -643,11 +647,12 @@ impl Supervisor {
                     &[("PID", pid.to_string()), ("VERSION", version.clone())],
                 )
                 .await;
-                if self.ready_sent {
+                if self.ready_sent && !self.ready_when_healthy {
                     self.notifier.status(&line);
                 } else {
                     self.notifier.ready(&line);
                     self.ready_sent = true;
+                    self.ready_when_healthy = false;
                 }
                 if self.notifier.watchdog_interval().is_some() {
                     self.notifier.watchdog();
@@ -985,6 +990,9 @@ impl Supervisor {
                 self.state = State::Starting;
             }
             // Backing off: the next start uses the new spec.
+            if why == Why::Reload && self.ready_sent {
+                self.ready_when_healthy = true;
+            }
         }
         self.finish_reload(why, &message);
     }
@@ -996,9 +1004,10 @@ impl Supervisor {
             return;
         }
         if why == Why::Reload {
-            if self.ready_sent {
+            if self.ready_sent && !self.ready_when_healthy {
                 self.notifier.ready(status);
             } else {
+                // Before the first READY, or until the restarted ksqlDB is healthy.
                 self.notifier.status(status);
             }
         }

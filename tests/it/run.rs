@@ -762,6 +762,31 @@ fn sighup_reloads_and_restarts_only_on_change() {
         "{err}"
     );
     assert!(!group_alive(fx.pids()[0]));
+    // The reload ends (READY=1) only once the restarted ksqlDB is healthy.
+    let new_pid = fx.pids()[1];
+    let reload_ready = || {
+        let l = notify.lines();
+        let r = l.iter().rposition(|x| x == "RELOADING=1").unwrap();
+        l[r..]
+            .iter()
+            .position(|x| x == "READY=1")
+            .map(|i| (l[r + i + 1].clone(), l[r..r + i].to_vec()))
+    };
+    wait_for("READY after the restarting reload", || {
+        reload_ready().is_some()
+    });
+    let (status, before) = reload_ready().unwrap();
+    assert!(
+        status.starts_with("STATUS=ksqlDB ")
+            && status.ends_with(&format!("is running (pid {new_pid})")),
+        "{status}"
+    );
+    assert!(
+        before
+            .iter()
+            .any(|x| x.starts_with("STATUS=restarting ksqlDB:")),
+        "{before:?}"
+    );
 
     // A broken config: the child keeps running, the error is logged.
     std::fs::write(fx.host.config_path(), "[msk\n").unwrap();
