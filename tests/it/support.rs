@@ -35,6 +35,11 @@ impl Host {
     pub fn new() -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("etc")).expect("etc");
+        // Empty AWS config and credentials files: nothing from the real ~/.aws, and no
+        // SDK warning about a missing file in every captured stderr.
+        for f in ["aws-config", "aws-credentials"] {
+            std::fs::write(dir.path().join(f), "").expect("empty AWS file");
+        }
         Host {
             dir,
             envs: vec![
@@ -97,10 +102,10 @@ impl Host {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
-            .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
+            .env("AWS_CONFIG_FILE", self.dir.path().join("aws-config"))
             .env(
                 "AWS_SHARED_CREDENTIALS_FILE",
-                self.dir.path().join("no-aws-credentials"),
+                self.dir.path().join("aws-credentials"),
             )
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("KSQL_MSK_LOG_FORMAT", "stderr")
