@@ -13,7 +13,6 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::config::{self, Settings};
 use crate::discovery::{self, BrokerAddr};
@@ -163,7 +162,7 @@ async fn identity(settings: &Settings) -> Item {
                     e.code().unwrap_or("error"),
                     e.message().unwrap_or("")
                 ),
-                _ => DisplayErrorContext(&e).to_string(),
+                _ => crate::exit::cause_chain(&e),
             };
             Item::fail(format!(
                 "AWS identity: sts:GetCallerIdentity failed ({why}); the agent needs credentials (an instance role)"

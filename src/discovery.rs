@@ -11,7 +11,6 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kafka::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kafka::types::{Cluster, ClusterState, ClusterType};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use tracing::{info, warn};
 
 use crate::config::{ClusterRef, Connectivity, MskSettings, Settings};
@@ -147,7 +146,7 @@ where
 {
     let code = err.code().unwrap_or("").to_string();
     let message = err.message().unwrap_or("").to_string();
-    let detail = DisplayErrorContext(&err).to_string();
+    let detail = crate::exit::cause_chain(&err);
     match &err {
         SdkError::ServiceError(_) => {}
         SdkError::TimeoutError(_) => {

@@ -102,9 +102,33 @@ pub fn exit_code_of(err: &anyhow::Error) -> ExitCode {
 
 /// The whole cause chain on one line: `outer: cause: root cause`.
 pub fn one_line(err: &anyhow::Error) -> String {
+    join_causes(err.chain())
+}
+
+/// [`one_line`] for any error and its `source()` chain: SDK errors carry their cause
+/// (connection refused, no credentials) down there, and their Debug form, which
+/// `aws_smithy_types`' `DisplayErrorContext` appends, is not for operators.
+pub fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    join_causes(std::iter::successors(Some(err), |e| e.source()))
+}
+
+/// Multi-line text (the SDK's credential chain report: "Attempted:" then one provider
+/// a line) as one line: lines joined with "; ", or a space after a line ending in ':'.
+fn single_line(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+fn join_causes<'a>(causes: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
     let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string().replace('\n', " ");
+    for cause in causes {
+        let text = single_line(&cause.to_string());
         // anyhow repeats nothing, but SDK errors often wrap the same text twice.
         if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
@@ -116,6 +140,15 @@ pub fn one_line(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_line_causes_become_one_line() {
+        assert_eq!(
+            single_line("no credentials. Attempted:\n  Environment: not set\n  Profile: none\n"),
+            "no credentials. Attempted: Environment: not set; Profile: none"
+        );
+        assert_eq!(single_line("one line"), "one line");
+    }
 
     #[test]
     fn code_found_below_context() {
