@@ -17,6 +17,38 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 /// [`write_atomic`] with the failure point (src/failpoint.rs) passed halfway through
 /// writing the temp file named: a crash there must leave `path` as it was.
 pub fn write_atomic_at(path: &Path, contents: &[u8], mode: u32, point: &str) -> Result<()> {
+    replace_atomic(path, mode, |file, tmp| {
+        let (head, tail) = contents.split_at(contents.len() / 2);
+        file.write_all(head)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        crate::failpoint::hit(point)?;
+        file.write_all(tail)
+            .with_context(|| format!("writing {}", tmp.display()))
+    })
+}
+
+/// Copy `src` to `dst` atomically, as [`write_atomic`] does, streaming (the IAM -all
+/// jar is tens of MB and need not sit in memory). `dst` gets exactly `mode`, whatever
+/// the umask.
+pub fn copy_atomic(src: &Path, dst: &Path, mode: u32) -> Result<()> {
+    replace_atomic(dst, mode, |file, tmp| {
+        let mut from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+        std::io::copy(&mut from, file)
+            .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", tmp.display()))
+    })
+}
+
+/// The atomic replacement itself: `write` fills the temp file (created with `mode`,
+/// less the umask); then fsync, rename over `path`, fsync the directory. On any error
+/// the temp file is removed and `path` is untouched.
+fn replace_atomic(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut File, &Path) -> Result<()>,
+) -> Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -35,12 +67,7 @@ pub fn write_atomic_at(path: &Path, contents: &[u8], mode: u32, point: &str) -> 
             .mode(mode)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        let (head, tail) = contents.split_at(contents.len() / 2);
-        file.write_all(head)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        crate::failpoint::hit(point)?;
-        file.write_all(tail)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        write(&mut file, &tmp)?;
         file.sync_all()
             .with_context(|| format!("syncing {}", tmp.display()))?;
         fs::rename(&tmp, path)

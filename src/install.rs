@@ -246,7 +246,7 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
 fn install_jar(release: &Path, jar: &Path, file_name: &str) -> Result<()> {
     let dir = release.join(layout::JAR_DIR);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    copy_atomic(jar, &dir.join(file_name))?;
+    fsutil::copy_atomic(jar, &dir.join(file_name), 0o644)?;
     for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -257,38 +257,6 @@ fn install_jar(release: &Path, jar: &Path, file_name: &str) -> Result<()> {
         }
     }
     fsutil::sync_dir(&dir)
-}
-
-/// Copy `src` to `dst` atomically (temp file in the same directory, fsync, rename),
-/// streaming: the -all jar is tens of MB and need not sit in memory.
-fn copy_atomic(src: &Path, dst: &Path) -> Result<()> {
-    let dir = fsutil::parent_dir(dst);
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        dst.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut from = fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
-        let mut to =
-            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        std::io::copy(&mut from, &mut to)
-            .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        to.set_permissions(fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("chmod {}", tmp.display()))?;
-        to.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, dst)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    fsutil::sync_dir(dir)
 }
 
 /// Fetch the jar (and, on first use, its published hash) and check it.
