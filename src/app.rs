@@ -88,7 +88,7 @@ async fn install(path: &Path, dry_run: bool) -> Result<()> {
         } else {
             "already installed and active"
         },
-        p.release_dir.display()
+        p.release_dir().display()
     );
     println!("brokers: {}", p.discovered.brokers.raw);
     println!("signed by: {}", m.signer);
@@ -100,7 +100,7 @@ async fn install(path: &Path, dry_run: bool) -> Result<()> {
     );
     println!(
         "{}: {}",
-        p.properties_path.display(),
+        p.properties_path().display(),
         if p.configured.changed {
             "written"
         } else {

@@ -1,6 +1,6 @@
 //! `ksql-msk run`: phases 1–5 behind [`prepare`], then phase 6, [`crate::supervise`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -24,12 +24,6 @@ use crate::supervise::{Signals, Supervisor};
 pub struct Prepared {
     pub settings: Settings,
     pub discovered: Discovered,
-    /// The active release, symlinks resolved (`<state_dir>/releases/<version>`).
-    pub release_dir: PathBuf,
-    /// `<release_dir>/etc/ksqldb/ksql-server.properties`.
-    pub properties_path: PathBuf,
-    /// Whether this run switched the release or rewrote the properties file.
-    pub changed: bool,
     pub installed: Installed,
     pub configured: Configured,
 }
@@ -38,6 +32,16 @@ impl Prepared {
     /// The ksqlDB version of the active release.
     pub fn version(&self) -> String {
         self.installed.version.clone()
+    }
+
+    /// The active release (`<state_dir>/releases/<version>`).
+    pub fn release_dir(&self) -> &Path {
+        &self.installed.release_dir
+    }
+
+    /// `<release_dir>/etc/ksqldb/ksql-server.properties`.
+    pub fn properties_path(&self) -> &Path {
+        &self.configured.path
     }
 }
 
@@ -61,9 +65,6 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
     ));
     let configured = properties::render_for(&settings, &installed.release_dir, &managed, false)?;
     Ok(Prepared {
-        changed: installed.activated || configured.changed,
-        release_dir: installed.release_dir.clone(),
-        properties_path: configured.path.clone(),
         settings,
         discovered,
         installed,

@@ -117,10 +117,10 @@ fn child_path() -> String {
 /// explicit environment.
 pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
     let settings = &prepared.settings;
-    let release = &prepared.release_dir;
+    let release = prepared.release_dir();
     let program = release.join(crate::layout::SERVER_START);
-    let properties = std::fs::read(&prepared.properties_path)
-        .with_context(|| format!("reading {}", prepared.properties_path.display()))
+    let properties = std::fs::read(prepared.properties_path())
+        .with_context(|| format!("reading {}", prepared.properties_path().display()))
         .map_err(|e| fail(ExitCode::Unavailable, one_line(&e)))?;
     let log_dir = &settings.agent.log_dir;
     std::fs::create_dir_all(log_dir)
@@ -151,9 +151,9 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
     }
     Ok(Launch {
         program,
-        args: vec![prepared.properties_path.clone().into_os_string()],
+        args: vec![prepared.properties_path().as_os_str().to_owned()],
         env,
-        release_dir: release.clone(),
+        release_dir: release.to_path_buf(),
         version: prepared.version(),
         properties,
     })
@@ -933,7 +933,7 @@ impl Supervisor {
             ));
         }
         if launch.properties != self.launch.properties {
-            changes.push(format!("{} changed", prepared.properties_path.display()));
+            changes.push(format!("{} changed", prepared.properties_path().display()));
         }
         if launch.env != self.launch.env || launch.args != self.launch.args {
             changes.push("JVM environment changed".to_string());
