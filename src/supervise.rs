@@ -355,6 +355,17 @@ fn forward(
 }
 
 /// Why phases 1–5 run again.
+/// Where the agent stands with systemd's READY=1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readiness {
+    /// Not sent yet: the first healthy ksqlDB sends it.
+    NotSent,
+    Sent,
+    /// A reload restarted ksqlDB: READY=1, which ends the reload for systemd, is sent
+    /// again once the new server is healthy, not when the old one stopped.
+    AfterRestart,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
     Reload,
@@ -388,7 +399,7 @@ pub struct Supervisor {
     child: Option<Child>,
     failures: VecDeque<Instant>,
     backoff: Duration,
-    ready_sent: bool,
+    readiness: Readiness,
     next_probe: Instant,
     /// The probe in flight, as a task so that other events never cancel a slow probe.
     probe_task: Option<JoinHandle<Health>>,
@@ -401,9 +412,6 @@ pub struct Supervisor {
     preparing: Option<Why>,
     /// A reload asked for while another prepare ran.
     reload_again: bool,
-    /// A reload restarted ksqlDB: READY=1 (the end of the reload for systemd) waits
-    /// until the new server is healthy, so `systemctl reload` returns when it serves.
-    ready_when_healthy: bool,
     discover_tx: mpsc::Sender<Result<Discovered>>,
     discover_rx: mpsc::Receiver<Result<Discovered>>,
     discovering: bool,
@@ -438,7 +446,7 @@ impl Supervisor {
             state: State::Starting,
             child: None,
             failures: VecDeque::new(),
-            ready_sent: false,
+            readiness: Readiness::NotSent,
             next_probe: now,
             probe_task: None,
             last_extend: now,
@@ -447,7 +455,6 @@ impl Supervisor {
             prepare_rx,
             preparing: None,
             reload_again: false,
-            ready_when_healthy: false,
             discover_tx,
             discover_rx,
             discovering: false,
@@ -528,7 +535,10 @@ impl Supervisor {
             self.state,
             State::Starting | State::BackingOff { .. } | State::WaitingHealthy { .. }
         );
-        if self.ready_sent && restarting && self.last_restart_ping.elapsed() >= interval {
+        if self.readiness != Readiness::NotSent
+            && restarting
+            && self.last_restart_ping.elapsed() >= interval
+        {
             self.notifier.watchdog();
             self.last_restart_ping = Instant::now();
         }
@@ -647,12 +657,11 @@ impl Supervisor {
                     &[("PID", pid.to_string()), ("VERSION", version.clone())],
                 )
                 .await;
-                if self.ready_sent && !self.ready_when_healthy {
+                if self.readiness == Readiness::Sent {
                     self.notifier.status(&line);
                 } else {
                     self.notifier.ready(&line);
-                    self.ready_sent = true;
-                    self.ready_when_healthy = false;
+                    self.readiness = Readiness::Sent;
                 }
                 if self.notifier.watchdog_interval().is_some() {
                     self.notifier.watchdog();
@@ -990,8 +999,8 @@ impl Supervisor {
                 self.state = State::Starting;
             }
             // Backing off: the next start uses the new spec.
-            if why == Why::Reload && self.ready_sent {
-                self.ready_when_healthy = true;
+            if why == Why::Reload && self.readiness == Readiness::Sent {
+                self.readiness = Readiness::AfterRestart;
             }
         }
         self.finish_reload(why, &message);
@@ -1004,7 +1013,7 @@ impl Supervisor {
             return;
         }
         if why == Why::Reload {
-            if self.ready_sent && !self.ready_when_healthy {
+            if self.readiness == Readiness::Sent {
                 self.notifier.ready(status);
             } else {
                 // Before the first READY, or until the restarted ksqlDB is healthy.
