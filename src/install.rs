@@ -366,7 +366,9 @@ pub async fn install_release(
                 );
             }
             let switched = point_current(settings, &version)?;
-            discard_downloads(settings, fetcher.cache_dir());
+            cache_files(settings, fetcher.cache_dir())
+                .iter()
+                .for_each(|p| fetch::discard(p));
             return Ok(Installed {
                 release_dir: release,
                 version,
@@ -380,22 +382,7 @@ pub async fn install_release(
     let k = &settings.ksqldb;
     // Every cache file this install may leave: dropped once installed, and after a
     // verification failure so that the next run fetches afresh.
-    let archive_cache = fetch::cache_path(fetcher.cache_dir(), &k.archive_url);
-    let cached: Vec<PathBuf> = [
-        Some(archive_cache.clone()),
-        Some(fetch::cache_path(fetcher.cache_dir(), &k.signature_url)),
-        match &k.key {
-            KeySource::Url(u) => Some(fetch::cache_path(fetcher.cache_dir(), u)),
-            KeySource::File(_) => None,
-        },
-        Some(fetch::cache_path(
-            fetcher.cache_dir(),
-            &settings.iam_auth.jar_url,
-        )),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let cached = cache_files(settings, fetcher.cache_dir());
     let fail_with = |e: anyhow::Error| {
         if crate::exit::exit_code_of(&e) == ExitCode::Data {
             cached.iter().for_each(|p| fetch::discard(p));
@@ -679,23 +666,24 @@ fn record_first_use(
     Ok(())
 }
 
-/// Forget the downloads of the configured release: an install killed between putting
-/// the release in place and cleaning its cache leaves them, and they are not needed.
-fn discard_downloads(settings: &Settings, cache: &Path) {
+/// The cache files of the configured release's downloads. An install drops them once
+/// the release is in place; one killed before that leaves them, and a later run that
+/// finds the release installed drops them then.
+fn cache_files(settings: &Settings, cache: &Path) -> Vec<PathBuf> {
     let k = &settings.ksqldb;
+    let jar_sha = format!("{}.sha256", settings.iam_auth.jar_url);
     let mut urls = vec![
         k.archive_url.as_str(),
         k.signature_url.as_str(),
         settings.iam_auth.jar_url.as_str(),
+        jar_sha.as_str(),
     ];
     if let KeySource::Url(u) = &k.key {
         urls.push(u);
     }
-    let sha = format!("{}.sha256", settings.iam_auth.jar_url);
-    urls.push(&sha);
-    for url in urls {
-        fetch::discard(&fetch::cache_path(cache, url));
-    }
+    urls.into_iter()
+        .map(|url| fetch::cache_path(cache, url))
+        .collect()
 }
 
 fn remove_staging(staging: &Path) {
