@@ -416,6 +416,9 @@ pub async fn install_release(
         "{STAGING_PREFIX}{version}-{}-{nanos:08x}",
         std::process::id()
     ));
+    // Whatever way this function leaves, the staging directory goes with it: on success
+    // it has been renamed into place by then, so there is nothing left to remove.
+    let _staging_guard = StagingGuard(&staging);
     let max = settings.agent.max_release_size;
 
     // One pass over the archive's bytes: verify + unpack start as soon as the small
@@ -503,15 +506,9 @@ pub async fn install_release(
     let (archive, (jar, jar_sha, jar_new), check, unpacked) = match outcome {
         Ok((Some(archive), jar, check, unpacked)) => (archive, jar, check, unpacked),
         Ok((None, _, _, _)) => unreachable!("the download is aborted only after a failure"),
-        Err(e) => {
-            remove_staging(&staging);
-            return Err(fail_with(e));
-        }
+        Err(e) => return Err(fail_with(e)),
     };
-    if let Err(e) = failpoint::hit("install.after_download") {
-        remove_staging(&staging);
-        return Err(e);
-    }
+    failpoint::hit("install.after_download")?;
     let unpacked = if growth.restarted_under_follower() {
         // What was read may mix two versions of the file: start over from the
         // completed download, which the signature covers as a whole.
@@ -535,7 +532,7 @@ pub async fn install_release(
             let staging = staging.clone();
             let jar_path = jar.path.clone();
             let jar_file = jar_file_name(settings);
-            let m = (
+            let (archive_url, signature_url, jar_url, version) = (
                 k.archive_url.clone(),
                 k.signature_url.clone(),
                 settings.iam_auth.jar_url.clone(),
@@ -554,7 +551,7 @@ pub async fn install_release(
                     if !staging.join(required).is_file() {
                         return Err(fail(
                             ExitCode::Data,
-                            format!("{}: not a ksqlDB archive (no {required} in it)", m.0),
+                            format!("{archive_url}: not a ksqlDB archive (no {required} in it)"),
                         ));
                     }
                 }
@@ -566,13 +563,13 @@ pub async fn install_release(
                 crate::properties::render::render_release(&staging, &managed, false)?;
                 failpoint::hit("install.before_manifest")?;
                 let manifest = Manifest {
-                    version: m.3,
-                    archive_url: m.0,
+                    version,
+                    archive_url,
                     archive_sha256: unpacked.archive_sha256,
-                    signature_url: m.1,
+                    signature_url,
                     signer: unpacked.signer.primary,
                     signing_key: unpacked.signer.key,
-                    jar_url: m.2,
+                    jar_url,
                     jar_sha256: jar_sha,
                     jar_file,
                 };
@@ -585,26 +582,12 @@ pub async fn install_release(
             .and_then(|r| r)
         }
     };
-    let manifest = match staged {
-        Ok(m) => m,
-        Err(e) => {
-            remove_staging(&staging);
-            return Err(fail_with(e));
-        }
-    };
-
-    if let Err(e) = record_first_use(settings, &mut trust, &signer_trust, &manifest, jar_new) {
-        remove_staging(&staging);
-        return Err(e);
-    }
+    let manifest = staged.map_err(fail_with)?;
+    record_first_use(settings, &mut trust, &signer_trust, &manifest, jar_new)?;
 
     progress.phase(&format!("activating ksqlDB {version}"));
-    let placed =
-        failpoint::hit("install.before_staging_rename").and_then(|()| place(&staging, &release));
-    if let Err(e) = placed {
-        remove_staging(&staging);
-        return Err(e);
-    }
+    failpoint::hit("install.before_staging_rename")?;
+    place(&staging, &release)?;
     fsutil::sync_dir(&releases)?;
     failpoint::hit("install.after_staging_rename")?;
     let previous = current_version(settings);
@@ -684,6 +667,15 @@ fn cache_files(settings: &Settings, cache: &Path) -> Vec<PathBuf> {
     urls.into_iter()
         .map(|url| fetch::cache_path(cache, url))
         .collect()
+}
+
+/// Removes a staging directory when dropped (see `install_release`).
+struct StagingGuard<'a>(&'a Path);
+
+impl Drop for StagingGuard<'_> {
+    fn drop(&mut self) {
+        remove_staging(self.0);
+    }
 }
 
 fn remove_staging(staging: &Path) {
