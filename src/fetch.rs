@@ -32,9 +32,9 @@ use crate::exit::{fail, ExitCode};
 use crate::fsutil;
 use crate::progress::Progress;
 
-/// Log a progress line at most this often per download.
 /// Least progress per `agent.stall_timeout` that is not a stall.
 const STALL_MIN_BYTES: u64 = 16 << 10;
+/// Log a progress line at most this often per download.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Report to the `Progress` sink at most this often per download.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
@@ -256,13 +256,11 @@ impl Growth {
 
 /// Fails the [`Growth`] if the download future is dropped before it ended, so that a
 /// follower never waits for bytes that will not come.
-struct GrowthGuard<'a>(Option<&'a Growth>);
+struct GrowthGuard<'a>(&'a Growth);
 
 impl Drop for GrowthGuard<'_> {
     fn drop(&mut self) {
-        if let Some(g) = self.0 {
-            g.fail("the download was abandoned".into());
-        }
+        self.0.fail("the download was abandoned".into());
     }
 }
 
@@ -402,7 +400,7 @@ impl Fetcher {
         progress: &dyn Progress,
         growth: &Growth,
     ) -> Result<Download> {
-        let guard = GrowthGuard(Some(growth));
+        let guard = GrowthGuard(growth);
         let result = self.fetch_inner(url, name, progress, Some(growth)).await;
         match &result {
             Ok(d) => growth.finish(&d.path, d.size),
@@ -911,7 +909,7 @@ mod tests {
             .contains("HTTP 404"));
         // Abandoned (the download future dropped): likewise.
         let g = Growth::default();
-        drop(GrowthGuard(Some(&g)));
+        drop(GrowthGuard(&g));
         assert!(g.follower().read(&mut buf).is_err());
         assert_eq!(g.wait_total(), None);
     }

@@ -23,7 +23,7 @@ pub struct StateLock {
     pub path: PathBuf,
 }
 
-/// Try once; `Ok(None)` when another process holds it.
+/// Try once; `Ok(false)` when another process holds it.
 fn try_lock(file: &File) -> std::io::Result<bool> {
     // SAFETY: flock on a file descriptor we own; no memory is passed.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };

@@ -43,8 +43,6 @@ pub struct Unpacked {
     pub signer: Signer,
     /// The archive's top directory that was stripped, e.g. `confluent-ksqldb-0.29.0`.
     pub top_dir: String,
-    pub files: u64,
-    pub bytes: u64,
 }
 
 /// Reads the archive for the verifier, forwarding each chunk.
@@ -255,8 +253,6 @@ pub fn unpack_verified_from<R: Read + Send + Sync>(
         archive_sha256: hex::encode(sha),
         signer,
         top_dir: stats.top_dir,
-        files: stats.files,
-        bytes: stats.bytes,
     })
 }
 
