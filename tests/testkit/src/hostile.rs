@@ -192,8 +192,7 @@ impl TestCa {
 /// terminated here and the bytes are copied both ways.
 pub struct TlsFront {
     pub addr: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _accept: crate::http::AcceptLoop,
 }
 
 impl TlsFront {
@@ -213,54 +212,26 @@ impl TlsFront {
             .with_single_cert(certs, key)
             .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (shutdown_tx, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind loopback");
-                ready_tx.send(listener.local_addr().expect("addr")).expect("ready");
-                loop {
-                    tokio::select! {
-                        _ = &mut shutdown_rx => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let acceptor = acceptor.clone();
-                            tokio::spawn(async move {
-                                let Ok(mut tls) = acceptor.accept(stream).await else { return };
-                                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else { return };
-                                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                            });
-                        }
-                    }
-                }
-            });
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let accept = crate::http::AcceptLoop::start(loopback, move |stream| {
+            let acceptor = acceptor.clone();
+            async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            }
         });
-        let addr = ready_rx.recv().expect("tls front started");
         TlsFront {
-            addr,
-            shutdown: Some(shutdown_tx),
-            thread: Some(thread),
+            addr: accept.addr,
+            _accept: accept,
         }
     }
 
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
-    }
-}
-
-impl Drop for TlsFront {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

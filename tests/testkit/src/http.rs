@@ -83,8 +83,7 @@ pub fn json(status: u16, value: &serde_json::Value) -> Response {
 pub struct Server {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Request>>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _accept: AcceptLoop,
 }
 
 impl Server {
@@ -95,57 +94,53 @@ impl Server {
 
     pub fn start_on(addr: SocketAddr, handler: Handler) -> Server {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (shutdown_tx, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let log2 = log.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(addr).await.expect("bind loopback");
-                ready_tx.send(listener.local_addr().expect("addr")).expect("ready");
-                loop {
-                    tokio::select! {
-                        _ = &mut shutdown_rx => break,
-                        accepted = listener.accept() => {
-                            let Ok((stream, _)) = accepted else { continue };
-                            let handler = handler.clone();
-                            let log = log2.clone();
-                            tokio::spawn(async move {
-                                let service = service_fn(move |req: hyper::Request<Incoming>| {
-                                    let handler = handler.clone();
-                                    let log = log.clone();
-                                    async move {
-                                        let (parts, body) = req.into_parts();
-                                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                                        let request = Request {
-                                            method: parts.method.to_string(),
-                                            target: parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default(),
-                                            headers: parts.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
-                                            body,
-                                        };
-                                        log.lock().expect("log").push(request.clone());
-                                        Ok::<_, Infallible>(handler(request).await)
-                                    }
-                                });
-                                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
-                            });
-                        }
+        let conn_log = log.clone();
+        let accept = AcceptLoop::start(addr, move |stream| {
+            let handler = handler.clone();
+            let log = conn_log.clone();
+            async move {
+                let service = service_fn(move |req: hyper::Request<Incoming>| {
+                    let handler = handler.clone();
+                    let log = log.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let request = Request {
+                            method: parts.method.to_string(),
+                            target: parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.as_str().to_string())
+                                .unwrap_or_default(),
+                            headers: parts
+                                .headers
+                                .iter()
+                                .map(|(k, v)| {
+                                    (
+                                        k.to_string(),
+                                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                    )
+                                })
+                                .collect(),
+                            body,
+                        };
+                        log.lock().expect("log").push(request.clone());
+                        Ok::<_, Infallible>(handler(request).await)
                     }
-                }
-            });
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
         });
-        let addr = ready_rx.recv().expect("server thread started");
         Server {
-            addr,
+            addr: accept.addr,
             log,
-            shutdown: Some(shutdown_tx),
-            thread: Some(thread),
+            _accept: accept,
         }
     }
 
@@ -159,7 +154,56 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+/// A tokio accept loop on its own thread and runtime, handing each connection to
+/// `serve` on a task of its own; stopped and joined on drop.
+pub struct AcceptLoop {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AcceptLoop {
+    pub fn start<F, Fut>(addr: SocketAddr, serve: F) -> AcceptLoop
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .expect("bind loopback");
+                ready_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("ready");
+                loop {
+                    tokio::select! {
+                        _ = &mut shutdown_rx => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            tokio::spawn(serve(stream));
+                        }
+                    }
+                }
+            });
+        });
+        let addr = ready_rx.recv().expect("server thread started");
+        AcceptLoop {
+            addr,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for AcceptLoop {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
