@@ -9,74 +9,57 @@ use toml_edit::DocumentMut;
 use crate::fsutil;
 use crate::layout;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
-    pub version: String,
-    pub archive_url: String,
-    pub archive_sha256: String,
-    pub signature_url: String,
-    /// Primary fingerprint of the certificate that signed the archive.
-    pub signer: String,
-    /// The (sub)key that made the signature.
-    pub signing_key: String,
-    pub jar_url: String,
-    pub jar_sha256: String,
-    /// The jar's file name in `layout::JAR_DIR`.
-    pub jar_file: String,
+/// Declares `Manifest` with one `String` field per name, and the name/value walk that
+/// writing and parsing share, so that a field is listed once.
+macro_rules! manifest_fields {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Manifest {
+            $($(#[$doc])* pub $name: String,)*
+        }
+
+        impl Manifest {
+            fn entries(&self) -> Vec<(&'static str, &str)> {
+                vec![$((stringify!($name), self.$name.as_str()),)*]
+            }
+
+            fn from_entries(get: impl Fn(&str) -> Option<String>) -> Option<Manifest> {
+                Some(Manifest { $($name: get(stringify!($name))?,)* })
+            }
+        }
+    };
 }
 
-const FIELDS: &[&str] = &[
-    "version",
-    "archive_url",
-    "archive_sha256",
-    "signature_url",
-    "signer",
-    "signing_key",
-    "jar_url",
-    "jar_sha256",
-    "jar_file",
-];
+manifest_fields! {
+    version,
+    archive_url,
+    archive_sha256,
+    signature_url,
+    /// Primary fingerprint of the certificate that signed the archive.
+    signer,
+    /// The (sub)key that made the signature.
+    signing_key,
+    jar_url,
+    jar_sha256,
+    /// The jar's file name in `layout::JAR_DIR`.
+    jar_file,
+}
 
 impl Manifest {
-    fn values(&self) -> [&str; 9] {
-        [
-            &self.version,
-            &self.archive_url,
-            &self.archive_sha256,
-            &self.signature_url,
-            &self.signer,
-            &self.signing_key,
-            &self.jar_url,
-            &self.jar_sha256,
-            &self.jar_file,
-        ]
-    }
-
     pub fn to_toml(&self) -> String {
         let mut doc = DocumentMut::new();
         doc.decor_mut().set_prefix(
             "# Written by ksql-msk install: what was verified about this release. Do not edit.\n",
         );
-        for (k, v) in FIELDS.iter().zip(self.values()) {
-            doc[*k] = toml_edit::value(v);
+        for (k, v) in self.entries() {
+            doc[k] = toml_edit::value(v);
         }
         doc.to_string()
     }
 
     pub fn parse(text: &str) -> Option<Manifest> {
         let doc: DocumentMut = text.parse().ok()?;
-        let get = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        Some(Manifest {
-            version: get("version")?,
-            archive_url: get("archive_url")?,
-            archive_sha256: get("archive_sha256")?,
-            signature_url: get("signature_url")?,
-            signer: get("signer")?,
-            signing_key: get("signing_key")?,
-            jar_url: get("jar_url")?,
-            jar_sha256: get("jar_sha256")?,
-            jar_file: get("jar_file")?,
-        })
+        Manifest::from_entries(|k| doc.get(k).and_then(|v| v.as_str()).map(str::to_string))
     }
 
     /// The manifest of the release in `release_dir`, if it has a readable one.
