@@ -348,7 +348,8 @@ impl Fetcher {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("ksql-msk/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(settings.agent.stall_timeout.min(Duration::from_secs(30)))
-            .tcp_keepalive(Duration::from_secs(30));
+            .tcp_keepalive(Duration::from_secs(30))
+            .redirect(redirect_policy());
         if let Some(ca) = &settings.agent.extra_ca {
             let pem = fs::read(ca).map_err(|e| {
                 fail(
@@ -725,9 +726,46 @@ fn log_progress(name: &str, done: u64, total: Option<u64>, rate: f64) {
     }
 }
 
+/// Most redirects one download follows.
+const MAX_REDIRECTS: usize = 10;
+
+/// A redirect chain that went from https to a plain-text URL.
+#[derive(Debug, thiserror::Error)]
+#[error("redirected from https to {0}")]
+struct Downgrade(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("more than {MAX_REDIRECTS} redirects")]
+struct TooManyRedirects;
+
+/// Follow up to `MAX_REDIRECTS` redirects to any host, but never from https back to
+/// http: a mirror may move, yet a TLS download should stay TLS. (The signature and the
+/// jar pin protect the bytes either way; a key fetched in the clear is what this guards.)
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let from_tls = attempt.previous().iter().any(|u| u.scheme() == "https");
+        if from_tls && attempt.url().scheme() != "https" {
+            let to = attempt.url().to_string();
+            attempt.error(Downgrade(to))
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(TooManyRedirects)
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// Sort a transport error: certificate problems do not fix themselves; everything else
 /// on the wire (refused, reset, timed out, cut short) may.
 fn classify(url: &str, e: reqwest::Error) -> AttemptError {
+    let downgrade = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+        .find_map(|s| s.downcast_ref::<Downgrade>());
+    if let Some(Downgrade(to)) = downgrade {
+        return AttemptError::Fatal(fail(
+            ExitCode::Unavailable,
+            format!("{url}: redirected from https to {to}; refusing to leave TLS"),
+        ));
+    }
     if e.is_redirect() {
         // A loop stays a loop: retrying it only burns the download deadline.
         let at = e
@@ -736,7 +774,7 @@ fn classify(url: &str, e: reqwest::Error) -> AttemptError {
             .unwrap_or_default();
         return AttemptError::Fatal(fail(
             ExitCode::Unavailable,
-            format!("{url}: redirect loop or more than 10 redirects{at}"),
+            format!("{url}: redirect loop or more than {MAX_REDIRECTS} redirects{at}"),
         ));
     }
     let chain = crate::exit::one_line(&anyhow::Error::new(e));

@@ -240,6 +240,51 @@ fn https_with_a_test_ca_needs_extra_ca() {
 }
 
 #[test]
+fn a_redirect_from_https_to_http_is_refused_and_https_to_https_followed() {
+    let (w, key, pins) = world();
+    let good = tarball::ksqldb_tarball(NEW);
+    w.publish(NEW, &good, &key);
+    let ca = TestCa::generate(&w.host.dir.path().join("ca"));
+    let tls = TlsFront::start(&ca, w.art.server.addr);
+    w.configure(
+        NEW,
+        &pins.agent(&format!("extra_ca = \"{}\"", ca.ca_pem.display())),
+    );
+    archive_from(&w, &tls.url());
+    // A plain-text mirror holding the very same (validly signed) archive.
+    let mirror = ArtifactServer::start();
+    mirror.put(&archive_path(NEW), good.clone());
+    w.art.fault_always(
+        &archive_path(NEW),
+        Fault::Redirect(mirror.url(&archive_path(NEW))),
+    );
+    let https = format!("{}{}", tls.url(), archive_path(NEW));
+    let out = assert_refused(
+        &w,
+        69,
+        &[
+            &https,
+            "redirected from https to http://",
+            "refusing to leave TLS",
+        ],
+    );
+    assert_eq!(error_line(&out).matches('\n').count(), 0);
+    assert!(mirror.requests_for(&archive_path(NEW)).is_empty());
+
+    // Moved within TLS: followed, verified, installed.
+    let moved = format!("/moved{}", archive_path(NEW));
+    w.art.put(&moved, good);
+    w.art.fault_always(
+        &archive_path(NEW),
+        Fault::Redirect(format!("{}{moved}", tls.url())),
+    );
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_installed(&w, NEW);
+    assert_eq!(w.art.requests_for(&moved).len(), 1);
+}
+
+#[test]
 fn absurd_broker_strings_and_broken_json_change_nothing() {
     let (w, key, pins) = world();
     // The previous install stays configured for OLD: only discovery is hostile.
