@@ -354,7 +354,6 @@ fn forward(
     )))
 }
 
-/// Why phases 1–5 run again.
 /// Where the agent stands with systemd's READY=1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Readiness {
@@ -366,6 +365,7 @@ enum Readiness {
     AfterRestart,
 }
 
+/// Why phases 1–5 run again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
     Reload,
