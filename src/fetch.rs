@@ -758,15 +758,16 @@ fn redirect_policy() -> reqwest::redirect::Policy {
 /// Sort a transport error: certificate problems do not fix themselves; everything else
 /// on the wire (refused, reset, timed out, cut short) may.
 fn classify(url: &str, e: reqwest::Error) -> AttemptError {
-    let downgrade = std::iter::successors(std::error::Error::source(&e), |s| s.source())
-        .find_map(|s| s.downcast_ref::<Downgrade>());
-    if let Some(Downgrade(to)) = downgrade {
-        return AttemptError::Fatal(fail(
-            ExitCode::Unavailable,
-            format!("{url}: redirected from https to {to}; refusing to leave TLS"),
-        ));
-    }
     if e.is_redirect() {
+        // `redirect_policy` refused: a downgrade, or a loop or too long a chain.
+        let downgrade = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+            .find_map(|s| s.downcast_ref::<Downgrade>());
+        if let Some(Downgrade(to)) = downgrade {
+            return AttemptError::Fatal(fail(
+                ExitCode::Unavailable,
+                format!("{url}: redirected from https to {to}; refusing to leave TLS"),
+            ));
+        }
         // A loop stays a loop: retrying it only burns the download deadline.
         let at = e
             .url()
