@@ -76,9 +76,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
 /// `ksql-msk install`: phases 1–5, then exit.
 async fn install(path: &Path, dry_run: bool) -> Result<()> {
     if dry_run {
-        return crate::run::dry_run(path).await;
+        return crate::pipeline::dry_run(path).await;
     }
-    let p = crate::run::prepare(path, &crate::progress::Quiet).await?;
+    let p = crate::pipeline::prepare(path, &crate::progress::Quiet).await?;
     let m = &p.installed.manifest;
     println!(
         "ksqlDB {} {} in {}",

@@ -53,7 +53,7 @@ pub struct Download {
 
 /// Where a URL's download lives in the cache: a short hash of the URL keeps two
 /// versions (or two hosts) with the same file name apart.
-pub fn cache_path(cache_dir: &Path, url: &str) -> PathBuf {
+fn cache_path(cache_dir: &Path, url: &str) -> PathBuf {
     let digest = hex::encode(&Sha256::digest(url.as_bytes())[..6]);
     let base = url
         .split(['?', '#'])
@@ -382,8 +382,12 @@ impl Fetcher {
         })
     }
 
-    pub fn cache_dir(&self) -> &Path {
-        &self.cache_dir
+    /// Forget these URLs' downloads: the completed file, a partial one and its sidecar
+    /// (once installed, or after what came in failed verification).
+    pub fn forget<S: AsRef<str>>(&self, urls: &[S]) {
+        for url in urls {
+            discard(&cache_path(&self.cache_dir, url.as_ref()));
+        }
     }
 
     /// Download `url` into the cache (or reuse a completed download there). `name` is
@@ -837,8 +841,8 @@ pub fn check_space(dir: &Path, need: u64) -> Result<()> {
     Ok(())
 }
 
-/// Forget a cached download (after it failed verification, or once installed).
-pub fn discard(path: &Path) {
+/// Remove a cached download, its partial file and sidecar.
+fn discard(path: &Path) {
     for p in [path.to_path_buf(), part_path(path), meta_path(path)] {
         match fs::remove_file(&p) {
             Ok(()) => {}

@@ -33,7 +33,7 @@ use crate::health::{self, Health};
 use crate::java::{self, Jvm};
 use crate::journal::{message_id, priority, Sink, AGENT_IDENTIFIER};
 use crate::notify::Notifier;
-use crate::run::{prepare, sig, Prepared};
+use crate::pipeline::{prepare, Prepared};
 
 /// Health probe period while waiting for ksqlDB to come up.
 const PROBE_STARTING: Duration = Duration::from_millis(500);
@@ -79,6 +79,12 @@ pub struct Signals {
     pub int: tokio::signal::unix::Signal,
     pub hup: tokio::signal::unix::Signal,
     pub chld: tokio::signal::unix::Signal,
+}
+
+/// A signal stream the agent handles, registered once.
+fn sig(kind: SignalKind, name: &str) -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind)
+        .map_err(|e| fail(ExitCode::Software, format!("cannot handle {name}: {e}")))
 }
 
 impl Signals {

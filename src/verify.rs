@@ -300,6 +300,21 @@ pub fn check_jar(path: &Path, url: &str, actual: &str, expected: &str, origin: &
 
 pub const TRUST_FILE: &str = "trust.toml";
 
+/// A hash the jar must have, and where that expectation comes from (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedHash {
+    pub sha256: String,
+    pub origin: String,
+}
+
+/// The jar accepted on first use, said where an operator sees it.
+pub fn warn_first_use_jar(url: &str, sha: &str) {
+    tracing::warn!(
+        "TRUST ON FIRST USE: accepted the aws-msk-iam-auth jar {url} with SHA-256 {sha} because iam_auth.sha256 is empty. \
+         Pin it in the config to make it strict: [iam_auth] sha256 = \"{sha}\""
+    );
+}
+
 /// What was trusted on first use, kept in `<state_dir>/trust.toml`.
 #[derive(Debug, Clone)]
 pub struct TrustStore {
@@ -371,6 +386,63 @@ impl TrustStore {
 
     pub fn set_jar_sha256(&mut self, url: &str, sha: &str) {
         self.table("iam_auth_sha256")[url] = toml_edit::value(sha);
+    }
+
+    /// The trust rule for the archive's signer: the pinned fingerprints
+    /// (`ksqldb.trusted_fingerprints`), else the signer recorded on first use, else anyone
+    /// (who is then recorded).
+    pub fn signer_trust(&self, pinned: &[String]) -> SignerTrust {
+        if pinned.is_empty() {
+            SignerTrust::FirstUse(self.signer())
+        } else {
+            SignerTrust::Pinned(pinned.to_vec())
+        }
+    }
+
+    /// The jar's expected hash: the pinned one (`iam_auth.sha256`), else the one recorded
+    /// on first use for `url`; `None` means trust on first use of the published hash.
+    pub fn expected_jar(&self, pinned: Option<&str>, url: &str) -> Option<ExpectedHash> {
+        match pinned {
+            Some(h) => Some(ExpectedHash {
+                sha256: h.to_string(),
+                origin: "iam_auth.sha256".into(),
+            }),
+            None => self.jar_sha256(url).map(|h| ExpectedHash {
+                sha256: h,
+                origin: "recorded on first use in trust.toml".into(),
+            }),
+        }
+    }
+
+    /// Record what an install accepted on first use (a signer, a jar URL and hash), and
+    /// say so loudly: from now on a different one is refused.
+    pub fn record_first_use(
+        &mut self,
+        signer: Option<&str>,
+        jar: Option<(&str, &str)>,
+    ) -> Result<()> {
+        if let Some(fp) = signer {
+            self.set_signer(fp);
+        }
+        if let Some((url, sha)) = jar {
+            self.set_jar_sha256(url, sha);
+        }
+        if signer.is_none() && jar.is_none() {
+            return Ok(());
+        }
+        self.save()?;
+        if let Some(fp) = signer {
+            tracing::warn!(
+                "TRUST ON FIRST USE: accepted ksqlDB archive signing key {fp} because ksqldb.trusted_fingerprints is empty; \
+                 recorded in {} and a different key will be refused. Pin it in the config to make it strict: \
+                 [ksqldb] trusted_fingerprints = [\"{fp}\"]",
+                self.path.display(),
+            );
+        }
+        if let Some((url, sha)) = jar {
+            warn_first_use_jar(url, sha);
+        }
+        Ok(())
     }
 
     pub fn save(&self) -> Result<()> {

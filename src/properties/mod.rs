@@ -19,7 +19,7 @@ pub mod render;
 use std::fmt;
 
 pub use managed::managed_properties;
-pub use render::{configure, configure_with_imds, managed, render_for, Configured};
+pub use render::{managed, managed_with_imds, render, Configured, Managed};
 
 /// The comment that opens the block of keys ksql-msk appends.
 pub const MANAGED_MARKER: &str = "# --- managed by ksql-msk ---";

@@ -25,7 +25,7 @@ pub const PROPERTIES_MODE: u32 = 0o640;
 /// a key we wrote (and may drop) from one added by hand (kept, reported).
 pub const MANAGED_KEYS: &str = "etc/ksqldb/ksql-server.properties.managed-keys";
 
-/// What [`configure`] did.
+/// What [`render`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Configured {
     /// The live properties file.
@@ -38,55 +38,35 @@ pub struct Configured {
     pub hand_added: Vec<String>,
 }
 
-/// Render `<release_dir>/etc/ksqldb/ksql-server.properties` for these settings and
-/// brokers. Asks IMDS (as the environment configures it) for this host's address when
-/// the listeners bind a wildcard. `dry_run`: compute the diff, write nothing.
-pub async fn configure(
-    settings: &Settings,
-    discovered: &Discovered,
-    release_dir: &Path,
-    dry_run: bool,
-) -> Result<Configured> {
-    let endpoint = imds::endpoint();
-    configure_with_imds(
-        settings,
-        discovered,
-        release_dir,
-        dry_run,
-        endpoint.as_deref(),
-    )
-    .await
+/// The managed keys (in order; later wins), the first of phase 5's two entry points:
+/// computed once from the settings, the discovered brokers and this host's address, before
+/// the install, so that a new release is rendered while it is still staging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Managed {
+    keys: Vec<(String, String)>,
+    /// The config file, named where a message asks the operator to move a key into it.
+    config_source: PathBuf,
 }
 
-/// [`configure`] with the IMDS endpoint given (`None`: IMDS disabled), for tests.
-pub async fn configure_with_imds(
-    settings: &Settings,
-    discovered: &Discovered,
-    release_dir: &Path,
-    dry_run: bool,
-    imds_endpoint: Option<&str>,
-) -> Result<Configured> {
-    let managed = managed_with_imds(settings, discovered, imds_endpoint).await?;
-    render_for(settings, release_dir, &managed, dry_run)
+impl Managed {
+    pub fn keys(&self) -> &[(String, String)] {
+        &self.keys
+    }
 }
 
-/// The managed keys for these settings and brokers (in order; later wins), asking IMDS
-/// as the environment configures it for this host's address when the listeners bind a
-/// wildcard. Computed once, before the install, so a new release is rendered while it
-/// is still staging.
-pub async fn managed(
-    settings: &Settings,
-    discovered: &Discovered,
-) -> Result<Vec<(String, String)>> {
+/// The managed keys for these settings and brokers, asking IMDS as the environment
+/// configures it for this host's address when the listeners bind a wildcard.
+pub async fn managed(settings: &Settings, discovered: &Discovered) -> Result<Managed> {
     let endpoint = imds::endpoint();
     managed_with_imds(settings, discovered, endpoint.as_deref()).await
 }
 
-async fn managed_with_imds(
+/// [`managed`] with the IMDS endpoint given (`None`: IMDS disabled), for tests.
+pub async fn managed_with_imds(
     settings: &Settings,
     discovered: &Discovered,
     imds_endpoint: Option<&str>,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Managed> {
     check_role_arn(settings)?;
     let host = match super::managed::wildcard_listener(&settings.ksqldb.listeners) {
         Some(_) => {
@@ -101,31 +81,10 @@ async fn managed_with_imds(
         }
         None => None,
     };
-    Ok(super::managed_properties(
-        settings,
-        discovered,
-        host.as_deref(),
-    ))
-}
-
-/// [`render_release`], then warn about keys added by hand.
-pub fn render_for(
-    settings: &Settings,
-    release_dir: &Path,
-    managed: &[(String, String)],
-    dry_run: bool,
-) -> Result<Configured> {
-    let configured = render_release(release_dir, managed, dry_run)?;
-    if !configured.hand_added.is_empty() {
-        warn!(
-            "{}: keys added by hand: {}; kept for now, but lost when another ksqlDB release \
-             is installed: move them into [properties] in {}",
-            configured.path.display(),
-            configured.hand_added.join(", "),
-            settings.source.display()
-        );
-    }
-    Ok(configured)
+    Ok(Managed {
+        keys: super::managed_properties(settings, discovered, host.as_deref()),
+        config_source: settings.source.clone(),
+    })
 }
 
 /// The JAAS value quotes the role ARN; refuse anything IAM would not allow in one.
@@ -205,9 +164,25 @@ fn pristine(release_dir: &Path, live: Option<&[u8]>, dry_run: bool) -> Result<Ve
     Ok(bytes)
 }
 
-/// Render from the release's pristine file plus `managed` (in order; later wins). Keys
-/// in the live file that are neither upstream's nor managed are kept and reported.
-pub fn render_release(
+/// Phase 5's second entry point: render `<release_dir>/etc/ksqldb/ksql-server.properties`
+/// from the release's pristine file plus the managed keys. Keys in the live file that
+/// are neither upstream's nor managed are kept and reported in `hand_added`. `dry_run`:
+/// compute the diff, write nothing; otherwise exactly the same steps.
+pub fn render(release_dir: &Path, managed: &Managed, dry_run: bool) -> Result<Configured> {
+    let configured = render_keys(release_dir, managed.keys(), dry_run)?;
+    if !configured.hand_added.is_empty() {
+        warn!(
+            "{}: keys added by hand: {}; kept for now, but lost when another ksqlDB release \
+             is installed: move them into [properties] in {}",
+            configured.path.display(),
+            configured.hand_added.join(", "),
+            managed.config_source.display()
+        );
+    }
+    Ok(configured)
+}
+
+fn render_keys(
     release_dir: &Path,
     managed: &[(String, String)],
     dry_run: bool,

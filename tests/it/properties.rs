@@ -10,7 +10,7 @@ use ksql_msk::config::Settings;
 use ksql_msk::discovery::{Brokers, Discovered};
 use ksql_msk::exit::{exit_code_of, one_line, ExitCode};
 use ksql_msk::layout;
-use ksql_msk::properties::{configure_with_imds, Configured, Document, MANAGED_MARKER};
+use ksql_msk::properties::{managed_with_imds, render, Configured, Document, MANAGED_MARKER};
 use ksql_msk_testkit::imds::FakeImds;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -96,13 +96,10 @@ fn run(
             .enable_all()
             .build()
             .unwrap()
-            .block_on(configure_with_imds(
-                settings,
-                &discovered(),
-                release,
-                dry_run,
-                imds,
-            ))
+            .block_on(async {
+                let managed = managed_with_imds(settings, &discovered(), imds).await?;
+                render(release, &managed, dry_run)
+            })
     });
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     (result, text)

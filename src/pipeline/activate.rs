@@ -1,0 +1,167 @@
+//! Activate a completed release: rename staging into `releases/<version>`, swap the
+//! `current` symlink atomically, prune old releases. Also the clean-up of what a
+//! crashed run left behind.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::stage::Staged;
+use crate::config::Settings;
+use crate::failpoint;
+use crate::fsutil;
+use crate::layout;
+
+pub const STAGING_PREFIX: &str = ".staging-";
+const CURRENT_TMP_PREFIX: &str = ".current.tmp-";
+
+/// Create `releases/` and remove what a crashed run left: staging directories and
+/// temporary `current` links.
+pub fn prepare_releases_dir(settings: &Settings) -> Result<()> {
+    let releases = settings.releases_dir();
+    fs::create_dir_all(&releases).with_context(|| format!("creating {}", releases.display()))?;
+    let entries =
+        fs::read_dir(&releases).with_context(|| format!("listing {}", releases.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", releases.display()))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            tracing::info!(
+                "removing {} left by an interrupted install",
+                entry.path().display()
+            );
+            fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    if let Ok(entries) = fs::read_dir(&settings.agent.state_dir) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(CURRENT_TMP_PREFIX)
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Make the staged release live as `release` (`releases/<version>`): rename it into
+/// place, point `current` at it, and prune releases older than the one it replaced.
+pub fn activate(settings: &Settings, staged: Staged, release: &Path) -> Result<()> {
+    let version = &settings.ksqldb.version;
+    failpoint::hit("install.before_staging_rename")?;
+    place(staged.dir.path(), release)?;
+    fsutil::sync_dir(&settings.releases_dir())?;
+    failpoint::hit("install.after_staging_rename")?;
+    let previous = current_version(settings);
+    point_current(settings, version)?;
+    failpoint::hit("install.after_current_swap")?;
+    prune_releases(settings, version, previous.as_deref());
+    Ok(())
+}
+
+/// Point `current` at `releases/<version>` atomically: a new link under a temporary
+/// name renamed over the old one. Returns whether it changed.
+pub fn point_current(settings: &Settings, version: &str) -> Result<bool> {
+    let link = settings.current_link();
+    let target = Path::new("releases").join(version);
+    if fs::read_link(&link).ok().as_deref() == Some(target.as_path()) {
+        return Ok(false);
+    }
+    let state = &settings.agent.state_dir;
+    let tmp = state.join(format!("{CURRENT_TMP_PREFIX}{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp)
+        .with_context(|| format!("creating symlink {}", tmp.display()))?;
+    if let Err(e) = failpoint::hit("install.before_current_swap")
+        .and_then(|()| fs::rename(&tmp, &link).map_err(anyhow::Error::from))
+    {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("replacing {}", link.display()));
+    }
+    fsutil::sync_dir(state)?;
+    tracing::info!("{} now points to {}", link.display(), target.display());
+    Ok(true)
+}
+
+/// The version `current` points to, if it points into `releases/`.
+fn current_version(settings: &Settings) -> Option<String> {
+    let target = fs::read_link(settings.current_link()).ok()?;
+    let name = target.file_name()?.to_string_lossy().into_owned();
+    (target.parent() == Some(Path::new("releases"))).then_some(name)
+}
+
+/// After a switch, keep the new release and the one it replaced (a running ksqlDB may
+/// still use it until the restart, and it is the way back) and remove older ones, so
+/// upgrades do not fill the disk. Failing to remove one is a warning: nothing is lost.
+fn prune_releases(settings: &Settings, active: &str, previous: Option<&str>) {
+    let releases = settings.releases_dir();
+    let Ok(entries) = fs::read_dir(&releases) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let keep = name == active || Some(name.as_str()) == previous;
+        if keep || name.starts_with('.') || !entry.path().join(layout::MANIFEST).exists() {
+            continue;
+        }
+        match fs::remove_dir_all(entry.path()) {
+            Ok(()) => tracing::info!("removed the old release {}", entry.path().display()),
+            Err(e) => tracing::warn!(
+                "could not remove the old release {}: {e}",
+                entry.path().display()
+            ),
+        }
+    }
+}
+
+/// Put the verified `staging` directory in place as `release`.
+fn place(staging: &Path, release: &Path) -> Result<()> {
+    if release.exists() {
+        // A release dir with a stale or foreign manifest: swap, then drop the old one
+        // right away (it frees the space before pruning).
+        exchange(staging, release).map(|()| remove_staging(staging))
+    } else {
+        fs::rename(staging, release)
+            .with_context(|| format!("renaming {} to {}", staging.display(), release.display()))
+    }
+}
+
+/// Swap two directory entries atomically (`renameat2(RENAME_EXCHANGE)`), so a
+/// reinstalled version never has a moment where it does not exist.
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes()).context("path with NUL")?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes()).context("path with NUL")?;
+    // SAFETY: two valid C strings; AT_FDCWD with absolute or cwd-relative paths.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("exchanging {} and {}", a.display(), b.display()));
+    }
+    Ok(())
+}
+
+/// Remove a staging directory (a missing one is fine).
+pub fn remove_staging(staging: &Path) {
+    if let Err(e) = fs::remove_dir_all(staging) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("cannot remove {}: {e}", staging.display());
+        }
+    }
+}

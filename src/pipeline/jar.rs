@@ -1,0 +1,142 @@
+//! The aws-msk-iam-auth jar: fetched, checked against its pin (or, on first use, the
+//! hash published beside it) and copied into the release's classpath directory.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::config::Settings;
+use crate::exit::{fail, ExitCode};
+use crate::fetch::{Download, Fetcher};
+use crate::fsutil;
+use crate::layout;
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+use crate::verify::{self, ExpectedHash, TrustStore};
+
+const JAR_PREFIX: &str = "aws-msk-iam-auth-";
+
+/// A fetched jar whose hash checked out.
+#[derive(Debug)]
+pub struct CheckedJar {
+    pub download: Download,
+    pub sha256: String,
+    /// Accepted on first use of the published hash: trust.toml must record it.
+    pub first_use: bool,
+}
+
+/// Where the jar's published hash lives (aws-msk-iam-auth releases publish `<jar>.sha256`).
+pub fn published_hash_url(settings: &Settings) -> String {
+    format!("{}.sha256", settings.iam_auth.jar_url)
+}
+
+/// The jar's file name in `share/java/ksqldb/`: the URL's, when it is a plain `.jar`.
+pub fn file_name(settings: &Settings) -> String {
+    let url = &settings.iam_auth.jar_url;
+    let base = url.split(['?', '#']).next().unwrap_or(url);
+    match base.rsplit('/').next() {
+        Some(n) if n.ends_with(".jar") && !n.contains("..") => n.to_string(),
+        _ => format!("{JAR_PREFIX}{}-all.jar", settings.iam_auth.version),
+    }
+}
+
+/// Fetch the jar (and, with nothing expected, its published hash) and check it. A jar
+/// that fails the check is dropped from the cache.
+pub async fn fetch(
+    fetcher: &Fetcher,
+    settings: &Settings,
+    trust: &TrustStore,
+    progress: &dyn Progress,
+) -> Result<CheckedJar> {
+    let url = &settings.iam_auth.jar_url;
+    let expected = trust.expected_jar(settings.iam_auth.sha256.as_deref(), url);
+    let (download, expected, first_use) = match expected {
+        Some(expected) => {
+            let jar = fetcher.fetch(url, "aws-msk-iam-auth jar", progress).await?;
+            (jar, expected, false)
+        }
+        None => {
+            let sha_url = published_hash_url(settings);
+            let (jar, published) = futures_util::future::try_join(
+                fetcher.fetch(url, "aws-msk-iam-auth jar", progress),
+                fetcher.fetch(&sha_url, "aws-msk-iam-auth jar hash", progress),
+            )
+            .await?;
+            let text = fs::read_to_string(&published.path).unwrap_or_default();
+            fetcher.forget(std::slice::from_ref(&sha_url));
+            let Some(sha256) = verify::parse_sha256_file(&text) else {
+                fetcher.forget(std::slice::from_ref(url));
+                return Err(fail(
+                    ExitCode::Data,
+                    format!("{sha_url} does not hold a SHA-256 hash; set iam_auth.sha256 to the jar's hash"),
+                ));
+            };
+            let expected = ExpectedHash {
+                sha256,
+                origin: format!("published in {sha_url}"),
+            };
+            (jar, expected, true)
+        }
+    };
+    let path = download.path.clone();
+    let actual = tokio::task::spawn_blocking(move || verify::sha256_file(&path))
+        .await
+        .context("hashing the jar")??;
+    if let Err(e) = verify::check_jar(
+        &download.path,
+        url,
+        &actual,
+        &expected.sha256,
+        &expected.origin,
+    ) {
+        fetcher.forget(std::slice::from_ref(url));
+        return Err(e);
+    }
+    Ok(CheckedJar {
+        download,
+        sha256: actual,
+        first_use,
+    })
+}
+
+/// Copy the jar into `release/share/java/ksqldb/` atomically and remove older
+/// aws-msk-iam-auth jars there (two versions on one classpath is a lottery).
+pub fn install(release: &Path, jar: &Path, file_name: &str) -> Result<()> {
+    let dir = release.join(layout::JAR_DIR);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fsutil::copy_atomic(jar, &dir.join(file_name), 0o644)?;
+    for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(JAR_PREFIX) && name.ends_with(".jar") && name != file_name {
+            tracing::info!("removing older {name} from {}", dir.display());
+            fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    fsutil::sync_dir(&dir)
+}
+
+/// [`crate::pipeline::Plan::JarOnly`]: put the configured jar into an installed release
+/// and record it in its manifest.
+pub async fn replace(
+    fetcher: &Fetcher,
+    settings: &Settings,
+    trust: &mut TrustStore,
+    release: &Path,
+    mut manifest: Manifest,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    let jar = fetch(fetcher, settings, trust, progress).await?;
+    let file = file_name(settings);
+    install(release, &jar.download.path, &file)?;
+    manifest.jar_url = settings.iam_auth.jar_url.clone();
+    manifest.jar_sha256 = jar.sha256.clone();
+    manifest.jar_file = file;
+    manifest.save(release)?;
+    if jar.first_use {
+        trust.record_first_use(None, Some((&manifest.jar_url, &manifest.jar_sha256)))?;
+    }
+    Ok(manifest)
+}

@@ -1,0 +1,219 @@
+//! Phases 1–5 of DESIGN.md as one pipeline, readable top to bottom:
+//! config → discover → managed keys → plan → stage → complete → activate → render.
+//!
+//! `ksql-msk run` and every reload call [`prepare`]; `ksql-msk install` calls it and
+//! exits; `install --dry-run` calls [`dry_run`], which takes the same steps up to the
+//! plan and renders through the same code without writing.
+//!
+//! Host invariants: `current` always points at a complete, verified release (or does
+//! not exist yet); a new release appears only by renaming a fully written and synced
+//! staging directory; any failure removes staging and leaves `current` alone.
+
+mod activate;
+mod complete;
+mod jar;
+mod plan;
+mod stage;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::config::{self, Settings};
+use crate::discovery::{self, Discovered};
+use crate::fetch::Fetcher;
+use crate::layout;
+use crate::lock;
+use crate::manifest::Manifest;
+use crate::progress::{Progress, Quiet};
+use crate::properties::{self, Configured, Managed};
+use crate::verify::TrustStore;
+
+pub use activate::STAGING_PREFIX;
+pub use plan::Plan;
+
+/// Everything phases 1–5 produce and the supervisor needs.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub settings: Settings,
+    pub discovered: Discovered,
+    pub installed: Installed,
+    pub configured: Configured,
+}
+
+impl Prepared {
+    /// The ksqlDB version of the active release.
+    pub fn version(&self) -> String {
+        self.installed.version.clone()
+    }
+
+    /// The active release (`<state_dir>/releases/<version>`).
+    pub fn release_dir(&self) -> &Path {
+        &self.installed.release_dir
+    }
+
+    /// `<release_dir>/etc/ksqldb/ksql-server.properties`.
+    pub fn properties_path(&self) -> &Path {
+        &self.configured.path
+    }
+}
+
+/// The active release after phases 3–4 and the jar half of 5.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub release_dir: PathBuf,
+    pub version: String,
+    /// The active release changed: `current` was switched, or the release's content
+    /// (its jar) was replaced. A supervisor restarts ksqlDB when this is true.
+    pub activated: bool,
+    pub manifest: Manifest,
+}
+
+/// Phases 1–5: load the config, discover the brokers, install the release and render
+/// its properties. Runs at start, on every reload and for `ksql-msk install`. Phases 3–5
+/// hold the state directory's lock, so an `install` and a `run` never interleave.
+pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prepared> {
+    progress.phase("loading configuration");
+    let settings = config::load(config_path)?;
+    progress.phase("discovering the cluster's IAM brokers");
+    let discovered = discovery::discover(&settings, progress).await?;
+    let managed = properties::managed(&settings, &discovered).await?;
+    progress.phase("waiting for the state directory lock");
+    let _lock = lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
+    progress.phase(&format!("installing ksqlDB {}", settings.ksqldb.version));
+    let installed = install(&settings, &managed, progress).await?;
+    progress.phase(&format!(
+        "rendering {} of ksqlDB {}",
+        layout::PROPERTIES,
+        installed.version
+    ));
+    let configured = properties::render(&installed.release_dir, &managed, false)?;
+    Ok(Prepared {
+        settings,
+        discovered,
+        installed,
+        configured,
+    })
+}
+
+/// `ksql-msk install --dry-run`: the same steps as [`prepare`] up to the plan, then the
+/// same render without writing. Prints what phases 3–5 would do.
+pub async fn dry_run(config_path: &Path) -> Result<()> {
+    let settings = config::load(config_path)?;
+    let discovered = discovery::discover(&settings, &Quiet).await?;
+    println!("brokers: {}", discovered.brokers.raw);
+    let managed = properties::managed(&settings, &discovered).await?;
+    let trust = TrustStore::load(&settings.agent.state_dir)?;
+    let plan = Plan::make(&settings, &trust);
+    for line in plan.describe(&settings, &trust) {
+        println!("{line}");
+    }
+    match plan.installed_release() {
+        Some(release) => {
+            let configured = properties::render(release, &managed, true)?;
+            if configured.changed {
+                print!("{}", configured.diff);
+            } else {
+                println!("{}: up to date", configured.path.display());
+            }
+        }
+        None => println!(
+            "{} would be rendered once the release is installed",
+            layout::PROPERTIES
+        ),
+    }
+    Ok(())
+}
+
+/// Phases 3–4 and the jar half of 5, acting on the [`Plan`]. The caller holds the lock.
+async fn install(
+    settings: &Settings,
+    managed: &Managed,
+    progress: &dyn Progress,
+) -> Result<Installed> {
+    activate::prepare_releases_dir(settings)?;
+    let mut trust = TrustStore::load(&settings.agent.state_dir)?;
+    let fetcher = Fetcher::new(settings)?;
+    let version = settings.ksqldb.version.clone();
+    let installed = match Plan::make(settings, &trust) {
+        Plan::Installed { release, manifest } => {
+            tracing::info!(
+                "ksqlDB {version} is already installed and verified in {}",
+                release.display()
+            );
+            let switched = activate::point_current(settings, &version)?;
+            Installed {
+                release_dir: release,
+                version,
+                activated: switched,
+                manifest,
+            }
+        }
+        Plan::JarOnly { release, manifest } => {
+            progress.phase(&format!("updating the IAM auth jar of ksqlDB {version}"));
+            let manifest =
+                jar::replace(&fetcher, settings, &mut trust, &release, manifest, progress).await?;
+            activate::point_current(settings, &version)?;
+            Installed {
+                release_dir: release,
+                version,
+                activated: true,
+                manifest,
+            }
+        }
+        Plan::Fresh { release } => {
+            progress.phase(&format!("fetching ksqlDB {version}"));
+            let staged = stage::stage(&fetcher, settings, &trust, progress)
+                .await
+                .map_err(|e| forget_if_data_error(&fetcher, settings, e))?;
+            let manifest = complete::complete(&staged, settings, managed)
+                .await
+                .map_err(|e| forget_if_data_error(&fetcher, settings, e))?;
+            trust.record_first_use(
+                staged
+                    .first_use_signer()
+                    .then_some(manifest.signer.as_str()),
+                staged
+                    .jar
+                    .first_use
+                    .then_some((manifest.jar_url.as_str(), manifest.jar_sha256.as_str())),
+            )?;
+            progress.phase(&format!("activating ksqlDB {version}"));
+            activate::activate(settings, staged, &release)?;
+            Installed {
+                release_dir: release,
+                version,
+                activated: true,
+                manifest,
+            }
+        }
+    };
+    // Installed: the downloads have served (a run killed before this drops them next time).
+    fetcher.forget(&downloads(settings));
+    Ok(installed)
+}
+
+/// Every URL the configured release downloads: what an install leaves in the cache, and
+/// drops once the release is in place or when what came in failed verification.
+fn downloads(settings: &Settings) -> Vec<String> {
+    let k = &settings.ksqldb;
+    let mut urls = vec![
+        k.archive_url.clone(),
+        k.signature_url.clone(),
+        settings.iam_auth.jar_url.clone(),
+        jar::published_hash_url(settings),
+    ];
+    if let config::KeySource::Url(u) = &k.key {
+        urls.push(u.clone());
+    }
+    urls
+}
+
+/// A verification failure means a download is bad: drop them all so that the next run
+/// fetches afresh instead of refusing the same bytes for ever.
+fn forget_if_data_error(fetcher: &Fetcher, settings: &Settings, e: anyhow::Error) -> anyhow::Error {
+    if crate::exit::exit_code_of(&e) == crate::exit::ExitCode::Data {
+        fetcher.forget(&downloads(settings));
+    }
+    e
+}
