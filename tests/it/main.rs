@@ -6,6 +6,7 @@ mod crash;
 mod discovery;
 mod hostile;
 mod install;
+mod no_panic;
 mod properties;
 mod run;
 mod secrets;
