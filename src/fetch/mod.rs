@@ -14,23 +14,28 @@
 //! change what it has already read, so the follower then fails with [`Restarted`] and the
 //! caller unpacks again from the completed file.
 
+mod cache;
+mod growth;
+mod policy;
+
 use std::fs::{self, File, OpenOptions};
-use std::io::Read;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use reqwest::header::{self, HeaderMap};
+use reqwest::header;
 use reqwest::StatusCode;
-use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
 use crate::exit::{fail, ExitCode};
 use crate::fsutil;
 use crate::progress::Progress;
+
+use cache::{cache_path, discard, meta_path, part_path, Validator};
+use growth::GrowthGuard;
+pub use growth::{Follower, Growth, Restarted};
+use policy::{classify, content_range_start, content_range_total, redirect_policy, AttemptError};
 
 /// Least progress per `agent.stall_timeout` that is not a stall.
 const STALL_MIN_BYTES: u64 = 16 << 10;
@@ -49,288 +54,6 @@ pub struct Download {
     pub url: String,
     pub path: PathBuf,
     pub size: u64,
-}
-
-/// Where a URL's download lives in the cache: a short hash of the URL keeps two
-/// versions (or two hosts) with the same file name apart.
-fn cache_path(cache_dir: &Path, url: &str) -> PathBuf {
-    let digest = hex::encode(&Sha256::digest(url.as_bytes())[..6]);
-    let base = url
-        .split(['?', '#'])
-        .next()
-        .unwrap_or(url)
-        .rsplit('/')
-        .find(|s| !s.is_empty() && !s.bytes().all(|b| b == b'.'))
-        .unwrap_or("download");
-    let base: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || ".-_+".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    cache_dir.join(format!("{digest}-{base}"))
-}
-
-fn part_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".part");
-    PathBuf::from(p)
-}
-
-fn meta_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".part.meta");
-    PathBuf::from(p)
-}
-
-/// What the server said about the partial file's content: sent back as `If-Range`, so a
-/// changed file is sent whole (200) instead of a mismatched tail.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Validator {
-    url: String,
-    etag: Option<String>,
-    last_modified: Option<String>,
-}
-
-impl Validator {
-    fn from_headers(url: &str, headers: &HeaderMap) -> Validator {
-        let get = |name: header::HeaderName| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        Validator {
-            url: url.to_string(),
-            // A weak ETag may not be used in If-Range (RFC 9110 13.1.5).
-            etag: get(header::ETAG).filter(|e| !e.starts_with("W/")),
-            last_modified: get(header::LAST_MODIFIED),
-        }
-    }
-
-    fn if_range(&self) -> Option<&str> {
-        self.etag.as_deref().or(self.last_modified.as_deref())
-    }
-
-    fn render(&self) -> String {
-        let mut s = format!("url {}\n", self.url);
-        if let Some(e) = &self.etag {
-            s.push_str(&format!("etag {e}\n"));
-        }
-        if let Some(l) = &self.last_modified {
-            s.push_str(&format!("last-modified {l}\n"));
-        }
-        s
-    }
-
-    fn parse(text: &str) -> Validator {
-        let mut v = Validator::default();
-        for line in text.lines() {
-            match line.split_once(' ') {
-                Some(("url", u)) => v.url = u.to_string(),
-                Some(("etag", e)) => v.etag = Some(e.to_string()),
-                Some(("last-modified", l)) => v.last_modified = Some(l.to_string()),
-                _ => {}
-            }
-        }
-        v
-    }
-}
-
-/// How one attempt ended, when it did not complete.
-enum AttemptError {
-    /// Worth another attempt (network trouble, 408/429/5xx, short body, stall).
-    Retry(anyhow::Error),
-    /// Will not get better (404, 403, local I/O).
-    Fatal(anyhow::Error),
-}
-
-/// How far a download has been written into its cache file, shared between the
-/// downloader (async) and one [`Follower`] (a blocking thread).
-#[derive(Clone, Default)]
-pub struct Growth(Arc<(Mutex<GrowthState>, Condvar)>);
-
-#[derive(Default)]
-struct GrowthState {
-    /// The file the bytes are in: the `.part` file while downloading, the cache file
-    /// once complete. `None` between a restart and the new file's creation.
-    file: Option<PathBuf>,
-    /// Bumped whenever the download starts over from byte 0.
-    generation: u32,
-    /// Bytes of `file` that are written (not merely buffered).
-    written: u64,
-    /// The whole size, once the server said it.
-    total: Option<u64>,
-    /// Set when the download completed (`Ok`) or was given up (`Err`, one line).
-    end: Option<std::result::Result<(), String>>,
-    /// The generation the follower opened, once it did.
-    followed: Option<u32>,
-}
-
-impl Growth {
-    fn state(&self) -> MutexGuard<'_, GrowthState> {
-        // A poisoned lock only means a panic elsewhere: the counters stay usable.
-        self.0 .0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn update(&self, f: impl FnOnce(&mut GrowthState)) {
-        f(&mut self.state());
-        self.0 .1.notify_all();
-    }
-
-    /// The download starts over from byte 0: what a follower read is void. Called
-    /// before the old `.part` file is removed.
-    fn restart(&self) {
-        self.update(|s| {
-            s.generation += 1;
-            s.file = None;
-            s.written = 0;
-        });
-    }
-
-    fn opened(&self, part: &Path, written: u64, total: Option<u64>) {
-        self.update(|s| {
-            s.file = Some(part.to_path_buf());
-            s.written = written;
-            s.total = total;
-        });
-    }
-
-    fn written(&self, written: u64) {
-        let mut s = self.state();
-        if s.written != written {
-            s.written = written;
-            drop(s);
-            self.0 .1.notify_all();
-        }
-    }
-
-    fn finish(&self, path: &Path, size: u64) {
-        self.update(|s| {
-            s.file = Some(path.to_path_buf());
-            s.written = size;
-            s.total = Some(size);
-            s.end = Some(Ok(()));
-        });
-    }
-
-    fn fail(&self, why: String) {
-        self.update(|s| {
-            if s.end.is_none() {
-                s.end = Some(Err(why));
-            }
-        });
-    }
-
-    /// Block until the server announced the size (or the download ended); `None` when
-    /// it never says.
-    pub fn wait_total(&self) -> Option<u64> {
-        let mut s = self.state();
-        while s.total.is_none() && s.end.is_none() {
-            s = self.0 .1.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-        s.total
-    }
-
-    /// Did the download start over from byte 0 after the follower began reading? Then
-    /// what it read is void, and the complete file must be read again.
-    pub fn restarted_under_follower(&self) -> bool {
-        let s = self.state();
-        s.followed.is_some_and(|g| g != s.generation)
-    }
-
-    /// A reader of the download's bytes as they are written.
-    pub fn follower(&self) -> Follower {
-        Follower {
-            growth: self.clone(),
-            file: None,
-            generation: 0,
-            pos: 0,
-        }
-    }
-}
-
-/// Fails the [`Growth`] if the download future is dropped before it ended, so that a
-/// follower never waits for bytes that will not come.
-struct GrowthGuard<'a>(&'a Growth);
-
-impl Drop for GrowthGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fail("the download was abandoned".into());
-    }
-}
-
-/// The error a [`Follower`] returns when the download started over from byte 0 after it
-/// had begun reading: its bytes so far may not be the file's.
-#[derive(Debug, thiserror::Error)]
-#[error("the download started over while it was being unpacked")]
-pub struct Restarted;
-
-/// Reads a download while it grows: blocks at the written end until more is written,
-/// returns end of file once the download completed, and an error when it was given up
-/// (the download's own error is the one to report) or started over ([`Restarted`]).
-pub struct Follower {
-    growth: Growth,
-    file: Option<File>,
-    generation: u32,
-    pos: u64,
-}
-
-impl Read for Follower {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let cv = &self.growth.0 .1;
-        let mut s = self.growth.state();
-        loop {
-            if self.file.is_some() && s.generation != self.generation {
-                return Err(std::io::Error::other(Restarted));
-            }
-            if let Some(Err(why)) = &s.end {
-                return Err(std::io::Error::other(format!("download failed: {why}")));
-            }
-            if self.file.is_none() {
-                if let Some(path) = &s.file {
-                    // Opened under the lock: the downloader bumps the generation (which
-                    // takes the lock) before it removes or replaces this file.
-                    match File::open(path) {
-                        Ok(f) => {
-                            self.file = Some(f);
-                            self.generation = s.generation;
-                            s.followed = Some(s.generation);
-                            continue;
-                        }
-                        // Renamed to its final name just now: the next state names it.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            if let Some(f) = &self.file {
-                let avail = s.written.saturating_sub(self.pos);
-                if avail > 0 {
-                    drop(s);
-                    let want = buf.len().min(usize::try_from(avail).unwrap_or(usize::MAX));
-                    let n = f.read_at(&mut buf[..want], self.pos)?;
-                    if n == 0 {
-                        // Shorter than published: it was replaced under us.
-                        return Err(std::io::Error::other(Restarted));
-                    }
-                    self.pos += n as u64;
-                    return Ok(n);
-                }
-                if matches!(s.end, Some(Ok(()))) {
-                    return Ok(0);
-                }
-            }
-            s = cv
-                .wait_timeout(s, Duration::from_millis(100))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
-    }
 }
 
 /// Downloads with the agent's settings (timeouts, proxies, extra CA).
@@ -730,83 +453,6 @@ fn log_progress(name: &str, done: u64, total: Option<u64>, rate: f64) {
     }
 }
 
-/// Most redirects one download follows.
-const MAX_REDIRECTS: usize = 10;
-
-/// A redirect chain that went from https to a plain-text URL.
-#[derive(Debug, thiserror::Error)]
-#[error("redirected from https to {0}")]
-struct Downgrade(String);
-
-#[derive(Debug, thiserror::Error)]
-#[error("more than {MAX_REDIRECTS} redirects")]
-struct TooManyRedirects;
-
-/// Follow up to `MAX_REDIRECTS` redirects to any host, but never from https back to
-/// http: a mirror may move, yet a TLS download should stay TLS. (The signature and the
-/// jar pin protect the bytes either way; a key fetched in the clear is what this guards.)
-fn redirect_policy() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let from_tls = attempt.previous().iter().any(|u| u.scheme() == "https");
-        if from_tls && attempt.url().scheme() != "https" {
-            let to = attempt.url().to_string();
-            attempt.error(Downgrade(to))
-        } else if attempt.previous().len() > MAX_REDIRECTS {
-            attempt.error(TooManyRedirects)
-        } else {
-            attempt.follow()
-        }
-    })
-}
-
-/// Sort a transport error: certificate problems do not fix themselves; everything else
-/// on the wire (refused, reset, timed out, cut short) may.
-fn classify(url: &str, e: reqwest::Error) -> AttemptError {
-    if e.is_redirect() {
-        // `redirect_policy` refused: a downgrade, or a loop or too long a chain.
-        let downgrade = std::iter::successors(std::error::Error::source(&e), |s| s.source())
-            .find_map(|s| s.downcast_ref::<Downgrade>());
-        if let Some(Downgrade(to)) = downgrade {
-            return AttemptError::Fatal(fail(
-                ExitCode::Unavailable,
-                format!("{url}: redirected from https to {to}; refusing to leave TLS"),
-            ));
-        }
-        // A loop stays a loop: retrying it only burns the download deadline.
-        let at = e
-            .url()
-            .map(|u| format!(" (last at {u})"))
-            .unwrap_or_default();
-        return AttemptError::Fatal(fail(
-            ExitCode::Unavailable,
-            format!("{url}: redirect loop or more than {MAX_REDIRECTS} redirects{at}"),
-        ));
-    }
-    let chain = crate::exit::one_line(&anyhow::Error::new(e));
-    if chain.contains("certificate") {
-        return AttemptError::Fatal(fail(
-            ExitCode::Unavailable,
-            format!(
-                "{url}: TLS certificate not trusted ({chain}); set agent.extra_ca for a private CA"
-            ),
-        ));
-    }
-    AttemptError::Retry(anyhow::anyhow!("{chain}"))
-}
-
-/// `Content-Range: bytes 100-199/200` → 100.
-fn content_range_start(headers: &HeaderMap) -> Option<u64> {
-    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
-    let range = v.strip_prefix("bytes ")?.split('/').next()?;
-    range.split('-').next()?.trim().parse().ok()
-}
-
-/// `Content-Range: bytes 100-199/200` → 200.
-fn content_range_total(headers: &HeaderMap) -> Option<u64> {
-    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
-    v.rsplit('/').next()?.trim().parse().ok()
-}
-
 /// Bytes free to an unprivileged writer in the file system holding `dir`.
 pub fn free_space(dir: &Path) -> Result<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -841,49 +487,9 @@ pub fn check_space(dir: &Path, need: u64) -> Result<()> {
     Ok(())
 }
 
-/// Remove a cached download, its partial file and sidecar.
-fn discard(path: &Path) {
-    for p in [path.to_path_buf(), part_path(path), meta_path(path)] {
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("cannot remove {}: {e}", p.display()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cache_names_differ_per_url_and_keep_the_file_name() {
-        let dir = Path::new("/c");
-        let a = cache_path(dir, "https://h/a/confluent-ksqldb-0.29.0.tar.gz");
-        let b = cache_path(dir, "https://h/b/confluent-ksqldb-0.29.0.tar.gz");
-        assert_ne!(a, b);
-        assert!(a
-            .to_string_lossy()
-            .ends_with("-confluent-ksqldb-0.29.0.tar.gz"));
-        let q = cache_path(dir, "https://h/x/../?a=b");
-        assert!(!q.to_string_lossy().contains(".."), "{}", q.display());
-    }
-
-    #[test]
-    fn validator_round_trips_and_prefers_strong_etag() {
-        let mut h = HeaderMap::new();
-        h.insert(header::ETAG, "\"abc\"".parse().unwrap());
-        h.insert(
-            header::LAST_MODIFIED,
-            "Tue, 01 Jul 2025 10:00:00 GMT".parse().unwrap(),
-        );
-        let v = Validator::from_headers("http://x/y", &h);
-        assert_eq!(v.if_range(), Some("\"abc\""));
-        assert_eq!(Validator::parse(&v.render()), v);
-        h.insert(header::ETAG, "W/\"weak\"".parse().unwrap());
-        let v = Validator::from_headers("http://x/y", &h);
-        assert_eq!(v.if_range(), Some("Tue, 01 Jul 2025 10:00:00 GMT"));
-    }
 
     #[test]
     fn space_check_names_dir_and_numbers() {
@@ -896,72 +502,5 @@ mod tests {
             msg.contains(&dir.path().display().to_string()) && msg.contains("MB free"),
             "{msg}"
         );
-    }
-
-    #[test]
-    fn follower_reads_while_growing_and_stops_on_restart_or_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let part = dir.path().join("a.part");
-        let done = dir.path().join("a");
-
-        // Grows in two steps, then completes under its final name.
-        let g = Growth::default();
-        fs::write(&part, b"hello ").unwrap();
-        g.opened(&part, 6, Some(11));
-        let reader = {
-            let g = g.clone();
-            std::thread::spawn(move || {
-                let mut out = Vec::new();
-                g.follower().read_to_end(&mut out).map(|_| out)
-            })
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        OpenOptions::new()
-            .append(true)
-            .open(&part)
-            .unwrap()
-            .write_all(b"world")
-            .unwrap();
-        g.written(11);
-        fs::rename(&part, &done).unwrap();
-        g.finish(&done, 11);
-        assert_eq!(reader.join().unwrap().unwrap(), b"hello world");
-        assert!(!g.restarted_under_follower());
-
-        // Starts over after the follower read: its bytes are void.
-        let g = Growth::default();
-        fs::write(&part, b"old bytes").unwrap();
-        g.opened(&part, 9, None);
-        let mut f = g.follower();
-        let mut buf = [0u8; 4];
-        assert_eq!(f.read(&mut buf).unwrap(), 4);
-        g.restart();
-        let err = f.read(&mut buf).unwrap_err();
-        assert!(err.get_ref().is_some_and(|e| e.is::<Restarted>()), "{err}");
-        assert!(g.restarted_under_follower());
-
-        // Given up: the follower does not wait forever.
-        let g = Growth::default();
-        g.opened(&part, 0, None);
-        let mut f = g.follower();
-        g.fail("HTTP 404".into());
-        assert!(f
-            .read(&mut buf)
-            .unwrap_err()
-            .to_string()
-            .contains("HTTP 404"));
-        // Abandoned (the download future dropped): likewise.
-        let g = Growth::default();
-        drop(GrowthGuard(&g));
-        assert!(g.follower().read(&mut buf).is_err());
-        assert_eq!(g.wait_total(), None);
-    }
-
-    #[test]
-    fn content_range_parts() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_RANGE, "bytes 100-199/200".parse().unwrap());
-        assert_eq!(content_range_start(&h), Some(100));
-        assert_eq!(content_range_total(&h), Some(200));
     }
 }

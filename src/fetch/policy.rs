@@ -1,0 +1,104 @@
+//! The HTTP policy of downloads: which redirects are followed, which failures are worth
+//! another attempt, and the `Content-Range` arithmetic of resumes.
+
+use reqwest::header::{self, HeaderMap};
+
+use crate::exit::{fail, ExitCode};
+
+/// How one attempt ended, when it did not complete.
+pub(super) enum AttemptError {
+    /// Worth another attempt (network trouble, 408/429/5xx, short body, stall).
+    Retry(anyhow::Error),
+    /// Will not get better (404, 403, local I/O).
+    Fatal(anyhow::Error),
+}
+
+/// Most redirects one download follows.
+const MAX_REDIRECTS: usize = 10;
+
+/// A redirect chain that went from https to a plain-text URL.
+#[derive(Debug, thiserror::Error)]
+#[error("redirected from https to {0}")]
+struct Downgrade(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("more than {MAX_REDIRECTS} redirects")]
+struct TooManyRedirects;
+
+/// Follow up to `MAX_REDIRECTS` redirects to any host, but never from https back to
+/// http: a mirror may move, yet a TLS download should stay TLS. (The signature and the
+/// jar pin protect the bytes either way; a key fetched in the clear is what this guards.)
+pub(super) fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let from_tls = attempt.previous().iter().any(|u| u.scheme() == "https");
+        if from_tls && attempt.url().scheme() != "https" {
+            let to = attempt.url().to_string();
+            attempt.error(Downgrade(to))
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(TooManyRedirects)
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Sort a transport error: certificate problems do not fix themselves; everything else
+/// on the wire (refused, reset, timed out, cut short) may.
+pub(super) fn classify(url: &str, e: reqwest::Error) -> AttemptError {
+    if e.is_redirect() {
+        // `redirect_policy` refused: a downgrade, or a loop or too long a chain.
+        let downgrade = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+            .find_map(|s| s.downcast_ref::<Downgrade>());
+        if let Some(Downgrade(to)) = downgrade {
+            return AttemptError::Fatal(fail(
+                ExitCode::Unavailable,
+                format!("{url}: redirected from https to {to}; refusing to leave TLS"),
+            ));
+        }
+        // A loop stays a loop: retrying it only burns the download deadline.
+        let at = e
+            .url()
+            .map(|u| format!(" (last at {u})"))
+            .unwrap_or_default();
+        return AttemptError::Fatal(fail(
+            ExitCode::Unavailable,
+            format!("{url}: redirect loop or more than {MAX_REDIRECTS} redirects{at}"),
+        ));
+    }
+    let chain = crate::exit::one_line(&anyhow::Error::new(e));
+    if chain.contains("certificate") {
+        return AttemptError::Fatal(fail(
+            ExitCode::Unavailable,
+            format!(
+                "{url}: TLS certificate not trusted ({chain}); set agent.extra_ca for a private CA"
+            ),
+        ));
+    }
+    AttemptError::Retry(anyhow::anyhow!("{chain}"))
+}
+
+/// `Content-Range: bytes 100-199/200` → 100.
+pub(super) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let range = v.strip_prefix("bytes ")?.split('/').next()?;
+    range.split('-').next()?.trim().parse().ok()
+}
+
+/// `Content-Range: bytes 100-199/200` → 200.
+pub(super) fn content_range_total(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    v.rsplit('/').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parts() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_RANGE, "bytes 100-199/200".parse().unwrap());
+        assert_eq!(content_range_start(&h), Some(100));
+        assert_eq!(content_range_total(&h), Some(200));
+    }
+}
