@@ -3,6 +3,7 @@
 //! staging directory is a release in all but name.
 
 use std::fs;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
@@ -11,6 +12,7 @@ use super::stage::Staged;
 use crate::config::Settings;
 use crate::exit::{fail, ExitCode};
 use crate::failpoint;
+use crate::fsutil;
 use crate::layout;
 use crate::manifest::Manifest;
 use crate::properties::{self, Managed};
@@ -37,26 +39,11 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
     let top_dir = staged.unpacked.top_dir.clone();
     let managed = managed.clone();
     tokio::task::spawn_blocking(move || -> Result<Manifest> {
-        if !top_dir.starts_with("confluent-ksqldb") {
-            tracing::warn!(
-                "the archive's top directory is {top_dir:?}, not confluent-ksqldb-<version>"
-            );
-        }
-        for required in [layout::SERVER_START, layout::PROPERTIES] {
-            if !staging.join(required).is_file() {
-                return Err(fail(
-                    ExitCode::Data,
-                    format!(
-                        "{}: not a ksqlDB archive (no {required} in it)",
-                        manifest.archive_url
-                    ),
-                ));
-            }
-        }
-        let pristine = staging.join(layout::PRISTINE_PROPERTIES);
-        fs::copy(staging.join(layout::PROPERTIES), &pristine).with_context(|| {
-            format!("copying the pristine properties to {}", pristine.display())
-        })?;
+        check_layout(&staging, &top_dir, &manifest)?;
+        // Read without following a link and written by rename: a `.dist` link or a hard
+        // link that came out of the archive cannot aim this write at another file.
+        let upstream = read_nofollow(&staging.join(layout::PROPERTIES))?;
+        fsutil::write_atomic(&staging.join(layout::PRISTINE_PROPERTIES), &upstream, 0o644)?;
         jar::install(&staging, &jar_path, &manifest.jar_file)?;
         properties::render(&staging, &managed, false)?;
         failpoint::hit("install.before_manifest")?;
@@ -66,4 +53,87 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
     })
     .await
     .context("the unpack task failed")?
+}
+
+/// The directories the agent writes into, from the top of the release down.
+const WRITTEN_DIRS: &[&str] = &[
+    "bin",
+    "etc",
+    "etc/ksqldb",
+    "share",
+    "share/java",
+    layout::JAR_DIR,
+];
+
+/// The archive must be the release it claims to be, shaped as ksqlDB's: one top
+/// directory `confluent-ksqldb-<version>`, and real directories and files (not links)
+/// where the agent starts ksqlDB and writes its own files, so that no link of the
+/// archive's can aim those writes elsewhere.
+fn check_layout(staging: &Path, top_dir: &str, manifest: &Manifest) -> Result<()> {
+    let url = &manifest.archive_url;
+    let expected = format!("confluent-ksqldb-{}", manifest.version);
+    if top_dir != expected {
+        return Err(fail(
+            ExitCode::Data,
+            format!(
+                "{url}: the archive's top directory is {top_dir:?}, not {expected:?}; refusing it"
+            ),
+        ));
+    }
+    for dir in WRITTEN_DIRS {
+        match fs::symlink_metadata(staging.join(dir)) {
+            Ok(m) if m.is_dir() => {}
+            // ksqlDB's archive has them all; a missing jar directory is made later.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && *dir == layout::JAR_DIR => {}
+            Ok(_) => {
+                return Err(fail(
+                    ExitCode::Data,
+                    format!(
+                        "{url}: {dir} in the archive is not a directory (a link?); refusing it"
+                    ),
+                ))
+            }
+            Err(_) => {
+                return Err(fail(
+                    ExitCode::Data,
+                    format!("{url}: not a ksqlDB archive (no {dir}/ in it)"),
+                ))
+            }
+        }
+    }
+    for required in [layout::SERVER_START, layout::PROPERTIES] {
+        match fs::symlink_metadata(staging.join(required)) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(fail(
+                    ExitCode::Data,
+                    format!(
+                    "{url}: {required} in the archive is not a regular file (a link?); refusing it"
+                ),
+                ))
+            }
+            Err(_) => {
+                return Err(fail(
+                    ExitCode::Data,
+                    format!("{url}: not a ksqlDB archive (no {required} in it)"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Read a file, refusing to follow a symlink in its last component.
+fn read_nofollow(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(bytes)
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real `ksql-msk` binary against the fakes in tests/testkit.
 
+mod archive_links;
 mod check;
 mod cli;
 mod crash;
