@@ -282,6 +282,21 @@ impl Fetcher {
             {
                 return Err(AttemptError::Retry(anyhow::anyhow!("HTTP {s} from {url}")));
             }
+            // A redirect the client did not follow: its Location is not an http(s) URL.
+            s if s.is_redirection() => {
+                let to = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("nowhere");
+                return Err(fatal(fail(
+                    ExitCode::Unavailable,
+                    format!(
+                        "{url}: redirected to {to}, which is not an http or https URL (HTTP {})",
+                        s.as_u16()
+                    ),
+                )));
+            }
             s if s == StatusCode::NOT_FOUND || s == StatusCode::GONE => {
                 return Err(fatal(fail(
                     ExitCode::Unavailable,

@@ -25,13 +25,21 @@ struct Downgrade(String);
 #[error("more than {MAX_REDIRECTS} redirects")]
 struct TooManyRedirects;
 
+/// A redirect to a scheme the agent does not download from (`ftp:`, `file:`, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("redirected to {0}, which is not an http or https URL")]
+struct UnsupportedScheme(String);
+
 /// Follow up to `MAX_REDIRECTS` redirects to any host, but never from https back to
 /// http: a mirror may move, yet a TLS download should stay TLS. (The signature and the
 /// jar pin protect the bytes either way; a key fetched in the clear is what this guards.)
 pub(super) fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let from_tls = attempt.previous().iter().any(|u| u.scheme() == "https");
-        if from_tls && attempt.url().scheme() != "https" {
+        if !matches!(attempt.url().scheme(), "http" | "https") {
+            let to = attempt.url().to_string();
+            attempt.error(UnsupportedScheme(to))
+        } else if from_tls && attempt.url().scheme() != "https" {
             let to = attempt.url().to_string();
             attempt.error(Downgrade(to))
         } else if attempt.previous().len() > MAX_REDIRECTS {
@@ -49,6 +57,14 @@ pub(super) fn classify(url: &str, e: reqwest::Error) -> AttemptError {
         // `redirect_policy` refused: a downgrade, or a loop or too long a chain.
         let downgrade = std::iter::successors(std::error::Error::source(&e), |s| s.source())
             .find_map(|s| s.downcast_ref::<Downgrade>());
+        let unsupported = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+            .find_map(|s| s.downcast_ref::<UnsupportedScheme>());
+        if let Some(UnsupportedScheme(to)) = unsupported {
+            return AttemptError::Fatal(fail(
+                ExitCode::Unavailable,
+                format!("{url}: redirected to {to}, which is not an http or https URL"),
+            ));
+        }
         if let Some(Downgrade(to)) = downgrade {
             return AttemptError::Fatal(fail(
                 ExitCode::Unavailable,
