@@ -1,4 +1,9 @@
 use super::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml_edit::Value;
+
 use crate::exit::{exit_code_of, one_line};
 
 const ARN: &str =
