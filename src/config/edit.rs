@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Result;
 use toml_edit::{DocumentMut, Item, Value};
 
-use super::schema::{self, Key, Kind};
+use super::schema::{self, keys, Key, Kind};
 use super::{
     check_kind, config_error, default_value, parse_fragment, property_string, Entry, Merged,
     Origin, Settings,
@@ -121,8 +121,7 @@ fn parse_value(key: &Key, raw: &str) -> std::result::Result<Value, String> {
 /// Check one key's new value the way loading would, with every other key at a valid
 /// default, so the error (if any) is about this key alone.
 fn check_meaning(key: &'static Key, value: &Value, file: &Path) -> Result<()> {
-    let cluster_key =
-        key.section == "msk" && (key.name == "cluster_arn" || key.name == "cluster_name");
+    let cluster_key = key == keys::MSK_CLUSTER_ARN || key == keys::MSK_CLUSTER_NAME;
     if cluster_key && value.as_str().is_some_and(|s| s.trim().is_empty()) {
         return Ok(()); // unsetting one of the pair
     }
@@ -140,8 +139,9 @@ fn check_meaning(key: &'static Key, value: &Value, file: &Path) -> Result<()> {
         properties: Vec::new(),
     };
     if !cluster_key {
+        let name = keys::MSK_CLUSTER_NAME;
         merged.keys.insert(
-            ("msk".into(), "cluster_name".into()),
+            (name.section.into(), name.name.into()),
             entry(Value::from("placeholder")),
         );
     }

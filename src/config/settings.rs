@@ -10,7 +10,7 @@ use toml_edit::Value;
 
 use super::fragment::{config_error, Origin};
 use super::load::Merged;
-use super::schema::{self, Key};
+use super::schema::{keys, Key};
 use super::values::{
     check_http_url, expand_template, is_cluster_name, is_heap, is_region, is_version, major_minor,
     normalize_fingerprint, parse_size, ClusterArn,
@@ -154,9 +154,6 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn key(&self, section: &str, name: &str) -> &'static Key {
-        schema::find(section, name).unwrap_or_else(|| panic!("schema has no key {section}.{name}"))
-    }
     fn origin(&self, key: &Key) -> Option<&'a Origin> {
         self.merged.entry(key).map(|e| &e.origin)
     }
@@ -167,8 +164,7 @@ impl<'a> Reader<'a> {
         });
         config_error(Some(&origin), &key.path(), problem)
     }
-    fn string(&self, section: &str, name: &str) -> String {
-        let key = self.key(section, name);
+    fn string(&self, key: &Key) -> String {
         self.merged
             .value(key)
             .as_str()
@@ -176,23 +172,18 @@ impl<'a> Reader<'a> {
             .trim()
             .to_string()
     }
-    fn opt_string(&self, section: &str, name: &str) -> Option<String> {
-        Some(self.string(section, name)).filter(|s| !s.is_empty())
+    fn opt_string(&self, key: &Key) -> Option<String> {
+        Some(self.string(key)).filter(|s| !s.is_empty())
     }
-    fn bool(&self, section: &str, name: &str) -> bool {
-        self.merged
-            .value(self.key(section, name))
-            .as_bool()
-            .unwrap_or(false)
+    fn bool(&self, key: &Key) -> bool {
+        self.merged.value(key).as_bool().unwrap_or(false)
     }
-    fn int(&self, section: &str, name: &str) -> Result<u32> {
-        let key = self.key(section, name);
+    fn int(&self, key: &Key) -> Result<u32> {
         let n = self.merged.value(key).as_integer().unwrap_or(0);
         u32::try_from(n).map_err(|_| self.err(key, format!("{n} is too large")))
     }
-    fn duration(&self, section: &str, name: &str) -> Result<Duration> {
-        let key = self.key(section, name);
-        let text = self.string(section, name);
+    fn duration(&self, key: &Key) -> Result<Duration> {
+        let text = self.string(key);
         let d = humantime::parse_duration(&text).map_err(|e| {
             self.err(
                 key,
@@ -204,9 +195,8 @@ impl<'a> Reader<'a> {
         }
         Ok(d)
     }
-    fn size(&self, section: &str, name: &str) -> Result<u64> {
-        let key = self.key(section, name);
-        let text = self.string(section, name);
+    fn size(&self, key: &Key) -> Result<u64> {
+        let text = self.string(key);
         parse_size(&text).ok_or_else(|| {
             self.err(
                 key,
@@ -214,9 +204,9 @@ impl<'a> Reader<'a> {
             )
         })
     }
-    fn list(&self, section: &str, name: &str) -> Vec<String> {
+    fn list(&self, key: &Key) -> Vec<String> {
         self.merged
-            .value(self.key(section, name))
+            .value(key)
             .as_array()
             .map(|a| {
                 a.iter()
@@ -259,11 +249,11 @@ pub fn property_string(value: &Value) -> String {
 }
 
 fn msk_settings(r: &Reader) -> Result<MskSettings> {
-    let arn_key = r.key("msk", "cluster_arn");
-    let name_key = r.key("msk", "cluster_name");
+    let arn_key = keys::MSK_CLUSTER_ARN;
+    let name_key = keys::MSK_CLUSTER_NAME;
     let cluster = match (
-        r.opt_string("msk", "cluster_arn"),
-        r.opt_string("msk", "cluster_name"),
+        r.opt_string(keys::MSK_CLUSTER_ARN),
+        r.opt_string(keys::MSK_CLUSTER_NAME),
     ) {
         (Some(_), Some(_)) => {
             return Err(r.err(
@@ -299,8 +289,8 @@ fn msk_settings(r: &Reader) -> Result<MskSettings> {
             ClusterRef::Name(name)
         }
     };
-    let region_key = r.key("msk", "region");
-    let region = match r.opt_string("msk", "region") {
+    let region_key = keys::MSK_REGION;
+    let region = match r.opt_string(keys::MSK_REGION) {
         Some(region) if !is_region(&region) => {
             return Err(r.err(
                 region_key,
@@ -313,28 +303,28 @@ fn msk_settings(r: &Reader) -> Result<MskSettings> {
             ClusterRef::Name(_) => None,
         },
     };
-    let connectivity = match r.string("msk", "connectivity").as_str() {
+    let connectivity = match r.string(keys::MSK_CONNECTIVITY).as_str() {
         "public" => Connectivity::Public,
         "vpc" => Connectivity::Vpc,
         _ => Connectivity::Private,
     };
-    let ipv6 = r.bool("msk", "ipv6");
+    let ipv6 = r.bool(keys::MSK_IPV6);
     if ipv6 && connectivity != Connectivity::Private {
         return Err(r.err(
-            r.key("msk", "ipv6"),
+            keys::MSK_IPV6,
             format!(
                 "MSK offers IPv6 IAM bootstrap brokers only for private connectivity, not {:?}",
                 connectivity.as_str()
             ),
         ));
     }
-    let endpoint_url = r.opt_string("msk", "endpoint_url");
+    let endpoint_url = r.opt_string(keys::MSK_ENDPOINT_URL);
     if let Some(url) = &endpoint_url {
-        check_http_url(url).map_err(|e| r.err(r.key("msk", "endpoint_url"), e))?;
+        check_http_url(url).map_err(|e| r.err(keys::MSK_ENDPOINT_URL, e))?;
     }
-    let api_max_attempts = r.int("msk", "api_max_attempts")?;
+    let api_max_attempts = r.int(keys::MSK_API_MAX_ATTEMPTS)?;
     if api_max_attempts == 0 {
-        return Err(r.err(r.key("msk", "api_max_attempts"), "must be at least 1"));
+        return Err(r.err(keys::MSK_API_MAX_ATTEMPTS, "must be at least 1"));
     }
     Ok(MskSettings {
         cluster,
@@ -342,33 +332,31 @@ fn msk_settings(r: &Reader) -> Result<MskSettings> {
         connectivity,
         ipv6,
         endpoint_url,
-        cluster_wait: r.duration("msk", "cluster_wait")?,
+        cluster_wait: r.duration(keys::MSK_CLUSTER_WAIT)?,
         api_max_attempts,
     })
 }
 
 fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
-    let version = r.string("ksqldb", "version");
+    let version = r.string(keys::KSQLDB_VERSION);
     if !is_version(&version) {
         return Err(r.err(
-            r.key("ksqldb", "version"),
+            keys::KSQLDB_VERSION,
             format!("{version:?} is not a ksqlDB version such as \"0.29.0\""),
         ));
     }
     let mm = major_minor(&version).unwrap_or_default();
     let vars = [("version", version.as_str()), ("major_minor", mm.as_str())];
-    let url = |name: &str, vars: &[(&str, &str)]| -> Result<String> {
-        let key = r.key("ksqldb", name);
-        let expanded =
-            expand_template(&r.string("ksqldb", name), vars).map_err(|e| r.err(key, e))?;
+    let url = |key: &'static Key, vars: &[(&str, &str)]| -> Result<String> {
+        let expanded = expand_template(&r.string(key), vars).map_err(|e| r.err(key, e))?;
         check_http_url(&expanded).map_err(|e| r.err(key, e))?;
         Ok(expanded)
     };
-    let archive_url = url("archive_url", &vars)?;
+    let archive_url = url(keys::KSQLDB_ARCHIVE_URL, &vars)?;
     let with_archive = [vars[0], vars[1], ("archive_url", archive_url.as_str())];
-    let signature_url = url("signature_url", &with_archive)?;
-    let key_key = r.key("ksqldb", "key_url");
-    let key_text = expand_template(&r.string("ksqldb", "key_url"), &with_archive)
+    let signature_url = url(keys::KSQLDB_SIGNATURE_URL, &with_archive)?;
+    let key_key = keys::KSQLDB_KEY_URL;
+    let key_text = expand_template(&r.string(keys::KSQLDB_KEY_URL), &with_archive)
         .map_err(|e| r.err(key_key, e))?;
     let key = if let Some(path) = key_text.strip_prefix("file://") {
         KeySource::File(PathBuf::from(path))
@@ -383,9 +371,9 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         })?;
         KeySource::Url(key_text)
     };
-    let fp_key = r.key("ksqldb", "trusted_fingerprints");
+    let fp_key = keys::KSQLDB_TRUSTED_FINGERPRINTS;
     let mut trusted_fingerprints = Vec::new();
-    for fp in r.list("ksqldb", "trusted_fingerprints") {
+    for fp in r.list(keys::KSQLDB_TRUSTED_FINGERPRINTS) {
         let norm = normalize_fingerprint(&fp).ok_or_else(|| {
             r.err(
                 fp_key,
@@ -394,26 +382,26 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         })?;
         trusted_fingerprints.push(norm);
     }
-    let listeners = r.string("ksqldb", "listeners");
+    let listeners = r.string(keys::KSQLDB_LISTENERS);
     for listener in listeners.split(',').map(str::trim) {
-        check_http_url(listener).map_err(|e| r.err(r.key("ksqldb", "listeners"), e))?;
+        check_http_url(listener).map_err(|e| r.err(keys::KSQLDB_LISTENERS, e))?;
     }
-    let heap_text = r.string("ksqldb", "heap");
+    let heap_text = r.string(keys::KSQLDB_HEAP);
     let heap = if heap_text == "auto" {
         Heap::Auto
     } else if is_heap(&heap_text) {
         Heap::Fixed(heap_text)
     } else {
         return Err(r.err(
-            r.key("ksqldb", "heap"),
+            keys::KSQLDB_HEAP,
             format!("{heap_text:?} is neither \"auto\" nor a JVM size such as \"4g\""),
         ));
     };
-    let java_home = r.opt_string("ksqldb", "java_home").map(PathBuf::from);
+    let java_home = r.opt_string(keys::KSQLDB_JAVA_HOME).map(PathBuf::from);
     if let Some(home) = &java_home {
         if !home.is_absolute() {
             return Err(r.err(
-                r.key("ksqldb", "java_home"),
+                keys::KSQLDB_JAVA_HOME,
                 format!("{} is not an absolute path", home.display()),
             ));
         }
@@ -431,48 +419,48 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
 }
 
 fn iam_auth_settings(r: &Reader) -> Result<IamAuthSettings> {
-    let version = r.string("iam_auth", "version");
+    let version = r.string(keys::IAM_AUTH_VERSION);
     if !is_version(&version) {
         return Err(r.err(
-            r.key("iam_auth", "version"),
+            keys::IAM_AUTH_VERSION,
             format!("{version:?} is not an aws-msk-iam-auth version such as \"2.3.0\""),
         ));
     }
-    let jar_key = r.key("iam_auth", "jar_url");
+    let jar_key = keys::IAM_AUTH_JAR_URL;
     let jar_url = expand_template(
-        &r.string("iam_auth", "jar_url"),
+        &r.string(keys::IAM_AUTH_JAR_URL),
         &[("version", version.as_str())],
     )
     .map_err(|e| r.err(jar_key, e))?;
     check_http_url(&jar_url).map_err(|e| r.err(jar_key, e))?;
-    let sha256 = match r.opt_string("iam_auth", "sha256") {
+    let sha256 = match r.opt_string(keys::IAM_AUTH_SHA256) {
         Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Some(h.to_ascii_lowercase())
         }
         Some(h) => {
             return Err(r.err(
-                r.key("iam_auth", "sha256"),
+                keys::IAM_AUTH_SHA256,
                 format!("{h:?} is not a SHA-256 hash (64 hex digits)"),
             ))
         }
         None => None,
     };
-    let role_arn = r.opt_string("iam_auth", "role_arn");
+    let role_arn = r.opt_string(keys::IAM_AUTH_ROLE_ARN);
     if let Some(arn) = &role_arn {
         let ok = arn.starts_with("arn:aws")
             && arn.split(':').nth(2) == Some("iam")
             && arn.contains(":role/");
         if !ok {
             return Err(r.err(
-                r.key("iam_auth", "role_arn"),
+                keys::IAM_AUTH_ROLE_ARN,
                 format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
             ));
         }
     }
-    let policy_topics = r.list("iam_auth", "policy_topics");
+    let policy_topics = r.list(keys::IAM_AUTH_POLICY_TOPICS);
     if let Some(bad) = policy_topics.iter().find(|t| t.is_empty()) {
         return Err(r.err(
-            r.key("iam_auth", "policy_topics"),
+            keys::IAM_AUTH_POLICY_TOPICS,
             format!("{bad:?}: empty topic name"),
         ));
     }
@@ -481,46 +469,43 @@ fn iam_auth_settings(r: &Reader) -> Result<IamAuthSettings> {
         jar_url,
         sha256,
         role_arn,
-        debug_creds: r.bool("iam_auth", "debug_creds"),
+        debug_creds: r.bool(keys::IAM_AUTH_DEBUG_CREDS),
         policy_topics,
     })
 }
 
 fn agent_settings(r: &Reader) -> Result<AgentSettings> {
-    let abs_path = |name: &str| -> Result<Option<PathBuf>> {
-        match r.opt_string("agent", name) {
+    let abs_path = |key: &'static Key| -> Result<Option<PathBuf>> {
+        match r.opt_string(key) {
             None => Ok(None),
             Some(p) if p.starts_with('/') => Ok(Some(PathBuf::from(p))),
-            Some(p) => Err(r.err(
-                r.key("agent", name),
-                format!("{p:?} is not an absolute path"),
-            )),
+            Some(p) => Err(r.err(key, format!("{p:?} is not an absolute path"))),
         }
     };
-    let state_dir = abs_path("state_dir")?
-        .ok_or_else(|| r.err(r.key("agent", "state_dir"), "must not be empty"))?;
-    let log_dir = abs_path("log_dir")?.unwrap_or_else(|| state_dir.join("logs"));
-    let health_url = r.string("agent", "health_url");
-    check_http_url(&health_url).map_err(|e| r.err(r.key("agent", "health_url"), e))?;
-    let restart_limit = r.int("agent", "restart_limit")?;
+    let state_dir = abs_path(keys::AGENT_STATE_DIR)?
+        .ok_or_else(|| r.err(keys::AGENT_STATE_DIR, "must not be empty"))?;
+    let log_dir = abs_path(keys::AGENT_LOG_DIR)?.unwrap_or_else(|| state_dir.join("logs"));
+    let health_url = r.string(keys::AGENT_HEALTH_URL);
+    check_http_url(&health_url).map_err(|e| r.err(keys::AGENT_HEALTH_URL, e))?;
+    let restart_limit = r.int(keys::AGENT_RESTART_LIMIT)?;
     if restart_limit == 0 {
-        return Err(r.err(r.key("agent", "restart_limit"), "must be at least 1"));
+        return Err(r.err(keys::AGENT_RESTART_LIMIT, "must be at least 1"));
     }
     Ok(AgentSettings {
         state_dir,
         log_dir,
         health_url,
-        rediscover_interval: r.duration("agent", "rediscover_interval")?,
-        start_timeout: r.duration("agent", "start_timeout")?,
-        stop_timeout: r.duration("agent", "stop_timeout")?,
-        restart_backoff: r.duration("agent", "restart_backoff")?,
-        restart_backoff_max: r.duration("agent", "restart_backoff_max")?,
+        rediscover_interval: r.duration(keys::AGENT_REDISCOVER_INTERVAL)?,
+        start_timeout: r.duration(keys::AGENT_START_TIMEOUT)?,
+        stop_timeout: r.duration(keys::AGENT_STOP_TIMEOUT)?,
+        restart_backoff: r.duration(keys::AGENT_RESTART_BACKOFF)?,
+        restart_backoff_max: r.duration(keys::AGENT_RESTART_BACKOFF_MAX)?,
         restart_limit,
-        restart_window: r.duration("agent", "restart_window")?,
-        download_timeout: r.duration("agent", "download_timeout")?,
-        stall_timeout: r.duration("agent", "stall_timeout")?,
-        lock_timeout: r.duration("agent", "lock_timeout")?,
-        max_release_size: r.size("agent", "max_release_size")?,
-        extra_ca: abs_path("extra_ca")?,
+        restart_window: r.duration(keys::AGENT_RESTART_WINDOW)?,
+        download_timeout: r.duration(keys::AGENT_DOWNLOAD_TIMEOUT)?,
+        stall_timeout: r.duration(keys::AGENT_STALL_TIMEOUT)?,
+        lock_timeout: r.duration(keys::AGENT_LOCK_TIMEOUT)?,
+        max_release_size: r.size(keys::AGENT_MAX_RELEASE_SIZE)?,
+        extra_ca: abs_path(keys::AGENT_EXTRA_CA)?,
     })
 }
