@@ -127,7 +127,7 @@ fn check_meaning(key: &'static Key, value: &Value, file: &Path) -> Result<()> {
     }
     let origin = Origin {
         file: file.to_path_buf(),
-        line: 1,
+        line: Some(1),
     };
     let entry = |v: Value| Entry {
         value: v,

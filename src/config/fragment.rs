@@ -15,12 +15,16 @@ use crate::exit::{fail, ExitCode};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub file: PathBuf,
-    pub line: usize,
+    /// `None` when no line holds the value: a default, or a value from `config set`.
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
+        match self.line {
+            Some(line) => write!(f, "{}:{line}", self.file.display()),
+            None => write!(f, "{}", self.file.display()),
+        }
     }
 }
 
@@ -109,19 +113,21 @@ pub fn check_kind(key: &Key, value: &Value) -> std::result::Result<(), String> {
 /// Parse one config file's text into a fragment, checking sections, keys and types.
 pub fn parse_fragment(file: &Path, text: &str) -> Result<Fragment> {
     let doc = toml_edit::Document::parse(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+        let origin = Origin {
+            file: file.to_path_buf(),
+            line: e.span().map(|s| line_of(text, s.start)),
+        };
         fail(
             ExitCode::Config,
             format!(
-                "{}:{line}: invalid TOML: {}",
-                file.display(),
+                "{origin}: invalid TOML: {}",
                 e.message().trim().replace('\n', " ")
             ),
         )
     })?;
     let origin_at = |span: Option<std::ops::Range<usize>>| Origin {
         file: file.to_path_buf(),
-        line: span.map(|s| line_of(text, s.start)).unwrap_or(1),
+        line: span.map(|s| line_of(text, s.start)),
     };
     let mut fragment = Fragment::default();
     let root = doc.as_table();

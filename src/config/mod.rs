@@ -23,7 +23,7 @@ pub use settings::{
 };
 pub use values::{
     expand_template, is_cluster_name, is_region, major_minor, normalize_fingerprint, parse_size,
-    ClusterArn,
+    redact_url, ClusterArn, RedactedUrl,
 };
 
 #[cfg(test)]

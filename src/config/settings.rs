@@ -12,8 +12,8 @@ use super::fragment::{config_error, Origin};
 use super::load::Merged;
 use super::schema::{keys, Key};
 use super::values::{
-    check_http_url, expand_template, is_cluster_name, is_heap, is_region, is_version, major_minor,
-    normalize_fingerprint, parse_size, ClusterArn,
+    check_http_url, check_no_control, expand_template, is_cluster_name, is_heap, is_region,
+    is_version, major_minor, normalize_fingerprint, parse_size, redact_url, ClusterArn,
 };
 
 /// Which of the cluster's IAM bootstrap strings to use.
@@ -157,20 +157,32 @@ impl<'a> Reader<'a> {
     fn origin(&self, key: &Key) -> Option<&'a Origin> {
         self.merged.entry(key).map(|e| &e.origin)
     }
-    fn err(&self, key: &Key, problem: impl fmt::Display) -> anyhow::Error {
-        let origin = self.origin(key).cloned().unwrap_or(Origin {
+    /// Where a key is set, else the main file without a line (the default applies).
+    fn origin_or_main(&self, key: &Key) -> Origin {
+        self.origin(key).cloned().unwrap_or(Origin {
             file: self.merged.main.clone(),
-            line: 1,
-        });
-        config_error(Some(&origin), &key.path(), problem)
+            line: None,
+        })
     }
-    fn string(&self, key: &Key) -> String {
+    fn err(&self, key: &Key, problem: impl fmt::Display) -> anyhow::Error {
+        config_error(Some(&self.origin_or_main(key)), &key.path(), problem)
+    }
+    /// The value as written, untrimmed: what a control-character check must see.
+    fn raw(&self, key: &Key) -> String {
         self.merged
             .value(key)
             .as_str()
             .unwrap_or_default()
-            .trim()
             .to_string()
+    }
+    fn string(&self, key: &Key) -> String {
+        self.raw(key).trim().to_string()
+    }
+    /// A URL (or URL template) value, refused if it holds control characters.
+    fn url_text(&self, key: &Key) -> Result<String> {
+        let raw = self.raw(key);
+        check_no_control(&raw).map_err(|e| self.err(key, e))?;
+        Ok(raw.trim().to_string())
     }
     fn opt_string(&self, key: &Key) -> Option<String> {
         Some(self.string(key)).filter(|s| !s.is_empty())
@@ -251,10 +263,22 @@ pub fn property_string(value: &Value) -> String {
 fn msk_settings(r: &Reader) -> Result<MskSettings> {
     let arn_key = keys::MSK_CLUSTER_ARN;
     let name_key = keys::MSK_CLUSTER_NAME;
-    let cluster = match (
-        r.opt_string(keys::MSK_CLUSTER_ARN),
-        r.opt_string(keys::MSK_CLUSTER_NAME),
-    ) {
+    // Each value is checked on its own first, so a bad ARN is named as such even when
+    // the name is set too.
+    let arn = r
+        .opt_string(arn_key)
+        .map(|arn| ClusterArn::parse(&arn).map_err(|e| r.err(arn_key, e)))
+        .transpose()?;
+    let name = r.opt_string(name_key);
+    if let Some(name) = &name {
+        if !is_cluster_name(name) {
+            return Err(r.err(
+                name_key,
+                format!("{name:?} is not a valid MSK cluster name (letters, digits, hyphens; at most 64)"),
+            ));
+        }
+    }
+    let cluster = match (arn, name) {
         (Some(_), Some(_)) => {
             return Err(r.err(
                 name_key,
@@ -267,27 +291,19 @@ fn msk_settings(r: &Reader) -> Result<MskSettings> {
             ))
         }
         (None, None) => {
+            // Named where an empty cluster_arn (or cluster_name) stands, else the main file.
+            let key = match r.origin(arn_key) {
+                None if r.origin(name_key).is_some() => name_key,
+                _ => arn_key,
+            };
             return Err(config_error(
-                Some(&Origin {
-                    file: r.merged.main.clone(),
-                    line: 1,
-                }),
-                "msk.cluster_arn",
+                Some(&r.origin_or_main(key)),
+                &arn_key.path(),
                 "no cluster configured: set msk.cluster_arn (or msk.cluster_name)",
-            ))
+            ));
         }
-        (Some(arn), None) => {
-            ClusterRef::Arn(ClusterArn::parse(&arn).map_err(|e| r.err(arn_key, e))?)
-        }
-        (None, Some(name)) => {
-            if !is_cluster_name(&name) {
-                return Err(r.err(
-                    name_key,
-                    format!("{name:?} is not a valid MSK cluster name (letters, digits, hyphens; at most 64)"),
-                ));
-            }
-            ClusterRef::Name(name)
-        }
+        (Some(arn), None) => ClusterRef::Arn(arn),
+        (None, Some(name)) => ClusterRef::Name(name),
     };
     let region_key = keys::MSK_REGION;
     let region = match r.opt_string(keys::MSK_REGION) {
@@ -318,7 +334,7 @@ fn msk_settings(r: &Reader) -> Result<MskSettings> {
             ),
         ));
     }
-    let endpoint_url = r.opt_string(keys::MSK_ENDPOINT_URL);
+    let endpoint_url = Some(r.url_text(keys::MSK_ENDPOINT_URL)?).filter(|u| !u.is_empty());
     if let Some(url) = &endpoint_url {
         check_http_url(url).map_err(|e| r.err(keys::MSK_ENDPOINT_URL, e))?;
     }
@@ -348,7 +364,7 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
     let mm = major_minor(&version).unwrap_or_default();
     let vars = [("version", version.as_str()), ("major_minor", mm.as_str())];
     let url = |key: &'static Key, vars: &[(&str, &str)]| -> Result<String> {
-        let expanded = expand_template(&r.string(key), vars).map_err(|e| r.err(key, e))?;
+        let expanded = expand_template(&r.url_text(key)?, vars).map_err(|e| r.err(key, e))?;
         check_http_url(&expanded).map_err(|e| r.err(key, e))?;
         Ok(expanded)
     };
@@ -356,9 +372,19 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
     let with_archive = [vars[0], vars[1], ("archive_url", archive_url.as_str())];
     let signature_url = url(keys::KSQLDB_SIGNATURE_URL, &with_archive)?;
     let key_key = keys::KSQLDB_KEY_URL;
-    let key_text = expand_template(&r.string(keys::KSQLDB_KEY_URL), &with_archive)
+    let key_text = expand_template(&r.url_text(keys::KSQLDB_KEY_URL)?, &with_archive)
         .map_err(|e| r.err(key_key, e))?;
     let key = if let Some(path) = key_text.strip_prefix("file://") {
+        // file://etc/x would name host "etc" to a URL parser and a relative path to us.
+        if !path.starts_with('/') {
+            return Err(r.err(
+                key_key,
+                format!(
+                    "{:?}: a file:// URL must hold an absolute path, e.g. file:///etc/ksql-msk/archive.key",
+                    redact_url(&key_text)
+                ),
+            ));
+        }
         KeySource::File(PathBuf::from(path))
     } else if key_text.starts_with('/') {
         KeySource::File(PathBuf::from(&key_text))
@@ -382,7 +408,7 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         })?;
         trusted_fingerprints.push(norm);
     }
-    let listeners = r.string(keys::KSQLDB_LISTENERS);
+    let listeners = r.url_text(keys::KSQLDB_LISTENERS)?;
     for listener in listeners.split(',').map(str::trim) {
         check_http_url(listener).map_err(|e| r.err(keys::KSQLDB_LISTENERS, e))?;
     }
@@ -428,7 +454,7 @@ fn iam_auth_settings(r: &Reader) -> Result<IamAuthSettings> {
     }
     let jar_key = keys::IAM_AUTH_JAR_URL;
     let jar_url = expand_template(
-        &r.string(keys::IAM_AUTH_JAR_URL),
+        &r.url_text(keys::IAM_AUTH_JAR_URL)?,
         &[("version", version.as_str())],
     )
     .map_err(|e| r.err(jar_key, e))?;
@@ -485,7 +511,7 @@ fn agent_settings(r: &Reader) -> Result<AgentSettings> {
     let state_dir = abs_path(keys::AGENT_STATE_DIR)?
         .ok_or_else(|| r.err(keys::AGENT_STATE_DIR, "must not be empty"))?;
     let log_dir = abs_path(keys::AGENT_LOG_DIR)?.unwrap_or_else(|| state_dir.join("logs"));
-    let health_url = r.string(keys::AGENT_HEALTH_URL);
+    let health_url = r.url_text(keys::AGENT_HEALTH_URL)?;
     check_http_url(&health_url).map_err(|e| r.err(keys::AGENT_HEALTH_URL, e))?;
     let restart_limit = r.int(keys::AGENT_RESTART_LIMIT)?;
     if restart_limit == 0 {

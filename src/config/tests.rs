@@ -129,7 +129,7 @@ fn errors_name_file_line_and_key() {
     );
     assert_eq!(
         load_err("[msk]\n"),
-        "DIR/ksql-msk.toml:1: msk.cluster_arn: no cluster configured: set msk.cluster_arn (or msk.cluster_name)"
+        "DIR/ksql-msk.toml: msk.cluster_arn: no cluster configured: set msk.cluster_arn (or msk.cluster_name)"
     );
     assert!(load_err(&format!(
         "[msk]\ncluster_arn = \"{ARN}\"\ncluster_name = \"demo\"\n"
@@ -352,4 +352,125 @@ fn shipped_default_config_lists_every_key_with_its_default() {
     // Loading fails only for want of a cluster.
     let err = one_line(&load(&path).unwrap_err());
     assert!(err.contains("no cluster configured"), "{err}");
+}
+
+fn demo_with(section_and_keys: &str) -> String {
+    format!("[msk]\ncluster_name = \"demo\"\n{section_and_keys}")
+}
+
+#[test]
+fn control_characters_in_url_values_are_refused() {
+    // The URL parser would drop a newline or tab silently and the raw string would go
+    // on into logs and the properties file.
+    for (section, key) in [
+        ("ksqldb", "archive_url"),
+        ("ksqldb", "signature_url"),
+        ("ksqldb", "key_url"),
+        ("ksqldb", "listeners"),
+        ("iam_auth", "jar_url"),
+        ("agent", "health_url"),
+        ("msk", "endpoint_url"),
+    ] {
+        for bad in ["\\n", "\\r", "\\t", "\\u0000", "\\u007f", "\\u001b"] {
+            let value = format!("http://127.0.0.1:8088/a{bad}b");
+            let text = if section == "msk" {
+                format!("[msk]\ncluster_name = \"demo\"\n\n{key} = \"{value}\"\n")
+            } else {
+                demo_with(&format!("[{section}]\n{key} = \"{value}\"\n"))
+            };
+            let err = load_err(&text);
+            assert!(
+                err.starts_with(&format!("DIR/ksql-msk.toml:4: {section}.{key}: "))
+                    && err.contains("control character"),
+                "{section}.{key} with {bad}: {err}"
+            );
+            assert!(
+                !err.contains(['\n', '\r', '\t', '\0', '\x7f', '\x1b']),
+                "{err:?}"
+            );
+        }
+    }
+    // A template is checked before expansion too, e.g. a control character in the
+    // version is refused there already; a tab around a whole value stays refused.
+    let err = load_err(&demo_with(
+        "[ksqldb]\nlisteners = \"http://0.0.0.0:8088,\\nhttp://0.0.0.0:8089\"\n",
+    ));
+    assert!(err.contains("ksqldb.listeners: "), "{err}");
+}
+
+#[test]
+fn redact_url_hides_credentials() {
+    assert_eq!(
+        redact_url("https://user:hunter2@mirror.example/k/{version}.tgz"),
+        "https://***@mirror.example/k/{version}.tgz"
+    );
+    assert_eq!(redact_url("https://tok@m/x@y"), "https://***@m/x@y");
+    assert_eq!(
+        redact_url("http://a:b@c:d@host:8080?q=@"),
+        "http://***@host:8080?q=@"
+    );
+    assert_eq!(redact_url("https://mirror/x"), "https://mirror/x");
+    assert_eq!(
+        redact_url("/etc/ksql-msk/archive.key"),
+        "/etc/ksql-msk/archive.key"
+    );
+    assert_eq!(redact_url("not a url @ all"), "not a url @ all");
+    assert_eq!(RedactedUrl("https://u:p@h/").to_string(), "https://***@h/");
+}
+
+#[test]
+fn config_errors_never_show_credentials_in_urls() {
+    for text in [
+        demo_with("[ksqldb]\narchive_url = \"ftp://user:hunter2@mirror/x.tgz\"\n"),
+        demo_with("[ksqldb]\narchive_url = \"https://user:hunter2@mirror/{versoin}.tgz\"\n"),
+        demo_with("[ksqldb]\narchive_url = \"https://user:hunter2@mirror/\\n.tgz\"\n"),
+        demo_with("[ksqldb]\nkey_url = \"gopher://user:hunter2@mirror/k\"\n"),
+        demo_with("[iam_auth]\njar_url = \"https://user:hunter2@[::1/x.jar\"\n"),
+        "[msk]\ncluster_name = \"demo\"\nendpoint_url = \"ftp://hunter2@m/\"\n".to_string(),
+        demo_with("[agent]\nhealth_url = \"file://user:hunter2@h/\"\n"),
+    ] {
+        let err = load_err(&text);
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("***@"), "{err}");
+    }
+}
+
+#[test]
+fn file_key_urls_must_be_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        &demo_with("[ksqldb]\nkey_url = \"file:///etc/ksql-msk/archive.key\"\n"),
+    );
+    assert_eq!(
+        load(&path).unwrap().ksqldb.key,
+        KeySource::File("/etc/ksql-msk/archive.key".into())
+    );
+    for bad in [
+        "file://archive.key",
+        "file://etc/ksql-msk/archive.key",
+        "file:archive.key",
+        "file://",
+    ] {
+        let err = load_err(&demo_with(&format!("[ksqldb]\nkey_url = \"{bad}\"\n")));
+        assert!(
+            err.starts_with("DIR/ksql-msk.toml:4: ksqldb.key_url: ") && err.contains("absolute"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn errors_without_a_line_in_a_file_do_not_claim_line_1() {
+    // The empty cluster_arn on line 3 is what needs a value.
+    assert_eq!(
+        load_err("# comment\n[msk]\ncluster_arn = \"\"\ncluster_name = \"\"\n"),
+        "DIR/ksql-msk.toml:3: msk.cluster_arn: no cluster configured: set msk.cluster_arn (or msk.cluster_name)"
+    );
+    // No file sets it: the file is named, no line.
+    assert_eq!(
+        load_err("# comment\n[agent]\nrestart_limit = 3\n"),
+        "DIR/ksql-msk.toml: msk.cluster_arn: no cluster configured: set msk.cluster_arn (or msk.cluster_name)"
+    );
 }

@@ -115,7 +115,7 @@ pub fn expand_template(
         out.push_str(&rest[..start]);
         let after = &rest[start + 1..];
         let Some(end) = after.find('}') else {
-            return Err(format!("unclosed '{{' in {template:?}"));
+            return Err(format!("unclosed '{{' in {:?}", redact_url(template)));
         };
         let name = &after[..end];
         match vars.iter().find(|(k, _)| *k == name) {
@@ -123,7 +123,8 @@ pub fn expand_template(
             None => {
                 let known: Vec<String> = vars.iter().map(|(k, _)| format!("{{{k}}}")).collect();
                 return Err(format!(
-                    "unknown placeholder {{{name}}} (known: {})",
+                    "unknown placeholder {{{name}}} in {:?} (known: {})",
+                    redact_url(template),
                     known.join(", ")
                 ));
             }
@@ -154,15 +155,60 @@ pub(super) fn is_version(v: &str) -> bool {
 }
 
 pub(super) fn check_http_url(url: &str) -> std::result::Result<(), String> {
+    check_no_control(url)?;
+    let shown = redact_url(url);
     match url::Url::parse(url) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {
             Ok(())
         }
         Ok(u) => Err(format!(
-            "{url:?}: scheme {:?} is not http or https",
+            "{shown:?}: scheme {:?} is not http or https",
             u.scheme()
         )),
-        Err(e) => Err(format!("{url:?} is not a URL ({e})")),
+        Err(e) => Err(format!("{shown:?} is not a URL ({e})")),
+    }
+}
+
+/// Refuse control characters (newline, tab, NUL, DEL, escape...) in a URL value: the
+/// URL parser drops some silently, and the raw string would then forge log lines or
+/// land in the properties file.
+pub(super) fn check_no_control(text: &str) -> std::result::Result<(), String> {
+    match text.char_indices().find(|(_, c)| c.is_control()) {
+        None => Ok(()),
+        Some((at, c)) => Err(format!(
+            "{:?} contains a control character (U+{:04X} at byte {at}); URLs must not",
+            redact_url(text),
+            c as u32
+        )),
+    }
+}
+
+/// `url` with any credentials (`user:password@`) replaced by `***@`, for everything
+/// that shows a configured URL: errors, logs, STATUS, the dry-run diff, the manifest.
+/// Works on text, so templates and malformed URLs are hidden too; other text is kept.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &url[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_len].rfind('@') {
+        Some(at) => format!(
+            "{}***{}",
+            &url[..authority_start],
+            &url[authority_start + at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+/// Display wrapper for [`redact_url`]: `format!("{}", RedactedUrl(&url))`.
+pub struct RedactedUrl<'a>(pub &'a str);
+
+impl std::fmt::Display for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(self.0))
     }
 }
 
