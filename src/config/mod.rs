@@ -14,8 +14,8 @@ mod values;
 
 pub use fragment::{check_kind, config_error, parse_fragment, Entry, Fragment, Origin};
 pub use load::{
-    config_files, default_value, load, load_merged, resolve_path, Merged, CONFIG_ENV,
-    DEFAULT_CONFIG_PATH, DROPIN_DIR,
+    config_files, default_value, load, load_merged, resolve_path, writable_by_others, Merged,
+    CONFIG_ENV, DEFAULT_CONFIG_PATH, DROPIN_DIR,
 };
 pub use settings::{
     property_string, AgentSettings, ClusterRef, Connectivity, Heap, IamAuthSettings, KeySource,

@@ -462,6 +462,47 @@ fn file_key_urls_must_be_absolute() {
 }
 
 #[test]
+fn editor_and_hidden_files_in_dropin_dir_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        "[msk]\ncluster_name = \"demo\"\n",
+    );
+    write(
+        dir.path(),
+        "ksql-msk.d/10-a.toml",
+        "[ksqldb]\nheap = \"2g\"\n",
+    );
+    // Emacs' lock file is a dangling symlink; backups and swap files hold anything.
+    std::os::unix::fs::symlink(
+        "root@host.1234:1",
+        dir.path().join("ksql-msk.d/.#10-a.toml"),
+    )
+    .unwrap();
+    for junk in [
+        "10-a.toml~",
+        ".10-a.toml.swp",
+        ".hidden.toml",
+        "#10-a.toml#",
+        "10-a.toml.bak",
+        ".toml",
+    ] {
+        write(
+            dir.path(),
+            &format!("ksql-msk.d/{junk}"),
+            "[nope\n\0garbage",
+        );
+    }
+    let s = load(&path).unwrap();
+    assert_eq!(s.ksqldb.heap, Heap::Fixed("2g".into()));
+    assert_eq!(
+        config_files(&path).unwrap(),
+        vec![path.clone(), dir.path().join("ksql-msk.d/10-a.toml")]
+    );
+}
+
+#[test]
 fn errors_without_a_line_in_a_file_do_not_claim_line_1() {
     // The empty cluster_arn on line 3 is what needs a value.
     assert_eq!(
@@ -473,4 +514,65 @@ fn errors_without_a_line_in_a_file_do_not_claim_line_1() {
         load_err("# comment\n[agent]\nrestart_limit = 3\n"),
         "DIR/ksql-msk.toml: msk.cluster_arn: no cluster configured: set msk.cluster_arn (or msk.cluster_name)"
     );
+}
+
+#[test]
+fn writable_by_others_is_refused_as_root_and_warned_about_otherwise() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        "[msk]\ncluster_name = \"demo\"\n",
+    );
+    let meta = |p: &Path| std::fs::metadata(p).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(writable_by_others(&path, &meta(&path), false, 0), None);
+    for mode in [0o660, 0o602, 0o666] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let problem = writable_by_others(&path, &meta(&path), false, 0).unwrap();
+        assert!(problem.contains("can be written by"), "{mode:o}: {problem}");
+        assert!(writable_by_others(&path, &meta(&path), false, 1000).is_some());
+    }
+    // As root, a file owned by someone else is theirs to change.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&path, Some(1000), None).unwrap();
+    assert!(writable_by_others(&path, &meta(&path), false, 0)
+        .unwrap()
+        .contains("owned by uid 1000"));
+    assert_eq!(writable_by_others(&path, &meta(&path), false, 1000), None);
+    // A sticky world-writable directory (/tmp) cannot have others replace the file;
+    // a drop-in directory can have others add one.
+    let sticky = dir.path().join("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert_eq!(writable_by_others(&sticky, &meta(&sticky), true, 0), None);
+    assert!(writable_by_others(&sticky, &meta(&sticky), false, 0).is_some());
+
+    // Loading as root (the tests run as root) refuses, naming the file.
+    std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        // A plain 0644 root-owned file in a 0700 directory loads.
+        let ok = tempfile::tempdir().unwrap();
+        load(&write(
+            ok.path(),
+            "ksql-msk.toml",
+            "[msk]\ncluster_name = \"demo\"\n",
+        ))
+        .unwrap();
+        let err = load(&path).unwrap_err();
+        assert_eq!(exit_code_of(&err), crate::exit::ExitCode::Config);
+        assert!(
+            one_line(&err).contains("ksql-msk.toml: can be written by its group"),
+            "{}",
+            one_line(&err)
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let d = dir.path().join("ksql-msk.d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = one_line(&load(&path).unwrap_err());
+        assert!(err.contains("ksql-msk.d: can be written by"), "{err}");
+    }
 }

@@ -2,6 +2,8 @@
 //! characters and credentials in URLs, editor files among the drop-ins, and what
 //! `config set` does to a symlinked, owned, umask-affected file.
 
+use std::os::unix::fs::PermissionsExt;
+
 use crate::support::{error_line, Host};
 
 #[test]
@@ -54,4 +56,46 @@ fn credentials_in_urls_do_not_reach_the_error() {
             "{out:?}"
         );
     }
+}
+
+#[test]
+fn editor_files_among_dropins_are_ignored() {
+    let host = Host::new();
+    host.write_config("[msk]\ncluster_name = \"demo\"\n");
+    host.write_dropin("10-heap.toml", "[ksqldb]\nheap = \"2g\"\n");
+    for junk in ["10-heap.toml~", ".10-heap.toml.swp", ".hidden.toml"] {
+        host.write_dropin(junk, "[ksqldb\nheap = \"junk\"\n");
+    }
+    let dropins = host.config_path().with_file_name("ksql-msk.d");
+    std::os::unix::fs::symlink("root@host.4242:1700000000", dropins.join(".#10-heap.toml"))
+        .unwrap();
+    let out = host.run(&["config", "get", "ksqldb.heap"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, "2g\n"), "{out:?}");
+}
+
+#[test]
+fn a_config_others_can_write_is_refused_as_root() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let host = Host::new();
+    host.write_config("[msk]\ncluster_name = \"demo\"\n");
+    std::fs::set_permissions(host.config_path(), std::fs::Permissions::from_mode(0o646)).unwrap();
+    let out = host.run(&["iam-policy"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(
+        error_line(&out).contains("etc/ksql-msk.toml: can be written by others"),
+        "{out:?}"
+    );
+    std::fs::set_permissions(host.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    host.write_dropin("50-x.toml", "[ksqldb]\nheap = \"2g\"\n");
+    let dropin = host.config_path().with_file_name("ksql-msk.d/50-x.toml");
+    std::fs::set_permissions(&dropin, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let out = host.run(&["iam-policy"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(
+        error_line(&out).contains("ksql-msk.d/50-x.toml: can be written by its group"),
+        "{out:?}"
+    );
 }
