@@ -4,7 +4,9 @@
 //! change; comments, order and formatting of everything else are kept. The new value is
 //! checked against the schema before the file is written atomically.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Result;
@@ -118,61 +120,39 @@ fn parse_value(key: &Key, raw: &str) -> std::result::Result<Value, String> {
     }
 }
 
-/// Check one key's new value the way loading would, with every other key at a valid
-/// default, so the error (if any) is about this key alone.
-fn check_meaning(key: &'static Key, value: &Value, file: &Path) -> Result<()> {
-    let cluster_key = key == keys::MSK_CLUSTER_ARN || key == keys::MSK_CLUSTER_NAME;
-    if cluster_key && value.as_str().is_some_and(|s| s.trim().is_empty()) {
-        return Ok(()); // unsetting one of the pair
-    }
-    let origin = Origin {
-        file: file.to_path_buf(),
-        line: Some(1),
-    };
-    let entry = |v: Value| Entry {
-        value: v,
-        origin: origin.clone(),
-    };
-    let mut merged = Merged {
-        main: file.to_path_buf(),
-        keys: Default::default(),
-        properties: Vec::new(),
-    };
-    if !cluster_key {
-        let name = keys::MSK_CLUSTER_NAME;
-        merged.keys.insert(
-            (name.section.into(), name.name.into()),
-            entry(Value::from("placeholder")),
-        );
-    }
-    merged
-        .keys
-        .insert((key.section.into(), key.name.into()), entry(value.clone()));
-    Settings::from_merged(&merged).map(|_| ())
-}
-
 /// Set `path` to `raw` in the config file at `file`, keeping everything else byte for byte.
 /// Returns a warning to show when a drop-in overrides the key.
+///
+/// The whole resulting configuration (this file with the new value, and the drop-ins)
+/// must load before anything is written; the one exception is a cluster not configured
+/// yet, so that a fresh install can be set up key by key. A symlinked `file` has its
+/// target edited (the link stays), and the file keeps its mode and owner.
 pub fn set(file: &Path, path: &str, raw: &str) -> Result<Option<String>> {
     let target = target(path)?;
-    let text = std::fs::read_to_string(file).or_exit_with(ExitCode::Config, || {
+    let real = std::fs::canonicalize(file).map_err(|e| {
+        fail(
+            ExitCode::Config,
+            format!("{}: cannot read config: {e}", file.display()),
+        )
+    })?;
+    let text = std::fs::read_to_string(&real).or_exit_with(ExitCode::Config, || {
         format!("{}: cannot read config", file.display())
     })?;
+    let (section, name, value) = match &target {
+        Target::Schema(key) => {
+            let value = parse_value(key, raw).map_err(|p| config_error(None, &key.path(), p))?;
+            check_kind(key, &value).map_err(|p| config_error(None, &key.path(), p))?;
+            (key.section, key.name.to_string(), value)
+        }
+        Target::Property(name) => (schema::PROPERTIES, name.clone(), Value::from(raw)),
+    };
+    check_result(file, &text, &target, &value)?;
     let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
         fail(
             ExitCode::Config,
             format!("{}: invalid TOML: {}", file.display(), e.message().trim()),
         )
     })?;
-    let (section, name, value) = match &target {
-        Target::Schema(key) => {
-            let value = parse_value(key, raw).map_err(|p| config_error(None, &key.path(), p))?;
-            check_kind(key, &value).map_err(|p| config_error(None, &key.path(), p))?;
-            check_meaning(key, &value, file)?;
-            (key.section, key.name.to_string(), value)
-        }
-        Target::Property(name) => (schema::PROPERTIES, name.clone(), Value::from(raw)),
-    };
     let table = doc
         .entry(section)
         .or_insert_with(toml_edit::table)
@@ -205,18 +185,112 @@ pub fn set(file: &Path, path: &str, raw: &str) -> Result<Option<String>> {
     // The whole file must still load as a fragment (types, known keys).
     parse_fragment(file, &new_text)?;
     if new_text != text {
-        let meta = std::fs::metadata(file).or_exit_with(ExitCode::Config, || {
-            format!("{}: cannot stat config", file.display())
-        })?;
-        crate::fsutil::write_atomic(
-            file,
-            new_text.as_bytes(),
-            meta.permissions().mode() & 0o7777,
-        )?;
-        // Keep the owner (e.g. root:ksql 0640) when run as root.
-        let _ = std::os::unix::fs::chown(file, Some(meta.uid()), Some(meta.gid()));
+        write_keeping_owner(&real, new_text.as_bytes())?;
     }
     Ok(overridden_by_dropin(file, section, &name))
+}
+
+/// Load the configuration as it would be with `value` set, without writing anything.
+/// Problems already in the files are named at their lines; the new value, which comes
+/// from the command line, is named by the file alone.
+fn check_result(file: &Path, text: &str, target: &Target, value: &Value) -> Result<()> {
+    let mut fragments = super::load::fragments(file, Some(text))?;
+    let entry = |value: Value| Entry {
+        value,
+        origin: Origin {
+            file: file.to_path_buf(),
+            line: None,
+        },
+    };
+    match target {
+        Target::Schema(key) => {
+            fragments[0]
+                .keys
+                .insert((key.section.into(), key.name.into()), entry(value.clone()));
+        }
+        Target::Property(name) => {
+            let props = &mut fragments[0].properties;
+            match props.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = entry(value.clone()),
+                None => props.push((name.clone(), entry(value.clone()))),
+            }
+        }
+    }
+    let mut merged = Merged::from_fragments(file, fragments);
+    let cluster_set = [keys::MSK_CLUSTER_ARN, keys::MSK_CLUSTER_NAME]
+        .iter()
+        .any(|k| {
+            merged
+                .value(k)
+                .as_str()
+                .is_some_and(|s| !s.trim().is_empty())
+        });
+    if !cluster_set {
+        // Not configured yet: every command that needs it says so.
+        let name = keys::MSK_CLUSTER_NAME;
+        merged.keys.insert(
+            (name.section.into(), name.name.into()),
+            entry(Value::from("placeholder")),
+        );
+    }
+    Settings::from_merged(&merged).map(|_| ())
+}
+
+/// Replace `path` atomically (temp file created exclusively in the same directory,
+/// fsync, rename, fsync the directory) with the old file's owner and exact mode, set on
+/// the temp file before the rename whatever the umask.
+fn write_keeping_owner(path: &Path, contents: &[u8]) -> Result<()> {
+    let meta = std::fs::metadata(path).or_exit_with(ExitCode::Config, || {
+        format!("{}: cannot stat config", path.display())
+    })?;
+    let dir = crate::fsutil::parent_dir(path);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.set-{}", std::process::id()));
+    let io = |what: &str| format!("{what} {}", tmp.display());
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&tmp)
+    };
+    let mut f = match create() {
+        // Left by a crashed run with our pid: ours to remove (create_new never follows it).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&tmp);
+            create()
+        }
+        other => other,
+    }
+    .or_exit_with(ExitCode::Io, || io("creating"))?;
+    let result = (|| -> Result<()> {
+        f.write_all(contents)
+            .or_exit_with(ExitCode::Io, || io("writing"))?;
+        // Owner first: chown may clear set-id bits that the chmod then puts back.
+        std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid())).or_exit_with(
+            ExitCode::Io,
+            || {
+                format!(
+                    "{}: cannot keep owner {}:{}",
+                    path.display(),
+                    meta.uid(),
+                    meta.gid()
+                )
+            },
+        )?;
+        f.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .or_exit_with(ExitCode::Io, || io("chmod"))?;
+        f.sync_all().or_exit_with(ExitCode::Io, || io("syncing"))?;
+        std::fs::rename(&tmp, path).or_exit_with(ExitCode::Io, || {
+            format!("renaming {} to {}", tmp.display(), path.display())
+        })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    crate::fsutil::sync_dir(dir)
 }
 
 /// A warning if a drop-in sets the same key and so overrides the main file.

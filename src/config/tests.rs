@@ -517,6 +517,104 @@ fn errors_without_a_line_in_a_file_do_not_claim_line_1() {
 }
 
 #[test]
+fn config_set_validates_the_whole_resulting_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = format!("[msk]\ncluster_arn = \"{ARN}\"\n");
+    let path = write(dir.path(), "ksql-msk.toml", &original);
+    let err = edit::set(&path, "msk.cluster_name", "demo").unwrap_err();
+    assert_eq!(exit_code_of(&err), crate::exit::ExitCode::Config);
+    let line = one_line(&err).replace(&dir.path().display().to_string(), "DIR");
+    assert!(
+        line.contains("msk.cluster_name: both msk.cluster_arn (DIR/ksql-msk.toml:2)"),
+        "{line}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+    // A drop-in takes part: ipv6 with public connectivity set there is refused.
+    write(
+        dir.path(),
+        "ksql-msk.d/50-net.toml",
+        "[msk]\n\nconnectivity = \"public\"\n",
+    );
+    let err = one_line(&edit::set(&path, "msk.ipv6", "true").unwrap_err())
+        .replace(&dir.path().display().to_string(), "DIR");
+    assert!(err.contains("msk.ipv6: MSK offers IPv6"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+    // Swapping the cluster from ARN to name works in two steps.
+    edit::set(&path, "msk.cluster_arn", "").unwrap();
+    edit::set(&path, "msk.cluster_name", "demo").unwrap();
+    assert_eq!(
+        load(&path).unwrap().msk.cluster,
+        ClusterRef::Name("demo".into())
+    );
+}
+
+#[test]
+fn config_set_errors_name_real_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = "# c\n\n[msk]\ncluster_arn = \"x\"\n";
+    let path = write(dir.path(), "ksql-msk.toml", original);
+    // The value comes from the command line: no line is claimed for it.
+    let err = one_line(&edit::set(&path, "msk.connectivity", "internet").unwrap_err());
+    assert_eq!(
+        err,
+        "msk.connectivity: \"internet\" is not one of private, public, vpc"
+    );
+    // A value that fits its type but not its meaning names the file, not line 1.
+    let err = one_line(&edit::set(&path, "msk.cluster_name", "-bad").unwrap_err())
+        .replace(&dir.path().display().to_string(), "DIR");
+    assert!(!err.contains(":1:"), "{err}");
+    // A bad value already in the file is named at its line.
+    let err = one_line(&edit::set(&path, "ksqldb.heap", "2g").unwrap_err())
+        .replace(&dir.path().display().to_string(), "DIR");
+    assert!(
+        err.starts_with("DIR/ksql-msk.toml:4: msk.cluster_arn: \"x\" is not an ARN"),
+        "{err}"
+    );
+    // Invalid TOML in the file names its line.
+    std::fs::write(&path, "[msk]\ncluster_name = \"demo\"\n\n[ksqldb\n").unwrap();
+    let err = one_line(&edit::set(&path, "ksqldb.heap", "2g").unwrap_err())
+        .replace(&dir.path().display().to_string(), "DIR");
+    assert!(
+        err.starts_with("DIR/ksql-msk.toml:4: invalid TOML"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_set_edits_a_symlinks_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = write(
+        dir.path(),
+        "real/ksql-msk.toml",
+        "[msk]\ncluster_name = \"demo\"\n",
+    );
+    std::fs::create_dir(dir.path().join("etc")).unwrap();
+    let link = dir.path().join("etc/ksql-msk.toml");
+    std::os::unix::fs::symlink("../real/ksql-msk.toml", &link).unwrap();
+    edit::set(&link, "ksqldb.heap", "2g").unwrap();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        PathBuf::from("../real/ksql-msk.toml")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "[msk]\ncluster_name = \"demo\"\n\n[ksqldb]\nheap = \"2g\"\n"
+    );
+    // No temp file is left beside the link or the target.
+    for d in ["etc", "real"] {
+        let names: Vec<_> = std::fs::read_dir(dir.path().join(d))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{d}: {names:?}");
+    }
+}
+
+#[test]
 fn writable_by_others_is_refused_as_root_and_warned_about_otherwise() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
