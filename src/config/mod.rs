@@ -4,6 +4,20 @@
 //! and line it came from), fragments are merged in order over the schema defaults, and
 //! the result is validated once into typed [`Settings`]. Every error names the file,
 //! the line, the key and what is wrong, and exits 78.
+//!
+//! - A drop-in is a `*.toml` file whose name does not start with a dot; anything else
+//!   in `ksql-msk.d/` (editor lock, swap and backup files, READMEs) is ignored.
+//! - Who may change the configuration: run as root (e.g. `ksql-msk install`), the agent
+//!   acts on it with root's powers, so a config file, its directory or the drop-in
+//!   directory that its group or others can write, or that belongs to a user other than
+//!   root, is refused with 78. Run as another user (the service runs as `ksql`), the
+//!   same finding is a warning on stderr: that process can do no more than its user.
+//!   A sticky world-writable directory (such as /tmp) is accepted for the main file,
+//!   not for the drop-ins (others could add one).
+//! - URL values must not hold control characters; `file://` key URLs must be absolute.
+//!   Show a configured URL only through [`redact_url`] / [`RedactedUrl`], which hide
+//!   `user:password@`.
+//! - Keys are named in code by the constants of [`schema::keys`], never by strings.
 
 pub mod edit;
 mod fragment;
