@@ -202,18 +202,17 @@ fn check_result(file: &Path, text: &str, target: &Target, value: &Value) -> Resu
             line: None,
         },
     };
-    match target {
-        Target::Schema(key) => {
-            fragments[0]
-                .keys
-                .insert((key.section.into(), key.name.into()), entry(value.clone()));
-        }
-        Target::Property(name) => {
-            let props = &mut fragments[0].properties;
-            match props.iter_mut().find(|(n, _)| n == name) {
-                Some(slot) => slot.1 = entry(value.clone()),
-                None => props.push((name.clone(), entry(value.clone()))),
+    // The main file's fragment comes first; config_files always lists it.
+    if let Some(main) = fragments.first_mut() {
+        match target {
+            Target::Schema(key) => {
+                main.keys
+                    .insert((key.section.into(), key.name.into()), entry(value.clone()));
             }
+            Target::Property(name) => match main.properties.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = entry(value.clone()),
+                None => main.properties.push((name.clone(), entry(value.clone()))),
+            },
         }
     }
     let mut merged = Merged::from_fragments(file, fragments);
