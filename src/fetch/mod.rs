@@ -21,6 +21,7 @@ mod policy;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -62,6 +63,9 @@ pub struct Fetcher {
     cache_dir: PathBuf,
     download_timeout: Duration,
     stall_timeout: Duration,
+    /// Some download of this fetcher's came, whole or in part, from an earlier run's
+    /// cache (which a power cut can tear): see [`Fetcher::used_cache`].
+    used_cache: AtomicBool,
 }
 
 impl Fetcher {
@@ -102,7 +106,15 @@ impl Fetcher {
             cache_dir: settings.cache_dir(),
             download_timeout: settings.agent.download_timeout,
             stall_timeout: settings.agent.stall_timeout,
+            used_cache: AtomicBool::new(false),
         })
+    }
+
+    /// Whether any download since the last [`Fetcher::start_over`] reused a completed file or
+    /// resumed a partial one from the cache. A verification failure of such bytes may be
+    /// the cache's fault, not the mirror's: worth fetching everything whole once more.
+    pub fn used_cache(&self) -> bool {
+        self.used_cache.load(Ordering::Relaxed)
     }
 
     /// Forget these URLs' downloads: the completed file, a partial one and its sidecar
@@ -111,6 +123,13 @@ impl Fetcher {
         for url in urls {
             discard(&cache_path(&self.cache_dir, url.as_ref()));
         }
+    }
+
+    /// [`Fetcher::forget`] these downloads, and that the cache was used: what is fetched
+    /// next comes whole from the network.
+    pub fn start_over<S: AsRef<str>>(&self, urls: &[S]) {
+        self.forget(urls);
+        self.used_cache.store(false, Ordering::Relaxed);
     }
 
     /// Download `url` into the cache (or reuse a completed download there). `name` is
@@ -153,6 +172,7 @@ impl Fetcher {
                 "{name}: using {} already downloaded from {url}",
                 path.display()
             );
+            self.used_cache.store(true, Ordering::Relaxed);
             return Ok(Download {
                 url: url.to_string(),
                 path,
@@ -252,6 +272,7 @@ impl Fetcher {
                 match content_range_start(response.headers()) {
                     Some(start) if start == resume_from => {
                         tracing::info!("{name}: resuming at byte {resume_from} ({url})");
+                        self.used_cache.store(true, Ordering::Relaxed);
                         resume_from
                     }
                     other => {

@@ -118,17 +118,15 @@ pub fn install(release: &Path, jar: &Path, file_name: &str) -> Result<()> {
     fsutil::sync_dir(&dir)
 }
 
-/// [`crate::pipeline::Plan::JarOnly`]: put the configured jar into an installed release
+/// [`crate::pipeline::Plan::JarOnly`]: put the checked jar into an installed release
 /// and record it in its manifest.
-pub async fn replace(
-    fetcher: &Fetcher,
+pub fn replace(
     settings: &Settings,
     trust: &mut TrustStore,
     release: &Path,
     mut manifest: Manifest,
-    progress: &dyn Progress,
+    jar: CheckedJar,
 ) -> Result<Manifest> {
-    let jar = fetch(fetcher, settings, trust, progress).await?;
     let file = file_name(settings);
     install(release, &jar.download.path, &file)?;
     manifest.jar_url = settings.iam_auth.jar_url.clone();

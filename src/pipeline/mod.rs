@@ -21,6 +21,7 @@ use anyhow::Result;
 
 use crate::config::{self, Settings};
 use crate::discovery::{self, Discovered};
+use crate::exit::{exit_code_of, ExitCode};
 use crate::fetch::Fetcher;
 use crate::layout;
 use crate::lock;
@@ -151,8 +152,11 @@ async fn install(
         }
         Plan::JarOnly { release, manifest } => {
             progress.phase(&format!("updating the IAM auth jar of ksqlDB {version}"));
-            let manifest =
-                jar::replace(&fetcher, settings, &mut trust, &release, manifest, progress).await?;
+            let checked = healing(&fetcher, settings, || {
+                jar::fetch(&fetcher, settings, &trust, progress)
+            })
+            .await?;
+            let manifest = jar::replace(settings, &mut trust, &release, manifest, checked)?;
             activate::point_current(settings, &version)?;
             Installed {
                 release_dir: release,
@@ -163,9 +167,10 @@ async fn install(
         }
         Plan::Fresh { release } => {
             progress.phase(&format!("fetching ksqlDB {version}"));
-            let staged = stage::stage(&fetcher, settings, &trust, progress)
-                .await
-                .map_err(|e| forget_if_data_error(&fetcher, settings, e))?;
+            let staged = healing(&fetcher, settings, || {
+                stage::stage(&fetcher, settings, &trust, progress)
+            })
+            .await?;
             let manifest = complete::complete(&staged, settings, managed)
                 .await
                 .map_err(|e| forget_if_data_error(&fetcher, settings, e))?;
@@ -212,8 +217,32 @@ fn downloads(settings: &Settings) -> Vec<String> {
 /// A verification failure means a download is bad: drop them all so that the next run
 /// fetches afresh instead of refusing the same bytes for ever.
 fn forget_if_data_error(fetcher: &Fetcher, settings: &Settings, e: anyhow::Error) -> anyhow::Error {
-    if crate::exit::exit_code_of(&e) == crate::exit::ExitCode::Data {
+    if exit_code_of(&e) == ExitCode::Data {
         fetcher.forget(&downloads(settings));
     }
     e
+}
+
+/// Run `step` (which fetches and verifies); when verification refuses bytes that came,
+/// whole or in part, from an earlier run's cache (a power cut tears what it was writing),
+/// fetch everything whole once more before calling it a data error.
+async fn healing<T, F, Fut>(fetcher: &Fetcher, settings: &Settings, step: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    match step().await {
+        Err(e) if exit_code_of(&e) == ExitCode::Data && fetcher.used_cache() => {
+            tracing::warn!(
+                "{}; what was verified came partly from the cache, which may be torn: \
+                 fetching everything whole once more",
+                crate::exit::one_line(&e)
+            );
+            fetcher.start_over(&downloads(settings));
+            step()
+                .await
+                .map_err(|e| forget_if_data_error(fetcher, settings, e))
+        }
+        r => r.map_err(|e| forget_if_data_error(fetcher, settings, e)),
+    }
 }

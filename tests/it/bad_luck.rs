@@ -39,3 +39,104 @@ fn a_redirect_to_a_scheme_the_agent_does_not_speak_fails_at_once_69() {
         );
     }
 }
+
+/// Leave a partial archive download in the cache: each attempt gets 1 MB and then
+/// stalls, until `download_timeout` gives up (75, the cache kept).
+fn world_with_partial_download() -> (World, TestKey, std::path::PathBuf) {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.publish(NEW, &tarball::large_tarball(NEW, 4 << 20), &key);
+    let pins = Pins::strict(&key.fingerprint());
+    w.configure(
+        NEW,
+        &pins
+            .clone()
+            .agent("download_timeout = \"3s\"\nstall_timeout = \"1s\""),
+    );
+    w.art.fault_always(
+        &archive_path(NEW),
+        Fault::StallAfter(1 << 20, Duration::from_secs(30)),
+    );
+    let out = w.install();
+    assert_eq!(out.code, 75, "{out:?}");
+    w.art.clear_faults();
+    w.configure(NEW, &pins);
+    let part = cached(&w, ".tar.gz.part").expect("a partial download is left");
+    (w, key, part)
+}
+
+/// The cache file whose name ends in `suffix`.
+fn cached(w: &World, suffix: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(w.state().join("cache"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+}
+
+fn flip_byte(path: &std::path::Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x55], at).unwrap();
+}
+
+#[test]
+fn a_torn_partial_download_heals_in_the_same_run() {
+    let (w, _key, part) = world_with_partial_download();
+    // A power cut tore what the last run wrote: one byte of the kept part is wrong.
+    flip_byte(&part, 4096);
+    let before = w.art.requests_for(&archive_path(NEW)).len();
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_installed(&w, NEW);
+    assert!(out.stderr.contains("resuming at byte"), "{out:?}");
+    assert!(
+        out.stderr.contains("fetching everything whole once more"),
+        "{out:?}"
+    );
+    // One resumed request, then one whole one.
+    let reqs = w.art.requests_for(&archive_path(NEW));
+    assert_eq!(reqs.len() - before, 2, "{reqs:?}");
+    assert!(reqs.last().unwrap().header("range").is_none(), "{reqs:?}");
+}
+
+#[test]
+fn a_poisoned_complete_cache_file_heals_in_the_same_run() {
+    let (w, _key, part) = world_with_partial_download();
+    // Whatever lies in the cache under the archive's name is checked before it is used.
+    let complete = std::path::PathBuf::from(part.to_string_lossy().trim_end_matches(".part"));
+    std::fs::rename(&part, &complete).unwrap();
+    let _ = std::fs::remove_file(format!("{}.meta", part.display()));
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_installed(&w, NEW);
+    assert!(out.stderr.contains("already downloaded"), "{out:?}");
+    assert!(
+        out.stderr.contains("fetching everything whole once more"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_mirror_that_serves_the_same_bad_bytes_twice_is_refused_65_and_the_cache_dropped() {
+    let (w, key, part) = world_with_partial_download();
+    flip_byte(&part, 4096);
+    // The mirror itself now serves a tampered archive: the whole fetch fails too.
+    let mut tgz = tarball::large_tarball(NEW, 4 << 20);
+    tgz[4096] ^= 0x55;
+    w.publish_raw(
+        NEW,
+        &tgz,
+        key.sign(&tarball::large_tarball(NEW, 4 << 20), true),
+        key.public_armored(),
+    );
+    let out = w.install();
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(cached(&w, ".tar.gz").is_none() && cached(&w, ".part").is_none());
+}
