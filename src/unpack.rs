@@ -272,6 +272,36 @@ fn refuse(entry: &Path, why: &str) -> anyhow::Error {
     )
 }
 
+/// A failure to create an entry. The disk's own trouble (full, read-only, failing,
+/// permissions) stays a local I/O error (74), and the cache is kept; anything else
+/// (a file where a directory must go, a name too long, too many links) is the archive's
+/// content at fault: a data error (65), so that the cache is dropped with the archive.
+fn entry_io(entry: &Path, doing: &str, e: io::Error) -> anyhow::Error {
+    let local = matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENOSPC
+                | libc::EDQUOT
+                | libc::EIO
+                | libc::EROFS
+                | libc::EACCES
+                | libc::EPERM
+                | libc::ENOMEM
+                | libc::EMFILE
+                | libc::ENFILE
+        )
+    );
+    let what = format!(
+        "archive entry {:?}: {doing}: {e}",
+        entry.display().to_string()
+    );
+    if local {
+        anyhow::Error::new(e).context(what)
+    } else {
+        fail(ExitCode::Data, format!("{what}; refusing the archive"))
+    }
+}
+
 /// The entry's path inside the release: the single top directory stripped, no absolute
 /// path, no `..`. `None` for the top directory itself.
 fn release_path(raw: &Path, top: &mut Option<String>) -> Result<Option<PathBuf>> {
@@ -402,13 +432,13 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
         }
         let dst = staging.join(&rel);
         if let Some(parent) = dst.parent() {
-            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            fs::create_dir_all(parent).map_err(|e| entry_io(&raw, "creating its directory", e))?;
         }
         match kind {
             EntryType::Directory => {
                 clear(&dst, true)?;
                 if !dst.is_dir() {
-                    fs::create_dir(&dst).with_context(|| format!("creating {}", dst.display()))?;
+                    fs::create_dir(&dst).map_err(|e| entry_io(&raw, "creating it", e))?;
                 }
             }
             EntryType::Regular | EntryType::Continuous => {
@@ -419,14 +449,14 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                     .create_new(true)
                     .mode(mode & 0o755 | 0o600)
                     .open(&dst)
-                    .with_context(|| format!("creating {}", dst.display()))?;
+                    .map_err(|e| entry_io(&raw, "creating it", e))?;
                 loop {
                     let n = entry.read(&mut buf).map_err(data_err)?;
                     if n == 0 {
                         break;
                     }
                     file.write_all(&buf[..n])
-                        .with_context(|| format!("writing {}", dst.display()))?;
+                        .map_err(|e| entry_io(&raw, "writing it", e))?;
                     stats.bytes += n as u64;
                 }
                 start_writeback(&file);
@@ -447,7 +477,7 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                 }
                 clear(&dst, false)?;
                 std::os::unix::fs::symlink(&target, &dst)
-                    .with_context(|| format!("creating symlink {}", dst.display()))?;
+                    .map_err(|e| entry_io(&raw, "creating the symlink", e))?;
                 links.insert(rel);
             }
             EntryType::Link => {
@@ -482,7 +512,7 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                     ));
                 }
                 clear(&dst, false)?;
-                fs::hard_link(&src, &dst).with_context(|| format!("linking {}", dst.display()))?;
+                fs::hard_link(&src, &dst).map_err(|e| entry_io(&raw, "linking it", e))?;
                 stats.files += 1;
             }
             EntryType::Char | EntryType::Block => return Err(refuse(&raw, "device node")),

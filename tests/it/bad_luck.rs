@@ -140,3 +140,26 @@ fn a_mirror_that_serves_the_same_bad_bytes_twice_is_refused_65_and_the_cache_dro
     assert_eq!(out.code, 65, "{out:?}");
     assert!(cached(&w, ".tar.gz").is_none() && cached(&w, ".part").is_none());
 }
+
+#[test]
+fn an_archive_whose_content_cannot_be_unpacked_is_a_data_error_that_drops_the_cache() {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    // A correctly signed archive with a file where a directory must go.
+    let mut b = tarball::TarballBuilder::new(NEW);
+    b.dir("").file("share", b"not a directory", 0o644).file(
+        "share/java/ksqldb/x.jar",
+        b"PK",
+        0o644,
+    );
+    w.publish(NEW, &b.finish(), &key);
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    let out = w.install();
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(error_line(&out).contains("share/java"), "{out:?}");
+    assert!(
+        cached(&w, ".tar.gz").is_none(),
+        "the archive stayed in the cache"
+    );
+    assert!(!w.state().join("current").exists());
+}
