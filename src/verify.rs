@@ -186,10 +186,27 @@ fn describe(e: &VerificationError) -> String {
                 issuers.join(", ")
             )
         }
-        VerificationError::BadSignature { ka, .. } => format!(
-            "bad signature by key {}: the archive does not match its signature (tampered, truncated or wrong file)",
-            ka.cert().fingerprint().to_hex()
-        ),
+        VerificationError::BadSignature { ka, error, .. } => {
+            let fp = ka.cert().fingerprint().to_hex();
+            match error.downcast_ref::<openpgp::Error>() {
+                Some(openpgp::Error::PolicyViolation(what, _)) => format!(
+                    "signature by key {fp} refused by policy: {what} is not accepted as secure \
+                     (ask for a signature with SHA-256 or better); the archive was not checked"
+                ),
+                Some(openpgp::Error::NotYetLive(t)) => format!(
+                    "signature by key {fp} is dated in the future ({}): check this host's clock \
+                     (chronyd) or the signer's",
+                    humantime::format_rfc3339_seconds(*t)
+                ),
+                Some(openpgp::Error::Expired(t)) => format!(
+                    "signature by key {fp} expired on {}",
+                    humantime::format_rfc3339_seconds(*t)
+                ),
+                _ => format!(
+                    "bad signature by key {fp}: the archive does not match its signature (tampered, truncated or wrong file)"
+                ),
+            }
+        }
         VerificationError::BadKey { ka, error, .. } => format!(
             "signing key {} cannot be used (expired or revoked?): {error}",
             ka.cert().fingerprint().to_hex()

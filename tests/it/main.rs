@@ -13,5 +13,6 @@ mod no_panic;
 mod properties;
 mod run;
 mod secrets;
+mod signature_reasons;
 mod soak;
 mod support;

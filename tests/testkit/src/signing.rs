@@ -108,6 +108,18 @@ impl TestKey {
 
     /// A detached signature over `data`, armored or binary.
     pub fn sign(&self, data: &[u8], armored: bool) -> Vec<u8> {
+        self.sign_with(data, armored, None, self.sign_time)
+    }
+
+    /// [`TestKey::sign`] with another hash algorithm (e.g. SHA-1, which policy rejects)
+    /// or creation time (e.g. in the future).
+    pub fn sign_with(
+        &self,
+        data: &[u8],
+        armored: bool,
+        hash: Option<openpgp::types::HashAlgorithm>,
+        created: std::time::SystemTime,
+    ) -> Vec<u8> {
         let p = StandardPolicy::new();
         let keypair = self
             .cert
@@ -137,9 +149,11 @@ impl TestKey {
             )
             .expect("signer")
             .detached()
-            .creation_time(self.sign_time)
-            .build()
-            .expect("build signer");
+            .creation_time(created);
+            if let Some(h) = hash {
+                signer = signer.hash_algo(h).expect("hash algorithm");
+            }
+            let mut signer = signer.build().expect("build signer");
             signer.write_all(data).expect("sign");
             signer.finalize().expect("finalize");
         }
