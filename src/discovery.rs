@@ -11,6 +11,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kafka::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kafka::types::{Cluster, ClusterState, ClusterType};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tracing::{info, warn};
 
 use crate::config::{ClusterRef, Connectivity, MskSettings, Settings};
@@ -139,12 +140,12 @@ pub async fn kafka_client(msk: &MskSettings) -> Result<aws_sdk_kafka::Client> {
 
 /// Turn an SDK error into a one-line error with the right exit code. `action` is the IAM
 /// action the call needs; `what` says what we were doing.
-fn api_error<E, R>(err: SdkError<E, R>, action: &str, what: &str) -> anyhow::Error
+fn api_error<E>(err: SdkError<E, HttpResponse>, action: &str, what: &str) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug + Send + Sync + 'static,
 {
     let code = err.code().unwrap_or("").to_string();
+    let status = err.raw_response().map(|r| r.status().as_u16());
     let message = err.message().unwrap_or("").to_string();
     let detail = crate::exit::cause_chain(&err);
     match &err {
@@ -180,6 +181,16 @@ where
             );
         }
         _ => return fail(ExitCode::Software, format!("{what}: {detail}")),
+    }
+    if code.is_empty() && status.is_some_and(|s| s == 429 || s >= 500) {
+        // A proxy's or load balancer's page instead of the API's JSON: the SDK retried it
+        // as the status says; still failing is as temporary as any 5xx. Its body (HTML)
+        // is not for the one error line.
+        let status = status.unwrap_or_default();
+        return fail(
+            ExitCode::Temporary,
+            format!("{what}: MSK API still failing after retries (HTTP {status} without an AWS error body)"),
+        );
     }
     if code.is_empty() {
         // A service "error" without an error type: the body did not parse.

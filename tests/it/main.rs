@@ -9,6 +9,7 @@ mod crash;
 mod discovery;
 mod hostile;
 mod install;
+mod msk_5xx;
 mod no_panic;
 mod properties;
 mod run;
