@@ -23,6 +23,9 @@ pub enum ExitCode {
     Config = 78,
 }
 
+/// EX_USAGE: the command line itself is wrong (clap's own errors).
+pub const USAGE: i32 = 64;
+
 impl ExitCode {
     pub fn code(self) -> i32 {
         self as i32

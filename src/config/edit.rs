@@ -76,16 +76,19 @@ fn show(value: &Value) -> String {
     }
 }
 
-/// The effective value of `path` (files merged over defaults).
+/// The effective value of `path` (files merged over defaults). An unset key prints as
+/// its default, an unset `[properties]` key as an empty line: exit 0 for both.
 pub fn get(merged: &Merged, path: &str) -> Result<String> {
     match target(path)? {
         Target::Schema(key) => Ok(show(&merged.value(key))),
-        Target::Property(name) => merged
+        // Like a schema key left at an empty default: an unset property prints as an
+        // empty line, exit 0, so that every section answers alike.
+        Target::Property(name) => Ok(merged
             .properties
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, e)| property_string(&e.value))
-            .ok_or_else(|| fail(ExitCode::Config, format!("{path}: not set in [properties]"))),
+            .unwrap_or_default()),
     }
 }
 

@@ -7,6 +7,7 @@ mod cli;
 mod config_input;
 mod crash;
 mod discovery;
+mod exit_codes;
 mod hostile;
 mod install;
 mod msk_5xx;
