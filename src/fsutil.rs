@@ -1,11 +1,13 @@
-//! Files on the host: atomic writes and directory fsync.
+//! Files on the host: atomic writes, directory fsync and free space.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+use crate::exit::{fail, ExitCode};
 
 /// Write `contents` to `path` atomically: a temp file in the same directory, fsync,
 /// rename over the target, fsync the directory. Readers see the old file or the new
@@ -124,6 +126,50 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Bytes free to an unprivileged writer in the file system holding `dir`.
+pub fn free_space(dir: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .with_context(|| format!("{} contains a NUL byte", dir.display()))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid C string and `st` is a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("statvfs {}", dir.display()));
+    }
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// [`free_space`] for a path that may not exist yet (`check` runs before the first
+/// install): measured on its nearest existing ancestor, which is returned too.
+pub fn free_space_near(path: &Path) -> Result<(u64, PathBuf)> {
+    let mut p = path;
+    while !p.exists() {
+        p = p.parent().unwrap_or(Path::new("/"));
+    }
+    Ok((free_space(p)?, p.to_path_buf()))
+}
+
+/// Fail with EX_IOERR before writing `need` bytes into `dir` when they do not fit.
+pub fn check_space(dir: &Path, need: u64) -> Result<()> {
+    let free = free_space(dir)?;
+    if need > free {
+        return Err(fail(
+            ExitCode::Io,
+            format!(
+                "not enough disk space in {}: need {} MB, {} MB free",
+                dir.display(),
+                need.div_ceil(1_000_000),
+                free / 1_000_000
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +216,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing-dir").join("a.conf");
         assert!(write_atomic(&path, b"x", 0o644).is_err());
+    }
+
+    #[test]
+    fn space_check_names_dir_and_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        check_space(dir.path(), 1).unwrap();
+        let err = check_space(dir.path(), u64::MAX / 2).unwrap_err();
+        assert_eq!(crate::exit::exit_code_of(&err), ExitCode::Io);
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&dir.path().display().to_string()) && msg.contains("MB free"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn free_space_of_missing_dir_uses_ancestor() {
+        let (free, on) = free_space_near(Path::new("/tmp/does/not/exist/yet")).unwrap();
+        assert!(free > 0);
+        assert!(Path::new("/tmp").starts_with(&on) || on == Path::new("/"));
     }
 }

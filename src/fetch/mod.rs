@@ -339,7 +339,7 @@ impl Fetcher {
             _ => response.content_length(),
         };
         if let Some(total) = total {
-            check_space(&self.cache_dir, total.saturating_sub(offset)).map_err(fatal)?;
+            fsutil::check_space(&self.cache_dir, total.saturating_sub(offset)).map_err(fatal)?;
         }
         let validator = Validator::from_headers(url, response.headers());
         let mut file = if offset == 0 {
@@ -486,57 +486,5 @@ fn log_progress(name: &str, done: u64, total: Option<u64>, rate: f64) {
             rate / 1e6
         ),
         _ => tracing::info!("{name}: {} at {:.1} MB/s", mb(done), rate / 1e6),
-    }
-}
-
-/// Bytes free to an unprivileged writer in the file system holding `dir`.
-pub fn free_space(dir: &Path) -> Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .with_context(|| format!("{} contains a NUL byte", dir.display()))?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid C string and `st` is a properly sized out-parameter.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("statvfs {}", dir.display()));
-    }
-    // SAFETY: statvfs returned 0, so it filled `st`.
-    let st = unsafe { st.assume_init() };
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
-}
-
-/// Fail with EX_IOERR before writing `need` bytes into `dir` when they do not fit.
-pub fn check_space(dir: &Path, need: u64) -> Result<()> {
-    let free = free_space(dir)?;
-    if need > free {
-        return Err(fail(
-            ExitCode::Io,
-            format!(
-                "not enough disk space in {}: need {} MB, {} MB free",
-                dir.display(),
-                need.div_ceil(1_000_000),
-                free / 1_000_000
-            ),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn space_check_names_dir_and_numbers() {
-        let dir = tempfile::tempdir().unwrap();
-        check_space(dir.path(), 1).unwrap();
-        let err = check_space(dir.path(), u64::MAX / 2).unwrap_err();
-        assert_eq!(crate::exit::exit_code_of(&err), ExitCode::Io);
-        let msg = err.to_string();
-        assert!(
-            msg.contains(&dir.path().display().to_string()) && msg.contains("MB free"),
-            "{msg}"
-        );
     }
 }

@@ -192,7 +192,7 @@ async fn verify_and_unpack(
         let total = growth.wait_total();
         let r = total
             .map_or(Ok(()), |t| {
-                crate::fetch::check_space(&releases, (t as f64 * UNPACK_RATIO) as u64)
+                crate::fsutil::check_space(&releases, (t as f64 * UNPACK_RATIO) as u64)
             })
             .and_then(|()| {
                 unpack::unpack_verified_from(growth.follower(), &url, total, &dir, max, &check)
