@@ -1,17 +1,34 @@
-//! Files on the host: atomic writes, directory fsync and free space.
+//! Files on the host: atomic writes, directory fsync and free space, done so that
+//! nothing planted under the state directory can redirect them (docs/RELIABILITY.md,
+//! "Planted links and the state directory").
+//!
+//! The `ksql` user can write everything under the state directory, and root may run
+//! `install` over it. So a write never opens an existing name: temp files are created
+//! with `O_CREAT|O_EXCL|O_NOFOLLOW` under random names, and renamed over the target
+//! (which replaces a planted symlink instead of writing through it). [`Dir`] goes
+//! further: a directory handle opened `O_DIRECTORY|O_NOFOLLOW`, walked component by
+//! component from a trusted root, so a directory swapped for a symlink
+//! (`releases/<v>/etc -> /etc`) is refused instead of followed.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use crate::exit::{fail, ExitCode};
 
+/// Tries at a fresh random temp name before giving up: a clash is already 1 in 2^64.
+const TEMP_TRIES: usize = 8;
+
 /// Write `contents` to `path` atomically: a temp file in the same directory, fsync,
 /// rename over the target, fsync the directory. Readers see the old file or the new
-/// one, never a partial one, even across a crash. `mode` applies to the new file.
+/// one, never a partial one, even across a crash. `mode` applies to the new file. A
+/// symlink at `path` is replaced, never written through; the directory holding `path`
+/// is the caller's to trust (use [`Dir`] under the state directory).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     write_atomic_at(path, contents, mode, "fsutil.mid_write")
 }
@@ -19,96 +36,16 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 /// [`write_atomic`] with the failure point (src/failpoint.rs) passed halfway through
 /// writing the temp file named: a crash there must leave `path` as it was.
 pub fn write_atomic_at(path: &Path, contents: &[u8], mode: u32, point: &str) -> Result<()> {
-    replace_atomic(path, mode, |file, tmp| {
-        let (head, tail) = contents.split_at(contents.len() / 2);
-        file.write_all(head)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        crate::failpoint::hit(point)?;
-        file.write_all(tail)
-            .with_context(|| format!("writing {}", tmp.display()))
-    })
+    let (dir, name) = Dir::parent_of(path)?;
+    dir.write_atomic_at(&name, contents, mode, point)
 }
 
 /// Copy `src` to `dst` atomically, as [`write_atomic`] does, streaming (the IAM -all
 /// jar is tens of MB and need not sit in memory). `dst` gets exactly `mode`, whatever
-/// the umask.
+/// the umask. `src` is not followed if it is a symlink.
 pub fn copy_atomic(src: &Path, dst: &Path, mode: u32) -> Result<()> {
-    replace_atomic(dst, mode, |file, tmp| {
-        let mut from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-        std::io::copy(&mut from, file)
-            .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .with_context(|| format!("chmod {}", tmp.display()))
-    })
-}
-
-/// The atomic replacement itself: `write` fills the temp file (created with `mode`,
-/// less the umask); then fsync, rename over `path`, fsync the directory. On any error
-/// the temp file is removed and `path` is untouched.
-fn replace_atomic(
-    path: &Path,
-    mode: u32,
-    write: impl FnOnce(&mut File, &Path) -> Result<()>,
-) -> Result<()> {
-    let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    remove_stale_temps(dir, &name.to_string_lossy());
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        write(&mut file, &tmp)?;
-        file.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(dir)
-}
-
-/// Remove `.<name>.tmp-<pid>` files that a process no longer alive left behind (a
-/// crash between creating and renaming the temp file). Best effort: a leftover is only
-/// litter, never read.
-fn remove_stale_temps(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.tmp-");
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<libc::pid_t>() else {
-            continue;
-        };
-        if pid != std::process::id() as libc::pid_t && !process_alive(pid) {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-fn process_alive(pid: libc::pid_t) -> bool {
-    // SAFETY: signal 0 only checks that the process exists; no signal is sent.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    let (dir, name) = Dir::parent_of(dst)?;
+    dir.copy_atomic(&name, src, mode)
 }
 
 /// fsync a directory so that renames and creations in it are durable.
@@ -124,6 +61,644 @@ pub fn parent_dir(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
+}
+
+/// 64 unpredictable bits as hex, for temp names nobody can plant in advance. Should
+/// the kernel have no randomness to give (it always has, since Linux 3.17), the name is
+/// only unique, and `O_EXCL|O_NOFOLLOW` still refuses whatever was planted there.
+fn random_hex() -> String {
+    let mut buf = [0u8; 8];
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled part of `buf`.
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    if filled < buf.len() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        buf = (nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(40)).to_le_bytes();
+    }
+    hex::encode(buf)
+}
+
+fn cstring(name: &OsStr) -> Result<CString> {
+    CString::new(name.as_bytes())
+        .map_err(|_| anyhow::anyhow!("{} contains a NUL byte", Path::new(name).display()))
+}
+
+/// A plain name inside a directory: no `/`, not `.` or `..`.
+fn check_name(name: &OsStr) -> Result<()> {
+    let b = name.as_bytes();
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
+        anyhow::bail!("{:?} is not a file name", Path::new(name));
+    }
+    Ok(())
+}
+
+fn last_error() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+/// What is at a name, without following it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    /// A FIFO, socket or device node.
+    Other,
+}
+
+impl Kind {
+    fn of(st: &libc::stat) -> Kind {
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => Kind::File,
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            _ => Kind::Other,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::File => "a file",
+            Kind::Dir => "a directory",
+            Kind::Symlink => "a symlink",
+            Kind::Other => "a special file",
+        }
+    }
+}
+
+/// An open directory: every operation is relative to it and never follows a symlink
+/// at the name it is given, so a link planted at that name, or swapped in for one of
+/// the directories walked to get here, cannot redirect it.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+
+impl Dir {
+    /// Open `path` as a directory; a symlink as its last component is refused (65).
+    /// The components before it are the caller's to trust (the state directory's
+    /// parents belong to root).
+    pub fn open(path: &Path) -> Result<Dir> {
+        Dir::open_raw(libc::AT_FDCWD, path.as_os_str(), path.to_path_buf(), true)
+    }
+
+    /// The directory of `path` (following symlinks on the way, as a path does) and the
+    /// file name in it: what the path-based functions above work on.
+    fn parent_of(path: &Path) -> Result<(Dir, OsString)> {
+        let name = path
+            .file_name()
+            .with_context(|| format!("{} has no file name", path.display()))?;
+        let parent = parent_dir(path);
+        let dir = Dir::open_raw(libc::AT_FDCWD, parent.as_os_str(), parent.into(), false)?;
+        Ok((dir, name.to_os_string()))
+    }
+
+    /// `root/rel` with each component of `rel` opened relative to the one before it
+    /// with `O_NOFOLLOW`: a symlink anywhere below `root` (or at `root` itself) is
+    /// refused with 65, as is a `..` or an absolute `rel`.
+    pub fn open_beneath(root: &Path, rel: &Path) -> Result<Dir> {
+        let mut dir = Dir::open(root)?;
+        for part in rel_parts(root, rel)? {
+            dir = dir.open_dir(part)?;
+        }
+        Ok(dir)
+    }
+
+    /// [`Dir::open_beneath`], creating the missing directories of `rel` with `mode`
+    /// (exactly, whatever the umask; existing ones are left as they are).
+    pub fn create_beneath(root: &Path, rel: &Path, mode: u32) -> Result<Dir> {
+        let mut dir = Dir::open(root)?;
+        for part in rel_parts(root, rel)? {
+            dir.create_dir(part, mode)?;
+            dir = dir.open_dir(part)?;
+        }
+        Ok(dir)
+    }
+
+    /// [`Dir::open_beneath`] for a `path` inside `root`, split into the directory
+    /// holding it and its file name.
+    pub fn beneath(root: &Path, path: &Path) -> Result<(Dir, OsString)> {
+        let rel = path
+            .strip_prefix(root)
+            .map_err(|_| anyhow::anyhow!("{} is not inside {}", path.display(), root.display()))?;
+        let name = rel
+            .file_name()
+            .with_context(|| format!("{} has no file name", path.display()))?;
+        let dir = Dir::open_beneath(root, parent_dir(rel))?;
+        Ok((dir, name.to_os_string()))
+    }
+
+    fn open_raw(at: RawFd, name: &OsStr, path: PathBuf, nofollow: bool) -> Result<Dir> {
+        let c = cstring(name)?;
+        let flags = DIR_FLAGS | if nofollow { libc::O_NOFOLLOW } else { 0 };
+        // SAFETY: a valid C string; the returned descriptor is owned below.
+        let fd = unsafe { libc::openat(at, c.as_ptr(), flags) };
+        if fd < 0 {
+            let err = last_error();
+            if nofollow && matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) {
+                if let Some(kind) = kind_at(at, &c) {
+                    if kind != Kind::Dir {
+                        return Err(refuse_kind(&path, kind, "a directory"));
+                    }
+                }
+            }
+            return Err(err).with_context(|| format!("opening directory {}", path.display()));
+        }
+        // SAFETY: `fd` is a descriptor we just opened and nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Dir { fd, path })
+    }
+
+    /// Where this directory was opened (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn join(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The directory `name` in this one; a symlink there is refused (65).
+    pub fn open_dir(&self, name: impl AsRef<OsStr>) -> Result<Dir> {
+        let name = name.as_ref();
+        check_name(name)?;
+        Dir::open_raw(self.fd.as_raw_fd(), name, self.join(name), true)
+    }
+
+    /// What is at `name`, not following a symlink; `None` if nothing is.
+    pub fn kind(&self, name: impl AsRef<OsStr>) -> Result<Option<Kind>> {
+        let c = cstring(name.as_ref())?;
+        Ok(kind_at(self.fd.as_raw_fd(), &c))
+    }
+
+    /// Create the directory `name` with exactly `mode`; `Ok(false)` if a directory is
+    /// already there (left as it is), 65 if something else is.
+    pub fn create_dir(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<bool> {
+        let name = name.as_ref();
+        check_name(name)?;
+        let c = cstring(name)?;
+        // SAFETY: a valid C string relative to a directory descriptor we own.
+        if unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) } != 0 {
+            let err = last_error();
+            if err.raw_os_error() == Some(libc::EEXIST) {
+                return match kind_at(self.fd.as_raw_fd(), &c) {
+                    Some(Kind::Dir) => Ok(false),
+                    Some(kind) => Err(refuse_kind(&self.join(name), kind, "a directory")),
+                    None => {
+                        Err(err).with_context(|| format!("creating {}", self.join(name).display()))
+                    }
+                };
+            }
+            return Err(err).with_context(|| format!("creating {}", self.join(name).display()));
+        }
+        // The umask narrowed the mode: set it on what we just made, through a handle
+        // that cannot be another directory swapped in meanwhile.
+        let made = self.open_dir(name)?;
+        // SAFETY: fchmod on a descriptor we own.
+        if unsafe { libc::fchmod(made.fd.as_raw_fd(), mode as libc::mode_t) } != 0 {
+            return Err(last_error()).with_context(|| format!("chmod {}", made.path.display()));
+        }
+        Ok(true)
+    }
+
+    /// Open `name` for reading; a symlink or anything but a regular file is refused
+    /// (65). `Ok(None)` if nothing is there.
+    pub fn open_file(&self, name: impl AsRef<OsStr>) -> Result<Option<File>> {
+        let name = name.as_ref();
+        check_name(name)?;
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+        self.open_regular(name, flags, 0)
+    }
+
+    /// The whole content of the regular file `name`, `None` if it does not exist; a
+    /// symlink or special file there is refused (65).
+    pub fn read(&self, name: impl AsRef<OsStr>) -> Result<Option<Vec<u8>>> {
+        let name = name.as_ref();
+        let Some(mut file) = self.open_file(name)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes)
+            .with_context(|| format!("reading {}", self.join(name).display()))?;
+        Ok(Some(bytes))
+    }
+
+    /// Create `name`, which must not exist (`O_CREAT|O_EXCL|O_NOFOLLOW`), for writing.
+    pub fn create_new(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<File> {
+        let name = name.as_ref();
+        check_name(name)?;
+        let flags =
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        self.open_regular(name, flags, mode)?
+            .ok_or_else(|| not_found(&self.join(name)))
+    }
+
+    /// Open the existing regular file `name` to append to it; a symlink is refused (65).
+    pub fn open_append(&self, name: impl AsRef<OsStr>) -> Result<File> {
+        let name = name.as_ref();
+        check_name(name)?;
+        let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        self.open_regular(name, flags, 0)?
+            .ok_or_else(|| not_found(&self.join(name)))
+    }
+
+    fn open_regular(&self, name: &OsStr, flags: libc::c_int, mode: u32) -> Result<Option<File>> {
+        let c = cstring(name)?;
+        let path = self.join(name);
+        // SAFETY: a valid C string relative to a directory descriptor we own.
+        let fd =
+            unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) };
+        if fd < 0 {
+            let err = last_error();
+            return match err.raw_os_error() {
+                Some(libc::ENOENT) if flags & libc::O_CREAT == 0 => Ok(None),
+                Some(libc::ELOOP) => Err(refuse_kind(&path, Kind::Symlink, "a regular file")),
+                _ => Err(err).with_context(|| format!("opening {}", path.display())),
+            };
+        }
+        // SAFETY: `fd` is a descriptor we just opened and nobody else owns.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let st = fstat(&file).with_context(|| format!("reading {}", path.display()))?;
+        let kind = Kind::of(&st);
+        if kind != Kind::File {
+            return Err(refuse_kind(&path, kind, "a regular file"));
+        }
+        if flags & libc::O_NONBLOCK != 0 {
+            // Only there so that a planted FIFO cannot block the open: reads see a
+            // plain blocking file. (F_SETFL keeps only the status flags given.)
+            // SAFETY: fcntl on a descriptor we own.
+            unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & libc::O_APPEND) };
+        }
+        Ok(Some(file))
+    }
+
+    /// Rename `from` to `to`, both in this directory (a symlink at `to` is replaced).
+    pub fn rename(&self, from: impl AsRef<OsStr>, to: impl AsRef<OsStr>) -> Result<()> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        check_name(from)?;
+        check_name(to)?;
+        let (cf, ct) = (cstring(from)?, cstring(to)?);
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: two valid C strings relative to a directory descriptor we own.
+        if unsafe { libc::renameat(fd, cf.as_ptr(), fd, ct.as_ptr()) } != 0 {
+            return Err(last_error()).with_context(|| {
+                format!(
+                    "renaming {} to {}",
+                    self.join(from).display(),
+                    self.join(to).display()
+                )
+            });
+        }
+        Ok(())
+    }
+
+    /// Remove the file or symlink `name` (never what a symlink points to); `Ok(false)`
+    /// if nothing was there.
+    pub fn remove_file(&self, name: impl AsRef<OsStr>) -> Result<bool> {
+        let name = name.as_ref();
+        check_name(name)?;
+        let c = cstring(name)?;
+        // SAFETY: a valid C string relative to a directory descriptor we own.
+        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+            let err = last_error();
+            if err.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(false);
+            }
+            return Err(err).with_context(|| format!("removing {}", self.join(name).display()));
+        }
+        Ok(true)
+    }
+
+    /// The target of the symlink `name`, if it is one.
+    pub fn read_link(&self, name: impl AsRef<OsStr>) -> Option<PathBuf> {
+        let c = cstring(name.as_ref()).ok()?;
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: `buf` is writable for its length; readlinkat does not NUL-terminate.
+        let n = unsafe {
+            libc::readlinkat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 || n as usize >= buf.len() {
+            return None;
+        }
+        buf.truncate(n as usize);
+        Some(PathBuf::from(OsString::from_vec(buf)))
+    }
+
+    /// The names in this directory (without `.` and `..`), read through the handle.
+    pub fn entries(&self) -> Result<Vec<OsString>> {
+        let context = || format!("listing {}", self.path.display());
+        // SAFETY: duplicates a descriptor we own; the copy is handed to fdopendir.
+        let dup = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return Err(last_error()).with_context(context);
+        }
+        // SAFETY: `dup` is a directory descriptor only this stream owns from here on.
+        let stream = unsafe { libc::fdopendir(dup) };
+        if stream.is_null() {
+            let err = last_error();
+            // SAFETY: fdopendir failed, so `dup` is still ours to close.
+            unsafe { libc::close(dup) };
+            return Err(err).with_context(context);
+        }
+        // The copy shares its read position with `self.fd`: start from the top.
+        // SAFETY: `stream` is a valid directory stream until closedir below.
+        unsafe { libc::rewinddir(stream) };
+        let mut names = Vec::new();
+        let result = loop {
+            // SAFETY: errno is thread-local; cleared to tell the end from an error.
+            unsafe { *libc::__errno_location() = 0 };
+            // SAFETY: a valid stream; the entry is read before the next readdir call.
+            let entry = unsafe { libc::readdir(stream) };
+            if entry.is_null() {
+                let err = last_error();
+                break match err.raw_os_error() {
+                    Some(0) | None => Ok(()),
+                    _ => Err(err),
+                };
+            }
+            // SAFETY: d_name is a NUL-terminated name inside the entry.
+            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
+            if name != b"." && name != b".." {
+                names.push(OsString::from_vec(name.to_vec()));
+            }
+        };
+        // SAFETY: closes the stream and `dup` with it, once.
+        unsafe { libc::closedir(stream) };
+        result.with_context(context)?;
+        Ok(names)
+    }
+
+    /// fsync this directory, so that renames and creations in it are durable.
+    pub fn sync(&self) -> Result<()> {
+        // SAFETY: fsync on a descriptor we own.
+        if unsafe { libc::fsync(self.fd.as_raw_fd()) } != 0 {
+            return Err(last_error())
+                .with_context(|| format!("syncing directory {}", self.path.display()));
+        }
+        Ok(())
+    }
+
+    /// [`write_atomic`] of `name` in this directory.
+    pub fn write_atomic(&self, name: impl AsRef<OsStr>, contents: &[u8], mode: u32) -> Result<()> {
+        self.write_atomic_at(name, contents, mode, "fsutil.mid_write")
+    }
+
+    /// [`write_atomic_at`] of `name` in this directory.
+    pub fn write_atomic_at(
+        &self,
+        name: impl AsRef<OsStr>,
+        contents: &[u8],
+        mode: u32,
+        point: &str,
+    ) -> Result<()> {
+        self.replace(name.as_ref(), mode, |file, tmp| {
+            let (head, tail) = contents.split_at(contents.len() / 2);
+            file.write_all(head)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            crate::failpoint::hit(point)?;
+            file.write_all(tail)
+                .with_context(|| format!("writing {}", tmp.display()))
+        })
+    }
+
+    /// [`copy_atomic`] of `src` (opened without following a symlink) to `name` here.
+    pub fn copy_atomic(&self, name: impl AsRef<OsStr>, src: &Path, mode: u32) -> Result<()> {
+        let (src_dir, src_name) = Dir::parent_of(src)?;
+        let mut from = src_dir
+            .open_file(&src_name)?
+            .ok_or_else(|| not_found(src))?;
+        self.copy_atomic_from(name, &mut from, src, mode)
+    }
+
+    /// [`copy_atomic`] from an open file (`src` names it in messages).
+    pub fn copy_atomic_from(
+        &self,
+        name: impl AsRef<OsStr>,
+        from: &mut File,
+        src: &Path,
+        mode: u32,
+    ) -> Result<()> {
+        self.replace(name.as_ref(), mode, |file, tmp| {
+            std::io::copy(from, file)
+                .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+            // SAFETY: fchmod on the temp file's descriptor, which we own.
+            if unsafe { libc::fchmod(file.as_raw_fd(), mode as libc::mode_t) } != 0 {
+                return Err(last_error()).with_context(|| format!("chmod {}", tmp.display()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Point the symlink `name` at `target` atomically: a new link under a random temp
+    /// name renamed over it (a planted link or file there is replaced, never followed).
+    /// `point` is the failure point passed between the two. Returns whether it changed.
+    pub fn symlink_atomic_at(
+        &self,
+        name: impl AsRef<OsStr>,
+        target: &Path,
+        point: &str,
+    ) -> Result<bool> {
+        let name = name.as_ref();
+        check_name(name)?;
+        if self.read_link(name).as_deref() == Some(target) {
+            return Ok(false);
+        }
+        let ctarget = cstring(target.as_os_str())?;
+        let tmp = self.create_temp(name, |c| {
+            // SAFETY: two valid C strings relative to a directory descriptor we own.
+            unsafe { libc::symlinkat(ctarget.as_ptr(), self.fd.as_raw_fd(), c.as_ptr()) == 0 }
+        })?;
+        let swapped = crate::failpoint::hit(point).and_then(|()| self.rename(&tmp, name));
+        if swapped.is_err() {
+            let _ = self.remove_file(&tmp);
+        }
+        swapped.with_context(|| format!("replacing {}", self.join(name).display()))?;
+        self.sync()?;
+        Ok(true)
+    }
+
+    /// Make a new entry under a fresh random temp name for `name` (`.<name>.tmp-<pid>-<hex>`);
+    /// `make` creates it exclusively and says whether it could. Names already taken
+    /// (planted) are skipped, never reused.
+    fn create_temp(&self, name: &OsStr, mut make: impl FnMut(&CStr) -> bool) -> Result<OsString> {
+        let mut last = None;
+        for _ in 0..TEMP_TRIES {
+            let mut tmp = OsString::from(".");
+            tmp.push(name);
+            tmp.push(format!(".tmp-{}-{}", std::process::id(), random_hex()));
+            let c = cstring(&tmp)?;
+            if make(&c) {
+                return Ok(tmp);
+            }
+            let err = last_error();
+            if err.raw_os_error() != Some(libc::EEXIST) {
+                return Err(err).with_context(|| format!("creating {}", self.join(&tmp).display()));
+            }
+            last = Some(tmp);
+        }
+        let tmp = last.unwrap_or_default();
+        Err(std::io::Error::from_raw_os_error(libc::EEXIST)).with_context(|| {
+            format!(
+                "creating a temp file like {}: {TEMP_TRIES} random names were all taken",
+                self.join(&tmp).display()
+            )
+        })
+    }
+
+    /// The atomic replacement itself: `write` fills the temp file (created with `mode`,
+    /// less the umask); then fsync, rename over `name`, fsync the directory. On any
+    /// error the temp file is removed and `name` is untouched.
+    fn replace(
+        &self,
+        name: &OsStr,
+        mode: u32,
+        write: impl FnOnce(&mut File, &Path) -> Result<()>,
+    ) -> Result<()> {
+        check_name(name)?;
+        self.remove_stale_temps(name);
+        let flags =
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let mut fd = -1;
+        let tmp = self.create_temp(name, |c| {
+            // SAFETY: a valid C string relative to a directory descriptor we own.
+            fd = unsafe {
+                libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint)
+            };
+            fd >= 0
+        })?;
+        // SAFETY: `fd` was just opened by create_temp's successful try, and is ours.
+        let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let tmp_path = self.join(&tmp);
+        let result = (|| -> Result<()> {
+            write(&mut file, &tmp_path)?;
+            file.sync_all()
+                .with_context(|| format!("syncing {}", tmp_path.display()))?;
+            self.rename(&tmp, name)
+        })();
+        if result.is_err() {
+            let _ = self.remove_file(&tmp);
+        }
+        result?;
+        self.sync()
+    }
+
+    /// Remove `.<name>.tmp-<pid>` and `.<name>.tmp-<pid>-<hex>` entries that a process
+    /// no longer alive left behind (a crash between creating and renaming the temp
+    /// file). Best effort: a leftover is only litter, never read; unlinking a planted
+    /// symlink removes the link, not its target.
+    fn remove_stale_temps(&self, name: &OsStr) {
+        let mut prefix = b".".to_vec();
+        prefix.extend_from_slice(name.as_bytes());
+        prefix.extend_from_slice(b".tmp-");
+        let Ok(entries) = self.entries() else {
+            return;
+        };
+        for entry in entries {
+            let Some(rest) = entry.as_bytes().strip_prefix(prefix.as_slice()) else {
+                continue;
+            };
+            let pid = match rest.iter().position(|&b| b == b'-') {
+                Some(i) => &rest[..i],
+                None => rest,
+            };
+            let Some(pid) = std::str::from_utf8(pid)
+                .ok()
+                .and_then(|p| p.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() as libc::pid_t && !process_alive(pid) {
+                let _ = self.remove_file(&entry);
+            }
+        }
+    }
+}
+
+fn not_found(path: &Path) -> anyhow::Error {
+    anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound))
+        .context(format!("opening {}", path.display()))
+}
+
+/// The components of `rel` below `root`: plain names only.
+fn rel_parts<'a>(root: &Path, rel: &'a Path) -> Result<Vec<&'a OsStr>> {
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(fail(
+                    ExitCode::Data,
+                    format!("{}: {} leaves it; refusing", root.display(), rel.display()),
+                ))
+            }
+        }
+    }
+    Ok(parts)
+}
+
+fn refuse_kind(path: &Path, kind: Kind, wanted: &str) -> anyhow::Error {
+    fail(
+        ExitCode::Data,
+        format!(
+            "{} is {}, not {wanted}: refusing to follow or replace it (something other than ksql-msk put it there)",
+            path.display(),
+            kind.describe()
+        ),
+    )
+}
+
+fn fstat(file: &File) -> std::io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat on a descriptor we own, into a properly sized out-parameter.
+    if unsafe { libc::fstat(file.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(last_error());
+    }
+    // SAFETY: fstat returned 0, so it filled `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// What `name` relative to `at` is, not following a symlink.
+fn kind_at(at: RawFd, name: &CStr) -> Option<Kind> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: a valid C string and a properly sized out-parameter.
+    let rc = unsafe {
+        libc::fstatat(
+            at,
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    // SAFETY: fstatat returned 0, so it filled `st`.
+    (rc == 0).then(|| Kind::of(&unsafe { st.assume_init() }))
+}
+
+fn process_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; no signal is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Bytes free to an unprivileged writer in the file system holding `dir`.
@@ -173,6 +748,7 @@ pub fn check_space(dir: &Path, need: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -236,5 +812,211 @@ mod tests {
         let (free, on) = free_space_near(Path::new("/tmp/does/not/exist/yet")).unwrap();
         assert!(free > 0);
         assert!(Path::new("/tmp").starts_with(&on) || on == Path::new("/"));
+    }
+
+    fn code(e: &anyhow::Error) -> ExitCode {
+        crate::exit::exit_code_of(e)
+    }
+
+    #[test]
+    fn links_planted_at_temp_names_redirect_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.conf");
+        // The old predictable name for this very process, and new-style names.
+        let pid = std::process::id();
+        let planted = [
+            format!(".a.conf.tmp-{pid}"),
+            format!(".a.conf.tmp-{pid}-0000000000000000"),
+        ];
+        for (i, name) in planted.iter().enumerate() {
+            std::os::unix::fs::symlink(
+                outside.path().join(format!("leak{i}")),
+                dir.path().join(name),
+            )
+            .unwrap();
+        }
+        write_atomic(&path, b"secret", 0o640).unwrap();
+        assert_eq!(
+            fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "written outside"
+        );
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(fs::read(&path).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn a_symlink_at_the_target_is_replaced_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.path().join("a.conf");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_atomic(&path, b"new", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        // The same through copy_atomic, which also sets the mode exactly.
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let src = dir.path().join("src");
+        fs::write(&src, "copied").unwrap();
+        copy_atomic(&src, &path, 0o644).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "copied");
+    }
+
+    #[test]
+    fn copy_atomic_does_not_read_through_a_symlinked_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("shadow");
+        fs::write(&secret, "root:hash").unwrap();
+        let src = dir.path().join("cached.jar");
+        std::os::unix::fs::symlink(&secret, &src).unwrap();
+        let dst = dir.path().join("installed.jar");
+        let err = copy_atomic(&src, &dst, 0o644).unwrap_err();
+        assert_eq!(code(&err), ExitCode::Data, "{err:#}");
+        assert!(err.to_string().contains("symlink"), "{err:#}");
+        assert!(!dst.exists());
+    }
+
+    #[test]
+    fn stale_temps_of_either_name_scheme_go_and_a_planted_link_there_is_only_unlinked() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let dead_new = dir.path().join(".a.conf.tmp-99999999-0123456789abcdef");
+        fs::write(&dead_new, "partial").unwrap();
+        let dead_link = dir.path().join(".a.conf.tmp-99999998-0123456789abcdef");
+        std::os::unix::fs::symlink(&victim, &dead_link).unwrap();
+        let alive = dir.path().join(format!(
+            ".a.conf.tmp-{}-0123456789abcdef",
+            std::os::unix::process::parent_id()
+        ));
+        fs::write(&alive, "partial").unwrap();
+        write_atomic(&dir.path().join("a.conf"), b"new", 0o640).unwrap();
+        assert!(fs::symlink_metadata(&dead_new).is_err(), "dead temp stayed");
+        assert!(
+            fs::symlink_metadata(&dead_link).is_err(),
+            "dead link stayed"
+        );
+        assert!(alive.exists(), "a live process's temp file was removed");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    }
+
+    #[test]
+    fn temp_names_are_unpredictable() {
+        let (a, b) = (random_hex(), random_hex());
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn open_beneath_refuses_a_symlinked_component_and_dot_dot() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("releases/1")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("releases/1/etc")).unwrap();
+        let err = Dir::open_beneath(root.path(), Path::new("releases/1/etc")).unwrap_err();
+        assert_eq!(code(&err), ExitCode::Data, "{err:#}");
+        assert!(err.to_string().contains("is a symlink"), "{err:#}");
+        let err = Dir::create_beneath(root.path(), Path::new("releases/1/etc/ksqldb"), 0o755)
+            .unwrap_err();
+        assert_eq!(code(&err), ExitCode::Data, "{err:#}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        let err = Dir::open_beneath(root.path(), Path::new("releases/../..")).unwrap_err();
+        assert_eq!(code(&err), ExitCode::Data, "{err:#}");
+        // The root itself must not be a symlink either.
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+        assert!(Dir::open(&link).is_err());
+        let (dir, name) = Dir::beneath(root.path(), &root.path().join("releases/1/x")).unwrap();
+        assert_eq!(name, "x");
+        assert_eq!(dir.path(), root.path().join("releases/1"));
+    }
+
+    #[test]
+    fn create_beneath_sets_the_mode_of_what_it_creates_only() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("old")).unwrap();
+        fs::set_permissions(root.path().join("old"), fs::Permissions::from_mode(0o711)).unwrap();
+        // 0770: group-writable, which the usual umask (022) takes away at mkdir.
+        let made = Dir::create_beneath(root.path(), Path::new("old/new/deeper"), 0o770).unwrap();
+        let mode = |p: &str| {
+            fs::metadata(root.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("old"), 0o711);
+        assert_eq!(mode("old/new"), 0o770);
+        assert_eq!(mode("old/new/deeper"), 0o770);
+        made.write_atomic("f", b"x", 0o644).unwrap();
+        assert_eq!(made.entries().unwrap(), vec![OsString::from("f")]);
+        assert!(
+            made.create_dir("f", 0o755).is_err(),
+            "a file taken for a directory"
+        );
+    }
+
+    #[test]
+    fn read_and_append_refuse_links_and_special_files() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = Dir::open(root.path()).unwrap();
+        assert_eq!(dir.read("missing").unwrap(), None);
+        fs::write(root.path().join("f"), "data").unwrap();
+        assert_eq!(dir.read("f").unwrap().unwrap(), b"data");
+        std::os::unix::fs::symlink(root.path().join("f"), root.path().join("l")).unwrap();
+        let err = dir.read("l").unwrap_err();
+        assert_eq!(code(&err), ExitCode::Data, "{err:#}");
+        assert_eq!(dir.kind("l").unwrap(), Some(Kind::Symlink));
+        assert!(dir.open_append("l").is_err());
+        let fifo = CString::new(root.path().join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = dir.read("fifo").unwrap_err();
+        assert!(err.to_string().contains("special file"), "{err:#}");
+        let mut f = dir.open_append("f").unwrap();
+        f.write_all(b"+more").unwrap();
+        assert_eq!(fs::read(root.path().join("f")).unwrap(), b"data+more");
+        let mut f = dir.create_new("g", 0o600).unwrap();
+        f.write_all(b"new").unwrap();
+        assert!(
+            dir.create_new("g", 0o600).is_err(),
+            "create_new opened an existing file"
+        );
+        assert!(
+            dir.create_new("l", 0o600).is_err(),
+            "create_new followed a link"
+        );
+    }
+
+    #[test]
+    fn symlink_atomic_replaces_what_was_planted() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let dir = Dir::open(root.path()).unwrap();
+        let target = Path::new("releases/1");
+        assert!(dir.symlink_atomic_at("current", target, "x").unwrap());
+        assert!(!dir.symlink_atomic_at("current", target, "x").unwrap());
+        // A link to outside, or a plain file, at `current`: replaced by the link.
+        std::fs::remove_file(root.path().join("current")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("current")).unwrap();
+        assert!(dir.symlink_atomic_at("current", target, "x").unwrap());
+        assert_eq!(fs::read_link(root.path().join("current")).unwrap(), target);
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert_eq!(dir.entries().unwrap(), vec![OsString::from("current")]);
     }
 }
