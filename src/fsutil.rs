@@ -63,6 +63,20 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// The directory `path`, created with exactly `mode` if missing (its parents as
+/// `mkdir -p` would): its parents are the caller's to trust, but the directory itself
+/// must be a real one, not a symlink planted in its place (65).
+pub fn ensure_dir(path: &Path, mode: u32) -> Result<Dir> {
+    let parent = parent_dir(path);
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let parent = Dir::open_trusted(parent)?;
+    parent.create_dir(name, mode)?;
+    parent.open_dir(name)
+}
+
 /// 64 unpredictable bits as hex, for temp names nobody can plant in advance. Should
 /// the kernel have no randomness to give (it always has, since Linux 3.17), the name is
 /// only unique, and `O_EXCL|O_NOFOLLOW` still refuses whatever was planted there.
@@ -158,6 +172,12 @@ impl Dir {
         Dir::open_raw(libc::AT_FDCWD, path.as_os_str(), path.to_path_buf(), true)
     }
 
+    /// Open `path` as a directory following symlinks, as a path does: for directories
+    /// outside anyone else's reach (the state directory's parents).
+    pub fn open_trusted(path: &Path) -> Result<Dir> {
+        Dir::open_raw(libc::AT_FDCWD, path.as_os_str(), path.to_path_buf(), false)
+    }
+
     /// The directory of `path` (following symlinks on the way, as a path does) and the
     /// file name in it: what the path-based functions above work on.
     fn parent_of(path: &Path) -> Result<(Dir, OsString)> {
@@ -225,6 +245,15 @@ impl Dir {
         Ok(Dir { fd, path })
     }
 
+    /// The directory's own metadata (of what was opened, whatever the path names now).
+    pub fn metadata(&self) -> Result<std::fs::Metadata> {
+        self.fd
+            .try_clone()
+            .map(File::from)
+            .and_then(|f| f.metadata())
+            .with_context(|| format!("reading {}", self.path.display()))
+    }
+
     /// Where this directory was opened (for messages).
     pub fn path(&self) -> &Path {
         &self.path
@@ -277,6 +306,16 @@ impl Dir {
         Ok(true)
     }
 
+    /// Create the directory `name` with exactly `mode`; it must not exist yet.
+    pub fn create_dir_new(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<()> {
+        let name = name.as_ref();
+        if !self.create_dir(name, mode)? {
+            return Err(std::io::Error::from_raw_os_error(libc::EEXIST))
+                .with_context(|| format!("creating {}", self.join(name).display()));
+        }
+        Ok(())
+    }
+
     /// Open `name` for reading; a symlink or anything but a regular file is refused
     /// (65). `Ok(None)` if nothing is there.
     pub fn open_file(&self, name: impl AsRef<OsStr>) -> Result<Option<File>> {
@@ -297,6 +336,18 @@ impl Dir {
         std::io::Read::read_to_end(&mut file, &mut bytes)
             .with_context(|| format!("reading {}", self.join(name).display()))?;
         Ok(Some(bytes))
+    }
+
+    /// Open `name` for reading and writing, creating it with `mode` if it is missing,
+    /// never following a symlink there and never truncating (65 for anything but a
+    /// regular file).
+    pub fn open_or_create(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<File> {
+        let name = name.as_ref();
+        check_name(name)?;
+        let flags =
+            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+        self.open_regular(name, flags, mode)?
+            .ok_or_else(|| not_found(&self.join(name)))
     }
 
     /// Create `name`, which must not exist (`O_CREAT|O_EXCL|O_NOFOLLOW`), for writing.

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -154,7 +154,12 @@ impl Read for Follower {
                 if let Some(path) = &s.file {
                     // Opened under the lock: the downloader bumps the generation (which
                     // takes the lock) before it removes or replaces this file.
-                    match File::open(path) {
+                    // Never through a link planted at the `.part` name.
+                    let opened = std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                        .open(path);
+                    match opened {
                         Ok(f) => {
                             self.file = Some(f);
                             self.generation = s.generation;

@@ -18,8 +18,9 @@ mod cache;
 mod growth;
 mod policy;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -164,10 +165,20 @@ impl Fetcher {
         progress: &dyn Progress,
         growth: Option<&Growth>,
     ) -> Result<Download> {
-        fs::create_dir_all(&self.cache_dir)
-            .with_context(|| format!("creating {}", self.cache_dir.display()))?;
+        // A real directory: a symlink planted as `cache` would send downloads elsewhere.
+        fsutil::ensure_dir(&self.cache_dir, 0o755)?;
         let path = cache_path(&self.cache_dir, url);
-        if let Ok(meta) = fs::metadata(&path) {
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if !meta.is_file() => {
+                tracing::warn!(
+                    "{}: not a regular file (planted?): removed, downloading afresh",
+                    path.display()
+                );
+                let _ = fs::remove_file(&path);
+            }
+            _ => {}
+        }
+        if let Some(meta) = fs::symlink_metadata(&path).ok().filter(|m| m.is_file()) {
             tracing::info!(
                 "{name}: using {} already downloaded from {url}",
                 path.display()
@@ -184,7 +195,7 @@ impl Fetcher {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let before = fs::metadata(part_path(&path)).map(|m| m.len()).unwrap_or(0);
+            let before = file_len(&part_path(&path));
             let outcome = tokio::time::timeout_at(
                 deadline.into(),
                 self.attempt(url, name, &path, progress, growth),
@@ -202,7 +213,7 @@ impl Fetcher {
                 Ok(Err(AttemptError::Retry(e))) => e,
                 Err(_) => anyhow::anyhow!("download still incomplete at the deadline"),
             };
-            let after = fs::metadata(part_path(&path)).map(|m| m.len()).unwrap_or(0);
+            let after = file_len(&part_path(&path));
             // An attempt that moved bytes resets the backoff: a flaky but working
             // connection keeps going until the deadline.
             failures = if after > before { 1 } else { failures + 1 };
@@ -241,7 +252,7 @@ impl Fetcher {
         let part = part_path(path);
         let meta = meta_path(path);
         let fatal = |e: anyhow::Error| AttemptError::Fatal(e);
-        let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        let have = file_len(&part);
         let validator = fs::read_to_string(&meta)
             .ok()
             .map(|t| Validator::parse(&t))
@@ -354,9 +365,17 @@ impl Fetcher {
             } else {
                 let _ = fs::remove_file(&meta);
             }
-            File::create(&part)
+            // Never through a link planted at the name (O_EXCL, O_NOFOLLOW).
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&part)
         } else {
-            OpenOptions::new().append(true).open(&part)
+            OpenOptions::new()
+                .append(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&part)
         }
         .with_context(|| format!("opening {}", part.display()))
         .map_err(fatal)?;
@@ -487,4 +506,13 @@ fn log_progress(name: &str, done: u64, total: Option<u64>, rate: f64) {
         ),
         _ => tracing::info!("{name}: {} at {:.1} MB/s", mb(done), rate / 1e6),
     }
+}
+
+/// The size of the regular file at `path`; 0 for anything else (a symlink planted at a
+/// partial download is not resumed from, and is replaced when the download starts over).
+fn file_len(path: &Path) -> u64 {
+    fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len())
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use super::stage::Staged;
 use crate::config::Settings;
 use crate::failpoint;
-use crate::fsutil;
+use crate::fsutil::{self, Dir};
 use crate::layout;
 
 pub const STAGING_PREFIX: &str = ".staging-";
@@ -20,7 +20,10 @@ const CURRENT_TMP_PREFIX: &str = ".current.tmp-";
 /// temporary `current` links.
 pub fn prepare_releases_dir(settings: &Settings) -> Result<()> {
     let releases = settings.releases_dir();
-    fs::create_dir_all(&releases).with_context(|| format!("creating {}", releases.display()))?;
+    // A real directory, not a symlink planted in its place.
+    let state = Dir::open(&settings.agent.state_dir)?;
+    state.create_dir("releases", 0o755)?;
+    state.open_dir("releases")?;
     let entries =
         fs::read_dir(&releases).with_context(|| format!("listing {}", releases.display()))?;
     for entry in entries {
@@ -38,15 +41,9 @@ pub fn prepare_releases_dir(settings: &Settings) -> Result<()> {
                 .with_context(|| format!("removing {}", entry.path().display()))?;
         }
     }
-    if let Ok(entries) = fs::read_dir(&settings.agent.state_dir) {
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(CURRENT_TMP_PREFIX)
-            {
-                let _ = fs::remove_file(entry.path());
-            }
+    for name in state.entries().unwrap_or_default() {
+        if name.to_string_lossy().starts_with(CURRENT_TMP_PREFIX) {
+            let _ = state.remove_file(&name);
         }
     }
     Ok(())
@@ -67,28 +64,21 @@ pub fn activate(settings: &Settings, staged: Staged, release: &Path) -> Result<(
     Ok(())
 }
 
-/// Point `current` at `releases/<version>` atomically: a new link under a temporary
-/// name renamed over the old one. Returns whether it changed.
+/// Point `current` at `releases/<version>` atomically: a new link under a random
+/// temporary name (`.current.tmp-<pid>-<hex>`) renamed over the old one, so whatever
+/// was planted at either name is replaced, never followed. Returns whether it changed.
 pub fn point_current(settings: &Settings, version: &str) -> Result<bool> {
     let link = settings.current_link();
     let target = Path::new("releases").join(version);
-    if fs::read_link(&link).ok().as_deref() == Some(target.as_path()) {
-        return Ok(false);
+    let state = Dir::open(&settings.agent.state_dir)?;
+    let name = link
+        .file_name()
+        .with_context(|| format!("{} has no file name", link.display()))?;
+    let changed = state.symlink_atomic_at(name, &target, "install.before_current_swap")?;
+    if changed {
+        tracing::info!("{} now points to {}", link.display(), target.display());
     }
-    let state = &settings.agent.state_dir;
-    let tmp = state.join(format!("{CURRENT_TMP_PREFIX}{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&target, &tmp)
-        .with_context(|| format!("creating symlink {}", tmp.display()))?;
-    if let Err(e) = failpoint::hit("install.before_current_swap")
-        .and_then(|()| fs::rename(&tmp, &link).map_err(anyhow::Error::from))
-    {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("replacing {}", link.display()));
-    }
-    fsutil::sync_dir(state)?;
-    tracing::info!("{} now points to {}", link.display(), target.display());
-    Ok(true)
+    Ok(changed)
 }
 
 /// The version `current` points to, if it points into `releases/`.

@@ -103,19 +103,17 @@ pub async fn fetch(
 /// Copy the jar into `release/share/java/ksqldb/` atomically and remove older
 /// aws-msk-iam-auth jars there (two versions on one classpath is a lottery).
 pub fn install(release: &Path, jar: &Path, file_name: &str) -> Result<()> {
-    let dir = release.join(layout::JAR_DIR);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    fsutil::copy_atomic(jar, &dir.join(file_name), 0o644)?;
-    for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    // Through handles that refuse a symlink below the release (`share -> /usr/share`).
+    let dir = fsutil::Dir::create_beneath(release, Path::new(layout::JAR_DIR), 0o755)?;
+    dir.copy_atomic(file_name, jar, 0o644)?;
+    for entry in dir.entries()? {
+        let name = entry.to_string_lossy().into_owned();
         if name.starts_with(JAR_PREFIX) && name.ends_with(".jar") && name != file_name {
-            tracing::info!("removing older {name} from {}", dir.display());
-            fs::remove_file(entry.path())
-                .with_context(|| format!("removing {}", entry.path().display()))?;
+            tracing::info!("removing older {name} from {}", dir.path().display());
+            dir.remove_file(&entry)?;
         }
     }
-    fsutil::sync_dir(&dir)
+    dir.sync()
 }
 
 /// [`crate::pipeline::Plan::JarOnly`]: put the checked jar into an installed release

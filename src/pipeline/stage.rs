@@ -15,6 +15,7 @@ use crate::config::{KeySource, Settings};
 use crate::exit::{fail, ExitCode};
 use crate::failpoint;
 use crate::fetch::{Download, Fetcher, Growth};
+use crate::fsutil;
 
 use crate::progress::Progress;
 use crate::unpack::{self, Unpacked};
@@ -65,7 +66,7 @@ impl StagingDir {
     }
 
     fn create(&self) -> Result<()> {
-        fs::create_dir(&self.0).with_context(|| format!("creating {}", self.0.display()))
+        create_staging(&self.0)
     }
 }
 
@@ -238,9 +239,18 @@ async fn unpack_again(
     super::activate::remove_staging(staging.path());
     let (dir, path) = (staging.path().to_path_buf(), archive.to_path_buf());
     tokio::task::spawn_blocking(move || {
-        fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        create_staging(&dir)?;
         unpack::unpack_verified(&path, &dir, max, &check)
     })
     .await
     .context("the unpack task failed")?
+}
+
+/// Create a staging directory afresh in `releases/`, which must be a real directory
+/// (a symlink planted there is refused, so nothing is unpacked elsewhere).
+fn create_staging(path: &Path) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    fsutil::Dir::open(fsutil::parent_dir(path))?.create_dir_new(name, 0o755)
 }

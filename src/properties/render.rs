@@ -12,7 +12,8 @@ use super::{java, Document, JavaString, MANAGED_MARKER};
 use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::exit::{fail, ExitCode};
-use crate::{fsutil, imds, layout};
+use crate::fsutil::{self, Dir, Kind};
+use crate::{imds, layout};
 
 /// Keys someone added to the live file by hand are kept in a block of their own, so the
 /// next render still tells them from the managed ones.
@@ -103,12 +104,33 @@ fn check_role_arn(settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+/// The directory of the release's properties files, opened without following a
+/// symlink below the release (`etc -> /etc` planted by the ksql user is refused, 65).
+fn etc_dir(release_dir: &Path) -> Result<Dir> {
+    Dir::open_beneath(
+        release_dir,
+        fsutil::parent_dir(Path::new(layout::PROPERTIES)),
+    )
+}
+
+/// Read `path` (a file in `etc`) without following a symlink. A symlink or special
+/// file planted at a file this module replaces (`replaceable`) reads as missing, so
+/// that the write replaces it without its target ever being read; anywhere else it is
+/// refused (65).
+fn read_optional(etc: &Dir, path: &Path, replaceable: bool) -> Result<Option<Vec<u8>>> {
+    let name = file_name(path)?;
+    if replaceable {
+        if let Some(kind) = etc.kind(name)? {
+            if kind != Kind::File {
+                warn!(
+                    "{}: {kind:?} where ksql-msk's file should be: replacing it, unread",
+                    path.display()
+                );
+                return Ok(None);
+            }
+        }
     }
+    etc.read(name)
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Document> {
@@ -123,14 +145,19 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Document> {
     })
 }
 
+fn file_name(path: &Path) -> Result<&std::ffi::OsStr> {
+    path.file_name()
+        .with_context(|| format!("{} has no file name", path.display()))
+}
+
 fn lossy(s: &[u16]) -> String {
     String::from_utf16_lossy(s)
 }
 
 /// The pristine copy, created from the live file if the unpacker did not leave one.
-fn pristine(release_dir: &Path, live: Option<&[u8]>, dry_run: bool) -> Result<Vec<u8>> {
+fn pristine(release_dir: &Path, etc: &Dir, live: Option<&[u8]>, dry_run: bool) -> Result<Vec<u8>> {
     let path = release_dir.join(layout::PRISTINE_PROPERTIES);
-    if let Some(bytes) = read_optional(&path)? {
+    if let Some(bytes) = read_optional(etc, &path, false)? {
         return Ok(bytes);
     }
     let live_path = release_dir.join(layout::PROPERTIES);
@@ -158,7 +185,7 @@ fn pristine(release_dir: &Path, live: Option<&[u8]>, dry_run: bool) -> Result<Ve
         None => live.to_vec(),
     };
     if !dry_run {
-        fsutil::write_atomic(&path, &bytes, 0o644)?;
+        etc.write_atomic(file_name(&path)?, &bytes, 0o644)?;
         info!("{}: saved the release's original file", path.display());
     }
     Ok(bytes)
@@ -188,8 +215,9 @@ fn render_keys(
     dry_run: bool,
 ) -> Result<Configured> {
     let path = release_dir.join(layout::PROPERTIES);
-    let live = read_optional(&path)?;
-    let pristine_bytes = pristine(release_dir, live.as_deref(), dry_run)?;
+    let etc = etc_dir(release_dir)?;
+    let live = read_optional(&etc, &path, true)?;
+    let pristine_bytes = pristine(release_dir, &etc, live.as_deref(), dry_run)?;
     let pristine_path = release_dir.join(layout::PRISTINE_PROPERTIES);
     let mut doc = parse(&pristine_path, &pristine_bytes)?;
     let upstream = doc.java_map();
@@ -203,7 +231,7 @@ fn render_keys(
                 // Keys we wrote last time: an override since removed from the config is
                 // ours to drop, not a hand edit. Without the record (older renders), every
                 // key in our block counts as ours.
-                let written_before: Vec<JavaString> = match read_optional(&keys_path)? {
+                let written_before: Vec<JavaString> = match read_optional(&etc, &keys_path, true)? {
                     Some(list) => String::from_utf8_lossy(&list)
                         .lines()
                         .filter(|l| !l.is_empty())
@@ -272,7 +300,12 @@ fn render_keys(
     };
     if changed && !dry_run {
         crate::failpoint::hit("properties.before_write")?;
-        fsutil::write_atomic_at(&path, &rendered, PROPERTIES_MODE, "properties.mid_write")?;
+        etc.write_atomic_at(
+            file_name(&path)?,
+            &rendered,
+            PROPERTIES_MODE,
+            "properties.mid_write",
+        )?;
         crate::failpoint::hit("properties.after_write")?;
         info!("{}: written", path.display());
     } else if !changed {
@@ -283,8 +316,8 @@ fn render_keys(
         list.sort();
         list.dedup();
         let text = list.join("\n") + "\n";
-        if read_optional(&keys_path)?.as_deref() != Some(text.as_bytes()) {
-            fsutil::write_atomic(&keys_path, text.as_bytes(), PROPERTIES_MODE)?;
+        if read_optional(&etc, &keys_path, true)?.as_deref() != Some(text.as_bytes()) {
+            etc.write_atomic(file_name(&keys_path)?, text.as_bytes(), PROPERTIES_MODE)?;
         }
     }
     Ok(Configured {

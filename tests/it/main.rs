@@ -12,6 +12,7 @@ mod hostile;
 mod install;
 mod msk_5xx;
 mod no_panic;
+mod planted;
 mod properties;
 mod run;
 mod secrets;

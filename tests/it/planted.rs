@@ -1,0 +1,181 @@
+//! A hostile state directory (docs/RELIABILITY.md, "Planted links and the state
+//! directory"): the `ksql` user can write everything under it, and root may run
+//! `ksql-msk install` over it. Nothing planted there may redirect a write, a chmod or a
+//! create outside it, and a state directory that is not the agent's own is refused.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ksql_msk_testkit::signing::TestKey;
+use ksql_msk_testkit::tarball;
+
+use crate::install::{Pins, World, OLD};
+use crate::support::error_line;
+
+const PROPERTIES: &str = "etc/ksqldb/ksql-server.properties";
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// Every file under `dir`, recursively (what a redirected write would have left).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `OLD` installed under a strict pin, and a directory outside the state directory
+/// that hostile links point into.
+fn installed() -> (World, Pins, PathBuf) {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let pins = Pins::strict(&key.fingerprint());
+    w.publish(OLD, &tarball::ksqldb_tarball(OLD), &key);
+    w.configure(OLD, &pins);
+    let out = w.install();
+    assert_eq!(out.code, 0, "installing {OLD}: {out:?}");
+    let outside = w.host.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    (w, pins, outside)
+}
+
+/// Add a `[properties]` override, so that the next install rewrites the live file.
+fn add_override(w: &World, value: &str) {
+    let path = w.host.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{text}\n[properties]\n\"ksql.service.id\" = \"{value}\"\n"),
+    )
+    .unwrap();
+}
+
+fn release(w: &World) -> PathBuf {
+    w.state().join("releases").join(OLD)
+}
+
+/// The pids the next processes will get: the old temp names were `.<name>.tmp-<pid>`,
+/// so an attacker who plants a few thousand of them wins against the next install.
+fn next_pids(count: u32) -> Vec<u32> {
+    let read = |p: &str| -> u32 { std::fs::read_to_string(p).unwrap().trim().parse().unwrap() };
+    let last = read("/proc/sys/kernel/ns_last_pid");
+    let max = read("/proc/sys/kernel/pid_max");
+    // Pids wrap to just above the kernel's reserved ones (300).
+    (1..=count)
+        .map(|i| {
+            let p = last + i;
+            if p >= max {
+                300 + (p - max)
+            } else {
+                p
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn four_thousand_links_at_the_old_temp_names_do_not_redirect_the_properties_write() {
+    let (w, _pins, outside) = installed();
+    add_override(&w, "planted_links_");
+    let dir = release(&w).join("etc/ksqldb");
+    let pids = next_pids(4000);
+    for pid in &pids {
+        symlink(
+            outside.join(format!("leak-{pid}")),
+            dir.join(format!(".ksql-server.properties.tmp-{pid}")),
+        )
+        .unwrap();
+    }
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        files_under(&outside),
+        Vec::<PathBuf>::new(),
+        "the rendered properties were written outside the state directory"
+    );
+    let live = release(&w).join(PROPERTIES);
+    let meta = std::fs::symlink_metadata(&live).unwrap();
+    assert!(meta.is_file(), "{} is not a regular file", live.display());
+    let text = std::fs::read_to_string(&live).unwrap();
+    assert!(text.contains("ksql.service.id=planted_links_"), "{text}");
+    assert_eq!(mode(&live), 0o640);
+}
+
+#[test]
+fn a_symlink_planted_at_the_properties_file_is_replaced_and_its_target_never_read_or_written() {
+    let (w, _pins, outside) = installed();
+    add_override(&w, "replaced_link_");
+    // Outside: a file root can read and the ksql user cannot (think /etc/shadow).
+    let target = outside.join("secret.properties");
+    std::fs::write(&target, "stolen.secret=TOP-SECRET-VALUE\n").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let live = release(&w).join(PROPERTIES);
+    std::fs::remove_file(&live).unwrap();
+    symlink(&target, &live).unwrap();
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "stolen.secret=TOP-SECRET-VALUE\n"
+    );
+    assert_eq!(mode(&target), 0o600);
+    assert!(std::fs::symlink_metadata(&live).unwrap().is_file());
+    let text = std::fs::read_to_string(&live).unwrap();
+    assert!(text.contains("ksql.service.id=replaced_link_"), "{text}");
+    assert!(
+        !text.contains("TOP-SECRET-VALUE"),
+        "the link's target was read into the rendered file:\n{text}"
+    );
+}
+
+#[test]
+fn a_directory_of_the_release_swapped_for_a_symlink_does_not_redirect_the_render() {
+    let (w, _pins, outside) = installed();
+    add_override(&w, "swapped_dir_");
+    // releases/<v>/etc -> outside/etc: the render would write outside/etc/ksqldb/...
+    let etc = release(&w).join("etc");
+    std::fs::rename(&etc, outside.join("etc")).unwrap();
+    symlink(outside.join("etc"), &etc).unwrap();
+    let before: Vec<(PathBuf, Vec<u8>)> = files_under(&outside)
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    let out = w.install();
+    assert_eq!(out.code, 65, "{out:?}");
+    let line = error_line(&out);
+    assert!(line.contains("releases/0.28.0/etc is a symlink"), "{line}");
+    let after: Vec<(PathBuf, Vec<u8>)> = files_under(&outside)
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    assert_eq!(after, before, "a file outside the state directory changed");
+}
+
+#[test]
+fn a_symlink_at_current_is_replaced_not_followed() {
+    let (w, pins, outside) = installed();
+    let current = w.state().join("current");
+    // A planted `current` pointing outside: the swap replaces the link itself.
+    std::fs::remove_file(&current).unwrap();
+    symlink(&outside, &current).unwrap();
+    w.configure(OLD, &pins);
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        std::fs::read_link(&current).unwrap(),
+        Path::new("releases").join(OLD)
+    );
+    assert_eq!(files_under(&outside), Vec::<PathBuf>::new());
+}
