@@ -3,7 +3,7 @@
 //! `ksql-msk install` over it. Nothing planted there may redirect a write, a chmod or a
 //! create outside it, and a state directory that is not the agent's own is refused.
 
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ksql_msk_testkit::signing::TestKey;
@@ -13,6 +13,11 @@ use crate::install::{Pins, World, OLD};
 use crate::support::error_line;
 
 const PROPERTIES: &str = "etc/ksqldb/ksql-server.properties";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
 
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
@@ -114,6 +119,36 @@ fn four_thousand_links_at_the_old_temp_names_do_not_redirect_the_properties_writ
 }
 
 #[test]
+fn a_symlink_at_the_lock_file_creates_and_truncates_nothing_outside() {
+    let (w, _pins, outside) = installed();
+    let lock = w.state().join(".lock");
+    // To a missing file: following it would create it; to an existing one: open it.
+    for (target, content) in [("created", None), ("precious", Some("keep me\n"))] {
+        let target = outside.join(target);
+        if let Some(c) = content {
+            std::fs::write(&target, c).unwrap();
+        }
+        std::fs::remove_file(&lock).unwrap();
+        symlink(&target, &lock).unwrap();
+        let out = w.install();
+        assert_eq!(out.code, 0, "{out:?}");
+        match content {
+            None => assert!(!target.exists(), "{} was created", target.display()),
+            Some(c) => {
+                assert_eq!(std::fs::read_to_string(&target).unwrap(), c);
+                assert_eq!(mode(&target), 0o644);
+            }
+        }
+        let meta = std::fs::symlink_metadata(&lock).unwrap();
+        assert!(meta.is_file(), "{} is still a symlink", lock.display());
+        assert!(
+            out.stderr.contains(".lock") && out.stderr.contains("symlink"),
+            "the replaced link is not reported: {out:?}"
+        );
+    }
+}
+
+#[test]
 fn a_symlink_planted_at_the_properties_file_is_replaced_and_its_target_never_read_or_written() {
     let (w, _pins, outside) = installed();
     add_override(&w, "replaced_link_");
@@ -178,4 +213,136 @@ fn a_symlink_at_current_is_replaced_not_followed() {
         Path::new("releases").join(OLD)
     );
     assert_eq!(files_under(&outside), Vec::<PathBuf>::new());
+}
+
+/// Run install with `state_dir` and expect a 78 naming `agent.state_dir` and `why`.
+fn assert_state_dir_refused(w: &World, pins: &Pins, state_dir: &Path, why: &str) {
+    let pins = pins
+        .clone()
+        .agent(&format!("state_dir = \"{}\"", state_dir.display()));
+    w.configure(OLD, &pins);
+    let out = w.install();
+    assert_eq!(out.code, 78, "{out:?}");
+    let line = error_line(&out);
+    assert!(
+        line.contains("agent.state_dir") && line.contains(why),
+        "error line lacks agent.state_dir or {why:?}: {line}"
+    );
+}
+
+fn world() -> (World, Pins) {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let pins = Pins::strict(&key.fingerprint());
+    w.publish(OLD, &tarball::ksqldb_tarball(OLD), &key);
+    (w, pins)
+}
+
+#[test]
+fn sticky_or_world_writable_state_dirs_are_refused_and_not_chmodded() {
+    let (w, pins) = world();
+    for (name, m, why) in [
+        ("tmp-like", 0o1777, "sticky"),
+        ("open", 0o777, "world-writable"),
+        ("sticky-only", 0o1750, "sticky"),
+    ] {
+        let dir = w.host.dir.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m)).unwrap();
+        assert_state_dir_refused(&w, &pins, &dir, why);
+        assert_eq!(mode(&dir), m, "{} was chmodded", dir.display());
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "{name}: written to"
+        );
+    }
+}
+
+#[test]
+fn a_symlinked_state_dir_is_refused() {
+    let (w, pins) = world();
+    let real = w.host.dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let link = w.host.dir.path().join("state-link");
+    symlink(&real, &link).unwrap();
+    assert_state_dir_refused(&w, &pins, &link, "symlink");
+    assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
+}
+
+#[test]
+fn a_non_empty_state_dir_of_another_user_is_refused() {
+    if !is_root() {
+        eprintln!("SKIPPED: chown needs root");
+        return;
+    }
+    let (w, pins) = world();
+    let dir = w.host.dir.path().join("alice");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "alice's\n").unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(54_321), Some(54_321)).unwrap();
+    assert_state_dir_refused(&w, &pins, &dir, "owned by uid 54321");
+    assert_eq!(mode(&dir), 0o755);
+    assert_eq!(std::fs::metadata(&dir).unwrap().uid(), 54_321);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+}
+
+/// `/` is only ever refused: the agent checks before it changes anything. Should a
+/// regression chmod it anyway, the mode is put back before the test fails.
+#[test]
+fn root_as_state_dir_is_refused_and_left_alone() {
+    let (w, pins) = world();
+    let before = mode(Path::new("/"));
+    let entries = std::fs::read_dir("/").unwrap().count();
+    let had_lock = std::fs::symlink_metadata("/.lock").is_ok();
+    let pins_root = pins.clone().agent("state_dir = \"/\"");
+    w.configure(OLD, &pins_root);
+    let out = w.install();
+    let after = mode(Path::new("/"));
+    if after != before {
+        std::fs::set_permissions("/", std::fs::Permissions::from_mode(before)).unwrap();
+    }
+    assert_eq!(after, before, "/ was chmodded: {out:?}");
+    assert_eq!(out.code, 78, "{out:?}");
+    let line = error_line(&out);
+    assert!(
+        line.contains("agent.state_dir") && line.contains("system directory"),
+        "{line}"
+    );
+    assert_eq!(std::fs::read_dir("/").unwrap().count(), entries);
+    if !had_lock {
+        assert!(
+            std::fs::symlink_metadata("/.lock").is_err(),
+            "/.lock created"
+        );
+    }
+}
+
+#[test]
+fn a_state_dir_the_agent_creates_is_0750_whatever_the_umask() {
+    use std::os::unix::process::CommandExt;
+    let (w, pins) = world();
+    let dir = w.host.dir.path().join("new/state");
+    let pins = pins
+        .clone()
+        .agent(&format!("state_dir = \"{}\"", dir.display()));
+    w.configure(OLD, &pins);
+    let mut cmd = w.host.command(&["install"]);
+    // SAFETY: umask is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let out = crate::support::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(mode(&dir), 0o750);
 }
