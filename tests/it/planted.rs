@@ -346,3 +346,23 @@ fn a_state_dir_the_agent_creates_is_0750_whatever_the_umask() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(mode(&dir), 0o750);
 }
+
+#[test]
+fn a_linked_cache_or_releases_directory_is_refused_and_nothing_lands_outside() {
+    for name in ["cache", "releases"] {
+        let (w, pins) = world();
+        w.configure(OLD, &pins);
+        let outside = w.host.dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::create_dir(w.state()).unwrap();
+        std::fs::set_permissions(w.state(), std::fs::Permissions::from_mode(0o750)).unwrap();
+        symlink(&outside, w.state().join(name)).unwrap();
+        let out = w.install();
+        assert_eq!(out.code, 65, "{name}: {out:?}");
+        assert!(
+            error_line(&out).contains(&format!("{name} is a symlink")),
+            "{name}: {out:?}"
+        );
+        assert_eq!(files_under(&outside), Vec::<PathBuf>::new(), "{name}");
+    }
+}
