@@ -113,24 +113,42 @@ fn etc_dir(release_dir: &Path) -> Result<Dir> {
     )
 }
 
-/// Read `path` (a file in `etc`) without following a symlink. A symlink or special
-/// file planted at a file this module replaces (`replaceable`) reads as missing, so
-/// that the write replaces it without its target ever being read; anywhere else it is
-/// refused (65).
+/// Read `path` (a file in `etc`) without following a symlink. A symlink, special file
+/// or hard link planted at a file this module replaces (`replaceable`) reads as missing,
+/// so that the write replaces it without its target ever being read into the rendered
+/// file; anywhere else a symlink or special file is refused (65).
 fn read_optional(etc: &Dir, path: &Path, replaceable: bool) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
     let name = file_name(path)?;
-    if replaceable {
-        if let Some(kind) = etc.kind(name)? {
-            if kind != Kind::File {
-                warn!(
-                    "{}: {kind:?} where ksql-msk's file should be: replacing it, unread",
-                    path.display()
-                );
-                return Ok(None);
-            }
-        }
+    if !replaceable {
+        return etc.read(name);
     }
-    etc.read(name)
+    let planted = |what: &str| {
+        warn!(
+            "{}: {what} where ksql-msk's file should be: replacing it, unread",
+            path.display()
+        );
+        Ok(None)
+    };
+    match etc.kind(name)? {
+        None => return Ok(None),
+        Some(Kind::File) => {}
+        Some(_) => return planted("a symlink or special file"),
+    }
+    let Some(mut file) = etc.open_file(name)? else {
+        return Ok(None);
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if meta.nlink() > 1 {
+        return planted("a hard link to another file");
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(Some(bytes))
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Document> {

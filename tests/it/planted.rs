@@ -366,3 +366,31 @@ fn a_linked_cache_or_releases_directory_is_refused_and_nothing_lands_outside() {
         assert_eq!(files_under(&outside), Vec::<PathBuf>::new(), "{name}");
     }
 }
+
+#[test]
+fn a_hard_link_planted_at_the_properties_file_is_replaced_and_its_other_name_never_read() {
+    let (w, _pins, outside) = installed();
+    add_override(&w, "replaced_hard_link_");
+    // Where fs.protected_hardlinks is off, the ksql user can link a file it cannot read.
+    let target = outside.join("secret.properties");
+    std::fs::write(&target, "stolen.secret=HARD-LINKED-SECRET\n").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let live = release(&w).join(PROPERTIES);
+    std::fs::remove_file(&live).unwrap();
+    std::fs::hard_link(&target, &live).unwrap();
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "stolen.secret=HARD-LINKED-SECRET\n"
+    );
+    let text = std::fs::read_to_string(&live).unwrap();
+    assert!(
+        text.contains("ksql.service.id=replaced_hard_link_"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("HARD-LINKED-SECRET"),
+        "the hard link's other name was read into the rendered file:\n{text}"
+    );
+}
