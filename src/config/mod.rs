@@ -24,6 +24,7 @@ mod fragment;
 mod load;
 pub mod schema;
 mod settings;
+mod types;
 mod values;
 
 pub use fragment::{check_kind, config_error, parse_fragment, Entry, Fragment, Origin};
@@ -35,6 +36,7 @@ pub use settings::{
     property_string, AgentSettings, ClusterRef, Connectivity, Heap, IamAuthSettings, KeySource,
     KsqldbSettings, MskSettings, Settings,
 };
+pub use types::{ConfigUrl, Fingerprint, Sha256Digest};
 pub use values::{
     expand_template, is_cluster_name, is_region, major_minor, normalize_fingerprint, parse_size,
     redact_url, ClusterArn, RedactedUrl,
