@@ -126,7 +126,7 @@ pub async fn kafka_client(msk: &MskSettings) -> Result<aws_sdk_kafka::Client> {
         loader = loader.region(Region::new(region.clone()));
     }
     if let Some(url) = &msk.endpoint_url {
-        loader = loader.endpoint_url(url);
+        loader = loader.endpoint_url(url.expose());
     }
     let conf = loader.load().await;
     if conf.region().is_none() {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::config::ConfigUrl;
+
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -72,20 +74,21 @@ pub fn judge(status: u16, body: &[u8]) -> Health {
     }
 }
 
-/// One probe of `url`.
-pub async fn probe(client: &reqwest::Client, url: &str) -> Health {
-    let resp = match client.get(url).send().await {
+/// One probe of `url`. What it says ends up in STATUS and the journal: reqwest's errors
+/// lose the URL they would name, credentials and all.
+pub async fn probe(client: &reqwest::Client, url: &ConfigUrl) -> Health {
+    let resp = match client.get(url.expose()).send().await {
         Ok(r) => r,
         Err(e) if e.is_connect() => {
             return Health::NotReady("ksqlDB is not listening yet".into());
         }
         Err(e) if e.is_timeout() => return Health::NotReady("health check timed out".into()),
-        Err(e) => return Health::NotReady(format!("health check failed: {e}")),
+        Err(e) => return Health::NotReady(format!("health check failed: {}", e.without_url())),
     };
     let status = resp.status().as_u16();
     match resp.bytes().await {
         Ok(body) => judge(status, &body),
-        Err(e) => Health::NotReady(format!("health check body: {e}")),
+        Err(e) => Health::NotReady(format!("health check body: {}", e.without_url())),
     }
 }
 

@@ -32,6 +32,8 @@ macro_rules! manifest_fields {
 
 manifest_fields! {
     version,
+    /// Redacted (`***@` for credentials), as every URL here: a password is not stored,
+    /// and changing only a mirror's password is not a different input.
     archive_url,
     archive_sha256,
     signature_url,

@@ -21,6 +21,7 @@ use sequoia_openpgp as openpgp;
 use sha2::{Digest, Sha256};
 use toml_edit::{DocumentMut, Item, Table};
 
+use crate::config::{self, ConfigUrl, Sha256Digest};
 use crate::exit::{fail, ExitCode};
 use crate::fsutil;
 
@@ -58,7 +59,7 @@ impl SignerTrust {
 pub struct SignatureCheck {
     certs: Vec<Cert>,
     signature: Vec<u8>,
-    signature_url: String,
+    signature_url: ConfigUrl,
     trust: SignerTrust,
 }
 
@@ -68,7 +69,7 @@ impl SignatureCheck {
         key: &[u8],
         key_origin: &str,
         signature: Vec<u8>,
-        signature_url: &str,
+        signature_url: &ConfigUrl,
         trust: SignerTrust,
     ) -> Result<SignatureCheck> {
         let certs: Vec<Cert> = CertParser::from_bytes(key)
@@ -94,7 +95,7 @@ impl SignatureCheck {
         Ok(SignatureCheck {
             certs,
             signature,
-            signature_url: signature_url.to_string(),
+            signature_url: signature_url.clone(),
             trust,
         })
     }
@@ -408,31 +409,36 @@ impl TrustStore {
     /// The trust rule for the archive's signer: the pinned fingerprints
     /// (`ksqldb.trusted_fingerprints`), else the signer recorded on first use, else anyone
     /// (who is then recorded).
-    pub fn signer_trust(&self, pinned: &[String]) -> SignerTrust {
+    pub fn signer_trust(&self, pinned: &[config::Fingerprint]) -> SignerTrust {
         if pinned.is_empty() {
             SignerTrust::FirstUse(self.signer())
         } else {
-            SignerTrust::Pinned(pinned.to_vec())
+            SignerTrust::Pinned(pinned.iter().map(|f| f.as_str().to_string()).collect())
         }
     }
 
     /// The jar's expected hash: the pinned one (`iam_auth.sha256`), else the one recorded
-    /// on first use for `url`; `None` means trust on first use of the published hash.
-    pub fn expected_jar(&self, pinned: Option<&str>, url: &str) -> Option<ExpectedHash> {
+    /// on first use for `url` (by its redacted form, as recorded); `None` means trust on
+    /// first use of the published hash.
+    pub fn expected_jar(
+        &self,
+        pinned: Option<&Sha256Digest>,
+        url: &ConfigUrl,
+    ) -> Option<ExpectedHash> {
         match pinned {
             Some(h) => Some(ExpectedHash {
-                sha256: h.to_string(),
+                sha256: h.to_hex(),
                 origin: "iam_auth.sha256".into(),
             }),
-            None => self.jar_sha256(url).map(|h| ExpectedHash {
+            None => self.jar_sha256(&url.redacted()).map(|h| ExpectedHash {
                 sha256: h,
                 origin: "recorded on first use in trust.toml".into(),
             }),
         }
     }
 
-    /// Record what an install accepted on first use (a signer, a jar URL and hash), and
-    /// say so loudly: from now on a different one is refused.
+    /// Record what an install accepted on first use (a signer, a jar URL in its redacted
+    /// form, as the manifest holds it, and hash), and say so loudly: from now on a different one is refused.
     pub fn record_first_use(
         &mut self,
         signer: Option<&str>,

@@ -15,8 +15,11 @@
 //!   A sticky world-writable directory (such as /tmp) is accepted for the main file,
 //!   not for the drop-ins (others could add one).
 //! - URL values must not hold control characters; `file://` key URLs must be absolute.
-//!   Show a configured URL only through [`redact_url`] / [`RedactedUrl`], which hide
-//!   `user:password@`.
+//!   Configured URLs are [`ConfigUrl`]s, whose `Display` and `Debug` hide
+//!   `user:password@` (as [`redact_url`] / [`RedactedUrl`] do for text); the real URL
+//!   is had only from [`ConfigUrl::expose`], where the request is made. What is stored
+//!   (manifest, trust.toml, the download cache) holds the redacted form, so changing
+//!   only the password of a mirror URL is not a different input.
 //! - Keys are named in code by the constants of [`schema::keys`], never by strings.
 
 pub mod edit;

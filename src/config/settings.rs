@@ -11,9 +11,10 @@ use toml_edit::Value;
 use super::fragment::{config_error, Origin};
 use super::load::Merged;
 use super::schema::{keys, Key};
+use super::types::{ConfigUrl, Fingerprint, Sha256Digest};
 use super::values::{
-    check_http_url, check_no_control, expand_template, is_cluster_name, is_heap, is_region,
-    is_version, major_minor, normalize_fingerprint, parse_size, redact_url, ClusterArn,
+    check_no_control, expand_template, is_cluster_name, is_heap, is_region, is_version,
+    major_minor, parse_size, redact_url, ClusterArn,
 };
 
 /// Which of the cluster's IAM bootstrap strings to use.
@@ -48,7 +49,7 @@ pub struct MskSettings {
     pub region: Option<String>,
     pub connectivity: Connectivity,
     pub ipv6: bool,
-    pub endpoint_url: Option<String>,
+    pub endpoint_url: Option<ConfigUrl>,
     pub cluster_wait: Duration,
     pub api_max_attempts: u32,
 }
@@ -63,18 +64,18 @@ pub enum Heap {
 /// Where the signing key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
-    Url(String),
+    Url(ConfigUrl),
     File(PathBuf),
 }
 
 #[derive(Debug, Clone)]
 pub struct KsqldbSettings {
     pub version: String,
-    pub archive_url: String,
-    pub signature_url: String,
+    pub archive_url: ConfigUrl,
+    pub signature_url: ConfigUrl,
     pub key: KeySource,
-    /// Upper-case hex, no spaces. Empty: trust on first use.
-    pub trusted_fingerprints: Vec<String>,
+    /// Empty: trust on first use.
+    pub trusted_fingerprints: Vec<Fingerprint>,
     pub listeners: String,
     pub heap: Heap,
     pub java_home: Option<PathBuf>,
@@ -83,9 +84,9 @@ pub struct KsqldbSettings {
 #[derive(Debug, Clone)]
 pub struct IamAuthSettings {
     pub version: String,
-    pub jar_url: String,
-    /// Lower-case hex. `None`: trust on first use of the published `.sha256`.
-    pub sha256: Option<String>,
+    pub jar_url: ConfigUrl,
+    /// `None`: trust on first use of the published `.sha256`.
+    pub sha256: Option<Sha256Digest>,
     pub role_arn: Option<String>,
     pub debug_creds: bool,
     pub policy_topics: Vec<String>,
@@ -95,7 +96,7 @@ pub struct IamAuthSettings {
 pub struct AgentSettings {
     pub state_dir: PathBuf,
     pub log_dir: PathBuf,
-    pub health_url: String,
+    pub health_url: ConfigUrl,
     pub rediscover_interval: Duration,
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
@@ -334,10 +335,10 @@ fn msk_settings(r: &Reader) -> Result<MskSettings> {
             ),
         ));
     }
-    let endpoint_url = Some(r.url_text(keys::MSK_ENDPOINT_URL)?).filter(|u| !u.is_empty());
-    if let Some(url) = &endpoint_url {
-        check_http_url(url).map_err(|e| r.err(keys::MSK_ENDPOINT_URL, e))?;
-    }
+    let endpoint_url = Some(r.url_text(keys::MSK_ENDPOINT_URL)?)
+        .filter(|u| !u.is_empty())
+        .map(|u| ConfigUrl::parse(&u).map_err(|e| r.err(keys::MSK_ENDPOINT_URL, e)))
+        .transpose()?;
     let api_max_attempts = r.int(keys::MSK_API_MAX_ATTEMPTS)?;
     if api_max_attempts == 0 {
         return Err(r.err(keys::MSK_API_MAX_ATTEMPTS, "must be at least 1"));
@@ -363,13 +364,12 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
     }
     let mm = major_minor(&version).unwrap_or_default();
     let vars = [("version", version.as_str()), ("major_minor", mm.as_str())];
-    let url = |key: &'static Key, vars: &[(&str, &str)]| -> Result<String> {
+    let url = |key: &'static Key, vars: &[(&str, &str)]| -> Result<ConfigUrl> {
         let expanded = expand_template(&r.url_text(key)?, vars).map_err(|e| r.err(key, e))?;
-        check_http_url(&expanded).map_err(|e| r.err(key, e))?;
-        Ok(expanded)
+        ConfigUrl::parse(&expanded).map_err(|e| r.err(key, e))
     };
     let archive_url = url(keys::KSQLDB_ARCHIVE_URL, &vars)?;
-    let with_archive = [vars[0], vars[1], ("archive_url", archive_url.as_str())];
+    let with_archive = [vars[0], vars[1], ("archive_url", archive_url.expose())];
     let signature_url = url(keys::KSQLDB_SIGNATURE_URL, &with_archive)?;
     let key_key = keys::KSQLDB_KEY_URL;
     let key_text = expand_template(&r.url_text(keys::KSQLDB_KEY_URL)?, &with_archive)
@@ -389,28 +389,21 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
     } else if key_text.starts_with('/') {
         KeySource::File(PathBuf::from(&key_text))
     } else {
-        check_http_url(&key_text).map_err(|e| {
+        KeySource::Url(ConfigUrl::parse(&key_text).map_err(|e| {
             r.err(
                 key_key,
                 format!("{e} (a URL, or an absolute path to a key file)"),
             )
-        })?;
-        KeySource::Url(key_text)
+        })?)
     };
     let fp_key = keys::KSQLDB_TRUSTED_FINGERPRINTS;
     let mut trusted_fingerprints = Vec::new();
     for fp in r.list(keys::KSQLDB_TRUSTED_FINGERPRINTS) {
-        let norm = normalize_fingerprint(&fp).ok_or_else(|| {
-            r.err(
-                fp_key,
-                format!("{fp:?} is not an OpenPGP fingerprint (40 or 64 hex digits)"),
-            )
-        })?;
-        trusted_fingerprints.push(norm);
+        trusted_fingerprints.push(Fingerprint::parse(&fp).map_err(|e| r.err(fp_key, e))?);
     }
     let listeners = r.url_text(keys::KSQLDB_LISTENERS)?;
     for listener in listeners.split(',').map(str::trim) {
-        check_http_url(listener).map_err(|e| r.err(keys::KSQLDB_LISTENERS, e))?;
+        ConfigUrl::parse(listener).map_err(|e| r.err(keys::KSQLDB_LISTENERS, e))?;
     }
     let heap_text = r.string(keys::KSQLDB_HEAP);
     let heap = if heap_text == "auto" {
@@ -458,19 +451,11 @@ fn iam_auth_settings(r: &Reader) -> Result<IamAuthSettings> {
         &[("version", version.as_str())],
     )
     .map_err(|e| r.err(jar_key, e))?;
-    check_http_url(&jar_url).map_err(|e| r.err(jar_key, e))?;
-    let sha256 = match r.opt_string(keys::IAM_AUTH_SHA256) {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Some(h.to_ascii_lowercase())
-        }
-        Some(h) => {
-            return Err(r.err(
-                keys::IAM_AUTH_SHA256,
-                format!("{h:?} is not a SHA-256 hash (64 hex digits)"),
-            ))
-        }
-        None => None,
-    };
+    let jar_url = ConfigUrl::parse(&jar_url).map_err(|e| r.err(jar_key, e))?;
+    let sha256 = r
+        .opt_string(keys::IAM_AUTH_SHA256)
+        .map(|h| Sha256Digest::from_hex(&h).map_err(|e| r.err(keys::IAM_AUTH_SHA256, e)))
+        .transpose()?;
     let role_arn = r.opt_string(keys::IAM_AUTH_ROLE_ARN);
     if let Some(arn) = &role_arn {
         let ok = arn.starts_with("arn:aws")
@@ -511,8 +496,8 @@ fn agent_settings(r: &Reader) -> Result<AgentSettings> {
     let state_dir = abs_path(keys::AGENT_STATE_DIR)?
         .ok_or_else(|| r.err(keys::AGENT_STATE_DIR, "must not be empty"))?;
     let log_dir = abs_path(keys::AGENT_LOG_DIR)?.unwrap_or_else(|| state_dir.join("logs"));
-    let health_url = r.url_text(keys::AGENT_HEALTH_URL)?;
-    check_http_url(&health_url).map_err(|e| r.err(keys::AGENT_HEALTH_URL, e))?;
+    let health_url = ConfigUrl::parse(&r.url_text(keys::AGENT_HEALTH_URL)?)
+        .map_err(|e| r.err(keys::AGENT_HEALTH_URL, e))?;
     let restart_limit = r.int(keys::AGENT_RESTART_LIMIT)?;
     if restart_limit == 0 {
         return Err(r.err(keys::AGENT_RESTART_LIMIT, "must be at least 1"));

@@ -58,26 +58,32 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(s.msk.connectivity, Connectivity::Private);
     assert_eq!(s.ksqldb.version, "0.23.1");
     assert_eq!(
-        s.ksqldb.archive_url,
+        s.ksqldb.archive_url.expose(),
         "https://ksqldb-packages.s3.amazonaws.com/archive/0.23/confluent-ksqldb-0.23.1.tar.gz"
     );
     assert_eq!(
-        s.ksqldb.signature_url,
-        format!("{}.asc", s.ksqldb.archive_url)
+        s.ksqldb.signature_url.expose(),
+        format!("{}.asc", s.ksqldb.archive_url.expose())
     );
     assert_eq!(
         s.ksqldb.key,
-        KeySource::Url("https://ksqldb-packages.s3.amazonaws.com/archive/0.23/archive.key".into())
+        KeySource::Url(
+            ConfigUrl::parse("https://ksqldb-packages.s3.amazonaws.com/archive/0.23/archive.key")
+                .unwrap()
+        )
     );
     assert!(s.ksqldb.trusted_fingerprints.is_empty());
     assert_eq!(s.ksqldb.heap, Heap::Auto);
     assert_eq!(
-        s.iam_auth.jar_url,
+        s.iam_auth.jar_url.expose(),
         "https://github.com/aws/aws-msk-iam-auth/releases/download/v1.1.1/aws-msk-iam-auth-1.1.1-all.jar"
     );
     assert_eq!(s.agent.state_dir, PathBuf::from("/var/lib/ksql-msk"));
     assert_eq!(s.agent.rediscover_interval, Duration::from_secs(600));
-    assert_eq!(s.agent.health_url, "http://127.0.0.1:8088/healthcheck");
+    assert_eq!(
+        s.agent.health_url.expose(),
+        "http://127.0.0.1:8088/healthcheck"
+    );
     assert_eq!(s.service_id(), "default_");
 }
 
@@ -317,7 +323,7 @@ fn config_set_lists() {
     edit::set(&path, "ksqldb.trusted_fingerprints", fp).unwrap();
     assert_eq!(
         load(&path).unwrap().ksqldb.trusted_fingerprints,
-        vec![fp.to_string()]
+        vec![Fingerprint::parse(fp).unwrap()]
     );
     edit::set(
         &path,

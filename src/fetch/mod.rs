@@ -29,7 +29,7 @@ use anyhow::{Context, Result};
 use reqwest::header;
 use reqwest::StatusCode;
 
-use crate::config::Settings;
+use crate::config::{redact_url, ConfigUrl, Settings};
 use crate::exit::{fail, ExitCode};
 use crate::fsutil;
 use crate::progress::Progress;
@@ -53,7 +53,7 @@ const WRITE_BUF: usize = 1 << 20;
 /// A completed download.
 #[derive(Debug, Clone)]
 pub struct Download {
-    pub url: String,
+    pub url: ConfigUrl,
     pub path: PathBuf,
     pub size: u64,
 }
@@ -120,22 +120,27 @@ impl Fetcher {
 
     /// Forget these URLs' downloads: the completed file, a partial one and its sidecar
     /// (once installed, or after what came in failed verification).
-    pub fn forget<S: AsRef<str>>(&self, urls: &[S]) {
+    pub fn forget(&self, urls: &[ConfigUrl]) {
         for url in urls {
-            discard(&cache_path(&self.cache_dir, url.as_ref()));
+            discard(&cache_path(&self.cache_dir, &url.redacted()));
         }
     }
 
     /// [`Fetcher::forget`] these downloads, and that the cache was used: what is fetched
     /// next comes whole from the network.
-    pub fn start_over<S: AsRef<str>>(&self, urls: &[S]) {
+    pub fn start_over(&self, urls: &[ConfigUrl]) {
         self.forget(urls);
         self.used_cache.store(false, Ordering::Relaxed);
     }
 
     /// Download `url` into the cache (or reuse a completed download there). `name` is
     /// what progress lines call it.
-    pub async fn fetch(&self, url: &str, name: &str, progress: &dyn Progress) -> Result<Download> {
+    pub async fn fetch(
+        &self,
+        url: &ConfigUrl,
+        name: &str,
+        progress: &dyn Progress,
+    ) -> Result<Download> {
         self.fetch_inner(url, name, progress, None).await
     }
 
@@ -143,7 +148,7 @@ impl Fetcher {
     /// so that a [`Follower`] can consume the bytes while they arrive.
     pub async fn fetch_growing(
         &self,
-        url: &str,
+        url: &ConfigUrl,
         name: &str,
         progress: &dyn Progress,
         growth: &Growth,
@@ -160,14 +165,15 @@ impl Fetcher {
 
     async fn fetch_inner(
         &self,
-        url: &str,
+        url: &ConfigUrl,
         name: &str,
         progress: &dyn Progress,
         growth: Option<&Growth>,
     ) -> Result<Download> {
         // A real directory: a symlink planted as `cache` would send downloads elsewhere.
         fsutil::ensure_dir(&self.cache_dir, 0o755)?;
-        let path = cache_path(&self.cache_dir, url);
+        // Named by the redacted URL: no trace of a password in the cache.
+        let path = cache_path(&self.cache_dir, &url.redacted());
         match fs::symlink_metadata(&path) {
             Ok(meta) if !meta.is_file() => {
                 tracing::warn!(
@@ -185,7 +191,7 @@ impl Fetcher {
             );
             self.used_cache.store(true, Ordering::Relaxed);
             return Ok(Download {
-                url: url.to_string(),
+                url: url.clone(),
                 path,
                 size: meta.len(),
             });
@@ -204,7 +210,7 @@ impl Fetcher {
             let err = match outcome {
                 Ok(Ok(size)) => {
                     return Ok(Download {
-                        url: url.to_string(),
+                        url: url.clone(),
                         path,
                         size,
                     })
@@ -243,7 +249,7 @@ impl Fetcher {
     /// One request: resume the partial file if there is one. Returns the final size.
     async fn attempt(
         &self,
-        url: &str,
+        url: &ConfigUrl,
         name: &str,
         path: &Path,
         progress: &dyn Progress,
@@ -256,8 +262,8 @@ impl Fetcher {
         let validator = fs::read_to_string(&meta)
             .ok()
             .map(|t| Validator::parse(&t))
-            .filter(|v| v.url == url && v.if_range().is_some());
-        let mut request = self.client.get(url);
+            .filter(|v| v.url == url.redacted() && v.if_range().is_some());
+        let mut request = self.client.get(url.expose());
         let resume_from = match (&validator, have) {
             (Some(v), n) if n > 0 => {
                 request = request
@@ -320,7 +326,7 @@ impl Fetcher {
                     .headers()
                     .get(header::LOCATION)
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or("nowhere");
+                    .map_or_else(|| "nowhere".to_string(), redact_url);
                 return Err(fatal(fail(
                     ExitCode::Unavailable,
                     format!(
@@ -352,7 +358,8 @@ impl Fetcher {
         if let Some(total) = total {
             fsutil::check_space(&self.cache_dir, total.saturating_sub(offset)).map_err(fatal)?;
         }
-        let validator = Validator::from_headers(url, response.headers());
+        // The sidecar keeps the redacted URL: a password never lands on disk.
+        let validator = Validator::from_headers(&url.redacted(), response.headers());
         let mut file = if offset == 0 {
             // A follower must learn that the file starts over before it goes away.
             if let Some(g) = growth {

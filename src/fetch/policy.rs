@@ -3,6 +3,7 @@
 
 use reqwest::header::{self, HeaderMap};
 
+use crate::config::{redact_url, ConfigUrl};
 use crate::exit::{fail, ExitCode};
 
 /// How one attempt ended, when it did not complete.
@@ -36,11 +37,12 @@ struct UnsupportedScheme(String);
 pub(super) fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let from_tls = attempt.previous().iter().any(|u| u.scheme() == "https");
+        // A Location may carry credentials too: only its redacted form is kept.
         if !matches!(attempt.url().scheme(), "http" | "https") {
-            let to = attempt.url().to_string();
+            let to = redact_url(attempt.url().as_str());
             attempt.error(UnsupportedScheme(to))
         } else if from_tls && attempt.url().scheme() != "https" {
-            let to = attempt.url().to_string();
+            let to = redact_url(attempt.url().as_str());
             attempt.error(Downgrade(to))
         } else if attempt.previous().len() > MAX_REDIRECTS {
             attempt.error(TooManyRedirects)
@@ -52,7 +54,7 @@ pub(super) fn redirect_policy() -> reqwest::redirect::Policy {
 
 /// Sort a transport error: certificate problems do not fix themselves; everything else
 /// on the wire (refused, reset, timed out, cut short) may.
-pub(super) fn classify(url: &str, e: reqwest::Error) -> AttemptError {
+pub(super) fn classify(url: &ConfigUrl, e: reqwest::Error) -> AttemptError {
     if e.is_redirect() {
         // `redirect_policy` refused: a downgrade, or a loop or too long a chain.
         let downgrade = std::iter::successors(std::error::Error::source(&e), |s| s.source())
@@ -74,14 +76,15 @@ pub(super) fn classify(url: &str, e: reqwest::Error) -> AttemptError {
         // A loop stays a loop: retrying it only burns the download deadline.
         let at = e
             .url()
-            .map(|u| format!(" (last at {u})"))
+            .map(|u| format!(" (last at {})", redact_url(u.as_str())))
             .unwrap_or_default();
         return AttemptError::Fatal(fail(
             ExitCode::Unavailable,
             format!("{url}: redirect loop or more than {MAX_REDIRECTS} redirects{at}"),
         ));
     }
-    let chain = crate::exit::one_line(&anyhow::Error::new(e));
+    // reqwest's Display names the URL it was given; the callers name the redacted one.
+    let chain = crate::exit::one_line(&anyhow::Error::new(e.without_url()));
     if chain.contains("certificate") {
         return AttemptError::Fatal(fail(
             ExitCode::Unavailable,

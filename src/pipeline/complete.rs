@@ -27,12 +27,13 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
     let jar_file = jar::file_name(settings);
     let manifest = Manifest {
         version: k.version.clone(),
-        archive_url: k.archive_url.clone(),
+        // Redacted: the manifest must not hold a password (plan.rs compares likewise).
+        archive_url: k.archive_url.redacted(),
         archive_sha256: staged.unpacked.archive_sha256.clone(),
-        signature_url: k.signature_url.clone(),
+        signature_url: k.signature_url.redacted(),
         signer: staged.unpacked.signer.primary.clone(),
         signing_key: staged.unpacked.signer.key.clone(),
-        jar_url: settings.iam_auth.jar_url.clone(),
+        jar_url: settings.iam_auth.jar_url.redacted(),
         jar_sha256: staged.jar.sha256.clone(),
         jar_file,
     };

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::config::Settings;
+use crate::config::{ConfigUrl, Settings};
 use crate::exit::{fail, ExitCode};
 use crate::fetch::{Download, Fetcher};
 use crate::fsutil;
@@ -27,14 +27,14 @@ pub struct CheckedJar {
 }
 
 /// Where the jar's published hash lives (aws-msk-iam-auth releases publish `<jar>.sha256`).
-pub fn published_hash_url(settings: &Settings) -> String {
-    format!("{}.sha256", settings.iam_auth.jar_url)
+pub fn published_hash_url(settings: &Settings) -> ConfigUrl {
+    settings.iam_auth.jar_url.with_suffix(".sha256")
 }
 
 /// The jar's file name in `share/java/ksqldb/`: the URL's, when it is a plain `.jar`.
 pub fn file_name(settings: &Settings) -> String {
-    let url = &settings.iam_auth.jar_url;
-    let base = url.split(['?', '#']).next().unwrap_or(url);
+    let url = settings.iam_auth.jar_url.redacted();
+    let base = url.split(['?', '#']).next().unwrap_or(&url);
     match base.rsplit('/').next() {
         Some(n) if n.ends_with(".jar") && !n.contains("..") => n.to_string(),
         _ => format!("{JAR_PREFIX}{}-all.jar", settings.iam_auth.version),
@@ -50,7 +50,7 @@ pub async fn fetch(
     progress: &dyn Progress,
 ) -> Result<CheckedJar> {
     let url = &settings.iam_auth.jar_url;
-    let expected = trust.expected_jar(settings.iam_auth.sha256.as_deref(), url);
+    let expected = trust.expected_jar(settings.iam_auth.sha256.as_ref(), url);
     let (download, expected, first_use) = match expected {
         Some(expected) => {
             let jar = fetcher.fetch(url, "aws-msk-iam-auth jar", progress).await?;
@@ -85,7 +85,7 @@ pub async fn fetch(
         .context("hashing the jar")??;
     if let Err(e) = verify::check_jar(
         &download.path,
-        url,
+        &url.to_string(),
         &actual,
         &expected.sha256,
         &expected.origin,
@@ -127,7 +127,7 @@ pub fn replace(
 ) -> Result<Manifest> {
     let file = file_name(settings);
     install(release, &jar.download.path, &file)?;
-    manifest.jar_url = settings.iam_auth.jar_url.clone();
+    manifest.jar_url = settings.iam_auth.jar_url.redacted();
     manifest.jar_sha256 = jar.sha256.clone();
     manifest.jar_file = file;
     manifest.save(release)?;

@@ -200,7 +200,7 @@ async fn install(
 
 /// Every URL the configured release downloads: what an install leaves in the cache, and
 /// drops once the release is in place or when what came in failed verification.
-fn downloads(settings: &Settings) -> Vec<String> {
+fn downloads(settings: &Settings) -> Vec<config::ConfigUrl> {
     let k = &settings.ksqldb;
     let mut urls = vec![
         k.archive_url.clone(),

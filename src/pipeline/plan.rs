@@ -77,7 +77,7 @@ impl Plan {
             }
         }
         if trust
-            .expected_jar(settings.iam_auth.sha256.as_deref(), jar_url)
+            .expected_jar(settings.iam_auth.sha256.as_ref(), jar_url)
             .is_none()
         {
             lines.push(format!(
@@ -92,8 +92,9 @@ impl Plan {
 /// Does the installed release come from the configured inputs and a trusted signer?
 fn archive_matches(m: &Manifest, settings: &Settings, trust: &TrustStore) -> bool {
     m.version == settings.ksqldb.version
-        && m.archive_url == settings.ksqldb.archive_url
-        && m.signature_url == settings.ksqldb.signature_url
+        // The manifest holds redacted URLs: a changed password alone is the same input.
+        && m.archive_url == settings.ksqldb.archive_url.redacted()
+        && m.signature_url == settings.ksqldb.signature_url.redacted()
         && trust
             .signer_trust(&settings.ksqldb.trusted_fingerprints)
             .accepts(&Signer {
@@ -105,9 +106,9 @@ fn archive_matches(m: &Manifest, settings: &Settings, trust: &TrustStore) -> boo
 /// Is the jar in the release the configured one, with the expected hash?
 fn jar_matches(m: &Manifest, settings: &Settings, trust: &TrustStore, release: &Path) -> bool {
     let url = &settings.iam_auth.jar_url;
-    m.jar_url == *url
+    m.jar_url == url.redacted()
         && trust
-            .expected_jar(settings.iam_auth.sha256.as_deref(), url)
+            .expected_jar(settings.iam_auth.sha256.as_ref(), url)
             .is_none_or(|e| e.sha256 == m.jar_sha256)
         && release.join(layout::JAR_DIR).join(&m.jar_file).is_file()
 }

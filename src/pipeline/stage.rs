@@ -186,7 +186,7 @@ async fn verify_and_unpack(
         growth.clone(),
         staging.path().to_path_buf(),
         settings.releases_dir(),
-        k.archive_url.clone(),
+        k.archive_url.redacted(),
         settings.agent.max_release_size,
     );
     tokio::task::spawn_blocking(move || {
@@ -215,7 +215,7 @@ async fn signing_key(
             let d = fetcher.fetch(u, "signing key", progress).await?;
             let bytes =
                 fs::read(&d.path).with_context(|| format!("reading {}", d.path.display()))?;
-            Ok((bytes, u.clone()))
+            Ok((bytes, u.redacted()))
         }
         KeySource::File(p) => {
             let bytes = fs::read(p).map_err(|e| {

@@ -19,3 +19,4 @@ mod secrets;
 mod signature_reasons;
 mod soak;
 mod support;
+mod url_credentials;
