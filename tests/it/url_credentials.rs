@@ -7,9 +7,10 @@ use std::path::Path;
 
 use ksql_msk_testkit::artifacts::Fault;
 use ksql_msk_testkit::signing::TestKey;
-use ksql_msk_testkit::tarball;
+use ksql_msk_testkit::{standins, tarball};
 
 use crate::install::{archive_path, assert_installed, jar_path, Pins, World, JAR_VERSION, NEW};
+use crate::run::{wait_for, Fixture};
 use crate::support::{error_line, Output};
 
 const USER: &str = "mirroruser";
@@ -218,4 +219,69 @@ fn a_refused_redirect_does_not_show_the_credentials_of_its_target() {
     assert!(!out.stderr.contains(TARGET_PW), "{out:?}");
     let line = error_line(&out);
     assert!(line.contains("ftp://***@127.0.0.1/x.tar.gz"), "{line}");
+}
+
+/// `run`: the first start's downloads (one retried), the health probes and a reload
+/// whose archive is missing: stderr, the journal and STATUS never show the password.
+#[test]
+fn run_logs_journal_and_status_do_not_show_url_credentials() {
+    let mut fx = Fixture::uninstalled("", "17.0.15", "1.1.1");
+    let path = fx.host.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let plain = fx.art.server.url();
+    let secret = plain.replacen("http://", &format!("http://{USER}:{PASSWORD}@"), 1);
+    let text = text.replace(&plain, &secret).replace(
+        "health_url = \"http://127.0.0.1:",
+        &format!("health_url = \"http://{USER}:{PASSWORD}@127.0.0.1:"),
+    );
+    assert_eq!(text.matches(PASSWORD).count(), 4, "{text}");
+    std::fs::write(&path, &text).unwrap();
+    fx.art
+        .fault_next(&standins::archive_path("0.28.2"), Fault::Status(503));
+    let notify = fx.notify_socket();
+    let journal = fx.journal_socket();
+    let mut agent = fx.start();
+    wait_for("READY=1", || notify.lines().iter().any(|l| l == "READY=1"));
+
+    // Another version whose archive is not there: the reload fails, naming its URL.
+    std::fs::write(&path, text.replace("\"0.28.2\"", "\"0.28.3\"")).unwrap();
+    agent.signal(libc::SIGHUP);
+    let failed = || {
+        notify
+            .lines()
+            .into_iter()
+            .find(|l| l.starts_with("STATUS=reload failed"))
+    };
+    wait_for("STATUS of the failed reload", || failed().is_some());
+    let status = failed().unwrap_or_default();
+    assert!(
+        status.contains("http://***@127.0.0.1:") && status.contains("404"),
+        "STATUS names the missing download, redacted: {status}"
+    );
+    assert_eq!(agent.stop(), 0);
+
+    let journal: Vec<String> = journal
+        .raw()
+        .iter()
+        .map(|(_, m)| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    let journal = journal.join("\n");
+    let notify = notify.lines().join("\n");
+    for (what, text) in [
+        ("run stderr", agent.stderr()),
+        ("journal", journal.clone()),
+        ("notify", notify.clone()),
+    ] {
+        assert!(
+            !text.contains(PASSWORD),
+            "{what} shows the URL password:\n{text}"
+        );
+    }
+    let stderr = agent.stderr();
+    assert!(
+        stderr.contains("HTTP 503") && stderr.contains("http://***@127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(journal.contains("is healthy"), "{journal}");
+    assert_state_clean(&fx.host.state_dir());
 }
