@@ -38,18 +38,17 @@ pub struct Signer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignerTrust {
     /// `ksqldb.trusted_fingerprints`: primary or signing-subkey fingerprints.
-    Pinned(Vec<String>),
+    Pinned(Vec<config::Fingerprint>),
     /// Nothing pinned: the signer recorded on first use, if any.
-    FirstUse(Option<String>),
+    FirstUse(Option<config::Fingerprint>),
 }
 
 impl SignerTrust {
     pub fn accepts(&self, signer: &Signer) -> bool {
+        let is = |f: &config::Fingerprint| f.as_str() == signer.primary || f.as_str() == signer.key;
         match self {
-            SignerTrust::Pinned(fps) => {
-                fps.iter().any(|f| *f == signer.primary || *f == signer.key)
-            }
-            SignerTrust::FirstUse(Some(fp)) => *fp == signer.primary || *fp == signer.key,
+            SignerTrust::Pinned(fps) => fps.iter().any(is),
+            SignerTrust::FirstUse(Some(fp)) => is(fp),
             SignerTrust::FirstUse(None) => true,
         }
     }
@@ -274,8 +273,8 @@ impl VerificationHelper for Helper<'_> {
 // ---------------------------------------------------------------------------
 // The jar
 
-/// SHA-256 of a file, lower-case hex (streamed; files may be large).
-pub fn sha256_file(path: &Path) -> Result<String> {
+/// SHA-256 of a file (streamed; files may be large).
+pub fn sha256_file(path: &Path) -> Result<Sha256Digest> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
@@ -289,18 +288,22 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(Sha256Digest(hasher.finalize().into()))
 }
 
 /// The hash in a published `.sha256` file: hex, possibly followed by a file name.
-pub fn parse_sha256_file(text: &str) -> Option<String> {
-    let word = text.split_whitespace().next()?;
-    (word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| word.to_ascii_lowercase())
+pub fn parse_sha256_file(text: &str) -> Option<Sha256Digest> {
+    Sha256Digest::from_hex(text.split_whitespace().next()?).ok()
 }
 
 /// Refuse a jar whose hash is not `expected`; `origin` says where the expectation came from.
-pub fn check_jar(path: &Path, url: &str, actual: &str, expected: &str, origin: &str) -> Result<()> {
+pub fn check_jar(
+    path: &Path,
+    url: &ConfigUrl,
+    actual: &Sha256Digest,
+    expected: &Sha256Digest,
+    origin: &str,
+) -> Result<()> {
     if actual != expected {
         return Err(fail(
             ExitCode::Data,
@@ -321,7 +324,7 @@ pub const TRUST_FILE: &str = "trust.toml";
 /// A hash the jar must have, and where that expectation comes from (for messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpectedHash {
-    pub sha256: String,
+    pub sha256: Sha256Digest,
     pub origin: String,
 }
 
@@ -364,6 +367,7 @@ impl TrustStore {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
+        check_recorded(&path, &doc)?;
         Ok(TrustStore { path, doc })
     }
 
@@ -371,22 +375,23 @@ impl TrustStore {
         &self.path
     }
 
-    /// The ksqlDB archive signer recorded on first use.
-    pub fn signer(&self) -> Option<String> {
+    /// The ksqlDB archive signer recorded on first use (checked by [`TrustStore::load`]).
+    pub fn signer(&self) -> Option<config::Fingerprint> {
         self.doc
             .get("ksqldb")
             .and_then(|t| t.get("signer"))
             .and_then(|v| v.as_str())
-            .map(str::to_string)
+            .and_then(|s| config::Fingerprint::parse(s).ok())
     }
 
-    /// The jar hash recorded on first use for this URL.
-    pub fn jar_sha256(&self, url: &str) -> Option<String> {
+    /// The jar hash recorded on first use for this (redacted) URL (checked by
+    /// [`TrustStore::load`]).
+    pub fn jar_sha256(&self, url: &str) -> Option<Sha256Digest> {
         self.doc
             .get("iam_auth_sha256")
             .and_then(|t| t.get(url))
             .and_then(|v| v.as_str())
-            .map(str::to_string)
+            .and_then(|s| Sha256Digest::from_hex(s).ok())
     }
 
     fn table(&mut self, name: &str) -> &mut Table {
@@ -413,7 +418,7 @@ impl TrustStore {
         if pinned.is_empty() {
             SignerTrust::FirstUse(self.signer())
         } else {
-            SignerTrust::Pinned(pinned.iter().map(|f| f.as_str().to_string()).collect())
+            SignerTrust::Pinned(pinned.to_vec())
         }
     }
 
@@ -427,7 +432,7 @@ impl TrustStore {
     ) -> Option<ExpectedHash> {
         match pinned {
             Some(h) => Some(ExpectedHash {
-                sha256: h.to_hex(),
+                sha256: *h,
                 origin: "iam_auth.sha256".into(),
             }),
             None => self.jar_sha256(&url.redacted()).map(|h| ExpectedHash {
@@ -473,6 +478,31 @@ impl TrustStore {
     }
 }
 
+/// What trust.toml records must be a fingerprint and SHA-256 hashes: a value that is not
+/// (or not a string) would otherwise read as "nothing recorded", and first use again.
+fn check_recorded(path: &Path, doc: &DocumentMut) -> Result<()> {
+    let bad = |key: String, problem: String| {
+        fail(
+            ExitCode::Data,
+            format!("{}: {key}: {problem}; fix or remove it", path.display()),
+        )
+    };
+    if let Some(v) = doc.get("ksqldb").and_then(|t| t.get("signer")) {
+        let text = v.as_str().unwrap_or_default();
+        config::Fingerprint::parse(text).map_err(|e| bad("ksqldb.signer".into(), e))?;
+    }
+    if let Some(item) = doc.get("iam_auth_sha256") {
+        let table = item
+            .as_table_like()
+            .ok_or_else(|| bad("iam_auth_sha256".into(), "is not a table".into()))?;
+        for (url, v) in table.iter() {
+            let text = v.as_str().unwrap_or_default();
+            Sha256Digest::from_hex(text).map_err(|e| bad(format!("iam_auth_sha256.{url:?}"), e))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,11 +510,12 @@ mod tests {
     #[test]
     fn sha256_file_format() {
         let h = "A".repeat(64);
+        let lower = Sha256Digest::from_hex(&"a".repeat(64)).ok();
         assert_eq!(
             parse_sha256_file(&format!("{h}  aws-msk-iam-auth-1.1.1-all.jar\n")),
-            Some("a".repeat(64))
+            lower
         );
-        assert_eq!(parse_sha256_file(&format!("{h}\n")), Some("a".repeat(64)));
+        assert_eq!(parse_sha256_file(&format!("{h}\n")), lower);
         assert_eq!(parse_sha256_file("<html>not found</html>"), None);
         assert_eq!(parse_sha256_file(""), None);
     }
@@ -494,12 +525,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut t = TrustStore::load(dir.path()).unwrap();
         assert_eq!(t.signer(), None);
-        t.set_signer("ABCD");
-        t.set_jar_sha256("http://h/a.jar", "00ff");
+        let (fp, sha) = ("ABCD".repeat(10), "00ff".repeat(16));
+        t.set_signer(&fp);
+        t.set_jar_sha256("http://***@h/a.jar", &sha);
         t.save().unwrap();
         let t = TrustStore::load(dir.path()).unwrap();
-        assert_eq!(t.signer().as_deref(), Some("ABCD"));
-        assert_eq!(t.jar_sha256("http://h/a.jar").as_deref(), Some("00ff"));
+        assert_eq!(t.signer(), config::Fingerprint::parse(&fp).ok());
+        assert_eq!(
+            t.jar_sha256("http://***@h/a.jar"),
+            Sha256Digest::from_hex(&sha).ok()
+        );
         assert_eq!(t.jar_sha256("http://h/b.jar"), None);
         let text = std::fs::read_to_string(t.path()).unwrap();
         assert!(text.starts_with("# Written by ksql-msk"), "{text}");
@@ -507,14 +542,47 @@ mod tests {
 
     #[test]
     fn pinned_accepts_primary_or_subkey() {
+        let fp = |c: &str| config::Fingerprint::parse(&c.repeat(40)).unwrap();
         let s = Signer {
-            primary: "P".into(),
-            key: "S".into(),
+            primary: "A".repeat(40),
+            key: "B".repeat(40),
         };
-        assert!(SignerTrust::Pinned(vec!["S".into()]).accepts(&s));
-        assert!(SignerTrust::Pinned(vec!["P".into()]).accepts(&s));
-        assert!(!SignerTrust::Pinned(vec!["X".into()]).accepts(&s));
+        assert!(SignerTrust::Pinned(vec![fp("B")]).accepts(&s));
+        assert!(SignerTrust::Pinned(vec![fp("a")]).accepts(&s));
+        assert!(!SignerTrust::Pinned(vec![fp("C")]).accepts(&s));
         assert!(SignerTrust::FirstUse(None).accepts(&s));
-        assert!(!SignerTrust::FirstUse(Some("X".into())).accepts(&s));
+        assert!(SignerTrust::FirstUse(Some(fp("A"))).accepts(&s));
+        assert!(!SignerTrust::FirstUse(Some(fp("C"))).accepts(&s));
+    }
+
+    /// A recorded value that is not a fingerprint or hash (or not a string) used to read
+    /// as nothing recorded: trust on first use again.
+    #[test]
+    fn trust_store_refuses_what_is_not_a_fingerprint_or_hash() {
+        for (text, key) in [
+            ("[ksqldb]\nsigner = 5\n", "ksqldb.signer"),
+            ("[ksqldb]\nsigner = \"ABCD\"\n", "ksqldb.signer"),
+            (
+                "[iam_auth_sha256]\n\"http://h/a.jar\" = \"00ff\"\n",
+                "iam_auth_sha256.\"http://h/a.jar\"",
+            ),
+            (
+                "[iam_auth_sha256]\n\"http://h/a.jar\" = true\n",
+                "iam_auth_sha256.\"http://h/a.jar\"",
+            ),
+            ("iam_auth_sha256 = 3\n", "iam_auth_sha256"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(TRUST_FILE), text).unwrap();
+            let e = TrustStore::load(dir.path()).unwrap_err();
+            assert_eq!(crate::exit::exit_code_of(&e), ExitCode::Data, "{text}");
+            let line = crate::exit::one_line(&e);
+            assert!(
+                line.contains("trust.toml: ")
+                    && line.contains(key)
+                    && line.contains("fix or remove it"),
+                "{text}: {line}"
+            );
+        }
     }
 }

@@ -34,7 +34,7 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
         signer: staged.unpacked.signer.primary.clone(),
         signing_key: staged.unpacked.signer.key.clone(),
         jar_url: settings.iam_auth.jar_url.redacted(),
-        jar_sha256: staged.jar.sha256.clone(),
+        jar_sha256: staged.jar.sha256.to_hex(),
         jar_file,
     };
     let top_dir = staged.unpacked.top_dir.clone();

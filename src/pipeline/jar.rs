@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::config::{ConfigUrl, Settings};
+use crate::config::{ConfigUrl, Settings, Sha256Digest};
 use crate::exit::{fail, ExitCode};
 use crate::fetch::{Download, Fetcher};
 use crate::fsutil;
@@ -21,7 +21,7 @@ const JAR_PREFIX: &str = "aws-msk-iam-auth-";
 #[derive(Debug)]
 pub struct CheckedJar {
     pub download: Download,
-    pub sha256: String,
+    pub sha256: Sha256Digest,
     /// Accepted on first use of the published hash: trust.toml must record it.
     pub first_use: bool,
 }
@@ -85,7 +85,7 @@ pub async fn fetch(
         .context("hashing the jar")??;
     if let Err(e) = verify::check_jar(
         &download.path,
-        &url.to_string(),
+        url,
         &actual,
         &expected.sha256,
         &expected.origin,
@@ -128,7 +128,7 @@ pub fn replace(
     let file = file_name(settings);
     install(release, &jar.download.path, &file)?;
     manifest.jar_url = settings.iam_auth.jar_url.redacted();
-    manifest.jar_sha256 = jar.sha256.clone();
+    manifest.jar_sha256 = jar.sha256.to_hex();
     manifest.jar_file = file;
     manifest.save(release)?;
     if jar.first_use {

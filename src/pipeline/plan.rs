@@ -109,6 +109,6 @@ fn jar_matches(m: &Manifest, settings: &Settings, trust: &TrustStore, release: &
     m.jar_url == url.redacted()
         && trust
             .expected_jar(settings.iam_auth.sha256.as_ref(), url)
-            .is_none_or(|e| e.sha256 == m.jar_sha256)
+            .is_none_or(|e| e.sha256.to_hex() == m.jar_sha256)
         && release.join(layout::JAR_DIR).join(&m.jar_file).is_file()
 }
