@@ -1,7 +1,8 @@
 //! Credentials inside artifact URLs (`http://user:password@mirror/...`) are sent to the
-//! mirror but never shown: not on stdout or stderr of an install, a dry run or a failing
-//! install, and not in any file under the state directory (manifest, trust.toml, the
-//! cache sidecars).
+//! mirror (as Basic auth) but never shown: not on stdout or stderr of an install, a dry
+//! run, a failing install or a refused redirect, not in `run`'s stderr, journal or
+//! STATUS, and not in any file under the state directory (manifest, trust.toml, cache
+//! names and resume sidecars).
 
 use std::path::Path;
 
