@@ -18,7 +18,7 @@ mod cache;
 mod growth;
 mod policy;
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ use anyhow::{Context, Result};
 use reqwest::header;
 use reqwest::StatusCode;
 
-use crate::config::{redact_url, ConfigUrl, Settings};
+use crate::config::{ConfigUrl, Settings};
 use crate::exit::{fail, ExitCode};
 use crate::fsutil;
 use crate::progress::Progress;
@@ -37,7 +37,7 @@ use crate::progress::Progress;
 use cache::{cache_path, discard, meta_path, part_path, Validator};
 use growth::GrowthGuard;
 pub use growth::{Follower, Growth, Restarted};
-use policy::{classify, content_range_start, content_range_total, redirect_policy, AttemptError};
+use policy::{classify, content_range_total, redirect_policy, AttemptError, Start};
 
 /// Least progress per `agent.stall_timeout` that is not a stall.
 const STALL_MIN_BYTES: u64 = 16 << 10;
@@ -257,9 +257,79 @@ impl Fetcher {
     ) -> std::result::Result<u64, AttemptError> {
         let part = part_path(path);
         let meta = meta_path(path);
-        let fatal = |e: anyhow::Error| AttemptError::Fatal(e);
-        let have = file_len(&part);
-        let validator = fs::read_to_string(&meta)
+        let (response, resume_from) = self.send(url, &part, &meta).await?;
+        let status = response.status();
+        let offset = match policy::start_at(url, status, response.headers(), resume_from)? {
+            Start::Resume => {
+                tracing::info!("{name}: resuming at byte {resume_from} ({url})");
+                self.used_cache.store(true, Ordering::Relaxed);
+                resume_from
+            }
+            Start::Whole => {
+                if resume_from > 0 {
+                    tracing::info!(
+                        "{name}: the server sent the whole file (it ignored the range or the file changed); starting over ({url})"
+                    );
+                }
+                0
+            }
+            Start::Over(why) => {
+                let _ = fs::remove_file(&part);
+                return Err(AttemptError::Retry(why));
+            }
+        };
+        let total = match status {
+            StatusCode::PARTIAL_CONTENT => content_range_total(response.headers()),
+            _ => response.content_length(),
+        };
+        if let Some(total) = total {
+            fsutil::check_space(&self.cache_dir, total.saturating_sub(offset))
+                .map_err(AttemptError::Fatal)?;
+        }
+        let mut file = self.open_part(url, &part, &meta, offset, response.headers(), growth)?;
+        if let Some(g) = growth {
+            g.opened(&part, offset, total);
+        }
+        if offset == 0 {
+            match total {
+                Some(t) => tracing::info!("{name}: downloading {url} ({})", mb(t)),
+                None => tracing::info!("{name}: downloading {url}"),
+            }
+        }
+        let started = Instant::now();
+        let body = Body {
+            url,
+            name,
+            part: &part,
+            total,
+            progress,
+            growth,
+        };
+        let end = self.stream(response, &mut file, offset, &body).await?;
+        self.complete(file, &part, path, &meta)
+            .map_err(AttemptError::Fatal)?;
+        let elapsed = started.elapsed();
+        let rate = rate(end - offset, elapsed);
+        progress.transfer(name, end, Some(end), rate);
+        tracing::info!(
+            "{name}: downloaded {} in {:.1}s ({:.1} MB/s)",
+            mb(end),
+            elapsed.as_secs_f64(),
+            rate / 1e6
+        );
+        Ok(end)
+    }
+
+    /// Send the request, asking for the rest of `part` when its sidecar says which
+    /// version of the file it holds. Returns the response and the offset asked for.
+    async fn send(
+        &self,
+        url: &ConfigUrl,
+        part: &Path,
+        meta: &Path,
+    ) -> std::result::Result<(reqwest::Response, u64), AttemptError> {
+        let have = file_len(part);
+        let validator = fs::read_to_string(meta)
             .ok()
             .map(|t| Validator::parse(&t))
             .filter(|v| v.url == url.redacted() && v.if_range().is_some());
@@ -274,123 +344,77 @@ impl Fetcher {
             _ => 0,
         };
         // A server that accepts the connection but never answers is a stall too.
-        let mut response = match tokio::time::timeout(self.stall_timeout, request.send()).await {
-            Ok(r) => r.map_err(|e| classify(url, e))?,
-            Err(_) => {
-                return Err(AttemptError::Retry(anyhow::anyhow!(
-                    "no response for {} (agent.stall_timeout)",
-                    humantime::format_duration(self.stall_timeout)
-                )))
-            }
-        };
-        let status = response.status();
-        let mut offset = match status {
-            StatusCode::PARTIAL_CONTENT if resume_from > 0 => {
-                match content_range_start(response.headers()) {
-                    Some(start) if start == resume_from => {
-                        tracing::info!("{name}: resuming at byte {resume_from} ({url})");
-                        self.used_cache.store(true, Ordering::Relaxed);
-                        resume_from
-                    }
-                    other => {
-                        let _ = fs::remove_file(&part);
-                        return Err(AttemptError::Retry(anyhow::anyhow!(
-                            "asked for bytes from {resume_from}, server sent a range starting at {other:?}; starting over"
-                        )));
-                    }
-                }
-            }
-            StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
-                if resume_from > 0 {
-                    tracing::info!(
-                        "{name}: the server sent the whole file (it ignored the range or the file changed); starting over ({url})"
-                    );
-                }
-                0
-            }
-            StatusCode::RANGE_NOT_SATISFIABLE => {
-                let _ = fs::remove_file(&part);
-                return Err(AttemptError::Retry(anyhow::anyhow!(
-                    "the server refused to resume at byte {resume_from} (HTTP 416); starting over"
-                )));
-            }
-            s if s == StatusCode::REQUEST_TIMEOUT
-                || s == StatusCode::TOO_MANY_REQUESTS
-                || s.is_server_error() =>
-            {
-                return Err(AttemptError::Retry(anyhow::anyhow!("HTTP {s} from {url}")));
-            }
-            // A redirect the client did not follow: its Location is not an http(s) URL.
-            s if s.is_redirection() => {
-                let to = response
-                    .headers()
-                    .get(header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .map_or_else(|| "nowhere".to_string(), redact_url);
-                return Err(fatal(fail(
-                    ExitCode::Unavailable,
-                    format!(
-                        "{url}: redirected to {to}, which is not an http or https URL (HTTP {})",
-                        s.as_u16()
-                    ),
-                )));
-            }
-            s if s == StatusCode::NOT_FOUND || s == StatusCode::GONE => {
-                return Err(fatal(fail(
-                    ExitCode::Unavailable,
-                    format!(
-                        "{url} not found (HTTP {}): check the version and URL in the config",
-                        s.as_u16()
-                    ),
-                )));
-            }
-            s => {
-                return Err(fatal(fail(
-                    ExitCode::Unavailable,
-                    format!("{url}: HTTP {s}"),
-                )));
-            }
-        };
-        let total = match status {
-            StatusCode::PARTIAL_CONTENT => content_range_total(response.headers()),
-            _ => response.content_length(),
-        };
-        if let Some(total) = total {
-            fsutil::check_space(&self.cache_dir, total.saturating_sub(offset)).map_err(fatal)?;
+        match tokio::time::timeout(self.stall_timeout, request.send()).await {
+            Ok(r) => Ok((r.map_err(|e| classify(url, e))?, resume_from)),
+            Err(_) => Err(AttemptError::Retry(anyhow::anyhow!(
+                "no response for {} (agent.stall_timeout)",
+                humantime::format_duration(self.stall_timeout)
+            ))),
         }
-        // The sidecar keeps the redacted URL: a password never lands on disk.
-        let validator = Validator::from_headers(&url.redacted(), response.headers());
-        let mut file = if offset == 0 {
-            // A follower must learn that the file starts over before it goes away.
-            if let Some(g) = growth {
-                g.restart();
-            }
-            // Sidecar first, so that a crash mid-body leaves a resumable pair.
-            let _ = fs::remove_file(&part);
-            if validator.if_range().is_some() {
-                fsutil::write_atomic(&meta, validator.render().as_bytes(), 0o644).map_err(fatal)?;
-            } else {
-                let _ = fs::remove_file(&meta);
-            }
-            // Never through a link planted at the name (O_EXCL, O_NOFOLLOW).
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&part)
-        } else {
-            OpenOptions::new()
+    }
+
+    /// Open the partial file to write from `offset`: appended to when resuming, else
+    /// created afresh after its sidecar (so that a crash mid-body leaves a resumable
+    /// pair). Never through a link planted at the name (O_EXCL, O_NOFOLLOW).
+    fn open_part(
+        &self,
+        url: &ConfigUrl,
+        part: &Path,
+        meta: &Path,
+        offset: u64,
+        headers: &header::HeaderMap,
+        growth: Option<&Growth>,
+    ) -> std::result::Result<File, AttemptError> {
+        let fatal = AttemptError::Fatal;
+        if offset > 0 {
+            return OpenOptions::new()
                 .append(true)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&part)
+                .open(part)
+                .with_context(|| format!("opening {}", part.display()))
+                .map_err(fatal);
         }
-        .with_context(|| format!("opening {}", part.display()))
-        .map_err(fatal)?;
+        // A follower must learn that the file starts over before it goes away.
         if let Some(g) = growth {
-            g.opened(&part, offset, total);
+            g.restart();
         }
-        let mut out = BufWriter::with_capacity(WRITE_BUF, &mut file);
+        let _ = fs::remove_file(part);
+        // The sidecar keeps the redacted URL: a password never lands on disk.
+        let validator = Validator::from_headers(&url.redacted(), headers);
+        if validator.if_range().is_some() {
+            fsutil::write_atomic(meta, validator.render().as_bytes(), 0o644).map_err(fatal)?;
+        } else {
+            let _ = fs::remove_file(meta);
+        }
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(part)
+            .with_context(|| format!("opening {}", part.display()))
+            .map_err(fatal)
+    }
 
+    /// Write the response body into `file` from `offset` on, reporting progress, until
+    /// it ends; a stall, a slow drip or a body longer or shorter than announced is
+    /// worth another attempt. Returns the offset reached (the file's size).
+    async fn stream(
+        &self,
+        mut response: reqwest::Response,
+        file: &mut File,
+        mut offset: u64,
+        body: &Body<'_>,
+    ) -> std::result::Result<u64, AttemptError> {
+        let Body {
+            url,
+            name,
+            part,
+            total,
+            progress,
+            growth,
+        } = *body;
+        let fatal = AttemptError::Fatal;
+        let mut out = BufWriter::with_capacity(WRITE_BUF, file);
         let started = Instant::now();
         let start_offset = offset;
         let mut last_log = started;
@@ -398,12 +422,6 @@ impl Fetcher {
         // A server that drips a few bytes now and then never goes silent, but it stalls
         // all the same: less than STALL_MIN_BYTES per stall_timeout counts as a stall.
         let mut window = (started, offset);
-        if offset == 0 {
-            match total {
-                Some(t) => tracing::info!("{name}: downloading {url} ({})", mb(t)),
-                None => tracing::info!("{name}: downloading {url}"),
-            }
-        }
         loop {
             let chunk = match tokio::time::timeout(self.stall_timeout, response.chunk()).await {
                 Err(_) => {
@@ -443,7 +461,7 @@ impl Fetcher {
             }
             if total.is_some_and(|t| offset > t) {
                 drop(out);
-                let _ = fs::remove_file(&part);
+                let _ = fs::remove_file(part);
                 return Err(AttemptError::Retry(anyhow::anyhow!(
                     "the server sent more bytes than announced; starting over"
                 )));
@@ -465,33 +483,35 @@ impl Fetcher {
         if let Some(g) = growth {
             g.written(offset);
         }
-        if let Some(t) = total {
-            if offset < t {
-                return Err(AttemptError::Retry(anyhow::anyhow!(
-                    "connection closed at byte {offset} of {t}"
-                )));
-            }
+        match total {
+            Some(t) if offset < t => Err(AttemptError::Retry(anyhow::anyhow!(
+                "connection closed at byte {offset} of {t}"
+            ))),
+            _ => Ok(offset),
         }
-        file.sync_all()
-            .with_context(|| format!("syncing {}", part.display()))
-            .map_err(fatal)?;
-        drop(file);
-        fs::rename(&part, path)
-            .with_context(|| format!("renaming {} to {}", part.display(), path.display()))
-            .map_err(fatal)?;
-        let _ = fs::remove_file(&meta);
-        fsutil::sync_dir(&self.cache_dir).map_err(fatal)?;
-        let elapsed = started.elapsed();
-        let rate = rate(offset - start_offset, elapsed);
-        progress.transfer(name, offset, Some(offset), rate);
-        tracing::info!(
-            "{name}: downloaded {} in {:.1}s ({:.1} MB/s)",
-            mb(offset),
-            elapsed.as_secs_f64(),
-            rate / 1e6
-        );
-        Ok(offset)
     }
+
+    /// The whole file is in `part`: make it durable and give it its cache name.
+    fn complete(&self, file: File, part: &Path, path: &Path, meta: &Path) -> Result<()> {
+        file.sync_all()
+            .with_context(|| format!("syncing {}", part.display()))?;
+        drop(file);
+        fs::rename(part, path)
+            .with_context(|| format!("renaming {} to {}", part.display(), path.display()))?;
+        let _ = fs::remove_file(meta);
+        fsutil::sync_dir(&self.cache_dir)
+    }
+}
+
+/// What [`Fetcher::stream`] writes, and where it reports.
+#[derive(Clone, Copy)]
+struct Body<'a> {
+    url: &'a ConfigUrl,
+    name: &'a str,
+    part: &'a Path,
+    total: Option<u64>,
+    progress: &'a dyn Progress,
+    growth: Option<&'a Growth>,
 }
 
 fn rate(bytes: u64, elapsed: Duration) -> f64 {

@@ -2,6 +2,7 @@
 //! another attempt, and the `Content-Range` arithmetic of resumes.
 
 use reqwest::header::{self, HeaderMap};
+use reqwest::StatusCode;
 
 use crate::config::{redact_url, ConfigUrl};
 use crate::exit::{fail, ExitCode};
@@ -96,8 +97,64 @@ pub(super) fn classify(url: &ConfigUrl, e: reqwest::Error) -> AttemptError {
     AttemptError::Retry(anyhow::anyhow!("{chain}"))
 }
 
+/// Where the body of a response goes, by its status.
+pub(super) enum Start {
+    /// The rest of the partial file, from the offset asked for.
+    Resume,
+    /// The whole file, from byte 0.
+    Whole,
+    /// The partial file is of no use (a wrong range, a refused one): drop it, try again.
+    Over(anyhow::Error),
+}
+
+/// What a response's status means for a download that asked to resume at
+/// `resume_from` (0: asked for the whole file). Errors say whether another attempt can
+/// help: 408, 429 and 5xx can; a redirect the client did not follow (its Location is not
+/// an http(s) URL), 404 and the rest cannot.
+pub(super) fn start_at(
+    url: &ConfigUrl,
+    status: StatusCode,
+    headers: &HeaderMap,
+    resume_from: u64,
+) -> Result<Start, AttemptError> {
+    let fatal = |message: String| AttemptError::Fatal(fail(ExitCode::Unavailable, message));
+    match status {
+        StatusCode::PARTIAL_CONTENT if resume_from > 0 => match content_range_start(headers) {
+            Some(start) if start == resume_from => Ok(Start::Resume),
+            other => Ok(Start::Over(anyhow::anyhow!(
+                "asked for bytes from {resume_from}, server sent a range starting at {other:?}; starting over"
+            ))),
+        },
+        StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(Start::Whole),
+        StatusCode::RANGE_NOT_SATISFIABLE => Ok(Start::Over(anyhow::anyhow!(
+            "the server refused to resume at byte {resume_from} (HTTP 416); starting over"
+        ))),
+        s if s == StatusCode::REQUEST_TIMEOUT
+            || s == StatusCode::TOO_MANY_REQUESTS
+            || s.is_server_error() =>
+        {
+            Err(AttemptError::Retry(anyhow::anyhow!("HTTP {s} from {url}")))
+        }
+        s if s.is_redirection() => {
+            let to = headers
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| "nowhere".to_string(), redact_url);
+            Err(fatal(format!(
+                "{url}: redirected to {to}, which is not an http or https URL (HTTP {})",
+                s.as_u16()
+            )))
+        }
+        s if s == StatusCode::NOT_FOUND || s == StatusCode::GONE => Err(fatal(format!(
+            "{url} not found (HTTP {}): check the version and URL in the config",
+            s.as_u16()
+        ))),
+        s => Err(fatal(format!("{url}: HTTP {s}"))),
+    }
+}
+
 /// `Content-Range: bytes 100-199/200` → 100.
-pub(super) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
     let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
     let range = v.strip_prefix("bytes ")?.split('/').next()?;
     range.split('-').next()?.trim().parse().ok()
