@@ -40,14 +40,6 @@ pub fn write_atomic_at(path: &Path, contents: &[u8], mode: u32, point: &str) -> 
     dir.write_atomic_at(&name, contents, mode, point)
 }
 
-/// Copy `src` to `dst` atomically, as [`write_atomic`] does, streaming (the IAM -all
-/// jar is tens of MB and need not sit in memory). `dst` gets exactly `mode`, whatever
-/// the umask. `src` is not followed if it is a symlink.
-pub fn copy_atomic(src: &Path, dst: &Path, mode: u32) -> Result<()> {
-    let (dir, name) = Dir::parent_of(dst)?;
-    dir.copy_atomic(&name, src, mode)
-}
-
 /// fsync a directory so that renames and creations in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -209,19 +201,6 @@ impl Dir {
             dir = dir.open_dir(part)?;
         }
         Ok(dir)
-    }
-
-    /// [`Dir::open_beneath`] for a `path` inside `root`, split into the directory
-    /// holding it and its file name.
-    pub fn beneath(root: &Path, path: &Path) -> Result<(Dir, OsString)> {
-        let rel = path
-            .strip_prefix(root)
-            .map_err(|_| anyhow::anyhow!("{} is not inside {}", path.display(), root.display()))?;
-        let name = rel
-            .file_name()
-            .with_context(|| format!("{} has no file name", path.display()))?;
-        let dir = Dir::open_beneath(root, parent_dir(rel))?;
-        Ok((dir, name.to_os_string()))
     }
 
     fn open_raw(at: RawFd, name: &OsStr, path: PathBuf, nofollow: bool) -> Result<Dir> {
@@ -918,7 +897,8 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &path).unwrap();
         let src = dir.path().join("src");
         fs::write(&src, "copied").unwrap();
-        copy_atomic(&src, &path, 0o644).unwrap();
+        let (d, name) = Dir::parent_of(&path).unwrap();
+        d.copy_atomic(&name, &src, 0o644).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
         assert_eq!(
             fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
@@ -935,7 +915,8 @@ mod tests {
         let src = dir.path().join("cached.jar");
         std::os::unix::fs::symlink(&secret, &src).unwrap();
         let dst = dir.path().join("installed.jar");
-        let err = copy_atomic(&src, &dst, 0o644).unwrap_err();
+        let (d, name) = Dir::parent_of(&dst).unwrap();
+        let err = d.copy_atomic(&name, &src, 0o644).unwrap_err();
         assert_eq!(code(&err), ExitCode::Data, "{err:#}");
         assert!(err.to_string().contains("symlink"), "{err:#}");
         assert!(!dst.exists());
@@ -992,9 +973,6 @@ mod tests {
         let link = root.path().join("link");
         std::os::unix::fs::symlink(outside.path(), &link).unwrap();
         assert!(Dir::open(&link).is_err());
-        let (dir, name) = Dir::beneath(root.path(), &root.path().join("releases/1/x")).unwrap();
-        assert_eq!(name, "x");
-        assert_eq!(dir.path(), root.path().join("releases/1"));
     }
 
     #[test]

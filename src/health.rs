@@ -17,6 +17,7 @@ pub enum Health {
 }
 
 impl Health {
+    #[cfg(test)]
     pub fn is_healthy(&self) -> bool {
         matches!(self, Health::Healthy)
     }

@@ -31,12 +31,6 @@ pub struct Java {
     pub version: String,
 }
 
-impl Java {
-    pub fn bin(&self) -> PathBuf {
-        self.home.join("bin/java")
-    }
-}
-
 /// The Java major version and version text from `java -version`'s output, for every
 /// vendor's format: `openjdk version "17.0.15" 2025-04-15`, `java version "1.8.0_392"`,
 /// `openjdk version "21" 2023-09-19`, `openjdk version "22-ea"`.

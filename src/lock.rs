@@ -20,7 +20,6 @@ pub const LOCK_FILE: &str = ".lock";
 #[derive(Debug)]
 pub struct StateLock {
     _file: File,
-    pub path: PathBuf,
 }
 
 /// Try once; `Ok(false)` when another process holds it.
@@ -46,6 +45,7 @@ fn try_lock(file: &File) -> std::io::Result<bool> {
 /// someone else. An existing directory is never chmodded: only warned about when
 /// others may read it. Owners accepted: the effective uid, and when running as root
 /// also the service user (`ksql`, to whom systemd's `StateDirectory=` gives it).
+#[cfg(test)]
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     open_state_dir(dir).map(drop)
 }
@@ -298,7 +298,7 @@ pub async fn acquire(state_dir: &Path, timeout: Duration) -> Result<StateLock> {
                     start.elapsed().as_secs_f64()
                 );
             }
-            return Ok(StateLock { _file: file, path });
+            return Ok(StateLock { _file: file });
         }
         if !logged {
             tracing::info!(

@@ -47,15 +47,6 @@ impl Notifier {
         }
     }
 
-    /// A notifier that sends nothing (commands other than `run`, unit tests).
-    pub fn disabled() -> Notifier {
-        Notifier {
-            enabled: false,
-            watchdog: None,
-            inner: Mutex::new(Inner::default()),
-        }
-    }
-
     /// How often to send WATCHDOG=1: half of `WATCHDOG_USEC`, if the watchdog is on.
     pub fn watchdog_interval(&self) -> Option<Duration> {
         self.watchdog.map(|d| d / 2)

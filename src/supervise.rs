@@ -61,18 +61,6 @@ pub enum State {
     Stopping,
 }
 
-impl State {
-    pub fn name(&self) -> &'static str {
-        match self {
-            State::Starting => "starting",
-            State::WaitingHealthy { .. } => "waiting-healthy",
-            State::Running { .. } => "running",
-            State::BackingOff { .. } => "backing-off",
-            State::Stopping => "stopping",
-        }
-    }
-}
-
 /// The signals the agent handles.
 pub struct Signals {
     pub term: tokio::signal::unix::Signal,
@@ -248,12 +236,6 @@ fn kill_group(pgid: i32, sig: i32) {
     }
     // SAFETY: kill(2) with a negative pid signals a process group; no memory involved.
     let _ = unsafe { libc::kill(-pgid, sig) };
-}
-
-/// Whether any process of group `pgid` is left.
-pub fn group_alive(pgid: i32) -> bool {
-    // SAFETY: signal 0 only checks existence and permission.
-    pgid > 1 && unsafe { libc::kill(-pgid, 0) } == 0
 }
 
 /// Reap every exited child; the exit of `watched`, if it was among them.
@@ -466,10 +448,6 @@ impl Supervisor {
             discovering: false,
             kafka: None,
         })
-    }
-
-    pub fn state(&self) -> State {
-        self.state
     }
 
     /// A key agent event: into the journal with its MESSAGE_ID, or the log.

@@ -371,6 +371,7 @@ impl TrustStore {
         Ok(TrustStore { path, doc })
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -18,9 +18,8 @@ mod cache;
 mod growth;
 mod policy;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,8 +34,8 @@ use crate::fsutil;
 use crate::progress::Progress;
 
 use cache::{cache_path, discard, meta_path, part_path, Validator};
+pub use growth::Growth;
 use growth::GrowthGuard;
-pub use growth::{Follower, Growth, Restarted};
 use policy::{classify, content_range_total, redirect_policy, AttemptError, Start};
 
 /// Least progress per `agent.stall_timeout` that is not a stall.
@@ -53,7 +52,6 @@ const WRITE_BUF: usize = 1 << 20;
 /// A completed download.
 #[derive(Debug, Clone)]
 pub struct Download {
-    pub url: ConfigUrl,
     pub path: PathBuf,
     pub size: u64,
 }
@@ -191,7 +189,6 @@ impl Fetcher {
             );
             self.used_cache.store(true, Ordering::Relaxed);
             return Ok(Download {
-                url: url.clone(),
                 path,
                 size: meta.len(),
             });
@@ -208,13 +205,7 @@ impl Fetcher {
             )
             .await;
             let err = match outcome {
-                Ok(Ok(size)) => {
-                    return Ok(Download {
-                        url: url.clone(),
-                        path,
-                        size,
-                    })
-                }
+                Ok(Ok(size)) => return Ok(Download { path, size }),
                 Ok(Err(AttemptError::Fatal(e))) => return Err(e),
                 Ok(Err(AttemptError::Retry(e))) => e,
                 Err(_) => anyhow::anyhow!("download still incomplete at the deadline"),
@@ -366,13 +357,12 @@ impl Fetcher {
         growth: Option<&Growth>,
     ) -> std::result::Result<File, AttemptError> {
         let fatal = AttemptError::Fatal;
+        // Through the cache directory's handle: a link swapped in for `cache/` meanwhile
+        // does not redirect the file either.
+        let cache = fsutil::Dir::open(&self.cache_dir).map_err(fatal)?;
+        let name = part.file_name().unwrap_or_default();
         if offset > 0 {
-            return OpenOptions::new()
-                .append(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(part)
-                .with_context(|| format!("opening {}", part.display()))
-                .map_err(fatal);
+            return cache.open_append(name).map_err(fatal);
         }
         // A follower must learn that the file starts over before it goes away.
         if let Some(g) = growth {
@@ -386,13 +376,7 @@ impl Fetcher {
         } else {
             let _ = fs::remove_file(meta);
         }
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(part)
-            .with_context(|| format!("opening {}", part.display()))
-            .map_err(fatal)
+        cache.create_new(name, 0o644).map_err(fatal)
     }
 
     /// Write the response body into `file` from `offset` on, reporting progress, until
