@@ -312,7 +312,7 @@ fn render_keys(
             )
             .to_string();
         // The diff is printed and logged; the file itself keeps the secrets.
-        super::redact::redact(&diff)
+        super::redact::redact_diff(&diff, &old, &new)
     } else {
         String::new()
     };

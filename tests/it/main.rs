@@ -14,6 +14,7 @@ mod msk_5xx;
 mod no_panic;
 mod planted;
 mod properties;
+mod redaction;
 mod run;
 mod secrets;
 mod signature_reasons;
