@@ -10,7 +10,6 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::config::{self, Settings};
 use crate::discovery::{self, BrokerAddr};
@@ -128,9 +127,7 @@ pub async fn check(config_path: &Path) -> Result<()> {
 /// The STS client, from the same credential chain as the MSK client. Its endpoint is
 /// AWS's (or `AWS_ENDPOINT_URL_STS`), not `msk.endpoint_url`.
 pub async fn sts_client(settings: &Settings) -> aws_sdk_sts::Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
+    let http = discovery::aws_http_client();
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
         .operation_timeout(Duration::from_secs(30))
@@ -160,6 +157,13 @@ async fn identity(settings: &Settings) -> Item {
                     e.code().unwrap_or("error"),
                     e.message().unwrap_or("")
                 ),
+                // Not a credentials problem: no TLS connection can be trusted.
+                _ if !discovery::host_has_ca_certificates() => {
+                    return Item::fail(format!(
+                        "AWS identity: sts:GetCallerIdentity failed: {}",
+                        discovery::NO_CA_CERTIFICATES
+                    ))
+                }
                 _ => crate::exit::cause_chain(&e),
             };
             Item::fail(format!(

@@ -87,11 +87,15 @@ pub(super) fn classify(url: &ConfigUrl, e: reqwest::Error) -> AttemptError {
     // reqwest's Display names the URL it was given; the callers name the redacted one.
     let chain = crate::exit::one_line(&anyhow::Error::new(e.without_url()));
     if chain.contains("certificate") {
+        // A host that trusts no CA at all needs its store, not a private CA.
+        let fix = if crate::discovery::host_has_ca_certificates() {
+            "set agent.extra_ca for a private CA"
+        } else {
+            crate::discovery::NO_CA_CERTIFICATES
+        };
         return AttemptError::Fatal(fail(
             ExitCode::Unavailable,
-            format!(
-                "{url}: TLS certificate not trusted ({chain}); set agent.extra_ca for a private CA"
-            ),
+            format!("{url}: TLS certificate not trusted ({chain}); {fix}"),
         ));
     }
     AttemptError::Retry(anyhow::anyhow!("{chain}"))

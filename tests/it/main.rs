@@ -11,6 +11,7 @@ mod exit_codes;
 mod hostile;
 mod install;
 mod msk_5xx;
+mod no_ca;
 mod no_panic;
 mod planted;
 mod properties;
