@@ -2,7 +2,7 @@
 
 use ksql_msk_testkit::sts::{FakeSts, ARN};
 
-use crate::run::{free_port, Fixture};
+use crate::support::fixture::{free_port, Fixture};
 
 fn checklist(out: &str) -> Vec<&str> {
     out.lines()

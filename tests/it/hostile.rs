@@ -13,8 +13,10 @@ use ksql_msk_testkit::hostile::{RawServer, TestCa, TlsFront};
 use ksql_msk_testkit::signing::TestKey;
 use ksql_msk_testkit::tarball::{self, TarballBuilder};
 
-use crate::install::{archive_path, assert_installed, assert_refused, Pins, World, NEW};
 use crate::support::error_line;
+use crate::support::world::{
+    archive_path, assert_installed, assert_refused, Pins, World, NEW, OLD,
+};
 
 fn live_properties(w: &World) -> Vec<u8> {
     std::fs::read(w.state().join("current/etc/ksqldb/ksql-server.properties")).unwrap()
@@ -24,11 +26,11 @@ fn live_properties(w: &World) -> Vec<u8> {
 fn archive_from(w: &World, base: &str) {
     let path = w.host.config_path();
     let text = std::fs::read_to_string(&path).unwrap();
-    let from = format!("archive_url = \"{}/archive/", w.art.server.url());
+    let from = format!("archive_url = \"{}/", w.art.server.url());
     assert!(text.contains(&from), "{text}");
     std::fs::write(
         &path,
-        text.replace(&from, &format!("archive_url = \"{base}/archive/")),
+        text.replace(&from, &format!("archive_url = \"{base}/")),
     )
     .unwrap();
 }
@@ -289,7 +291,7 @@ fn absurd_broker_strings_and_broken_json_change_nothing() {
     let (w, key, pins) = world();
     // The previous install stays configured for OLD: only discovery is hostile.
     w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
-    w.configure(crate::install::OLD, &pins);
+    w.configure(OLD, &pins);
     let before = live_properties(&w);
     let field = "bootstrapBrokerStringSaslIam";
     let long = vec!["b-1.demo.example.com:9098"; 20_000].join(",");

@@ -1,161 +1,20 @@
 //! `ksql-msk install` against the fake MSK API and the local artifact server.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ksql_msk_testkit::artifacts::{ArtifactServer, Fault};
-use ksql_msk_testkit::msk::{Cluster, FakeMsk};
+use ksql_msk_testkit::artifacts::Fault;
 use ksql_msk_testkit::signing::{self, GpgKey, TestKey};
 use ksql_msk_testkit::tarball::{self, Hostile};
-use sha2::Digest;
 
-use crate::support::{error_line, Host, Output, REGION};
+use crate::support::error_line;
 
-pub(crate) const OLD: &str = "0.28.0";
-pub(crate) const NEW: &str = "0.29.0";
-pub(crate) const JAR_VERSION: &str = "2.2.0";
-pub(crate) const JAR_BYTES: &[u8] = b"PK\x03\x04 stand-in aws-msk-iam-auth jar";
+// The world these tests share with hostile.rs, crash.rs and others lives in
+// support/world.rs; `crate::install::World` and friends keep working.
+pub(crate) use crate::support::world::*;
 
-pub(crate) fn archive_path(v: &str) -> String {
-    let mm = &v[..v.rfind('.').unwrap()];
-    format!("/archive/{mm}/confluent-ksqldb-{v}.tar.gz")
-}
-pub(crate) fn key_path(v: &str) -> String {
-    let mm = &v[..v.rfind('.').unwrap()];
-    format!("/archive/{mm}/archive.key")
-}
-pub(crate) fn jar_path(v: &str) -> String {
-    format!("/iam/v{v}/aws-msk-iam-auth-{v}-all.jar")
-}
-pub(crate) fn sha256_hex(b: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(b))
-}
-
-/// Fake MSK + artifact server + a scratch host.
-pub(crate) struct World {
-    pub(crate) msk: FakeMsk,
-    pub(crate) cluster: Cluster,
-    pub(crate) art: ArtifactServer,
-    pub(crate) host: Host,
-}
-
-/// How the config pins things.
-#[derive(Clone)]
-pub(crate) struct Pins {
-    fingerprints: Vec<String>,
-    /// None: empty sha256 (trust on first use of the published .sha256).
-    jar_sha256: Option<String>,
-    agent: String,
-}
-
-impl Pins {
-    pub(crate) fn strict(fp: &str) -> Pins {
-        Pins {
-            fingerprints: vec![fp.to_string()],
-            jar_sha256: Some(sha256_hex(JAR_BYTES)),
-            agent: String::new(),
-        }
-    }
-    pub(crate) fn agent(mut self, extra: &str) -> Pins {
-        self.agent.push_str(extra);
-        self.agent.push('\n');
-        self
-    }
-}
-
+/// Starting points only this file's tests use.
 impl World {
-    pub(crate) fn new() -> World {
-        let msk = FakeMsk::start();
-        let cluster = Cluster::active("demo", REGION);
-        msk.add(cluster.clone());
-        let art = ArtifactServer::start();
-        art.put(&jar_path(JAR_VERSION), JAR_BYTES);
-        art.put(
-            &format!("{}.sha256", jar_path(JAR_VERSION)),
-            format!(
-                "{}  aws-msk-iam-auth-{JAR_VERSION}-all.jar\n",
-                sha256_hex(JAR_BYTES)
-            ),
-        );
-        World {
-            msk,
-            cluster,
-            art,
-            host: Host::new(),
-        }
-    }
-
-    /// Publish `tarball` for version `v`, signed by `key` (armored signature and key).
-    pub(crate) fn publish(&self, v: &str, tarball: &[u8], key: &TestKey) {
-        self.publish_raw(v, tarball, key.sign(tarball, true), key.public_armored());
-    }
-
-    pub(crate) fn publish_raw(&self, v: &str, tarball: &[u8], sig: Vec<u8>, key: Vec<u8>) {
-        self.art.put(&archive_path(v), tarball.to_vec());
-        self.art.put(&format!("{}.asc", archive_path(v)), sig);
-        self.art.put(&key_path(v), key);
-    }
-
-    pub(crate) fn configure(&self, v: &str, pins: &Pins) {
-        let mut agent = pins.agent.clone();
-        for (k, v) in [
-            ("download_timeout", "20s"),
-            ("stall_timeout", "2s"),
-            ("lock_timeout", "60s"),
-        ] {
-            if !agent.contains(k) {
-                agent.push_str(&format!("{k} = \"{v}\"\n"));
-            }
-        }
-        let fps: Vec<String> = pins
-            .fingerprints
-            .iter()
-            .map(|f| format!("\"{f}\""))
-            .collect();
-        self.host.write_config(&format!(
-            "[msk]\ncluster_arn = \"{arn}\"\nregion = \"{REGION}\"\nendpoint_url = \"{msk}\"\ncluster_wait = \"3s\"\n\n\
-             [ksqldb]\nversion = \"{v}\"\n\
-             archive_url = \"{art}/archive/{{major_minor}}/confluent-ksqldb-{{version}}.tar.gz\"\n\
-             key_url = \"{art}/archive/{{major_minor}}/archive.key\"\n\
-             trusted_fingerprints = [{fps}]\n\n\
-             [iam_auth]\nversion = \"{JAR_VERSION}\"\njar_url = \"{art}/iam/v{{version}}/aws-msk-iam-auth-{{version}}-all.jar\"\n\
-             sha256 = \"{sha}\"\n\n\
-             [agent]\n{agent}",
-            arn = self.cluster.arn,
-            msk = self.msk.url(),
-            art = self.art.server.url(),
-            fps = fps.join(", "),
-            sha = pins.jar_sha256.clone().unwrap_or_default(),
-            agent = agent,
-        ));
-    }
-
-    pub(crate) fn install(&self) -> Output {
-        self.host.run(&["install"])
-    }
-
-    /// `ksql-msk install` in the background; its output captured if `capture`.
-    pub(crate) fn spawn_install(&self, capture: bool) -> std::process::Child {
-        let out = || {
-            if capture {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            }
-        };
-        self.host
-            .command(&["install"])
-            .stdout(out())
-            .stderr(out())
-            .spawn()
-            .expect("spawning ksql-msk install")
-    }
-
-    pub(crate) fn state(&self) -> PathBuf {
-        self.host.state_dir()
-    }
-
     /// A world with `OLD` installed under a fresh key pinned strictly, the config
     /// pointing at `NEW`: the start of most refusal tests.
     fn with_strict_previous() -> (World, TestKey) {
@@ -181,15 +40,6 @@ impl World {
         (w, key, pins)
     }
 
-    /// Install `OLD` successfully, then point the config at `NEW` with the same pins.
-    pub(crate) fn with_previous(&self, key: &TestKey, pins: &Pins) {
-        self.publish(OLD, &tarball::ksqldb_tarball(OLD), key);
-        self.configure(OLD, pins);
-        let out = self.install();
-        assert_eq!(out.code, 0, "installing the previous release: {out:?}");
-        self.configure(NEW, pins);
-    }
-
     /// The manifest text of installed release `v`.
     fn manifest(&self, v: &str) -> String {
         std::fs::read_to_string(
@@ -200,127 +50,6 @@ impl World {
         )
         .unwrap()
     }
-
-    pub(crate) fn archive_requests(&self, v: &str) -> usize {
-        self.art.requests_for(&archive_path(v)).len()
-    }
-}
-
-/// What must not change when an install fails.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Snapshot {
-    current: Option<PathBuf>,
-    releases: Vec<String>,
-    manifest: Option<String>,
-    files: Vec<String>,
-}
-
-pub(crate) fn snapshot(state: &Path) -> Snapshot {
-    let releases_dir = state.join("releases");
-    let mut releases: Vec<String> = std::fs::read_dir(&releases_dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                // Staging left by a killed run is not part of the installed state.
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
-    releases.sort();
-    let current = std::fs::read_link(state.join("current")).ok();
-    let manifest = current
-        .as_ref()
-        .and_then(|c| std::fs::read_to_string(state.join(c).join(".ksql-msk-manifest.toml")).ok());
-    let mut files = Vec::new();
-    if let Some(c) = &current {
-        walk(&state.join(c), &state.join(c), &mut files);
-    }
-    files.sort();
-    Snapshot {
-        current,
-        releases,
-        manifest,
-        files,
-    }
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        let meta = std::fs::symlink_metadata(&p).unwrap();
-        out.push(format!(
-            "{} {}",
-            p.strip_prefix(root).unwrap().display(),
-            meta.len()
-        ));
-        if meta.is_dir() {
-            walk(root, &p, out);
-        }
-    }
-}
-
-pub(crate) fn assert_no_staging(state: &Path) {
-    let left: Vec<String> = std::fs::read_dir(state.join("releases"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(left.is_empty(), "left in releases/: {left:?}");
-}
-
-/// Run a failing install and check code, message and that nothing changed.
-pub(crate) fn assert_refused(w: &World, code: i32, needles: &[&str]) -> Output {
-    let before = snapshot(&w.state());
-    let out = w.install();
-    assert_eq!(out.code, code, "{out:?}");
-    let line = error_line(&out);
-    for n in needles {
-        assert!(line.contains(n), "error line lacks {n:?}: {line}");
-    }
-    assert_eq!(
-        snapshot(&w.state()),
-        before,
-        "the installed release changed"
-    );
-    assert_no_staging(&w.state());
-    out
-}
-
-pub(crate) fn assert_installed(w: &World, v: &str) {
-    let state = w.state();
-    assert_eq!(
-        std::fs::read_link(state.join("current")).unwrap(),
-        Path::new("releases").join(v)
-    );
-    let rel = state.join("releases").join(v);
-    let start = rel.join("bin/ksql-server-start");
-    assert_eq!(
-        std::fs::read_to_string(&start).unwrap(),
-        tarball::SERVER_START
-    );
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&start).unwrap().permissions().mode() & 0o777,
-        0o755
-    );
-    assert_eq!(
-        std::fs::read(rel.join("etc/ksqldb/ksql-server.properties.dist")).unwrap(),
-        tarball::server_properties()
-    );
-    let jars = rel.join("share/java/ksqldb");
-    assert_eq!(
-        std::fs::read(jars.join(format!("aws-msk-iam-auth-{JAR_VERSION}-all.jar"))).unwrap(),
-        JAR_BYTES
-    );
-    assert!(
-        !jars.join("aws-msk-iam-auth-0.0.1-all.jar").exists(),
-        "old IAM jar kept"
-    );
-    assert!(jars.join("ksqldb-engine-0.jar").exists() || jars.join("big-0.jar").exists());
-    assert_no_staging(&state);
 }
 
 #[test]

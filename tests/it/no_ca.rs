@@ -9,8 +9,8 @@ use ksql_msk_testkit::standins::Standins;
 use ksql_msk_testkit::sts::FakeSts;
 use ksql_msk_testkit::tarball;
 
-use crate::install::{archive_path, assert_refused, Pins, World, NEW};
-use crate::support::{error_line, Host, Output, REGION};
+use crate::support::world::{archive_path, assert_refused, Pins, World, NEW};
+use crate::support::{error_line, Host, Output};
 
 /// Point the host's trust store at `file` (empty unless written) and an empty directory.
 fn trust_only(host: &mut Host, pem: Option<&std::path::Path>) {
@@ -25,20 +25,19 @@ fn trust_only(host: &mut Host, pem: Option<&std::path::Path>) {
     host.env("SSL_CERT_DIR", &dir.join("empty").display().to_string());
 }
 
-/// The stand-ins and a host configured for them; `msk_endpoint` replaces the fake MSK's
-/// plain-http URL.
-fn world(msk_endpoint: impl FnOnce(&Standins) -> Option<String>) -> (Standins, Host) {
-    let world = Standins::start("demo", REGION);
-    let host = Host::new();
-    let mut parts = world.config("0.28.2", "1.1.1");
+/// The shared world, configured for the stand-ins; `msk_endpoint` replaces the fake
+/// MSK's plain-http URL.
+fn world(msk_endpoint: impl FnOnce(&Standins) -> Option<String>) -> World {
+    let w = World::bare();
+    let mut parts = w.config("0.28.2", "1.1.1");
     parts
         .msk
         .push_str("cluster_wait = \"3s\"\napi_max_attempts = 1\n");
-    if let Some(url) = msk_endpoint(&world) {
-        parts.msk = parts.msk.replace(&world.msk.url(), &url);
+    if let Some(url) = msk_endpoint(&w) {
+        parts.msk = parts.msk.replace(&w.msk.url(), &url);
     }
-    host.write_config(&parts.toml("", ""));
-    (world, host)
+    w.host.write_config(&parts.toml("", ""));
+    w
 }
 
 fn iam_brokers(world: &Standins) -> String {
@@ -58,20 +57,20 @@ fn no_panic(out: &Output) {
 
 #[test]
 fn brokers_over_plain_http_need_no_ca() {
-    let (world, mut host) = world(|_| None);
-    trust_only(&mut host, None);
-    let out = host.run(&["brokers"]);
+    let mut w = world(|_| None);
+    trust_only(&mut w.host, None);
+    let out = w.host.run(&["brokers"]);
     no_panic(&out);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains(&iam_brokers(&world)), "{out:?}");
+    assert!(out.stdout.contains(&iam_brokers(&w)), "{out:?}");
 }
 
 #[test]
 fn an_https_endpoint_without_ca_is_one_line_and_69() {
     // Nothing listens there: the agent must not even try.
-    let (_world, mut host) = world(|_| Some("https://127.0.0.1:1".into()));
-    trust_only(&mut host, None);
-    let out = host.run(&["brokers"]);
+    let mut w = world(|_| Some("https://127.0.0.1:1".into()));
+    trust_only(&mut w.host, None);
+    let out = w.host.run(&["brokers"]);
     no_panic(&out);
     assert_eq!(out.code, 69, "{out:?}");
     let line = error_line(&out);
@@ -94,17 +93,17 @@ fn the_store_named_by_ssl_cert_file_is_the_one_used() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::generate(dir.path());
     let mut front = None;
-    let (world, mut host) = world(|w| {
-        let tls = TlsFront::start(&ca, w.msk.server.addr);
+    let mut w = world(|s| {
+        let tls = TlsFront::start(&ca, s.msk.server.addr);
         let url = tls.url();
         front = Some(tls);
         Some(url)
     });
-    trust_only(&mut host, Some(&ca.ca_pem));
-    let out = host.run(&["brokers"]);
+    trust_only(&mut w.host, Some(&ca.ca_pem));
+    let out = w.host.run(&["brokers"]);
     no_panic(&out);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains(&iam_brokers(&world)), "{out:?}");
+    assert!(out.stdout.contains(&iam_brokers(&w)), "{out:?}");
     drop(front);
 }
 
@@ -116,10 +115,10 @@ fn check_without_ca_fails_the_identity_item_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::generate(dir.path());
     let tls = TlsFront::start(&ca, sts.server.addr);
-    let (_world, mut host) = world(|_| None);
-    trust_only(&mut host, None);
-    host.env("AWS_ENDPOINT_URL_STS", &tls.url());
-    let out = host.run(&["check"]);
+    let mut w = world(|_| None);
+    trust_only(&mut w.host, None);
+    w.host.env("AWS_ENDPOINT_URL_STS", &tls.url());
+    let out = w.host.run(&["check"]);
     no_panic(&out);
     assert_eq!(out.code, 69, "{out:?}");
     let identity = out

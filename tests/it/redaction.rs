@@ -2,7 +2,7 @@
 //! by `<redacted>`, whichever of Java's three separators (`=`, `:`, whitespace) the line
 //! uses, across continuation lines, and inside URLs; keys and other values stay visible.
 
-use crate::run::Fixture;
+use crate::support::fixture::Fixture;
 
 const KEYSTORE_KEY: &str = "KeystoreKeyBody/DoNotLeak0000";
 const USER_INFO: &str = "UserInfoPass/DoNotLeak0000";

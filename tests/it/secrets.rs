@@ -6,7 +6,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use crate::run::{wait_for, Fixture};
+use crate::support::fixture::{wait_for, Fixture};
 use crate::support::Output;
 
 const ACCESS_KEY_ID: &str = "AKIAENVTESTKEY000001";

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::run::{alive, wait_for, Fixture};
+use crate::support::fixture::{alive, wait_for, Fixture};
 
 const EXITED_ID: &str = "c2d9e6a1f4b3480d9e7c6b5a4f3e2d10";
 

@@ -1,4 +1,10 @@
-//! Running the agent binary with a clean, loopback-only environment.
+//! What the integration tests share: running the agent binary with a clean,
+//! loopback-only environment ([`Host`]), the world of stand-ins around it
+//! ([`world::World`], for install tests; [`fixture::Fixture`], for `run`), and
+//! [`skip`] for tests that cannot run on this machine.
+
+pub mod fixture;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,4 +143,21 @@ pub fn error_line(out: &Output) -> &str {
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A test that cannot run here (no `../shared` checkout, no `java`, no failpoints
+/// build) says so on stderr with a `SKIPPED:` prefix and passes, unless `switch=1` is
+/// set (tests/run-all sets every switch), where the skip is a failure instead.
+pub fn skip(switch: &str, why: &str) {
+    assert!(
+        std::env::var(switch).as_deref() != Ok("1"),
+        "{why}, and {switch}=1 requires it"
+    );
+    // Straight to the process's stderr: the test harness captures `eprintln!` of a
+    // passing test, and a skip must be seen.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {why} (set {switch}=1 to make this a failure)"
+    );
 }
