@@ -15,7 +15,7 @@ use ksql_msk_testkit::imds::FakeImds;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 
-use crate::support::repo_root;
+use crate::support::{repo_root, skip};
 
 const ARN: &str =
     "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abcd1234-5678-90ab-cdef-1234567890ab-3";
@@ -25,8 +25,11 @@ fn fixture() -> Option<Vec<u8>> {
     let path = repo_root().join("../shared/fixtures/ksqldb/ksql-server.properties");
     match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),
-        Err(_) => {
-            println!("skipping: {} not found", path.display());
+        Err(e) => {
+            skip(
+                "KSQL_MSK_REQUIRE_SHARED",
+                &format!("{}: {e} (the ../shared checkout)", path.display()),
+            );
             None
         }
     }
@@ -387,8 +390,11 @@ fn rust_dump(bytes: &[u8]) -> Vec<String> {
 
 /// What Java reads from each input, or `None` when there is no `java`.
 fn java_dump(inputs: &[Vec<u8>]) -> Option<Vec<Vec<String>>> {
-    if Command::new("java").arg("-version").output().is_err() {
-        println!("skipping the Java cross-check: no `java` on PATH");
+    if let Err(e) = Command::new("java").arg("-version").output() {
+        skip(
+            "KSQL_MSK_REQUIRE_JAVA",
+            &format!("the java.util.Properties cross-check: cannot run `java`: {e}"),
+        );
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
