@@ -397,5 +397,12 @@ fn random_sigkills_during_a_real_install_then_rerun_completes() {
         full.as_secs_f64() * 1000.0,
         started.elapsed().as_secs_f64()
     );
-    assert!(trials >= 50 || std::env::var("KSQL_MSK_KILL_TRIALS").is_ok());
+    // The kills must have landed inside the install, not all before or after it: a
+    // trial that interrupted it leaves downloads, staging or temp files behind (about
+    // two in three do). None in ten or more means the timing proved nothing.
+    assert!(
+        litter > 0 || trials < 10,
+        "none of {trials} SIGKILLs interrupted the {:.0} ms install (seed {seed})",
+        full.as_secs_f64() * 1000.0
+    );
 }
