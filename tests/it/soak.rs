@@ -147,20 +147,23 @@ fn a_thousand_crash_restart_cycles_leak_nothing() {
     );
     assert!(zombies_after <= 1, "{zombies_after} zombies");
     // At least one event per exit is what the wait above checked; each exit is also
-    // reported once, for a child the agent really started.
-    let mut reported: Vec<i32> = journal
+    // reported once, for a child the stand-in recorded. Only the last one may be
+    // missing from its record: the stop can catch it before it wrote its pid.
+    let reported: Vec<i32> = journal
         .entries()
         .iter()
         .filter(|e| e.get("MESSAGE_ID").map(String::as_str) == Some(EXITED_ID))
         .filter_map(|e| e.get("PID")?.parse().ok())
         .collect();
     assert_eq!(reported.len(), exited, "EXITED events without a PID");
-    reported.sort_unstable();
-    reported.dedup();
-    assert_eq!(reported.len(), exited, "an exit reported twice");
+    let mut distinct = reported.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), exited, "an exit reported twice");
     let strangers: Vec<&i32> = reported.iter().filter(|p| !starts.contains(p)).collect();
     assert!(
-        strangers.is_empty(),
-        "EXITED events for pids never started: {strangers:?}"
+        strangers.is_empty() || strangers == [reported.last().unwrap_or(&0)],
+        "EXITED events for pids never started: {strangers:?} (last event: {:?})",
+        reported.last()
     );
 }
