@@ -25,6 +25,7 @@ pub(crate) mod notify;
 pub(crate) mod pipeline;
 pub(crate) mod progress;
 pub mod properties;
+pub mod release;
 pub(crate) mod run;
 pub(crate) mod supervise;
 pub mod unpack;

@@ -9,13 +9,18 @@
 //! channel bound keeps memory flat whatever the archive size. The archive is read once,
 //! and may be read while it is still downloading (`fetch::Follower`).
 //!
+//! The extractor also records the tree it writes ([`Tree`]: type, mode and size of every
+//! entry, the SHA-256 of every file, hashed from the buffer it writes, so nothing is read
+//! twice): the manifest binds it, and a warm start checks the release against it.
+//!
 //! Nothing here makes the staging directory live: the caller renames it into place only
 //! when the signature verified.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -27,6 +32,7 @@ use sha2::{Digest, Sha256};
 use tar::EntryType;
 
 use crate::exit::{fail, ExitCode};
+use crate::manifest::{Entry, Kind, Tree};
 use crate::verify::{SignatureCheck, Signer};
 
 /// Chunk size read from the archive file; also the unit handed to the extractor.
@@ -43,6 +49,8 @@ pub struct Unpacked {
     pub signer: Signer,
     /// The archive's top directory that was stripped, e.g. `confluent-ksqldb-0.29.0`.
     pub top_dir: String,
+    /// What was written into staging, entry by entry.
+    pub tree: Tree,
 }
 
 /// Reads the archive for the verifier, forwarding each chunk.
@@ -253,6 +261,7 @@ pub fn unpack_verified_from<R: Read + Send + Sync>(
         archive_sha256: hex::encode(sha),
         signer,
         top_dir: stats.top_dir,
+        tree: stats.tree,
     })
 }
 
@@ -260,6 +269,7 @@ struct Stats {
     top_dir: String,
     files: u64,
     bytes: u64,
+    tree: Tree,
 }
 
 fn refuse(entry: &Path, why: &str) -> anyhow::Error {
@@ -396,6 +406,7 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
         top_dir: String::new(),
         files: 0,
         bytes: 0,
+        tree: Tree::default(),
     };
     let mut buf = vec![0u8; COPY_BUF];
     let mut count: u64 = 0;
@@ -434,12 +445,14 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
         if let Some(parent) = dst.parent() {
             fs::create_dir_all(parent).map_err(|e| entry_io(&raw, "creating its directory", e))?;
         }
+        record_parents(&mut stats.tree, staging, &rel)?;
         match kind {
             EntryType::Directory => {
                 clear(&dst, true)?;
                 if !dst.is_dir() {
                     fs::create_dir(&dst).map_err(|e| entry_io(&raw, "creating it", e))?;
                 }
+                record_dir(&mut stats.tree, &dst, &rel)?;
             }
             EntryType::Regular | EntryType::Continuous => {
                 clear(&dst, false)?;
@@ -450,6 +463,8 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                     .mode(mode & 0o755 | 0o600)
                     .open(&dst)
                     .map_err(|e| entry_io(&raw, "creating it", e))?;
+                let mut sha = Sha256::new();
+                let mut size = 0u64;
                 loop {
                     let n = entry.read(&mut buf).map_err(data_err)?;
                     if n == 0 {
@@ -457,9 +472,18 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                     }
                     file.write_all(&buf[..n])
                         .map_err(|e| entry_io(&raw, "writing it", e))?;
-                    stats.bytes += n as u64;
+                    sha.update(&buf[..n]);
+                    size += n as u64;
                 }
                 start_writeback(&file);
+                // The mode as the umask left it: what a later check will find.
+                let meta = file
+                    .metadata()
+                    .with_context(|| format!("inspecting {}", dst.display()))?;
+                stats
+                    .tree
+                    .record_file(&rel, size, meta.mode() & 0o7777, sha.finalize().into());
+                stats.bytes += size;
                 stats.files += 1;
                 crate::failpoint::hit("unpack.mid_archive")?;
             }
@@ -478,6 +502,9 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                 clear(&dst, false)?;
                 std::os::unix::fs::symlink(&target, &dst)
                     .map_err(|e| entry_io(&raw, "creating the symlink", e))?;
+                let target = target.into_os_string().into_vec();
+                let kind = Kind::Symlink { target };
+                stats.tree.record(&rel, Entry { kind, mode: 0 });
                 links.insert(rel);
             }
             EntryType::Link => {
@@ -502,7 +529,15 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                     return Err(refuse(&raw, "hard link through a symlink"));
                 }
                 let src = staging.join(&target_rel);
-                if !fs::symlink_metadata(&src).is_ok_and(|m| m.is_file()) {
+                // The same inode: it is recorded as the file it links to.
+                let linked = stats.tree.get(&target_rel).cloned();
+                let Some(
+                    linked @ Entry {
+                        kind: Kind::File { .. },
+                        ..
+                    },
+                ) = linked
+                else {
                     return Err(refuse(
                         &raw,
                         &format!(
@@ -510,9 +545,10 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                             target.display()
                         ),
                     ));
-                }
+                };
                 clear(&dst, false)?;
                 fs::hard_link(&src, &dst).map_err(|e| entry_io(&raw, "linking it", e))?;
+                stats.tree.record(&rel, linked);
                 stats.files += 1;
             }
             EntryType::Char | EntryType::Block => return Err(refuse(&raw, "device node")),
@@ -522,6 +558,33 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
     }
     stats.top_dir = top.ok_or_else(|| fail(ExitCode::Data, "the archive is empty"))?;
     Ok(stats)
+}
+
+/// Record the directories above `rel` that `create_dir_all` made without an archive
+/// entry of their own. Whatever is recorded has its parents recorded, so the walk stops
+/// at the first known one.
+fn record_parents(tree: &mut Tree, staging: &Path, rel: &Path) -> Result<()> {
+    for dir in rel.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() || tree.contains(dir) {
+            break;
+        }
+        record_dir(tree, &staging.join(dir), dir)?;
+    }
+    Ok(())
+}
+
+fn record_dir(tree: &mut Tree, dst: &Path, rel: &Path) -> Result<()> {
+    let meta =
+        fs::symlink_metadata(dst).with_context(|| format!("inspecting {}", dst.display()))?;
+    let mode = meta.mode() & 0o7777;
+    tree.record(
+        rel,
+        Entry {
+            kind: Kind::Dir,
+            mode,
+        },
+    );
+    Ok(())
 }
 
 /// After extraction, check every symlink for real: a chain of links that each look
@@ -624,6 +687,105 @@ mod tests {
         );
         assert_eq!(resolve_link(l, Path::new("../../../../x")), None);
         assert_eq!(resolve_link(l, Path::new("/etc/passwd")), None);
+    }
+
+    /// A tar stream with `(path, type, mode, data or link target)` entries.
+    fn tar_of(entries: &[(&str, EntryType, u32, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, mode, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            if matches!(kind, EntryType::Symlink | EntryType::Link) {
+                h.set_size(0);
+                b.append_link(&mut h, path, std::str::from_utf8(data).unwrap())
+                    .unwrap();
+            } else {
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, *data).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// What is on disk under `root`, as the tree would record it.
+    fn on_disk(root: &Path, dir: &Path, out: &mut Tree) {
+        for e in fs::read_dir(root.join(dir)).unwrap() {
+            let rel = dir.join(e.unwrap().file_name());
+            let p = root.join(&rel);
+            let m = fs::symlink_metadata(&p).unwrap();
+            let mode = m.mode() & 0o7777;
+            let entry = if m.is_dir() {
+                on_disk(root, &rel, out);
+                Entry {
+                    kind: Kind::Dir,
+                    mode,
+                }
+            } else if m.file_type().is_symlink() {
+                let target = fs::read_link(&p).unwrap().into_os_string().into_vec();
+                Entry {
+                    kind: Kind::Symlink { target },
+                    mode: 0,
+                }
+            } else {
+                let bytes = fs::read(&p).unwrap();
+                let kind = Kind::File {
+                    size: bytes.len() as u64,
+                    sha256: Sha256::digest(&bytes).into(),
+                };
+                Entry { kind, mode }
+            };
+            out.record(&rel, entry);
+        }
+    }
+
+    #[test]
+    fn the_recorded_tree_is_what_was_written() {
+        use EntryType::*;
+        let tar = tar_of(&[
+            ("top/", Directory, 0o755, b""),
+            ("top/bin/", Directory, 0o700, b""),
+            ("top/bin/ksql-server-start", Regular, 0o777, b"#!/bin/sh\n"),
+            // No directory entries: made on the way, recorded too.
+            (
+                "top/share/java/ksqldb/a.jar",
+                Regular,
+                0o644,
+                &[1u8; 300_000],
+            ),
+            (
+                "top/share/java/ksqldb/b.jar",
+                Link,
+                0,
+                b"top/share/java/ksqldb/a.jar",
+            ),
+            ("top/bin/ksql", Symlink, 0o777, b"ksql-server-start"),
+            // A later entry replaces an earlier one, a directory with its contents.
+            ("top/etc/x/y", Regular, 0o644, b"gone"),
+            ("top/etc/x", Regular, 0o600, b"replaced"),
+            (
+                "top/bin/ksql-server-start",
+                Regular,
+                0o755,
+                b"#!/bin/sh\nexec java\n",
+            ),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let stats = extract_entries(&tar[..], dir.path()).unwrap();
+        let mut disk = Tree::default();
+        on_disk(dir.path(), Path::new(""), &mut disk);
+        assert_eq!(stats.tree.to_text(), disk.to_text());
+        let start = stats.tree.get(Path::new("bin/ksql-server-start")).unwrap();
+        let want: [u8; 32] = Sha256::digest(b"#!/bin/sh\nexec java\n").into();
+        assert!(matches!(start.kind, Kind::File { size: 20, sha256 } if sha256 == want));
+        // Never group- or world-writable, whatever the archive says.
+        assert_eq!(start.mode & 0o022, 0);
+        assert_eq!(
+            stats.tree.get(Path::new("share/java/ksqldb/b.jar")),
+            stats.tree.get(Path::new("share/java/ksqldb/a.jar"))
+        );
+        assert!(!stats.tree.contains(Path::new("etc/x/y")));
+        assert_eq!(stats.tree.len(), 10, "{}", stats.tree.to_text());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::fsutil;
 use crate::layout;
 use crate::manifest::Manifest;
 use crate::properties::{self, Managed};
+use crate::release;
 use crate::unpack;
 
 /// `managed`: the managed properties; a new release is rendered while it is still
@@ -25,7 +26,7 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
     let staging = staged.dir.path().to_path_buf();
     let jar_path = staged.jar.download.path.clone();
     let jar_file = jar::file_name(settings);
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         version: k.version.clone(),
         // Redacted: the manifest must not hold a password (plan.rs compares likewise).
         archive_url: k.archive_url.redacted(),
@@ -36,8 +37,11 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
         jar_url: settings.iam_auth.jar_url.redacted(),
         jar_sha256: staged.jar.sha256.to_hex(),
         jar_file,
+        tree_sha256: String::new(),
     };
     let top_dir = staged.unpacked.top_dir.clone();
+    let mut tree = staged.unpacked.tree.clone();
+    let jar_sha = staged.jar.sha256;
     let managed = managed.clone();
     tokio::task::spawn_blocking(move || -> Result<Manifest> {
         check_layout(&staging, &top_dir, &manifest)?;
@@ -45,10 +49,12 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
         // link that came out of the archive cannot aim this write at another file.
         let upstream = read_nofollow(&staging.join(layout::PROPERTIES))?;
         fsutil::write_atomic(&staging.join(layout::PRISTINE_PROPERTIES), &upstream, 0o644)?;
-        jar::install(&staging, &jar_path, &manifest.jar_file)?;
+        release::record_written(&mut tree, &staging, layout::PRISTINE_PROPERTIES)?;
+        jar::install(&staging, &jar_path, &manifest.jar_file, &jar_sha, &mut tree)?;
         properties::render(&staging, &managed, false)?;
+        release::unrecord(&mut tree);
         failpoint::hit("install.before_manifest")?;
-        manifest.save(&staging)?;
+        manifest.save_with_tree(&staging, &tree)?;
         unpack::sync_tree(&staging)?;
         Ok(manifest)
     })

@@ -2,6 +2,7 @@
 //! hash published beside it) and copied into the release's classpath directory.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -11,7 +12,7 @@ use crate::exit::{fail, ExitCode};
 use crate::fetch::{Download, Fetcher};
 use crate::fsutil;
 use crate::layout;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, Tree};
 use crate::progress::Progress;
 use crate::verify::{self, ExpectedHash, TrustStore};
 
@@ -100,17 +101,34 @@ pub async fn fetch(
     })
 }
 
-/// Copy the jar into `release/share/java/ksqldb/` atomically and remove older
-/// aws-msk-iam-auth jars there (two versions on one classpath is a lottery).
-pub fn install(release: &Path, jar: &Path, file_name: &str) -> Result<()> {
+/// Copy the jar (checked, SHA-256 `sha`) into `release/share/java/ksqldb/` atomically
+/// and remove older aws-msk-iam-auth jars there (two versions on one classpath is a
+/// lottery); `tree` records the change.
+pub fn install(
+    release: &Path,
+    jar: &Path,
+    file_name: &str,
+    sha: &Sha256Digest,
+    tree: &mut Tree,
+) -> Result<()> {
     // Through handles that refuse a symlink below the release (`share -> /usr/share`).
-    let dir = fsutil::Dir::create_beneath(release, Path::new(layout::JAR_DIR), 0o755)?;
+    let rel = Path::new(layout::JAR_DIR);
+    let dir = fsutil::Dir::create_beneath(release, rel, 0o755)?;
     dir.copy_atomic(file_name, jar, 0o644)?;
+    // Size and mode as they are on disk; the content is the checked jar's.
+    let copied = dir
+        .open_file(file_name)?
+        .with_context(|| format!("{} vanished", dir.path().join(file_name).display()))?
+        .metadata()
+        .with_context(|| format!("inspecting {}", dir.path().join(file_name).display()))?;
+    let mode = copied.mode() & 0o7777;
+    tree.record_file(&rel.join(file_name), copied.len(), mode, sha.0);
     for entry in dir.entries()? {
         let name = entry.to_string_lossy().into_owned();
         if name.starts_with(JAR_PREFIX) && name.ends_with(".jar") && name != file_name {
             tracing::info!("removing older {name} from {}", dir.path().display());
             dir.remove_file(&entry)?;
+            tree.remove(&rel.join(&entry));
         }
     }
     dir.sync()
@@ -126,11 +144,12 @@ pub fn replace(
     jar: CheckedJar,
 ) -> Result<Manifest> {
     let file = file_name(settings);
-    install(release, &jar.download.path, &file)?;
+    let mut tree = Tree::load(release, &manifest.tree_sha256)?;
+    install(release, &jar.download.path, &file, &jar.sha256, &mut tree)?;
     manifest.jar_url = settings.iam_auth.jar_url.redacted();
     manifest.jar_sha256 = jar.sha256.to_hex();
     manifest.jar_file = file;
-    manifest.save(release)?;
+    manifest.save_with_tree(release, &tree)?;
     if jar.first_use {
         trust.record_first_use(None, Some((&manifest.jar_url, &manifest.jar_sha256)))?;
     }
