@@ -60,6 +60,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print the least-privilege IAM policy (JSON) for the configured cluster.
     IamPolicy,
+    /// Re-hash every file of the active release against its manifest (exit 65 on any
+    /// difference, 69 when nothing is installed).
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

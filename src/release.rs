@@ -16,8 +16,10 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::config::Settings;
 use crate::exit::{fail, ExitCode};
 use crate::layout;
+use crate::lock;
 use crate::manifest::{Kind, Manifest, Tree, TREE_FILE};
 use crate::properties::render::MANAGED_KEYS;
 
@@ -182,6 +184,83 @@ pub fn check(release_dir: &Path, manifest: &Manifest, depth: Depth) -> Result<Ch
         }
     }
     Ok(done)
+}
+
+/// `ksql-msk verify`: a full check of the active release (`current`), under the state
+/// lock so that an install cannot change it meanwhile. Returns the summary line; 69
+/// when nothing is installed, 65 on any difference.
+pub async fn verify_active(settings: &Settings) -> Result<String> {
+    let link = settings.current_link();
+    let target = match fs::read_link(&link) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(
+                ExitCode::Unavailable,
+                format!(
+                    "nothing to verify: {} does not exist (nothing is installed)",
+                    link.display()
+                ),
+            ))
+        }
+        Err(e) => {
+            return Err(fail(
+                ExitCode::Data,
+                format!(
+                    "{}: not the agent's link to a release ({e})",
+                    link.display()
+                ),
+            ))
+        }
+    };
+    let version = match (target.parent(), target.file_name()) {
+        (Some(p), Some(v)) if p == Path::new("releases") => v.to_string_lossy().into_owned(),
+        _ => {
+            return Err(fail(
+                ExitCode::Data,
+                format!(
+                    "{} points to {}, not into releases/",
+                    link.display(),
+                    target.display()
+                ),
+            ))
+        }
+    };
+    let _lock = lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
+    let dir = settings.releases_dir().join(&version);
+    real_dir(&dir)?;
+    let manifest = Manifest::load(&dir).ok_or_else(|| {
+        fail(
+            ExitCode::Data,
+            format!(
+                "{}: no readable manifest ({})",
+                dir.display(),
+                layout::MANIFEST
+            ),
+        )
+    })?;
+    if manifest.version != version {
+        return Err(fail(
+            ExitCode::Data,
+            format!(
+                "{}: the manifest is ksqlDB {}'s, not {version}'s",
+                dir.display(),
+                manifest.version
+            ),
+        ));
+    }
+    let started = std::time::Instant::now();
+    let done = check(&dir, &manifest, Depth::Full)?;
+    tracing::info!(
+        "hashed {} files ({:.1} MB) in {:.1}s",
+        done.hashed,
+        done.bytes_hashed as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(format!(
+        "ksqlDB {version} in {}: {} files verified",
+        dir.display(),
+        done.files
+    ))
 }
 
 /// `releases/<v>` itself must be a directory, not a link to one: a link can be pointed
