@@ -114,9 +114,11 @@ fn prune_releases(settings: &Settings, active: &str, previous: Option<&str>) {
 
 /// Put the verified `staging` directory in place as `release`.
 fn place(staging: &Path, release: &Path) -> Result<()> {
-    if release.exists() {
-        // A release dir with a stale or foreign manifest: swap, then drop the old one
-        // right away (it frees the space before pruning).
+    // lstat: a planted link (even a dangling one) is swapped out too, not followed.
+    if fs::symlink_metadata(release).is_ok() {
+        // A release dir with a stale or foreign manifest, or a tree that no longer
+        // matches it: swap, then drop the old one right away (it frees the space before
+        // pruning; a link goes, not what it points to).
         exchange(staging, release).map(|()| remove_staging(staging))
     } else {
         fs::rename(staging, release)

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{KeySource, Settings};
 use crate::layout;
 use crate::manifest::Manifest;
+use crate::release::{self, Depth};
 use crate::verify::{Signer, TrustStore};
 
 /// The plan for the configured release.
@@ -26,12 +27,16 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// Decide from the manifest of `releases/<version>` (no network, no hashing: the
-    /// manifest says what was verified when it was written).
+    /// Decide from the manifest of `releases/<version>` (no network) and a quick check
+    /// of the release against the tree it binds: a release that fails it is logged and
+    /// installed again, never started as it is.
     pub fn make(settings: &Settings, trust: &TrustStore) -> Plan {
         let release = settings.releases_dir().join(&settings.ksqldb.version);
         match Manifest::load(&release) {
-            Some(manifest) if archive_matches(&manifest, settings, trust) => {
+            Some(manifest)
+                if archive_matches(&manifest, settings, trust)
+                    && quick_check(&release, &manifest) =>
+            {
                 if jar_matches(&manifest, settings, trust, &release) {
                     Plan::Installed { release, manifest }
                 } else {
@@ -86,6 +91,32 @@ impl Plan {
             ));
         }
         lines
+    }
+}
+
+/// Does the release still hold what install verified? (The warm start's check.)
+fn quick_check(release: &Path, manifest: &Manifest) -> bool {
+    let started = std::time::Instant::now();
+    match release::check(release, manifest, Depth::Quick) {
+        Ok(c) => {
+            tracing::debug!(
+                "{}: {} files as recorded, {} hashed ({:.1} MB) in {:.1} ms",
+                release.display(),
+                c.files,
+                c.hashed,
+                c.bytes_hashed as f64 / 1e6,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                "ksqlDB {} is not started as it is, it is installed again: {}",
+                manifest.version,
+                crate::exit::one_line(&e)
+            );
+            false
+        }
     }
 }
 

@@ -22,3 +22,4 @@ mod signature_reasons;
 mod soak;
 mod support;
 mod url_credentials;
+mod warm_start;

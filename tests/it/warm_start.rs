@@ -1,0 +1,197 @@
+//! A warm start vouches for what it starts (issue 12, part 2, item 3): a release that
+//! no longer matches the tree its manifest binds is installed again, never started as
+//! it is; `ksql-msk verify` re-hashes the whole active release.
+
+use std::path::{Path, PathBuf};
+
+use ksql_msk_testkit::signing::TestKey;
+use ksql_msk_testkit::tarball;
+
+use crate::install::{jar_path, sha256_hex, Pins, World, JAR_BYTES, JAR_VERSION, NEW};
+use crate::support::error_line;
+
+/// `NEW` installed from a fresh world, strictly pinned.
+fn installed() -> World {
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    w
+}
+
+fn release(w: &World) -> PathBuf {
+    w.state().join("releases").join(NEW)
+}
+
+/// Change one byte of `path` in place: same size, same mode.
+fn flip_one_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x20;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn an_edited_start_script_is_installed_again_not_started() {
+    let w = installed();
+    let start = release(&w).join("bin/ksql-server-start");
+    // Same length, so only the hash can tell.
+    let edited = tarball::SERVER_START.replace("exec", "true");
+    assert_eq!(edited.len(), tarball::SERVER_START.len());
+    std::fs::write(&start, &edited).unwrap();
+    let before = w.archive_requests(NEW);
+
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("ksqlDB {NEW} installed and activated")),
+        "the edited release was taken as installed: {out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("bin/ksql-server-start: content changed"),
+        "the reason is not logged: {out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&start).unwrap(),
+        tarball::SERVER_START,
+        "the edited script is still there"
+    );
+    assert_eq!(w.archive_requests(NEW), before + 1, "not fetched again");
+    crate::install::assert_installed(&w, NEW);
+    // And the release it installed is warm again.
+    let out = w.install();
+    assert!(
+        out.stdout.contains("already installed and active"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_release_replaced_by_a_symlink_to_a_copy_is_installed_again() {
+    let w = installed();
+    let rel = release(&w);
+    // An exact copy, manifest and tree record included: only the link gives it away.
+    let copy = w.host.dir.path().join("copy");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&rel)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(&rel).unwrap();
+    std::os::unix::fs::symlink(&copy, &rel).unwrap();
+
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("ksqlDB {NEW} installed and activated")),
+        "the symlinked release was taken as installed: {out:?}"
+    );
+    assert!(out.stderr.contains("is a symlink"), "{out:?}");
+    let meta = std::fs::symlink_metadata(&rel).unwrap();
+    assert!(
+        meta.is_dir() && !meta.file_type().is_symlink(),
+        "releases/{NEW} is still a link"
+    );
+    crate::install::assert_installed(&w, NEW);
+    // The copy the link pointed to is left alone: it is not the agent's.
+    assert!(copy.join("bin/ksql-server-start").is_file());
+}
+
+#[test]
+fn verify_passes_a_clean_install_and_fails_on_one_byte_of_a_jar() {
+    let w = installed();
+    let out = w.host.run(&["verify"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let line = out.stdout.trim();
+    assert!(
+        line.starts_with(&format!("ksqlDB {NEW} in {}: ", release(&w).display()))
+            && line.ends_with(" files verified"),
+        "{out:?}"
+    );
+    // bin/ 2, etc/ 2 (log4j and the pristine copy: the live file and its managed keys
+    // are rendered on every run, not recorded), share/java 3, share/doc 1.
+    assert!(line.contains(": 8 files verified"), "{out:?}");
+
+    // A jar the quick check does not hash: only a full one finds the change.
+    flip_one_byte(&release(&w).join("share/java/ksqldb/ksqldb-engine-0.jar"));
+    let out = w.host.run(&["verify"]);
+    assert_eq!(out.code, 65, "{out:?}");
+    let line = error_line(&out);
+    assert!(
+        line.contains("share/java/ksqldb/ksqldb-engine-0.jar: content changed"),
+        "{line}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn verify_with_nothing_installed_exits_69() {
+    let w = World::new();
+    w.configure(NEW, &Pins::strict(&"AB".repeat(20)));
+    let out = w.host.run(&["verify"]);
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(error_line(&out).contains("nothing is installed"), "{out:?}");
+}
+
+#[test]
+fn a_jar_update_keeps_the_release_verifiable() {
+    let w = installed();
+    let new_jar = b"PK\x03\x04 newer iam jar".to_vec();
+    w.art.put(&jar_path("2.3.0"), new_jar.clone());
+    let text = std::fs::read_to_string(w.host.config_path()).unwrap();
+    let text = text
+        .replace(
+            &format!("version = \"{JAR_VERSION}\""),
+            "version = \"2.3.0\"",
+        )
+        .replace(&sha256_hex(JAR_BYTES), &sha256_hex(&new_jar));
+    std::fs::write(w.host.config_path(), text).unwrap();
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(w.archive_requests(NEW), 1, "the archive was fetched again");
+    // The tree record follows the jar: the new one recorded, the old one forgotten.
+    let out = w.host.run(&["verify"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = w.install();
+    assert!(
+        out.stdout.contains("already installed and active"),
+        "{out:?}"
+    );
+    flip_one_byte(
+        &release(&w)
+            .join("share/java/ksqldb")
+            .join("aws-msk-iam-auth-2.3.0-all.jar"),
+    );
+    let out = w.install();
+    assert!(
+        out.stdout.contains("installed and activated"),
+        "an edited IAM jar was taken as installed: {out:?}"
+    );
+    assert_eq!(
+        std::fs::read(release(&w).join("share/java/ksqldb/aws-msk-iam-auth-2.3.0-all.jar"))
+            .unwrap(),
+        new_jar
+    );
+}
+
+#[test]
+fn a_dangling_link_in_place_of_the_release_is_replaced() {
+    let w = installed();
+    let rel = release(&w);
+    std::fs::remove_dir_all(&rel).unwrap();
+    std::os::unix::fs::symlink(w.host.dir.path().join("gone"), &rel).unwrap();
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!std::fs::symlink_metadata(&rel)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    crate::install::assert_installed(&w, NEW);
+}
