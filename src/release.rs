@@ -340,12 +340,15 @@ fn allowed(rel: &Path, name: &str) -> bool {
     rel == Path::new(layout::JAR_DIR) && agent_temp(name, |base| base.ends_with(".jar"))
 }
 
-/// `.<base>.tmp-<pid>`, the temp file of `fsutil`'s atomic writes, for a `base` it accepts.
+/// `.<base>.tmp-<pid>` or `.<base>.tmp-<pid>-<hex>`, the temp file of `fsutil`'s atomic
+/// writes, for a `base` it accepts.
 fn agent_temp(name: &str, base: impl Fn(&str) -> bool) -> bool {
     name.strip_prefix('.')
         .and_then(|n| n.rsplit_once(".tmp-"))
-        .is_some_and(|(b, pid)| {
-            !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()) && base(b)
+        .is_some_and(|(b, tag)| {
+            tag.bytes().next().is_some_and(|c| c.is_ascii_digit())
+                && tag.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-')
+                && base(b)
         })
 }
 
@@ -666,6 +669,8 @@ mod tests {
     fn allowed_names_are_narrow() {
         let tree = |b: &str| b == TREE_FILE;
         assert!(agent_temp(&format!(".{TREE_FILE}.tmp-12"), tree));
+        assert!(agent_temp(&format!(".{TREE_FILE}.tmp-12-9f3a0c"), tree));
+        assert!(!agent_temp(&format!(".{TREE_FILE}.tmp-x"), tree));
         assert!(!agent_temp(&format!(".{TREE_FILE}.tmp-"), tree));
         assert!(!agent_temp(&format!(".{TREE_FILE}.tmp-1x"), tree));
         assert!(!agent_temp(&format!("{TREE_FILE}.tmp-12"), tree));
