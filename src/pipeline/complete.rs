@@ -16,7 +16,7 @@ use crate::fsutil;
 use crate::layout;
 use crate::manifest::Manifest;
 use crate::properties::{self, Managed};
-use crate::release;
+use crate::release::{self, Depth};
 use crate::unpack;
 
 /// `managed`: the managed properties; a new release is rendered while it is still
@@ -55,6 +55,9 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
         release::unrecord(&mut tree);
         failpoint::hit("install.before_manifest")?;
         manifest.save_with_tree(&staging, &tree)?;
+        // The copies and the render came after the unpack: a link out of the archive can
+        // aim one of them at another file. Only a release as recorded goes live.
+        release::check(&staging, &manifest, Depth::Quick)?;
         unpack::sync_tree(&staging)?;
         Ok(manifest)
     })

@@ -195,3 +195,31 @@ fn a_dangling_link_in_place_of_the_release_is_replaced() {
         .is_symlink());
     crate::install::assert_installed(&w, NEW);
 }
+
+#[test]
+fn a_release_whose_own_links_aim_the_agents_writes_is_never_activated() {
+    // The pristine properties file is a hard link to the start script: copying the
+    // properties over it rewrites the script. The release must not go live like that
+    // (nor be installed again on every start).
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    let mut b = tarball::TarballBuilder::new(NEW).standard();
+    let top = b.top().to_string();
+    b.raw(
+        &format!("{top}/etc/ksqldb/ksql-server.properties.dist"),
+        tar::EntryType::Link,
+        0o644,
+        b"",
+        Some(&format!("{top}/bin/ksql-server-start")),
+    );
+    w.publish(NEW, &b.finish(), &key);
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    let out = w.install();
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(
+        error_line(&out).contains("bin/ksql-server-start"),
+        "{out:?}"
+    );
+    assert!(!w.state().join("current").exists(), "activated: {out:?}");
+    crate::install::assert_no_staging(&w.state());
+}
