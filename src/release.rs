@@ -20,7 +20,7 @@ use crate::config::Settings;
 use crate::exit::{fail, ExitCode};
 use crate::layout;
 use crate::lock;
-use crate::manifest::{Kind, Manifest, Tree, TREE_FILE};
+use crate::manifest::{Kind, Manifest, Tree};
 use crate::properties::render::MANAGED_KEYS;
 
 /// Files the agent rewrites on every run (phase 5): neither recorded nor checked.
@@ -290,9 +290,11 @@ fn real_dir(dir: &Path) -> Result<()> {
 
 /// Is there anything in directory `rel` the tree does not record? The start scripts
 /// put whatever they find on the classpath (`share/java/*/`, and the development
-/// directories `ksql-run-class` also looks for at the top), so nothing may be added
-/// anywhere, except the agent's own files and what a crashing JVM leaves in its working
-/// directory (the release). `Err` says which path and what.
+/// directories `ksql-run-class` also looks for at the top), so nothing may be added in
+/// the release's directories, except the agent's own files, nor any directory or link
+/// at the top. Plain files at the top are let be: the release is ksqlDB's working
+/// directory (a JVM leaves its crash logs and heap dumps there, the manifest and tree
+/// record are there) and no script reads a file from it. `Err` says which path and what.
 fn unexpected(
     release_dir: &Path,
     rel: &Path,
@@ -330,10 +332,7 @@ fn allowed(rel: &Path, name: &str) -> bool {
         return true;
     }
     if rel.as_os_str().is_empty() {
-        let ours = [layout::MANIFEST, TREE_FILE];
-        return ours.contains(&name)
-            || agent_temp(name, |base| ours.contains(&base))
-            || jvm_crash_file(name);
+        return true;
     }
     // A jar copy interrupted in a later run (its name does not end in .jar, so the
     // classpath wildcard does not take it).
@@ -350,20 +349,6 @@ fn agent_temp(name: &str, base: impl Fn(&str) -> bool) -> bool {
                 && tag.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-')
                 && base(b)
         })
-}
-
-/// What a JVM writes into its working directory when it crashes or dumps its heap.
-fn jvm_crash_file(name: &str) -> bool {
-    let numbered = |prefix: &str, suffix: &str| {
-        name.strip_prefix(prefix)
-            .and_then(|n| n.strip_suffix(suffix))
-            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|c| c.is_ascii_digit()))
-    };
-    name == "core"
-        || numbered("core.", "")
-        || numbered("hs_err_pid", ".log")
-        || numbered("replay_pid", ".log")
-        || numbered("java_pid", ".hprof")
 }
 
 /// Hashed by a quick check too: the scripts, and the small files they and the render read.
@@ -422,7 +407,7 @@ fn hash(path: &Path, buf: &mut [u8]) -> Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Entry;
+    use crate::manifest::{Entry, TREE_FILE};
     use std::os::unix::fs::PermissionsExt;
 
     const JAR: &str = "aws-msk-iam-auth-2.2.0-all.jar";
@@ -625,17 +610,21 @@ mod tests {
             "share/java/ksqldb/evil.jar",
             "share/java/ksqldb/.hidden.jar",
             "etc/ksqldb/log4j.properties",
-            // ksql-run-class also puts <release>/ksqldb-engine/target/*-package/share/java/*
-            // on the classpath.
-            "ksqldb-engine",
         ] {
             let f = Fixture::new();
             fs::write(f.root().join(added), "x").unwrap();
             f.refused(&format!("{added}: a file is not part of the release"));
         }
+        // ksql-run-class also puts <release>/ksqldb-engine/target/*-package/share/java/*
+        // on the classpath, and reads <release>/config/log4j.properties.
+        for added in ["ksqldb-engine", "config"] {
+            let f = Fixture::new();
+            fs::create_dir(f.root().join(added)).unwrap();
+            f.refused(&format!("{added}: a directory is not part of the release"));
+        }
         let f = Fixture::new();
-        fs::create_dir(f.root().join("lib")).unwrap();
-        f.refused("lib: a directory is not part of the release");
+        std::os::unix::fs::symlink("share", f.root().join("lib")).unwrap();
+        f.refused("lib: a symlink is not part of the release");
     }
 
     #[test]
@@ -678,10 +667,8 @@ mod tests {
             Path::new(""),
             &format!(".{}.tmp-9", layout::MANIFEST)
         ));
-        assert!(jvm_crash_file("hs_err_pid77.log"));
-        assert!(!jvm_crash_file("hs_err_pid.log"));
-        assert!(!jvm_crash_file("core.jar"));
-        assert!(!allowed(Path::new(""), "ksql-server.properties"));
+        assert!(!allowed(Path::new("bin"), "ksql-server.properties"));
+        assert!(!allowed(Path::new("etc"), "ksql-server.properties"));
         assert!(allowed(Path::new("etc/ksqldb"), "ksql-server.properties"));
         assert!(!allowed(Path::new("share/java/ksqldb"), ".x.jar"));
     }
