@@ -232,7 +232,8 @@ pub async fn verify_active(settings: &Settings) -> Result<String> {
         fail(
             ExitCode::Data,
             format!(
-                "{}: no readable manifest ({})",
+                "{}: no readable {} (or one an older ksql-msk wrote, without a tree record; \
+                 the next install or start installs the release again)",
                 dir.display(),
                 layout::MANIFEST
             ),

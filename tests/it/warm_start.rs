@@ -238,3 +238,27 @@ fn a_release_whose_own_links_aim_the_agents_writes_is_never_activated_as_changed
         "installed again: {out:?}"
     );
 }
+
+#[test]
+fn verify_refuses_a_manifest_without_a_tree_record() {
+    // What an agent from before the tree record left: such a manifest vouches for no
+    // tree, so verify says so (65) and the next install installs the release again.
+    let w = installed();
+    let manifest = release(&w).join(".ksql-msk-manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let old: String = text
+        .lines()
+        .filter(|l| !l.starts_with("tree_sha256"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&manifest, old).unwrap();
+    let out = w.host.run(&["verify"]);
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(
+        error_line(&out).contains("without a tree record"),
+        "{out:?}"
+    );
+    let out = w.install();
+    assert!(out.stdout.contains("installed and activated"), "{out:?}");
+    assert_eq!(w.host.run(&["verify"]).code, 0);
+}
