@@ -530,21 +530,17 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                 }
                 let src = staging.join(&target_rel);
                 // The same inode: it is recorded as the file it links to.
-                let linked = stats.tree.get(&target_rel).cloned();
-                let Some(
-                    linked @ Entry {
-                        kind: Kind::File { .. },
-                        ..
-                    },
-                ) = linked
-                else {
-                    return Err(refuse(
-                        &raw,
-                        &format!(
-                            "hard link to {}, which is not an earlier file",
-                            target.display()
-                        ),
-                    ));
+                let linked = match stats.tree.get(&target_rel) {
+                    Some(e) if matches!(e.kind, Kind::File { .. }) => e.clone(),
+                    _ => {
+                        return Err(refuse(
+                            &raw,
+                            &format!(
+                                "hard link to {}, which is not an earlier file",
+                                target.display()
+                            ),
+                        ))
+                    }
                 };
                 clear(&dst, false)?;
                 fs::hard_link(&src, &dst).map_err(|e| entry_io(&raw, "linking it", e))?;
