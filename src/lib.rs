@@ -25,7 +25,7 @@ pub(crate) mod notify;
 pub(crate) mod pipeline;
 pub(crate) mod progress;
 pub mod properties;
-pub mod release;
+pub(crate) mod release;
 pub(crate) mod run;
 pub(crate) mod supervise;
 pub mod unpack;
