@@ -8,6 +8,9 @@ Measures, on this machine and with the same inputs:
     A B C A B C ...;
   * warm start: `ksql-msk install` with everything installed and unchanged (hyperfine);
   * peak RSS of the agent's cold install at a small and a large archive.
+With --baseline BIN (another ksql-msk build, e.g. `bench/run --baseline-rev REV`), that
+binary is one more method in the cold alternation (A B C D ...), gets the same warm-start
+and RSS measurements, and the report puts its figures beside the agent's with ratios.
 
 Python 3.11 standard library only.
 """
@@ -370,6 +373,7 @@ class Setup:
     jar_sha: str
     out: Path  # scratch outputs (same filesystem for every method)
     drop_caches: bool
+    baseline: Path | None = None  # another ksql-msk build, measured the same way
     agent_env: dict = field(default_factory=dict)
 
     def urls(self, inputs: Inputs) -> dict:
@@ -396,8 +400,10 @@ def base_env() -> dict:
 
 
 def agent_config(s: Setup, inputs: Inputs, state: Path) -> Path:
+    """The same config for the agent and the baseline (one config contract), each with its
+    own state dir: the file is named after it."""
     u = s.urls(inputs)
-    path = s.out / f"agent-{inputs.size_mb}m.toml"
+    path = s.out / f"{state.name}-{inputs.size_mb}m.toml"
     path.write_text(f"""# ksql-msk config for bench/run (generated)
 [msk]
 cluster_arn = "{s.msk.arn}"
@@ -421,10 +427,19 @@ state_dir = "{state}"
     return path
 
 
-def agent_cmd(s: Setup, inputs: Inputs, state: Path) -> tuple[list[str], dict]:
+def ksql_cmd(binary: Path, s: Setup, inputs: Inputs, state: Path) -> tuple[list[str], dict]:
     env = dict(base_env(), KSQL_MSK_CONFIG=str(agent_config(s, inputs, state)),
                KSQL_MSK_LOG_FORMAT="stderr")
-    return [str(s.agent), "install"], env
+    return [str(binary), "install"], env
+
+
+def agent_cmd(s: Setup, inputs: Inputs, state: Path) -> tuple[list[str], dict]:
+    return ksql_cmd(s.agent, s, inputs, state)
+
+
+def baseline_cmd(s: Setup, inputs: Inputs, state: Path) -> tuple[list[str], dict]:
+    assert s.baseline is not None, "baseline measured without --baseline"
+    return ksql_cmd(s.baseline, s, inputs, state)
 
 
 def manual_cmd(s: Setup, inputs: Inputs, dest: Path) -> tuple[list[str], dict]:
@@ -442,7 +457,9 @@ def floor_cmd(s: Setup, inputs: Inputs, dest: Path) -> tuple[list[str], dict]:
             "floor", str(dest), u["archive"]], base_env()
 
 
-METHODS = {"agent": agent_cmd, "manual": manual_cmd, "floor": floor_cmd}
+# In alternation order. "baseline" runs only with --baseline.
+METHODS = {"agent": agent_cmd, "baseline": baseline_cmd, "manual": manual_cmd, "floor": floor_cmd}
+KSQL = ("agent", "baseline")  # ksql-msk builds: warm start and RSS are measured for these
 
 
 def prepare(dest: Path, drop_caches: bool) -> None:
@@ -483,7 +500,7 @@ def timed(method: str, s: Setup, inputs: Inputs, rnd: int) -> tuple[Sample, subp
 def check_output(method: str, s: Setup, inputs: Inputs) -> str | None:
     """None when the run produced an installed, patched release; else what is wrong."""
     dest = s.out / method
-    home = dest / "current" if method == "agent" else dest / f"confluent-ksqldb-{VERSION}"
+    home = dest / "current" if method in KSQL else dest / f"confluent-ksqldb-{VERSION}"
     if not (home / "bin/ksql-server-start").exists():
         return f"no {home}/bin/ksql-server-start"
     jars = list((home / "share/java/ksqldb").glob("*.jar"))
@@ -493,10 +510,10 @@ def check_output(method: str, s: Setup, inputs: Inputs) -> str | None:
         return f"{len(jars)} jars in {home}/share/java/ksqldb, want {inputs.jars} + the IAM jar"
     props = (home / "etc/ksqldb/ksql-server.properties").read_text()
     if "b-1.bench." not in props or "AWS_MSK_IAM" not in props:
-        if method == "agent":
+        if method in KSQL:
             # Phase 5 (configure) may not be in this build yet: measure what is there and
             # say so in the report rather than refuse.
-            NOTES.add("this agent build does not patch ksql-server.properties (phase 5 not "
+            NOTES.add(f"this {method} build does not patch ksql-server.properties (phase 5 not "
                       "merged yet): its figures cover discovery, fetch, verify, unpack and "
                       "the IAM jar only")
             return None
@@ -559,28 +576,49 @@ def fmt_s(x: float) -> str:
     return "n/a" if x != x else f"{x:.3f}"
 
 
-def hyperfine_warm(s: Setup, inputs: Inputs, runs: int) -> dict | None:
-    state = s.out / "agent"
-    cmd, env = agent_cmd(s, inputs, state)
-    # Installed by the last cold run; make sure it is, then measure re-runs.
-    cp = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if cp.returncode != 0:
-        log(f"  warm start: the agent failed: {cp.stderr.strip()[-300:]}")
-        return None
-    out = s.out / "hyperfine.json"
+def hyperfine_warm(s: Setup, inputs: Inputs, runs: int, ksql: list[str]) -> dict:
+    """Warm start of each ksql-msk build in `ksql`: {method: figures or None}. With two
+    builds, hyperfine runs them in alternating blocks (A B B A A B: a drift in the
+    machine's load hits both alike) and the figures come from every run's time."""
+    cmds = {}
+    warm: dict = {}
+    for m in ksql:
+        cmd, env = METHODS[m](s, inputs, s.out / m)
+        # Installed by the last cold run; make sure it is, then measure re-runs.
+        cp = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if cp.returncode != 0:
+            log(f"  warm start: {m} failed: {cp.stderr.strip()[-300:]}")
+            warm[m] = None
+        else:
+            cmds[m] = (cmd, env)
+    if not cmds:
+        return warm
+    # hyperfine wants at least 2 runs a block; 3 blocks at most (a warm-up each).
+    blocks = 1 if len(cmds) == 1 else max(1, min(3, runs // 5))
+    sizes = [runs // blocks + (1 if b < runs % blocks else 0) for b in range(blocks)]
+    times: dict[str, list[float]] = {m: [] for m in cmds}
+    fetched = {m: 0 for m in cmds}
     lb = loadavg()
-    before = s.nginx.requests()
-    run(["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--style", "basic",
-         "--export-json", str(out), " ".join(cmd)], env=env)
+    out = s.out / "hyperfine.json"
+    for b, n in enumerate(sizes):
+        order = list(cmds) if b % 2 == 0 else list(reversed(cmds))
+        for m in order:
+            cmd, env = cmds[m]
+            before = s.nginx.requests()
+            run(["hyperfine", "-N", "--warmup", "3", "--runs", str(n), "--style", "basic",
+                 "--export-json", str(out), " ".join(cmd)], env=env)
+            fetched[m] += s.nginx.requests() - before
+            times[m] += json.loads(out.read_text())["results"][0]["times"]
     la = loadavg()
-    fetched = s.nginx.requests() - before
-    if fetched:
-        log(f"  warm start: WARNING: {fetched} artifact requests during the warm runs")
-    r = json.loads(out.read_text())["results"][0]
-    return {"median_ms": r["median"] * 1000, "mean_ms": r["mean"] * 1000,
-            "min_ms": r["min"] * 1000, "max_ms": r["max"] * 1000,
-            "stddev_ms": (r.get("stddev") or 0) * 1000, "runs": runs,
-            "load_before": lb, "load_after": la, "fetched": fetched}
+    for m, ts in times.items():
+        if fetched[m]:
+            log(f"  warm start: WARNING: {m}: {fetched[m]} artifact requests during the warm runs")
+        warm[m] = {"median_ms": median(ts) * 1000, "mean_ms": statistics.mean(ts) * 1000,
+                   "min_ms": min(ts) * 1000, "max_ms": max(ts) * 1000,
+                   "stddev_ms": (statistics.stdev(ts) if len(ts) > 1 else 0) * 1000,
+                   "runs": len(ts), "blocks": blocks, "load_before": lb, "load_after": la,
+                   "fetched": fetched[m]}
+    return warm
 
 
 # --------------------------------------------------------------------------- main
@@ -588,8 +626,8 @@ def hyperfine_warm(s: Setup, inputs: Inputs, runs: int) -> dict | None:
 
 def self_check() -> int:
     """Seconds-long check of the harness itself, for tests/run-all: the generator makes a
-    ksqlDB-shaped tree of real jars, and the report renders with met and missed rows. No
-    servers, no build, no tools beyond Python."""
+    ksqlDB-shaped tree of real jars, and the report renders with met and missed rows, with
+    and without a baseline. No servers, no build, no tools beyond Python."""
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -601,20 +639,77 @@ def self_check() -> int:
         with zipfile.ZipFile(found[0]) as z:
             assert z.testzip() is None
         inp = Inputs(2, root, root / "a.tar.gz", jars, 2_000_000)
-        samples = [Sample(m, 2, r, w, w / 2, 20_000, 0.0, "0.5", "0.5", 0.1)
-                   for r in (1, 2) for m, w in (("agent", 1.0), ("manual", 2.0), ("floor", 0.9))]
-        samples += [Sample("agent-rss", sz, 1, 1.0, 0.5, 20_000, 0.0, "0.5", "0.5", 0.1) for sz in (1, 4)]
+        walls = (("agent", 1.0, 20_000), ("baseline", 2.5, 25_000), ("manual", 2.0, 9_000),
+                 ("floor", 0.9, 9_000))
+        samples = [Sample(m, 2, r, w, w / 2, kib, 0.0, "0.5", "0.5", 0.1)
+                   for r in (1, 2) for m, w, kib in walls]
+        samples += [Sample(f"{m}-rss", sz, 1, 1.0, 0.5, kib, 0.0, "0.5", "0.5", 0.1)
+                    for sz in (1, 4) for m, _, kib in walls[:2]]
         mach = {"nproc": 2, "cpu": "x", "memory": "1 GiB", "kernel": "k", "filesystem": "ext4 on d",
                 "loadavg": "0.5 0.5 0.5 1/1 1"}
-        warm = {"median_ms": 12.0, "mean_ms": 12.0, "min_ms": 10.0, "max_ms": 14.0, "stddev_ms": 1.0,
-                "runs": 3, "load_before": "0.5", "load_after": "0.5", "fetched": 0}
-        args = argparse.Namespace(quick=True, drop_caches=False)
-        text = render(mach, mach, {2: inp}, 2, 2, samples, warm, {1: [20_000], 4: [20_000]},
-                      {m: None for m in METHODS}, [1000.0], "SHA-512", args, list(METHODS))
-        for needle in ("| cold install ≤ 0.6 × manual | 0.50 × | met |",
-                       "| cold install ≤ 1.2 × floor | 1.11 × | met |", "warm start ≤ 50 ms"):
-            assert needle in text, (needle, text)
-    log("bench self-check: generator and report ok")
+
+        def warm(ms):
+            return {"median_ms": ms, "mean_ms": ms, "min_ms": ms - 2, "max_ms": ms + 2,
+                    "stddev_ms": 1.0, "runs": 3, "blocks": 1, "load_before": "0.5",
+                    "load_after": "0.5", "fetched": 0}
+        rss = {"agent": {1: [20_000], 4: [20_000]}, "baseline": {1: [25_000], 4: [25_000]}}
+        bins = {"agent": "a" * 64, "baseline": "b" * 64}
+
+        def report(methods, usable, binaries=bins, baseline_name=None):
+            args = argparse.Namespace(quick=True, drop_caches=False, baseline_name=baseline_name)
+            ms = [m for m in methods if usable[m] is None]
+            return render(mach, mach, {2: inp}, 2, 2, [x for x in samples if x.method.split("-")[0] in ms],
+                          {m: warm(w) for m, w in (("agent", 12.0), ("baseline", 15.0)) if m in ms},
+                          {m: v for m, v in rss.items() if m in ms}, usable, [1000.0], "SHA-512",
+                          args, ms, binaries)
+
+        def has(text, *needles):
+            for needle in needles:
+                assert needle in text, (needle, text)
+
+        def lacks(text, *needles):
+            for needle in needles:
+                assert needle not in text, (needle, text)
+
+        # The agent alone: the report of issue 7, no baseline anywhere.
+        alone = ("agent", "manual", "floor")
+        text = report(alone, {m: None for m in alone}, {"agent": "a" * 64})
+        has(text, "| cold install ≤ 0.6 × manual | 0.50 × | met |",
+            "| cold install ≤ 1.2 × floor | 1.11 × | met |", "warm start ≤ 50 ms")
+        lacks(text, "baseline")
+
+        # With a baseline: its row in the cold table, the side-by-side figures and ratios.
+        text = report(METHODS, {m: None for m in METHODS}, baseline_name="rev abc1234")
+        has(text,
+            "| baseline: `ksql-msk install` of rev abc1234 | 2.500 | 2.500–2.500 | 1.25 | 24.4 | 0.00 | 2 |",
+            "## Agent vs baseline (rev abc1234)",
+            "| cold install wall s, median | 1.000 | 2.500 | 0.40 × |",
+            "| cold install CPU s, median | 0.50 | 1.25 | 0.40 × |",
+            "| cold install peak RSS MiB, highest | 19.5 | 24.4 | 0.80 × |",
+            "| cold install wall ÷ manual (target ≤ 0.6) | 0.50 × | 1.25 × | |",
+            "| cold install wall ÷ floor (target ≤ 1.2) | 1.11 × | 2.78 × | |",
+            "| warm start ms, median (min–max, runs) | 12.0 (10.0–14.0, 3) | 15.0 (13.0–17.0, 3) | 0.80 × |",
+            "| peak RSS MiB at 1 MB, median of 1 | 19.5 | 24.4 | 0.80 × |",
+            "| peak RSS MiB at 4 MB, median of 1 | 19.5 | 24.4 | 0.80 × |",
+            "| peak RSS MiB, highest of every run | 19.5 | 24.4 | 0.80 × |",
+            "| baseline | 2 | 1 | 2.500 |", "| baseline-rss | 4 | 1 |")
+        lacks(text, "same binary")
+        # The agent's verdicts are still the agent's, not the baseline's.
+        has(text, "| cold install ≤ 0.6 × manual | 0.50 × | met |")
+
+        # A baseline that refuses the config (or fails otherwise) is reported, not measured.
+        usable = {m: None for m in METHODS}
+        usable["baseline"] = "exit 78: unknown key ksqldb.foo"
+        text = report(METHODS, usable, baseline_name="rev abc1234")
+        has(text, "| baseline: `ksql-msk install` of rev abc1234 | n/a |",
+            "baseline not measured: exit 78: unknown key ksqldb.foo",
+            "| cold install ≤ 0.6 × manual | 0.50 × | met |")
+        lacks(text, "| cold install wall s, median |")
+
+        # The same binary twice is said, not silently compared with itself.
+        text = report(METHODS, {m: None for m in METHODS}, {"agent": "a" * 64, "baseline": "a" * 64})
+        has(text, "same binary")
+    log("bench self-check: generator and report ok (with and without a baseline)")
     return 0
 
 
@@ -632,6 +727,14 @@ def main() -> int:
     ap.add_argument("--drop-caches", action="store_true",
                     help="drop the page cache before every run (default: inputs equally warm)")
     ap.add_argument("--agent", default=str(REPO / "target/release/ksql-msk"))
+    ap.add_argument("--baseline", metavar="AGENT",
+                    help="a second ksql-msk binary (e.g. built from an older commit; "
+                    "`bench/run --baseline-rev REV` builds one) measured like the agent, "
+                    "with the same config, and compared with it")
+    ap.add_argument("--baseline-name", metavar="TEXT",
+                    help="what the baseline is, for the report (default: its path)")
+    ap.add_argument("--agent-name", metavar="TEXT",
+                    help="what the agent is, for the comparison (default: this build)")
     ap.add_argument("--fake-msk", default=str(REPO / "target/release/fake-msk"))
     ap.add_argument("--profile", action="store_true",
                     help="instead of measuring: one cold agent install under `perf record` "
@@ -647,6 +750,17 @@ def main() -> int:
     warm_runs = a.warm_runs or (10 if a.quick else 30)
     results = Path(a.results) if a.results else (
         WORK / "RESULTS-quick.md" if a.quick else BENCH / "RESULTS.md")
+    binaries = {"agent": Path(a.agent)}
+    if a.baseline:
+        binaries["baseline"] = Path(a.baseline).resolve()
+        a.baseline_name = a.baseline_name or str(binaries["baseline"])
+    for m, b in binaries.items():
+        if not (b.is_file() and os.access(b, os.X_OK)):
+            raise SystemExit(f"bench: {m} {b}: not an executable file")
+    # Told apart by content: a baseline built from the same source is the same binary.
+    digests = {m: hashlib.sha256(b.read_bytes()).hexdigest() for m, b in binaries.items()}
+    for m, b in binaries.items():
+        log(f"==> {m}: {b} (sha256 {digests[m][:16]})")
 
     WORK.mkdir(parents=True, exist_ok=True)
     www = WORK / "www"
@@ -683,19 +797,22 @@ def main() -> int:
         log(f"  raw server throughput (curl -o /dev/null, {big.size_mb} MB): "
             + ", ".join(f"{x:.0f}" for x in speeds) + " MB/s")
 
-        s = Setup(Path(a.agent), nginx, msk, fpr, jar_sha, out, a.drop_caches)
+        s = Setup(Path(a.agent), nginx, msk, fpr, jar_sha, out, a.drop_caches,
+                  binaries.get("baseline"))
         main_in = inputs[size]
         if a.profile:
             return profile(s, main_in)
         log(f"==> warm-up and output check ({size} MB)")
         usable = {}
         for m in METHODS:
+            if m == "baseline" and s.baseline is None:
+                continue
             why = warm_up(m, s, main_in)
             usable[m] = why
-            log(f"  {m:6} " + ("ok" if why is None else f"NOT USABLE: {why}"))
+            log(f"  {m:8} " + ("ok" if why is None else f"NOT USABLE: {why}"))
         if usable["manual"] or usable["floor"]:
             raise SystemExit("the reference pipelines fail: fix the harness first")
-        methods = [m for m in METHODS if usable[m] is None]
+        methods = [m for m in usable if usable[m] is None]
 
         log(f"==> cold install, {rounds} rounds alternating {' '.join(methods)} ({size} MB archive)")
         samples: list[Sample] = []
@@ -705,32 +822,35 @@ def main() -> int:
                 if cp.returncode != 0:
                     raise SystemExit(f"{m} failed in round {r}: {cp.stderr[-500:]}")
                 samples.append(smp)
-                log(f"  round {r} {m:6} {smp.wall_s:7.3f} s  cpu {smp.cpu_s:6.2f} s  "
+                log(f"  round {r} {m:8} {smp.wall_s:7.3f} s  cpu {smp.cpu_s:6.2f} s  "
                     f"rss {smp.max_rss_kib / 1024:6.1f} MiB  then sync {smp.sync_s:5.2f} s  "
                     f"load {smp.load_before}->{smp.load_after}  others {smp.others_cores:.2f} cores")
 
-        warm = None
-        rss: dict[int, list[int]] = {}
-        if "agent" in methods:
-            log(f"==> warm start (hyperfine, {warm_runs} runs)")
-            warm = hyperfine_warm(s, main_in, warm_runs)
-            log(f"==> agent peak RSS at {' vs '.join(f'{x} MB' for x in rss_sizes)}")
+        ksql = [m for m in KSQL if m in methods]
+        warm: dict = {}
+        rss: dict[str, dict[int, list[int]]] = {}
+        if ksql:
+            log(f"==> warm start (hyperfine, {warm_runs} runs{' each, alternating blocks' if len(ksql) > 1 else ''})")
+            warm = hyperfine_warm(s, main_in, warm_runs, ksql)
+            log(f"==> {' and '.join(ksql)} peak RSS at {' vs '.join(f'{x} MB' for x in rss_sizes)}")
             for sz in rss_sizes:
                 n = 2 if a.quick else 5
                 for r in range(n):
-                    smp, cp = timed("agent", s, inputs[sz], r + 1)
-                    if cp.returncode != 0:
-                        raise SystemExit(f"agent failed at {sz} MB: {cp.stderr[-500:]}")
-                    rss.setdefault(sz, []).append(smp.max_rss_kib)
-                    samples.append(Sample("agent-rss", sz, r + 1, smp.wall_s, smp.cpu_s,
-                                          smp.max_rss_kib, smp.sync_s, smp.load_before,
-                                          smp.load_after, smp.others_cores))
-                    log(f"  {sz:4} MB  rss {smp.max_rss_kib / 1024:6.1f} MiB  wall {smp.wall_s:.3f} s")
-        else:
+                    for m in ksql:  # alternating, like the cold runs
+                        smp, cp = timed(m, s, inputs[sz], r + 1)
+                        if cp.returncode != 0:
+                            raise SystemExit(f"{m} failed at {sz} MB: {cp.stderr[-500:]}")
+                        rss.setdefault(m, {}).setdefault(sz, []).append(smp.max_rss_kib)
+                        samples.append(Sample(f"{m}-rss", sz, r + 1, smp.wall_s, smp.cpu_s,
+                                              smp.max_rss_kib, smp.sync_s, smp.load_before,
+                                              smp.load_after, smp.others_cores))
+                        log(f"  {m:8} {sz:4} MB  rss {smp.max_rss_kib / 1024:6.1f} MiB  "
+                            f"wall {smp.wall_s:.3f} s")
+        if any(usable[m] is not None for m in KSQL if m in usable):
             code = 2
         mach_after = machine()
         report = render(mach_before, mach_after, inputs, size, rounds, samples, warm, rss,
-                        usable, speeds, digest_name, a, methods)
+                        usable, speeds, digest_name, a, methods, digests)
         print()
         print(report)
         results.write_text(report)
@@ -742,7 +862,10 @@ def main() -> int:
     return code
 
 
-def render(mb, ma, inputs, size, rounds, samples, warm, rss, usable, speeds, digest, a, methods) -> str:
+def render(mb, ma, inputs, size, rounds, samples, warm, rss, usable, speeds, digest, a, methods,
+           digests) -> str:
+    """The report. warm: {method: figures or None}; rss: {method: {size MB: [KiB]}};
+    usable: {requested method: None or why it was not measured}; digests: {method: sha256}."""
     by = {m: [x for x in samples if x.method == m] for m in METHODS}
     med = {m: median([x.wall_s for x in by[m]]) for m in METHODS}
     cpu = {m: median([x.cpu_s for x in by[m]]) for m in METHODS}
@@ -771,9 +894,13 @@ def render(mb, ma, inputs, size, rounds, samples, warm, rss, usable, speeds, dig
     L.append(f"## Cold install ({size} MB archive, {rounds} alternating rounds, medians)\n")
     L.append("| method | wall s | wall min–max | CPU s (user+sys) | peak RSS MiB | sync after s | runs |")
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    names = {"agent": "`ksql-msk install`", "manual": "manual (`bench/manual-install.sh`)",
+    names = {"agent": "`ksql-msk install`",
+             "baseline": f"baseline: `ksql-msk install` of {a.baseline_name}",
+             "manual": "manual (`bench/manual-install.sh`)",
              "floor": "floor (`curl -s URL \\| tar -xz`)"}
     for m in METHODS:
+        if m not in usable and not by[m]:
+            continue  # not asked for (the baseline without --baseline)
         if by[m]:
             ws = [x.wall_s for x in by[m]]
             L.append(f"| {names[m]} | {fmt_s(med[m])} | {min(ws):.3f}–{max(ws):.3f} | {cpu[m]:.2f} | "
@@ -789,34 +916,37 @@ def render(mb, ma, inputs, size, rounds, samples, warm, rss, usable, speeds, dig
     L.append("## Against the targets\n")
     L.append("| target | figure | verdict |")
     L.append("| --- | --- | --- |")
+    aw, ar = warm.get("agent"), rss.get("agent")
     if by["agent"]:
         r1 = med["agent"] / med["manual"]
         r2 = med["agent"] / med["floor"]
         L.append(f"| cold install ≤ {TARGET_VS_MANUAL} × manual | {r1:.2f} × | {verdict(r1 <= TARGET_VS_MANUAL)} |")
         L.append(f"| cold install ≤ {TARGET_VS_FLOOR} × floor | {r2:.2f} × | {verdict(r2 <= TARGET_VS_FLOOR)} |")
-        if warm:
-            L.append(f"| warm start ≤ {TARGET_WARM_MS:.0f} ms median | {warm['median_ms']:.1f} ms "
-                     f"(min {warm['min_ms']:.1f}, max {warm['max_ms']:.1f}, {warm['runs']} runs, load "
-                     f"{warm['load_before']}→{warm['load_after']}; artifact requests: {warm['fetched']}) | {verdict(warm['median_ms'] <= TARGET_WARM_MS)} |")
-        if rss:
-            lo, hi = min(rss), max(rss)
-            peak = max(max(v) for v in rss.values()) / 1024
-            mlo, mhi = median(rss[lo]) / 1024, median(rss[hi]) / 1024
+        if aw:
+            L.append(f"| warm start ≤ {TARGET_WARM_MS:.0f} ms median | {aw['median_ms']:.1f} ms "
+                     f"(min {aw['min_ms']:.1f}, max {aw['max_ms']:.1f}, {aw['runs']} runs, load "
+                     f"{aw['load_before']}→{aw['load_after']}; artifact requests: {aw['fetched']}) | {verdict(aw['median_ms'] <= TARGET_WARM_MS)} |")
+        if ar:
+            lo, hi = min(ar), max(ar)
+            peak = max(max(v) for v in ar.values()) / 1024
+            mlo, mhi = median(ar[lo]) / 1024, median(ar[hi]) / 1024
             growth = mhi / mlo - 1
-            xgrowth = max(rss[hi]) / max(rss[lo]) - 1
+            xgrowth = max(ar[hi]) / max(ar[lo]) - 1
             L.append(f"| peak RSS ≤ {TARGET_RSS_MIB:.0f} MiB | {peak:.1f} MiB (highest of every agent run) "
                      f"| {verdict(peak <= TARGET_RSS_MIB)} |")
-            L.append(f"| RSS independent of size (±{TARGET_RSS_GROWTH:.0%}) | medians of {len(rss[lo])} runs: "
+            L.append(f"| RSS independent of size (±{TARGET_RSS_GROWTH:.0%}) | medians of {len(ar[lo])} runs: "
                      f"{lo} MB {mlo:.1f} MiB, {hi} MB {mhi:.1f} MiB ({growth:+.1%}); highest: "
-                     f"{max(rss[lo]) / 1024:.1f} vs {max(rss[hi]) / 1024:.1f} MiB ({xgrowth:+.1%}) "
+                     f"{max(ar[lo]) / 1024:.1f} vs {max(ar[hi]) / 1024:.1f} MiB ({xgrowth:+.1%}) "
                      f"| {verdict(abs(growth) <= TARGET_RSS_GROWTH)} |")
     else:
-        L.append(f"| all agent targets | not measured: {usable['agent']} | n/a |")
+        L.append(f"| all agent targets | not measured: {usable.get('agent')} | n/a |")
     L.append(f"\nmanual / floor: {med['manual'] / med['floor']:.2f} × wall.")
     if by["agent"]:
         L.append(f"CPU time, less sensitive to the machine's load: agent / manual "
                  f"{cpu['agent'] / cpu['manual']:.2f} ×, agent / floor {cpu['agent'] / cpu['floor']:.2f} ×.")
     L.append("")
+    if "baseline" in usable:
+        L += render_baseline(by, med, cpu, mrss, warm, rss, usable, a, digests)
     L.append("## Every timed run\n")
     L.append("| method | MB | round | wall s | CPU s | RSS MiB | sync s | load before→after | others' cores |")
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
@@ -825,6 +955,66 @@ def render(mb, ma, inputs, size, rounds, samples, warm, rss, usable, speeds, dig
                  f"{x.max_rss_kib / 1024:.1f} | {x.sync_s:.2f} | {x.load_before}→{x.load_after} | "
                  f"{x.others_cores:.2f} |")
     return "\n".join(L) + "\n"
+
+
+def render_baseline(by, med, cpu, mrss, warm, rss, usable, a, digests) -> list[str]:
+    """The agent's figures beside the baseline's, from the same run, with agent/baseline
+    ratios (below 1 ×: the agent is faster or smaller)."""
+    L = [f"## Agent vs baseline ({a.baseline_name})\n"]
+    agent_name = getattr(a, "agent_name", None) or "this build"
+    L.append(f"- agent: {agent_name}, sha256 `{digests.get('agent', '?')[:16]}`; baseline: "
+             f"{a.baseline_name}, sha256 `{digests.get('baseline', '?')[:16]}`. Same inputs, "
+             "same config file (the same config contract), measured in the same alternation.")
+    if digests.get("agent") and digests.get("agent") == digests.get("baseline"):
+        L.append("- **the baseline is the same binary as the agent**: the ratios show only "
+                 "the noise of this run")
+    L.append("")
+    if usable.get("baseline") is not None or not by["baseline"]:
+        L.append(f"baseline not measured: {usable.get('baseline') or 'no runs'}.\n")
+        return L
+    if not by["agent"]:
+        L.append(f"agent not measured: {usable.get('agent')}; the baseline's figures are in "
+                 "the tables above.\n")
+        return L
+
+    def ratio(x, y):
+        return f"{x / y:.2f} ×" if y and x == x and y == y else "n/a"
+
+    L.append("| figure | agent | baseline | agent / baseline |")
+    L.append("| --- | ---: | ---: | ---: |")
+    L.append(f"| cold install wall s, median | {fmt_s(med['agent'])} | {fmt_s(med['baseline'])} | "
+             f"{ratio(med['agent'], med['baseline'])} |")
+    L.append(f"| cold install CPU s, median | {cpu['agent']:.2f} | {cpu['baseline']:.2f} | "
+             f"{ratio(cpu['agent'], cpu['baseline'])} |")
+    L.append(f"| cold install peak RSS MiB, highest | {mrss['agent']:.1f} | {mrss['baseline']:.1f} | "
+             f"{ratio(mrss['agent'], mrss['baseline'])} |")
+    for ref, target in (("manual", TARGET_VS_MANUAL), ("floor", TARGET_VS_FLOOR)):
+        L.append(f"| cold install wall ÷ {ref} (target ≤ {target}) | {ratio(med['agent'], med[ref])} | "
+                 f"{ratio(med['baseline'], med[ref])} | |")
+    aw, bw = warm.get("agent"), warm.get("baseline")
+
+    def warm_cell(w):
+        return f"{w['median_ms']:.1f} ({w['min_ms']:.1f}–{w['max_ms']:.1f}, {w['runs']})" if w else "n/a"
+    L.append(f"| warm start ms, median (min–max, runs) | {warm_cell(aw)} | {warm_cell(bw)} | "
+             f"{ratio(aw['median_ms'], bw['median_ms']) if aw and bw else 'n/a'} |")
+    ar, br = rss.get("agent", {}), rss.get("baseline", {})
+    for sz in sorted(set(ar) | set(br)):
+        am = median(ar.get(sz, [])) / 1024
+        bm = median(br.get(sz, [])) / 1024
+        L.append(f"| peak RSS MiB at {sz} MB, median of {len(ar.get(sz, []))} | {am:.1f} | {bm:.1f} | "
+                 f"{ratio(am, bm)} |")
+    if ar and br:
+        ah = max(max(v) for v in ar.values()) / 1024
+        bh = max(max(v) for v in br.values()) / 1024
+        L.append(f"| peak RSS MiB, highest of every run | {ah:.1f} | {bh:.1f} | {ratio(ah, bh)} |")
+    L.append("")
+    if aw and bw and aw.get("blocks", 1) > 1:
+        L.append(f"Warm starts ran in {aw['blocks']} alternating hyperfine blocks per build "
+                 "(A B, B A, ...), each with its own 3 warm-up runs.\n")
+    if aw and bw and (aw["fetched"] or bw["fetched"]):
+        L.append(f"**Warning:** artifact requests during the warm runs: agent {aw['fetched']}, "
+                 f"baseline {bw['fetched']} (a warm start should fetch nothing).\n")
+    return L
 
 
 def verdict(ok: bool) -> str:
