@@ -55,10 +55,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
             println!("{}", found.brokers.raw);
             Ok(())
         }
-        Command::IamPolicy => {
+        Command::IamPolicy { explain } => {
             let settings = config::load(&path)?;
-            let doc = serde_json::to_string_pretty(&iam_policy::policy(&settings))?;
-            println!("{doc}");
+            let (target, note) = iam_policy::target(&settings).await;
+            if let Some(note) = note {
+                eprintln!("ksql-msk: note: {note}");
+            }
+            if explain {
+                print!("{}", iam_policy::explain(&settings, &target));
+            } else {
+                let doc = serde_json::to_string_pretty(&iam_policy::policy(&settings, &target))?;
+                println!("{doc}");
+            }
             Ok(())
         }
         Command::Config(ConfigCommand::Get { key }) => {

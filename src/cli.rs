@@ -59,7 +59,23 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Print the least-privilege IAM policy (JSON) for the configured cluster.
-    IamPolicy,
+    #[command(
+        long_about = "Print the least-privilege IAM policy (JSON) for the configured \
+        cluster. Without iam_auth.role_arn it is one policy document for the instance role. \
+        With it, one JSON object holding two: \"instance_role\" (discovery and \
+        sts:AssumeRole on that role) and \"assumed_role\": {\"role_arn\", \"policy\"} (the \
+        kafka-cluster statements ksqlDB needs); `jq .instance_role` and \
+        `jq .assumed_role.policy` split them. ARNs use the region's partition (aws, aws-cn, \
+        aws-us-gov). With only msk.cluster_name the cluster's ARN is looked up through the \
+        MSK API (ListClustersV2); if that fails, account and cluster id (and the region if \
+        unknown) are wildcards and one note on stderr says why."
+    )]
+    IamPolicy {
+        /// Instead of the JSON, print each statement's resources and why each action is
+        /// needed.
+        #[arg(long)]
+        explain: bool,
+    },
     /// Re-hash every file of the active release against its manifest (exit 65 on any
     /// difference, 69 when nothing is installed).
     Verify,

@@ -327,7 +327,7 @@ fn kind_of(state: Option<&ClusterState>) -> StateKind {
 
 /// Find the cluster by ARN (DescribeClusterV2) or by exact name (ListClustersV2, whose
 /// filter is a prefix match, so every page is searched for the exact name).
-async fn resolve(
+pub(crate) async fn resolve(
     client: &aws_sdk_kafka::Client,
     cluster: &ClusterRef,
     region: &str,

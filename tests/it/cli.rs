@@ -242,7 +242,14 @@ fn iam_policy_for_cluster_arn() {
 #[test]
 fn iam_policy_for_cluster_name_uses_wildcards_and_list() {
     let host = Host::new();
-    host.write_config("[msk]\ncluster_name = \"demo\"\nregion = \"us-east-1\"\n");
+    // A loopback endpoint nothing listens on: the name lookup fails without touching AWS.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    host.write_config(&format!(
+        "[msk]\ncluster_name = \"demo\"\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:{port}\"\n"
+    ));
     let out = host.run(&["iam-policy"]);
     assert_eq!(out.code, 0, "{out:?}");
     let policy: Value = serde_json::from_str(&out.stdout).unwrap();

@@ -9,6 +9,7 @@ mod crash;
 mod discovery;
 mod exit_codes;
 mod hostile;
+mod iam_policy;
 mod install;
 mod msk_5xx;
 mod no_ca;
