@@ -355,3 +355,29 @@ fn explain_gives_a_reason_for_every_action() {
     assert!(text.contains("instance role:\n"), "{text}");
     assert!(text.contains(&format!("assumed role {ROLE}:\n")), "{text}");
 }
+
+#[test]
+fn access_denied_to_the_lookup_falls_back_naming_the_action() {
+    // The usual first run: the instance role does not have this policy yet.
+    let msk = FakeMsk::start();
+    msk.add(Cluster::active("demo", REGION));
+    msk.fail_next(
+        LIST_CLUSTERS_V2,
+        1,
+        403,
+        "AccessDeniedException",
+        "User: arn:aws:sts::123456789012:assumed-role/ksql/i-0abc is not authorized to perform: kafka:ListClustersV2",
+    );
+    let (doc, out) = run(&host("cluster_name = \"demo\"", REGION, &msk.url(), ""));
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{out:?}");
+    assert!(
+        lines[0].contains("access denied") && lines[0].contains("kafka:ListClustersV2"),
+        "{out:?}"
+    );
+    let st = check_policy(&doc, "aws");
+    assert_eq!(
+        strings(&by_sid(&st, "KsqlMskDiscovery")["Resource"]),
+        [format!("arn:aws:kafka:{REGION}:*:cluster/demo/*")]
+    );
+}
