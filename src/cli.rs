@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum, ValueHint};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,7 +17,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// Config file [default: /etc/ksql-msk/ksql-msk.toml]; drop-ins are read from
     /// ksql-msk.d/ beside it.
-    #[arg(long, global = true, value_name = "PATH", env = "KSQL_MSK_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        value_hint = ValueHint::FilePath,
+        env = "KSQL_MSK_CONFIG"
+    )]
     pub config: Option<PathBuf>,
 
     /// Where the agent's own log goes: journald when stderr is the journal, else stderr.
