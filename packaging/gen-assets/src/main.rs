@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::CommandFactory;
-use clap_complete::Shell;
+
+mod completions;
 
 fn main() -> Result<()> {
     let mut args = std::env::args_os().skip(1);
@@ -24,7 +25,7 @@ fn main() -> Result<()> {
     let out = PathBuf::from(out);
     let cmd = ksql_msk::cli::Cli::command();
     write_man_pages(&cmd, &out.join("man1"))?;
-    write_completions(cmd, &out.join("completions"))?;
+    completions::write(cmd, &out.join("completions"))?;
     Ok(())
 }
 
@@ -34,15 +35,5 @@ fn write_man_pages(cmd: &clap::Command, dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     clap_mangen::generate_to(cmd.clone(), dir)
         .with_context(|| format!("writing man pages into {}", dir.display()))?;
-    Ok(())
-}
-
-fn write_completions(mut cmd: clap::Command, dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = cmd.get_name().to_string();
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        clap_complete::generate_to(shell, &mut cmd, &name, dir)
-            .with_context(|| format!("writing {shell} completion into {}", dir.display()))?;
-    }
     Ok(())
 }
