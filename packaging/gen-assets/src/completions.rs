@@ -51,7 +51,9 @@ fn with_config_keys(cmd: clap::Command) -> clap::Command {
     let key_arg = |a: clap::Arg| a.value_parser(PossibleValuesParser::new(keys.clone()));
     cmd.mut_subcommand("config", |c| {
         c.mut_subcommand("get", |g| g.mut_arg("key", key_arg))
-            .mut_subcommand("set", |s| s.mut_arg("key", key_arg))
+            // mut_arg moves the argument last, and the positionals' order is their
+            // index: VALUE goes after KEY again (zsh's `_arguments` follows it).
+            .mut_subcommand("set", |s| s.mut_arg("key", key_arg).mut_arg("value", |v| v))
     })
 }
 

@@ -301,6 +301,100 @@ fn fish_completes_subcommands_and_keys() {
     );
 }
 
+/// Completes `line` in an interactive zsh (under zsh/zpty, as a terminal would) with the
+/// completion directory first in fpath, and returns what its completion functions
+/// offered: `compadd` is wrapped to record each match before adding it.
+fn zsh_complete(line: &str) -> Vec<String> {
+    const DRIVER: &str = r#"
+        zmodload zsh/zpty || exit 3
+        dir=$1 out=$2 line=$3
+        zpty z zsh -f -i
+        zpty -w z "PROMPT='' RPROMPT=''; fpath=(${(q)dir} \$fpath); autoload -Uz compinit; compinit -u -D"
+        zpty -w z "compadd() { local -a h; builtin compadd -A h \"\$@\"; (( \$#h )) && print -rl -- \$h >>${(q)out}; builtin compadd \"\$@\"; }"
+        zpty -w z "$line"$'\t'
+        # Runs once the completion is done: the terminal's input is read in order.
+        zpty -w z $'\C-u'"print >${(q)out}.done"$'\n'
+        for i in {1..300}; do [[ -e $out.done ]] && break; sleep 0.1; done
+        zpty -d z
+        [[ -e $out.done ]] || { print -u2 "zsh did not finish completing '$line'"; exit 4 }
+    "#;
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = assets().join(format!("zsh-out-{n}"));
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(out.with_extension("done"));
+    let run = Command::new("zsh")
+        .arg("-f")
+        .arg("-c")
+        .arg(DRIVER)
+        .arg("zsh")
+        .arg(assets().join("completions"))
+        .arg(&out)
+        .arg(line)
+        .output()
+        .expect("running zsh");
+    assert!(
+        run.status.success(),
+        "zsh driver: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut got: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    got.sort();
+    got.dedup();
+    got
+}
+
+#[test]
+fn zsh_completes_subcommands_options_and_keys() {
+    if !have("zsh") {
+        return;
+    }
+    assert_offers(
+        "ksql-msk ",
+        &zsh_complete("ksql-msk "),
+        &["run", "config", "iam-policy", "verify"],
+    );
+    assert_offers(
+        "ksql-msk config ",
+        &zsh_complete("ksql-msk config "),
+        &["get", "set"],
+    );
+    assert_offers(
+        "ksql-msk install --",
+        &zsh_complete("ksql-msk install --"),
+        &["--dry-run", "--config"],
+    );
+    let keys = key_paths();
+    let mut want: Vec<&str> = keys.iter().map(String::as_str).collect();
+    want.push("properties.");
+    assert_offers(
+        "ksql-msk config get ",
+        &zsh_complete("ksql-msk config get "),
+        &want,
+    );
+    // KEY comes before VALUE: set's first word is a key, not a file name.
+    assert_offers(
+        "ksql-msk --config /x config set ",
+        &zsh_complete("ksql-msk --config /x config set "),
+        &want,
+    );
+    let mut msk_keys: Vec<String> = keys
+        .iter()
+        .filter(|k| k.starts_with("msk."))
+        .cloned()
+        .collect();
+    msk_keys.sort();
+    assert_eq!(
+        zsh_complete("ksql-msk config get msk."),
+        msk_keys,
+        "ksql-msk config get msk."
+    );
+}
+
 #[test]
 fn zsh_script_parses_and_names_every_key() {
     if !have("zsh") {
