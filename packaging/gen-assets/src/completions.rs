@@ -20,6 +20,7 @@ pub fn write(cmd: clap::Command, dir: &Path) -> Result<()> {
         match shell {
             Shell::Bash => edit(&path, |s| fix_bash(s, &cmd))?,
             Shell::Fish => edit(&path, |s| add_fish_keys(s, &cmd))?,
+            Shell::Zsh => edit(&path, |s| add_zsh_values(s, &cmd))?,
             _ => {}
         }
     }
@@ -84,7 +85,9 @@ fn edit(path: &Path, f: impl FnOnce(&str) -> Result<String>) -> Result<()> {
 /// clap_complete (4.6.11 and 4.6.12, clap-rs/clap#6421) names the state of a subcommand
 /// `ksql__msk__subcmd__config` in the loop that walks the words but
 /// `ksql__subcmd__msk__subcmd__config` in the arm that completes it, so nothing past the
-/// first word completed: the arms are respelt as the loop spells them. Its arms also
+/// first word completed: the arms are respelt as the loop spells them. Its arms offer
+/// the options with every word; the wrapper keeps them for a word that starts with a
+/// dash. They also
 /// offer the KEY again after the key (they do not count positionals), so a wrapper
 /// completes what follows a key itself: VALUE's closed set for `config set`, else
 /// nothing; and `properties.` takes no trailing space so a property name can follow.
@@ -112,7 +115,12 @@ fn fix_bash(script: &str, cmd: &clap::Command) -> Result<String> {
 _{fn_name}_words() {{
     _{fn_name} "$@"
     local ret=$? cur=$2 prev=$3 w i skip=0
-    local -a pos=()
+    local -a pos=() keep=()
+    # Options only once a dash is typed, as zsh and fish do: `config <TAB>` is get, set.
+    if [[ $cur != -* && $prev != @({with_values}) ]]; then
+        for w in "${{COMPREPLY[@]}}"; do [[ $w == -* ]] || keep+=("$w"); done
+        COMPREPLY=("${{keep[@]}}")
+    fi
     for ((i = 1; i < COMP_CWORD; i++)); do
         w=${{COMP_WORDS[i]}}
         if [[ $w == = ]]; then skip=1; continue; fi
@@ -145,6 +153,43 @@ _{fn_name}_words() {{
         .find("if [[ \"${BASH_VERSINFO[0]}\" -eq 4")
         .context("no registration block")?;
     script.insert_str(at, &wrapper);
+    Ok(script)
+}
+
+/// zsh completes VALUE of `config set` as a file whatever the key; a function of the
+/// key (`$line[1]`, the first positional) offers the closed set where there is one.
+fn add_zsh_values(script: &str, cmd: &clap::Command) -> Result<String> {
+    let bin = cmd.get_name();
+    let generic = "':value:_default' \\\n";
+    if script.matches(generic).count() != 1 {
+        bail!("expected one {generic:?} (config set's VALUE)");
+    }
+    let function = format!("_{bin}_config_value");
+    let mut script = script.replace(generic, &format!("':value:{function}' \\\n"));
+    let mut arms = String::new();
+    for key in KEYS {
+        if let Some(values) = values_of(key.kind) {
+            arms.push_str(&format!(
+                "        ({}) compadd -- {values} ;;\n",
+                key.path()
+            ));
+        }
+    }
+    let definition = format!(
+        "# Added by gen-assets: VALUE of `config set`, by key.
+(( $+functions[{function}] )) ||
+{function}() {{
+    case $line[1] in
+{arms}        (*) _default ;;
+    esac
+}}
+
+"
+    );
+    let at = script
+        .find("if [ \"$funcstack[1]\" = ")
+        .context("no dispatch block at the end")?;
+    script.insert_str(at, &definition);
     Ok(script)
 }
 

@@ -112,7 +112,10 @@ fn bash_completes_subcommands_options_and_keys_at_every_depth() {
     );
 
     let config = bash_complete(&["ksql-msk", "config", ""]);
-    assert_offers("ksql-msk config <TAB>", &config, &["get", "set"]);
+    let mut sorted = config.clone();
+    sorted.sort();
+    // Options wait for a dash, as in zsh and fish.
+    assert_eq!(sorted, ["get", "help", "set"], "ksql-msk config <TAB>");
     let install = bash_complete(&["ksql-msk", "install", "--"]);
     assert_offers(
         "ksql-msk install --<TAB>",
@@ -392,6 +395,11 @@ fn zsh_completes_subcommands_options_and_keys() {
         zsh_complete("ksql-msk config get msk."),
         msk_keys,
         "ksql-msk config get msk."
+    );
+    assert_eq!(
+        zsh_complete("ksql-msk config set msk.connectivity "),
+        ["private", "public", "vpc"],
+        "config set msk.connectivity "
     );
 }
 
