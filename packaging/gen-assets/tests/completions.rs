@@ -3,6 +3,7 @@
 //! only parsed (`zsh -n`) and searched for the keys, as its completion system needs a
 //! terminal. A missing shell is skipped loudly unless KSQL_MSK_REQUIRE_SHELLS=1.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -40,7 +41,11 @@ fn have(shell: &str) -> bool {
             std::env::var_os("KSQL_MSK_REQUIRE_SHELLS").is_none_or(|v| v != "1"),
             "{shell} is required (KSQL_MSK_REQUIRE_SHELLS=1) but cannot be run"
         );
-        eprintln!("SKIPPED: {shell} is not installed (tests/setup-host installs it)");
+        // Written past the test harness's capture, which would hide it when the test passes.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {shell} is not installed (tests/setup-host installs it)"
+        );
     }
     found
 }
