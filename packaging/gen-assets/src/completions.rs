@@ -91,6 +91,7 @@ fn edit(path: &Path, f: impl FnOnce(&str) -> Result<String>) -> Result<()> {
 /// offer the KEY again after the key (they do not count positionals), so a wrapper
 /// completes what follows a key itself: VALUE's closed set for `config set`, else
 /// nothing; and `properties.` takes no trailing space so a property name can follow.
+/// The value of `--opt=` completes too.
 fn fix_bash(script: &str, cmd: &clap::Command) -> Result<String> {
     let bin = cmd.get_name();
     let fn_name = bin.replace('-', "__");
@@ -101,6 +102,32 @@ fn fix_bash(script: &str, cmd: &clap::Command) -> Result<String> {
         bail!("no '{register}' line to hook into");
     }
     let with_values = options_with_values(cmd).join("|");
+    if with_values.is_empty() {
+        bail!("no option with a value: the wrapper's patterns would be empty");
+    }
+    // `--config=<TAB>`: bash splits the word at '=', and clap's arms then see '=' as the
+    // previous word and offer the options instead of the value.
+    let mut after_eq = String::new();
+    for arg in cmd.get_arguments().filter(|a| !a.is_positional()) {
+        let Some(long) = arg.get_long().filter(|_| arg.get_action().takes_values()) else {
+            continue;
+        };
+        let values: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .filter(|v| !v.is_hide_set())
+            .map(|v| v.get_name().to_owned())
+            .collect();
+        let reply = if values.is_empty() {
+            "compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- \"$cur\"))".to_owned()
+        } else {
+            format!(
+                "COMPREPLY=($(compgen -W \"{}\" -- \"$cur\"))",
+                values.join(" ")
+            )
+        };
+        after_eq.push_str(&format!("            --{long}) {reply}; return 0 ;;\n"));
+    }
     let mut value_arms = String::new();
     for key in KEYS {
         if let Some(values) = values_of(key.kind) {
@@ -116,6 +143,10 @@ _{fn_name}_words() {{
     _{fn_name} "$@"
     local ret=$? cur=$2 prev=$3 w i skip=0
     local -a pos=() keep=()
+    if [[ $prev == = ]] && ((COMP_CWORD >= 2)); then
+        case ${{COMP_WORDS[COMP_CWORD-2]}} in
+{after_eq}        esac
+    fi
     # Options only once a dash is typed, as zsh and fish do: `config <TAB>` is get, set.
     if [[ $cur != -* && $prev != @({with_values}) ]]; then
         for w in "${{COMPREPLY[@]}}"; do [[ $w == -* ]] || keep+=("$w"); done

@@ -183,6 +183,8 @@ fn bash_completes_subcommands_options_and_keys_at_every_depth() {
         ["agent.log_dir"],
         "ksql-msk --config=F config set agent.log_<TAB>"
     );
+    let eq = bash_complete(&["ksql-msk", "config", "--log-format", "=", "j"]);
+    assert_eq!(eq, ["journald"], "ksql-msk config --log-format=j<TAB>");
     let formats = bash_complete(&["ksql-msk", "config", "--log-format", ""]);
     assert_offers(
         "--log-format <TAB>",
@@ -231,6 +233,12 @@ fn bash_completes_files_for_config() {
         got,
         [format!("{}/cluster.toml", dir.display())],
         "--config <TAB> completes files"
+    );
+    let eq = bash_complete(&["ksql-msk", "config", "--config", "=", &prefix]);
+    assert_eq!(
+        eq,
+        [format!("{}/cluster.toml", dir.display())],
+        "--config=<TAB> completes files"
     );
 }
 
