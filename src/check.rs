@@ -104,8 +104,14 @@ pub async fn check(config_path: &Path) -> Result<()> {
 
     add(java_item(&settings), &mut items);
     add(disk(&settings.agent.state_dir), &mut items);
+    for item in artifact_hosts(&settings).await {
+        add(item, &mut items);
+    }
     for listener in settings.ksqldb.listeners.split(',') {
-        add(listener_free(listener.trim()).await, &mut items);
+        add(
+            listener_free(listener.trim(), &settings.agent.state_dir).await,
+            &mut items,
+        );
     }
 
     let failed: Vec<&Item> = items.iter().filter(|i| !i.ok).collect();
@@ -212,8 +218,9 @@ async fn reach(broker: &BrokerAddr) -> Item {
             "broker {broker} ({}): TCP connect failed: {e}",
             addr.ip()
         )),
+        // Dropped packets, not a refusal: what a security group does.
         Err(_) => Item::fail(format!(
-            "broker {broker} ({}): no answer within {}s: a security group that does not allow TCP {} from this host is the usual cause",
+            "broker {broker} ({}): no answer within {}s: the MSK cluster's security group must allow inbound TCP {} from this instance's security group (or its address)",
             addr.ip(),
             CONNECT_TIMEOUT.as_secs(),
             broker.port
@@ -270,7 +277,87 @@ fn disk(state_dir: &Path) -> Item {
     }
 }
 
-async fn listener_free(listener: &str) -> Item {
+/// How long one artifact probe may take, connect and first answer together.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One line per artifact host: can this host reach it, through the configured proxy?
+/// Each URL of the host is asked for its first byte (GET with `Range: bytes=0-0`, which
+/// every server and mirror answers, unlike HEAD on some), with the fetch client.
+async fn artifact_hosts(settings: &Settings) -> Vec<Item> {
+    let mut urls = vec![
+        settings.ksqldb.archive_url.clone(),
+        settings.ksqldb.signature_url.clone(),
+    ];
+    if let config::KeySource::Url(u) = &settings.ksqldb.key {
+        urls.push(u.clone());
+    }
+    urls.push(settings.iam_auth.jar_url.clone());
+    let fetcher = match crate::fetch::Fetcher::new(settings) {
+        Ok(f) => f,
+        Err(e) => return vec![Item::fail(format!("artifact hosts: {}", one_line(&e)))],
+    };
+    // Hosts in the order their first URL is configured.
+    let mut hosts: Vec<(String, Vec<config::ConfigUrl>)> = Vec::new();
+    for url in urls {
+        let Some(host) = host_of(&url) else { continue };
+        match hosts.iter_mut().find(|(h, _)| *h == host) {
+            Some((_, list)) => list.push(url),
+            None => hosts.push((host, vec![url])),
+        }
+    }
+    let probes = hosts
+        .iter()
+        .map(|(host, urls)| probe_host(fetcher.client(), host, urls));
+    futures_util::future::join_all(probes).await
+}
+
+fn host_of(url: &config::ConfigUrl) -> Option<String> {
+    let parsed = url::Url::parse(url.expose()).ok()?;
+    let host = parsed.host_str()?.to_string();
+    Some(match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
+}
+
+async fn probe_host(client: &reqwest::Client, host: &str, urls: &[config::ConfigUrl]) -> Item {
+    let started = Instant::now();
+    for url in urls {
+        let sent = client
+            .get(url.expose())
+            .header(reqwest::header::RANGE, "bytes=0-0")
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await;
+        match sent {
+            Ok(resp) if resp.status().is_success() => {}
+            Ok(resp) => {
+                return Item::fail(format!(
+                    "artifact host {host}: {url} answers HTTP {}",
+                    resp.status().as_u16()
+                ))
+            }
+            Err(e) => {
+                let how = if e.is_timeout() {
+                    format!("no answer within {}s", PROBE_TIMEOUT.as_secs())
+                } else {
+                    format!("cannot fetch: {}", crate::exit::cause_chain(&e))
+                };
+                return Item::fail(format!(
+                    "artifact host {host}: {url}: {how}; a private subnet needs a route out (a NAT gateway), a proxy (HTTPS_PROXY in /etc/sysconfig/ksql-msk), or a mirror (e.g. in S3 behind a gateway endpoint) named in the config"
+                ));
+            }
+        }
+    }
+    Item::pass(format!(
+        "artifact host {host}: {} URL{} answer in {} ms",
+        urls.len(),
+        if urls.len() == 1 { "" } else { "s" },
+        started.elapsed().as_millis()
+    ))
+}
+
+async fn listener_free(listener: &str, state_dir: &Path) -> Item {
     let Ok(url) = url::Url::parse(listener) else {
         return Item::fail(format!("listener {listener}: not a URL"));
     };
@@ -279,10 +366,107 @@ async fn listener_free(listener: &str) -> Item {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     match tokio::net::TcpListener::bind((host, port)).await {
         Ok(_) => Item::pass(format!("listener {listener}: port {port} is free")),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Item::fail(format!(
-            "listener {listener}: port {port} is in use (ksqlDB already running, or another service?)"
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match holder::of_port(port) {
+            Some(h) if h.is_our_ksqldb(state_dir) => Item::pass(format!(
+                "listener {listener}: port {port} is held by this service's ksqlDB (pid {})",
+                h.pid
+            )),
+            Some(h) => Item::fail(format!(
+                "listener {listener}: port {port} is in use by pid {} ({}), not by this service's ksqlDB",
+                h.pid, h.command
+            )),
+            None => Item::fail(format!(
+                "listener {listener}: port {port} is in use (by a process this user cannot see: ksqlDB already running, or another service?)"
+            )),
+        },
         Err(e) => Item::fail(format!("listener {listener}: cannot bind port {port}: {e}")),
+    }
+}
+
+/// Who holds a listening TCP port, from /proc: the socket's inode in /proc/net/tcp{,6},
+/// then the process with a descriptor on that socket.
+mod holder {
+    use std::path::Path;
+
+    pub struct Holder {
+        pub pid: u32,
+        pub args: Vec<String>,
+        pub command: String,
+    }
+
+    impl Holder {
+        /// This service's ksqlDB runs `<state_dir>/releases/<v>/bin/ksql-server-start`
+        /// (which execs java) with the release's properties file: an argument under the
+        /// state directory's releases says so, whatever the process became after exec.
+        pub fn is_our_ksqldb(&self, state_dir: &Path) -> bool {
+            let mut roots = vec![state_dir.to_path_buf()];
+            if let Ok(real) = state_dir.canonicalize() {
+                roots.push(real);
+            }
+            self.args.iter().skip(1).any(|arg| {
+                roots.iter().any(|root| {
+                    Path::new(arg)
+                        .strip_prefix(root.join("releases"))
+                        .is_ok_and(|rest| rest.components().count() > 1)
+                })
+            })
+        }
+    }
+
+    pub fn of_port(port: u16) -> Option<Holder> {
+        let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .flat_map(|text| listening_inodes(&text, port))
+            .collect();
+        if inodes.is_empty() {
+            return None;
+        }
+        let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // Another user's descriptors are not readable: skipped, not an error.
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+                continue;
+            };
+            let holds = fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
+            });
+            if holds {
+                let raw = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                let args: Vec<String> = raw
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                let command = args.first().cloned().unwrap_or_else(|| "?".into());
+                return Some(Holder { pid, args, command });
+            }
+        }
+        None
+    }
+
+    /// Inodes of the sockets listening (state 0A) on `port` in a /proc/net/tcp table.
+    pub fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let local_port = f.get(1)?.rsplit(':').next()?;
+                let listening = *f.get(3)? == "0A";
+                (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                    .then(|| f.get(9).map(|s| s.to_string()))
+                    .flatten()
+            })
+            .collect()
     }
 }
 
@@ -294,5 +478,12 @@ mod tests {
     fn lines() {
         assert_eq!(Item::pass("a").line(), "✓ a");
         assert_eq!(Item::fail("b").line(), "✗ b");
+    }
+
+    #[test]
+    fn listening_inodes_of_a_port() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F98 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0\n   1: 0100007F:1F98 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 4343 1 0\n";
+        assert_eq!(holder::listening_inodes(table, 8088), vec!["4242"]);
+        assert!(holder::listening_inodes(table, 8089).is_empty());
     }
 }

@@ -109,6 +109,12 @@ impl Fetcher {
         })
     }
 
+    /// The HTTP client downloads use (proxies, extra CA, redirect policy): `check`
+    /// probes the artifact hosts through it.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Whether any download since the last [`Fetcher::start_over`] reused a completed file or
     /// resumed a partial one from the cache. A verification failure of such bytes may be
     /// the cache's fault, not the mirror's: worth fetching everything whole once more.

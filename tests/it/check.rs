@@ -54,7 +54,8 @@ fn all_checks_pass() {
     );
     assert!(has("disk: "), "{out:?}");
     assert!(has(&format!("port {listen} is free")), "{out:?}");
-    assert!(out.stdout.contains("8 of 8 checks passed"), "{out:?}");
+    assert!(has("artifact host 127.0.0.1:"), "{out:?}");
+    assert!(out.stdout.contains("9 of 9 checks passed"), "{out:?}");
     assert_eq!(sts.server.requests().len(), 1);
 }
 
@@ -124,8 +125,8 @@ fn failures_are_named_and_exit_69() {
         line(&format!("port {busy_port} is in use")).starts_with("✗"),
         "{out:?}"
     );
-    assert!(out.stdout.contains("4 of 8 checks passed"), "{out:?}");
-    assert!(out.stderr.contains("4 of 8 checks failed"), "{out:?}");
+    assert!(out.stdout.contains("5 of 9 checks passed"), "{out:?}");
+    assert!(out.stderr.contains("4 of 9 checks failed"), "{out:?}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod archive_links;
 mod bad_luck;
 mod check;
+mod check_more;
 mod cli;
 mod config_input;
 mod crash;
