@@ -21,7 +21,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Free space the state directory needs: a ksqlDB archive, its extracted release, the
 /// previous release kept for rollback, and room for Kafka Streams state to start.
 pub const MIN_FREE_BYTES: u64 = 2 << 30;
-/// How long the cluster may be in a transitional state before the check reports it.
+/// How long check waits for a CREATING cluster (at most `msk.cluster_wait`): a preflight
+/// check reports the state instead of waiting the service's 30 minutes, and says so.
 const CLUSTER_WAIT: Duration = Duration::from_secs(2);
 
 /// One line of the checklist.
@@ -53,8 +54,28 @@ fn print(item: &Item) {
     println!("{}", item.line());
 }
 
-/// Run the checklist.
+/// Run the checklist. The AWS SDK's own log events below ERROR are dropped while it
+/// runs: a failing credential provider logs a WARN with a Debug dump of the error
+/// before the checklist, and the checklist's own line already says it in one line.
+/// `KSQL_MSK_LOG` still decides, when set.
 pub async fn check(config_path: &Path) -> Result<()> {
+    use tracing::instrument::WithSubscriber;
+    use tracing_subscriber::layer::SubscriberExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KSQL_MSK_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,aws_config=error,aws_runtime=error,aws_smithy_runtime=error,aws_smithy_runtime_api=error,aws_sdk_sts=error,aws_sdk_kafka=error",
+        )
+    });
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(false);
+    let quiet = tracing_subscriber::registry().with(filter).with(fmt);
+    checklist(config_path).with_subscriber(quiet).await
+}
+
+async fn checklist(config_path: &Path) -> Result<()> {
     let settings = match config::load(config_path) {
         Ok(s) => s,
         Err(e) => {
@@ -75,7 +96,7 @@ pub async fn check(config_path: &Path) -> Result<()> {
     add(identity(&settings).await, &mut items);
 
     let mut quick = settings.clone();
-    quick.msk.cluster_wait = CLUSTER_WAIT;
+    quick.msk.cluster_wait = CLUSTER_WAIT.min(settings.msk.cluster_wait);
     match discovery::discover(&quick, &crate::progress::Quiet).await {
         Ok(found) => {
             add(
@@ -94,7 +115,18 @@ pub async fn check(config_path: &Path) -> Result<()> {
             }
         }
         Err(e) => {
-            add(Item::fail(format!("cluster: {}", one_line(&e))), &mut items);
+            let text = one_line(&e);
+            // Discovery names msk.cluster_wait as the bound it gave up at; check's is
+            // its own, shorter one.
+            let text = match text.strip_suffix(" (msk.cluster_wait)") {
+                Some(head) => format!(
+                    "{head} (check waits at most {}; `ksql-msk run` waits up to msk.cluster_wait = {})",
+                    humantime::format_duration(quick.msk.cluster_wait),
+                    humantime::format_duration(settings.msk.cluster_wait)
+                ),
+                None => text,
+            };
+            add(Item::fail(format!("cluster: {text}")), &mut items);
             add(
                 Item::fail("brokers: not checked (no broker list without the cluster)"),
                 &mut items,

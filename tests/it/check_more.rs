@@ -210,6 +210,12 @@ fn sdk_errors_are_one_line_without_the_sdks_log_dumps() {
         500,
         "garbage\n<html>{not json\n</html>",
     );
+    // A container credentials endpoint that refuses: the chain's provider fails (not
+    // just "not enabled"), which the SDK logs at WARN with a Debug dump of the error.
+    fx.host.env(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        &format!("http://127.0.0.1:{}/creds", free_port()),
+    );
     let out = fx.host.run(&["check"]);
     assert_eq!(out.code, 69, "{out:?}");
     let identity = line(&out, "AWS identity");
@@ -227,4 +233,32 @@ fn sdk_errors_are_one_line_without_the_sdks_log_dumps() {
             "a stray line {l:?}: {out:?}"
         );
     }
+}
+
+#[test]
+fn a_creating_cluster_names_the_bound_check_waited() {
+    let sts = FakeSts::start();
+    let (fx, _broker) = fixture(&sts);
+    let creating = ksql_msk_testkit::msk::Cluster::active("young", crate::support::REGION)
+        .with_states(&["CREATING"]);
+    fx.msk.add(creating.clone());
+    fx.host.write_dropin(
+        "60-young.toml",
+        &format!("[msk]\ncluster_arn = \"{}\"\n", creating.arn),
+    );
+    let started = std::time::Instant::now();
+    let out = fx.host.run(&["check"]);
+    let took = started.elapsed();
+    assert_eq!(out.code, 69, "{out:?}");
+    let l = line(&out, "cluster: ");
+    assert!(l.contains("is still CREATING"), "{out:?}");
+    // The fixture's msk.cluster_wait is 3s; check waits less, and says so.
+    assert!(
+        l.contains("check waits at most 2s") && l.contains("msk.cluster_wait = 3s"),
+        "{out:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "{took:?}: {out:?}"
+    );
 }
