@@ -262,3 +262,38 @@ fn a_creating_cluster_names_the_bound_check_waited() {
         "{took:?}: {out:?}"
     );
 }
+
+#[test]
+fn artifact_hosts_are_probed_through_the_configured_proxy() {
+    use ksql_msk_testkit::http::{handler, response, Server};
+    let sts = FakeSts::start();
+    let (mut fx, _broker) = fixture(&sts);
+    // A proxy on loopback that answers every request with one byte.
+    let proxy = Server::start(handler(|_| {
+        response(206, &[("content-range", "bytes 0-0/1")], "x")
+    }));
+    // Every artifact on a loopback port nobody listens on: only the proxy can answer.
+    let closed = free_port();
+    fx.host.write_dropin(
+        "60-mirror.toml",
+        &format!(
+            "[ksqldb]\narchive_url = \"http://127.0.0.1:{closed}/k.tar.gz\"\nkey_url = \"http://127.0.0.1:{closed}/k.key\"\n[iam_auth]\njar_url = \"http://127.0.0.1:{closed}/iam.jar\"\n"
+        ),
+    );
+    let out = fx.host.run(&["check"]);
+    let l = line(&out, &format!("artifact host 127.0.0.1:{closed}"));
+    assert!(l.starts_with('✗'), "no proxy, no answer: {out:?}");
+
+    fx.host.env("HTTP_PROXY", &proxy.url());
+    let out = fx.host.run(&["check"]);
+    let l = line(&out, &format!("artifact host 127.0.0.1:{closed}"));
+    assert!(l.starts_with('✓') && l.contains("4 URLs"), "{out:?}");
+    let asked = proxy.requests();
+    let host = format!("127.0.0.1:{closed}");
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.target.ends_with("/k.tar.gz") && r.header("host") == Some(host.as_str())),
+        "the proxy was asked for the archive: {asked:?}"
+    );
+}
