@@ -370,10 +370,23 @@ async fn probe_host(client: &reqwest::Client, host: &str, urls: &[config::Config
                 ))
             }
             Err(e) => {
+                let chain = crate::exit::cause_chain(&e);
+                // The route is fine when TLS is what failed: no NAT hint then.
+                if url.expose().starts_with("https:") && !discovery::host_has_ca_certificates() {
+                    return Item::fail(format!(
+                        "artifact host {host}: {url}: {}",
+                        discovery::NO_CA_CERTIFICATES
+                    ));
+                }
+                if chain.contains("certificate") {
+                    return Item::fail(format!(
+                        "artifact host {host}: {url}: {chain}; a mirror or TLS-inspecting proxy with its own CA needs agent.extra_ca"
+                    ));
+                }
                 let how = if e.is_timeout() {
                     format!("no answer within {}s", PROBE_TIMEOUT.as_secs())
                 } else {
-                    format!("cannot fetch: {}", crate::exit::cause_chain(&e))
+                    format!("cannot fetch: {chain}")
                 };
                 return Item::fail(format!(
                     "artifact host {host}: {url}: {how}; a private subnet needs a route out (a NAT gateway), a proxy (HTTPS_PROXY in /etc/sysconfig/ksql-msk), or a mirror (e.g. in S3 behind a gateway endpoint) named in the config"

@@ -297,3 +297,59 @@ fn artifact_hosts_are_probed_through_the_configured_proxy() {
         "the proxy was asked for the archive: {asked:?}"
     );
 }
+
+/// A host without CA certificates cannot fetch from an https mirror whatever its route:
+/// the line says so instead of blaming NAT or a proxy.
+#[test]
+fn an_https_artifact_host_without_ca_names_the_missing_certificates() {
+    use ksql_msk_testkit::hostile::{TestCa, TlsFront};
+    let sts = FakeSts::start();
+    let (mut fx, _broker) = fixture(&sts);
+    let ca = TestCa::generate(&fx.host.dir.path().join("ca"));
+    let tls = TlsFront::start(&ca, fx.art.server.addr);
+    fx.host.write_dropin(
+        "60-https.toml",
+        &format!("[ksqldb]\narchive_url = \"{}/k.tar.gz\"\n", tls.url()),
+    );
+    let dir = fx.host.dir.path().join("no-ca");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bundle.pem"), "").unwrap();
+    fx.host
+        .env(
+            "SSL_CERT_FILE",
+            &dir.join("bundle.pem").display().to_string(),
+        )
+        .env("SSL_CERT_DIR", &dir.join("empty").display().to_string());
+    let out = fx.host.run(&["check"]);
+    assert_eq!(out.code, 69, "{out:?}");
+    let host = tls.url().trim_start_matches("https://").to_string();
+    let l = line(&out, &format!("artifact host {host}"));
+    assert!(l.starts_with('✗'), "{out:?}");
+    assert!(l.contains("no trusted CA certificates"), "{out:?}");
+    assert!(!l.contains("NAT"), "{out:?}");
+}
+
+/// A mirror whose certificate no trusted CA signed: the route is there, the trust is
+/// not, and the line says which setting adds it.
+#[test]
+fn an_https_artifact_host_with_an_unknown_ca_names_extra_ca() {
+    use ksql_msk_testkit::hostile::{TestCa, TlsFront};
+    let sts = FakeSts::start();
+    let (fx, _broker) = fixture(&sts);
+    let ca = TestCa::generate(&fx.host.dir.path().join("ca"));
+    let tls = TlsFront::start(&ca, fx.art.server.addr);
+    fx.host.write_dropin(
+        "60-https.toml",
+        &format!("[ksqldb]\narchive_url = \"{}/k.tar.gz\"\n", tls.url()),
+    );
+    let out = fx.host.run(&["check"]);
+    assert_eq!(out.code, 69, "{out:?}");
+    let host = tls.url().trim_start_matches("https://").to_string();
+    let l = line(&out, &format!("artifact host {host}"));
+    assert!(l.starts_with('✗'), "{out:?}");
+    assert!(
+        l.contains("certificate") && l.contains("agent.extra_ca"),
+        "{out:?}"
+    );
+    assert!(!l.contains("NAT"), "{out:?}");
+}
