@@ -118,6 +118,12 @@ fn check_without_ca_fails_the_identity_item_naming_the_problem() {
     let mut w = world(|_| None);
     trust_only(&mut w.host, None);
     w.host.env("AWS_ENDPOINT_URL_STS", &tls.url());
+    // Loopback brokers: check resolves every broker, and no DNS query may leave the host.
+    w.msk.set_brokers(
+        &w.cluster.arn,
+        "bootstrapBrokerStringSaslIam",
+        Some("127.0.0.1:9"),
+    );
     let out = w.host.run(&["check"]);
     no_panic(&out);
     assert_eq!(out.code, 69, "{out:?}");
