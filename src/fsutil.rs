@@ -172,7 +172,7 @@ impl Dir {
 
     /// The directory of `path` (following symlinks on the way, as a path does) and the
     /// file name in it: what the path-based functions above work on.
-    fn parent_of(path: &Path) -> Result<(Dir, OsString)> {
+    pub(crate) fn parent_of(path: &Path) -> Result<(Dir, OsString)> {
         let name = path
             .file_name()
             .with_context(|| format!("{} has no file name", path.display()))?;
@@ -509,6 +509,30 @@ impl Dir {
             crate::failpoint::hit(point)?;
             file.write_all(tail)
                 .with_context(|| format!("writing {}", tmp.display()))
+        })
+    }
+
+    /// [`Dir::write_atomic`] with the new file owned by `uid:gid` and of exactly `mode`
+    /// (set-id bits included), whatever the umask: both are set on the temp file before
+    /// the rename, so the file never exists with another owner or mode.
+    pub fn write_atomic_owned(
+        &self,
+        name: impl AsRef<OsStr>,
+        contents: &[u8],
+        mode: u32,
+        (uid, gid): (u32, u32),
+    ) -> Result<()> {
+        self.replace(name.as_ref(), 0o600, |file, tmp| {
+            file.write_all(contents)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            // Owner first: chown may clear set-id bits that the chmod then puts back.
+            std::os::unix::fs::fchown(&*file, Some(uid), Some(gid))
+                .with_context(|| format!("{}: cannot keep owner {uid}:{gid}", tmp.display()))?;
+            // SAFETY: fchmod on the temp file's descriptor, which we own.
+            if unsafe { libc::fchmod(file.as_raw_fd(), mode as libc::mode_t) } != 0 {
+                return Err(last_error()).with_context(|| format!("chmod {}", tmp.display()));
+            }
+            Ok(())
         })
     }
 

@@ -4,9 +4,7 @@
 //! change; comments, order and formatting of everything else are kept. The new value is
 //! checked against the schema before the file is written atomically.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::Result;
@@ -238,61 +236,19 @@ fn check_result(file: &Path, text: &str, target: &Target, value: &Value) -> Resu
     Settings::from_merged(&merged).map(|_| ())
 }
 
-/// Replace `path` atomically (temp file created exclusively in the same directory,
-/// fsync, rename, fsync the directory) with the old file's owner and exact mode, set on
-/// the temp file before the rename whatever the umask.
+/// Replace `path` atomically (fsutil's exclusive temp file, fsync, rename, fsync the
+/// directory) keeping the old file's owner and exact mode, whatever the umask.
 fn write_keeping_owner(path: &Path, contents: &[u8]) -> Result<()> {
     let meta = std::fs::metadata(path).or_exit_with(ExitCode::Config, || {
         format!("{}: cannot stat config", path.display())
     })?;
-    let dir = crate::fsutil::parent_dir(path);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.set-{}", std::process::id()));
-    let io = |what: &str| format!("{what} {}", tmp.display());
-    let create = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(&tmp)
-    };
-    let mut f = match create() {
-        // Left by a crashed run with our pid: ours to remove (create_new never follows it).
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = std::fs::remove_file(&tmp);
-            create()
-        }
-        other => other,
-    }
-    .or_exit_with(ExitCode::Io, || io("creating"))?;
-    let result = (|| -> Result<()> {
-        f.write_all(contents)
-            .or_exit_with(ExitCode::Io, || io("writing"))?;
-        // Owner first: chown may clear set-id bits that the chmod then puts back.
-        std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid())).or_exit_with(
-            ExitCode::Io,
-            || {
-                format!(
-                    "{}: cannot keep owner {}:{}",
-                    path.display(),
-                    meta.uid(),
-                    meta.gid()
-                )
-            },
-        )?;
-        f.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .or_exit_with(ExitCode::Io, || io("chmod"))?;
-        f.sync_all().or_exit_with(ExitCode::Io, || io("syncing"))?;
-        std::fs::rename(&tmp, path).or_exit_with(ExitCode::Io, || {
-            format!("renaming {} to {}", tmp.display(), path.display())
-        })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    crate::fsutil::sync_dir(dir)
+    let (dir, name) = crate::fsutil::Dir::parent_of(path)?;
+    dir.write_atomic_owned(
+        &name,
+        contents,
+        meta.mode() & 0o7777,
+        (meta.uid(), meta.gid()),
+    )
 }
 
 /// A warning if a drop-in sets the same key and so overrides the main file.
