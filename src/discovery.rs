@@ -544,6 +544,46 @@ pub async fn discover(settings: &Settings, progress: &dyn Progress) -> Result<Di
     discover_with(&client, settings, progress).await
 }
 
+/// The MSK client of a long-running agent, kept across rediscoveries: building one
+/// walks the credential chain and may call IMDS. A client is built again when the
+/// settings it was built from (region, endpoint, attempts) change on a reload.
+#[derive(Clone, Default)]
+pub struct ClientCache(
+    std::sync::Arc<tokio::sync::Mutex<Option<(ClientKey, aws_sdk_kafka::Client)>>>,
+);
+
+/// What a client is built from.
+#[derive(Clone, PartialEq, Eq)]
+struct ClientKey {
+    region: Option<String>,
+    endpoint: Option<String>,
+    max_attempts: u32,
+}
+
+impl ClientCache {
+    /// Phase 2 with the cached client (built first if the settings changed).
+    pub async fn discover(&self, settings: &Settings) -> Result<Discovered> {
+        let msk = &settings.msk;
+        let key = ClientKey {
+            region: msk.region.clone(),
+            endpoint: msk.endpoint_url.as_ref().map(|u| u.expose().to_string()),
+            max_attempts: msk.api_max_attempts,
+        };
+        let client = {
+            let mut slot = self.0.lock().await;
+            match slot.as_ref() {
+                Some((k, client)) if *k == key => client.clone(),
+                _ => {
+                    let client = kafka_client(msk).await?;
+                    *slot = Some((key, client.clone()));
+                    client
+                }
+            }
+        };
+        discover_with(&client, settings, &crate::progress::Quiet).await
+    }
+}
+
 /// Phase 2 with a given client (rediscovery reuses one).
 pub async fn discover_with(
     client: &aws_sdk_kafka::Client,

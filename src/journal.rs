@@ -167,6 +167,27 @@ impl Sink {
     }
 }
 
+impl Sink {
+    /// One of the agent's key events ([`message_id`]): into the journal with its
+    /// MESSAGE_ID and fields, or, when the agent logs to stderr, into its log with the
+    /// fields appended.
+    pub async fn event(&self, id: &str, prio: u8, message: &str, fields: &[(&str, String)]) {
+        if self.is_journal() {
+            let mut all: Vec<(&str, String)> = vec![("MESSAGE_ID", id.to_string())];
+            all.extend(fields.iter().cloned());
+            self.send(AGENT_IDENTIFIER, prio, message, &all).await;
+        } else {
+            let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let fields = fields.join(" ");
+            match prio {
+                0..=3 => tracing::error!(message_id = id, "{message} [{fields}]"),
+                4 => tracing::warn!(message_id = id, "{message} [{fields}]"),
+                _ => tracing::info!(message_id = id, "{message} [{fields}]"),
+            }
+        }
+    }
+}
+
 fn write_stderr(prefix: bool, priority: u8, message: &str) {
     use std::io::Write;
     let mut out = String::with_capacity(message.len() + 8);

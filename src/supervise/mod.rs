@@ -1,0 +1,597 @@
+//! Phase 6: run ksqlDB and keep it running, as an explicit state machine.
+//!
+//! ```text
+//!   Starting ──spawn──▶ WaitingHealthy ──healthy──▶ Running
+//!      ▲                   │ exit / start_timeout      │ exit
+//!      └──── BackingOff ◀──┴───────────────────────────┘
+//!   any state ──SIGTERM/SIGINT──▶ Stopping ──▶ exit 0
+//! ```
+//!
+//! The states own what exists only in them (the child, its probe, the backoff
+//! deadline); the decisions are pure functions in [`policy`]. The parts:
+//! [`process`] (spawn, reap, kill, subreaper), [`launch`] (command line, environment,
+//! Java), [`signals`], [`reconfigure`] (reload and rediscovery).
+//!
+//! ksqlDB runs in its own session and process group; stopping signals the whole group,
+//! waits `agent.stop_timeout`, then SIGKILLs it. The agent is a child subreaper and reaps
+//! every child (`waitpid(-1)`), so it is also safe as PID 1 of a container.
+
+mod launch;
+mod policy;
+mod process;
+mod reconfigure;
+mod signals;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+use tracing::{info, warn};
+
+pub use signals::Signals;
+
+use crate::discovery::BrokerAddr;
+use crate::exit::{fail, ExitCode};
+use crate::health::{self, Health};
+use crate::java;
+use crate::journal::{message_id, priority, Sink};
+use crate::notify::Notifier;
+use crate::pipeline::Prepared;
+use launch::{launch_spec, log_jvm, Launch};
+use policy::{AfterFailure, Limits, Phase, RestartPolicy, Verdict};
+use process::{Child, Exit};
+use reconfigure::{Reconfig, Why};
+
+/// Health probe period while waiting for ksqlDB to come up.
+const PROBE_STARTING: Duration = Duration::from_millis(500);
+/// Health probe period while running (shorter when the watchdog needs it).
+const PROBE_RUNNING: Duration = Duration::from_secs(5);
+/// Timeout of one probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// EXTEND_TIMEOUT_USEC at most this often while waiting for health.
+const EXTEND_EVERY: Duration = Duration::from_secs(10);
+
+/// A started ksqlDB and the probe of its health.
+struct Watched {
+    child: Child,
+    /// When the next probe is sent.
+    next_probe: Instant,
+    /// The probe in flight, as a task so that other events never cancel a slow probe.
+    probe: Option<JoinHandle<Health>>,
+}
+
+impl Watched {
+    fn new(child: Child, first_probe: Instant) -> Watched {
+        Watched {
+            child,
+            next_probe: first_probe,
+            probe: None,
+        }
+    }
+
+    /// The child, without its probe: a probe of this ksqlDB must not vouch for another.
+    fn into_child(self) -> Child {
+        if let Some(probe) = self.probe {
+            probe.abort();
+        }
+        self.child
+    }
+}
+
+/// The supervisor's states (zincati-style: one enum, transitions in one place).
+enum State {
+    /// Start ksqlDB now.
+    Starting,
+    /// Started; waiting for the health check to pass (bounded by `agent.start_timeout`).
+    WaitingHealthy { ksqldb: Watched, since: Instant },
+    /// Healthy at least once since the start; `healthy` is the last probe's verdict,
+    /// `since` when it last became healthy.
+    Running {
+        ksqldb: Watched,
+        since: Instant,
+        healthy: bool,
+    },
+    /// ksqlDB failed; start again at `until`.
+    BackingOff { until: Instant },
+    /// Stopping on request; the agent exits after this.
+    Stopping,
+}
+
+impl State {
+    fn ksqldb(&self) -> Option<&Watched> {
+        match self {
+            State::WaitingHealthy { ksqldb, .. } | State::Running { ksqldb, .. } => Some(ksqldb),
+            _ => None,
+        }
+    }
+
+    fn ksqldb_mut(&mut self) -> Option<&mut Watched> {
+        match self {
+            State::WaitingHealthy { ksqldb, .. } | State::Running { ksqldb, .. } => Some(ksqldb),
+            _ => None,
+        }
+    }
+
+    /// Leave the state, taking its ksqlDB with it (if it had one).
+    fn take_ksqldb(&mut self, next: State) -> Option<Child> {
+        match std::mem::replace(self, next) {
+            State::WaitingHealthy { ksqldb, .. } | State::Running { ksqldb, .. } => {
+                Some(ksqldb.into_child())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where the agent stands with systemd's READY=1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Readiness {
+    /// Not sent yet: the first healthy ksqlDB sends it.
+    NotSent,
+    Sent,
+    /// A reload restarted ksqlDB: READY=1, which ends the reload for systemd, is sent
+    /// again once the new server is healthy, not when the old one stopped.
+    AfterRestart,
+}
+
+enum Event {
+    Stop(&'static str),
+    Reload,
+    ChildSignal,
+    Probe(Health),
+    BackoffOver,
+    StartTimeout,
+    Rediscover,
+    Prepared(Why, Box<Result<Prepared>>),
+    Discovered(Result<crate::discovery::Discovered>),
+}
+
+/// The supervisor.
+pub struct Supervisor {
+    config_path: PathBuf,
+    prepared: Prepared,
+    launch: Launch,
+    /// The brokers the running ksqlDB was configured with.
+    running_brokers: BTreeSet<BrokerAddr>,
+    notifier: Arc<Notifier>,
+    sink: Arc<Sink>,
+    signals: Signals,
+    http: reqwest::Client,
+    state: State,
+    restarts: RestartPolicy,
+    readiness: Readiness,
+    last_extend: Instant,
+    /// When WATCHDOG=1 was last sent for a restart the agent itself is driving.
+    last_restart_ping: Instant,
+    reconfig: Reconfig,
+}
+
+impl Supervisor {
+    pub fn new(
+        config_path: &Path,
+        prepared: Prepared,
+        notifier: Arc<Notifier>,
+        sink: Arc<Sink>,
+        signals: Signals,
+    ) -> Result<Supervisor> {
+        let jvm = java::jvm_for(&prepared.settings, &prepared.version())?;
+        log_jvm(&jvm);
+        let launch = launch_spec(&prepared, &jvm)?;
+        let now = Instant::now();
+        Ok(Supervisor {
+            config_path: config_path.to_path_buf(),
+            running_brokers: prepared.discovered.brokers.as_set(),
+            restarts: RestartPolicy::new(Limits::of(&prepared.settings.agent)),
+            reconfig: Reconfig::new(now + prepared.settings.agent.rediscover_interval),
+            prepared,
+            launch,
+            notifier,
+            sink,
+            signals,
+            http: health::client(PROBE_TIMEOUT)?,
+            state: State::Starting,
+            readiness: Readiness::NotSent,
+            last_extend: now,
+            last_restart_ping: now,
+        })
+    }
+
+    async fn event(&self, id: &str, prio: u8, message: &str, fields: &[(&str, String)]) {
+        self.sink.event(id, prio, message, fields).await;
+    }
+
+    /// Run until stopped (Ok) or until ksqlDB failed too often (exit 75).
+    pub async fn run(mut self) -> Result<()> {
+        process::become_subreaper();
+        let p = &self.prepared;
+        self.event(
+            message_id::PREPARED,
+            priority::INFO,
+            &format!(
+                "ksqlDB {} prepared for cluster {} ({} brokers)",
+                self.launch.version,
+                p.discovered.cluster_name,
+                p.discovered.brokers.addrs.len()
+            ),
+            &[
+                ("PHASE", "prepare".into()),
+                ("VERSION", self.launch.version.clone()),
+                ("BROKERS", p.discovered.brokers.raw.clone()),
+            ],
+        )
+        .await;
+        loop {
+            if matches!(self.state, State::Starting) {
+                self.start().await?;
+            }
+            match self.next_event().await {
+                Event::Stop(why) => return self.shutdown(why).await,
+                Event::Reload => self.begin_prepare(Why::Reload),
+                Event::ChildSignal => self.on_child_signal().await?,
+                Event::Probe(h) => self.on_probe(h).await,
+                Event::BackoffOver => self.state = State::Starting,
+                Event::StartTimeout => self.on_start_timeout().await?,
+                Event::Rediscover => self.begin_rediscover(),
+                Event::Prepared(why, result) => self.on_prepared(why, *result).await,
+                Event::Discovered(result) => self.on_discovered(result).await,
+            }
+            self.ping_while_restarting();
+        }
+    }
+
+    /// After READY, a restart the agent drives (backing off, or waiting for a new ksqlDB
+    /// to become healthy) is progress that the agent itself bounds (`restart_limit`,
+    /// `start_timeout`): keep systemd's watchdog fed so it does not kill the agent in the
+    /// middle of it. Only a ksqlDB that stops answering while Running goes unpinged.
+    fn ping_while_restarting(&mut self) {
+        let Some(interval) = self.notifier.watchdog_interval() else {
+            return;
+        };
+        let restarting = matches!(
+            self.state,
+            State::Starting | State::BackingOff { .. } | State::WaitingHealthy { .. }
+        );
+        if self.readiness != Readiness::NotSent
+            && restarting
+            && self.last_restart_ping.elapsed() >= interval
+        {
+            self.notifier.watchdog();
+            self.last_restart_ping = Instant::now();
+        }
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let agent = &self.prepared.settings.agent;
+        let (start_deadline, backoff_until) = match &self.state {
+            State::WaitingHealthy { since, .. } => (Some(*since + agent.start_timeout), None),
+            State::BackingOff { until } => (None, Some(*until)),
+            _ => (None, None),
+        };
+        let http = self.http.clone();
+        let url = agent.health_url.clone();
+        let probe = self.state.ksqldb_mut().map(|w| {
+            let at = w.next_probe;
+            w.probe.get_or_insert_with(|| {
+                tokio::spawn(async move {
+                    sleep_until(at).await;
+                    health::probe(&http, &url).await
+                })
+            })
+        });
+        let probing = probe.is_some();
+        let rediscover_at = self.reconfig.next_rediscover;
+        let can_rediscover = self.reconfig.can_rediscover();
+        let Signals {
+            term,
+            int,
+            hup,
+            chld,
+        } = &mut self.signals;
+        tokio::select! {
+            _ = term.recv() => Event::Stop("SIGTERM"),
+            _ = int.recv() => Event::Stop("SIGINT"),
+            _ = hup.recv() => Event::Reload,
+            _ = chld.recv() => Event::ChildSignal,
+            // Fallback reaping, should a SIGCHLD be missed.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => Event::ChildSignal,
+            h = async {
+                match probe {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            }, if probing => {
+                Event::Probe(h.unwrap_or_else(|e| Health::NotReady(format!("health probe failed: {e}"))))
+            }
+            _ = sleep_opt(backoff_until), if backoff_until.is_some() => Event::BackoffOver,
+            _ = sleep_opt(start_deadline), if start_deadline.is_some() => Event::StartTimeout,
+            _ = sleep_until(rediscover_at), if can_rediscover => Event::Rediscover,
+            Some((why, r)) = self.reconfig.prepare_rx.recv() => Event::Prepared(why, r),
+            Some(r) = self.reconfig.discover_rx.recv() => Event::Discovered(r),
+        }
+    }
+
+    fn probe_period(&self) -> Duration {
+        match self.state {
+            State::Running { .. } => match self.notifier.watchdog_interval() {
+                Some(w) => PROBE_RUNNING.min(w),
+                None => PROBE_RUNNING,
+            },
+            _ => PROBE_STARTING,
+        }
+    }
+
+    /// Starting → WaitingHealthy.
+    async fn start(&mut self) -> Result<()> {
+        let what = format!("starting ksqlDB {}", self.launch.version);
+        self.notifier.status(&what);
+        info!("{what}: {}", self.launch.program.display());
+        let child = process::spawn(&self.launch, &self.sink)?;
+        self.event(
+            message_id::STARTED,
+            priority::INFO,
+            &format!("started ksqlDB {} (pid {})", child.version, child.pid),
+            &[
+                ("PID", child.pid.to_string()),
+                ("VERSION", child.version.clone()),
+                ("PHASE", "supervise".into()),
+            ],
+        )
+        .await;
+        let now = Instant::now();
+        self.running_brokers = self.prepared.discovered.brokers.as_set();
+        self.state = State::WaitingHealthy {
+            ksqldb: Watched::new(child, now + PROBE_STARTING),
+            since: now,
+        };
+        self.notifier.status(&format!(
+            "waiting for ksqlDB {} to become healthy",
+            self.launch.version
+        ));
+        Ok(())
+    }
+
+    /// A probe's answer, judged by [`policy::judge`].
+    async fn on_probe(&mut self, health: Health) {
+        let now = Instant::now();
+        let version = self.launch.version.clone();
+        let (phase, pid) = match &mut self.state {
+            State::WaitingHealthy { ksqldb, .. } => {
+                ksqldb.probe = None;
+                (Phase::Waiting, ksqldb.child.pid)
+            }
+            State::Running {
+                ksqldb, healthy, ..
+            } => {
+                ksqldb.probe = None;
+                (Phase::Running { healthy: *healthy }, ksqldb.child.pid)
+            }
+            // No ksqlDB to vouch for (it exited while the probe ran).
+            _ => return,
+        };
+        match policy::judge(phase, &health) {
+            Verdict::Ready => self.became_healthy(now, pid, &version).await,
+            Verdict::StillStarting { why } => {
+                if let State::WaitingHealthy { since, .. } = self.state {
+                    self.notifier.status(&format!(
+                        "waiting for ksqlDB {version} to become healthy: {why} ({}s)",
+                        now.duration_since(since).as_secs()
+                    ));
+                }
+                if now.duration_since(self.last_extend) >= EXTEND_EVERY {
+                    self.notifier.extend();
+                    self.last_extend = now;
+                }
+            }
+            Verdict::StillHealthy | Verdict::Recovered => {
+                if let State::Running { since, healthy, .. } = &mut self.state {
+                    if !*healthy {
+                        *since = now;
+                        *healthy = true;
+                        info!("ksqlDB {version} is healthy again");
+                        self.notifier
+                            .status(&format!("ksqlDB {version} is running (pid {pid})"));
+                    }
+                    let since = *since;
+                    if self.notifier.watchdog_interval().is_some() {
+                        self.notifier.watchdog();
+                    }
+                    self.restarts.healthy_since(
+                        Limits::of(&self.prepared.settings.agent),
+                        since,
+                        now,
+                    );
+                }
+            }
+            Verdict::BecameUnhealthy { why } | Verdict::StillUnhealthy { why } => {
+                if let State::Running { healthy, .. } = &mut self.state {
+                    if *healthy {
+                        warn!("ksqlDB {version} is not healthy: {why}");
+                    }
+                    *healthy = false;
+                }
+                self.notifier
+                    .status(&format!("ksqlDB {version} is not healthy: {why}"));
+            }
+        }
+        let period = self.probe_period();
+        if let Some(w) = self.state.ksqldb_mut() {
+            w.next_probe = Instant::now() + period;
+        }
+    }
+
+    /// WaitingHealthy → Running: READY=1 (or, after a restart, STATUS).
+    async fn became_healthy(&mut self, now: Instant, pid: i32, version: &str) {
+        self.state = match std::mem::replace(&mut self.state, State::Stopping) {
+            State::WaitingHealthy { ksqldb, .. } => State::Running {
+                ksqldb,
+                since: now,
+                healthy: true,
+            },
+            other => other,
+        };
+        let line = format!("ksqlDB {version} is running (pid {pid})");
+        self.event(
+            message_id::HEALTHY,
+            priority::NOTICE,
+            &format!("ksqlDB {version} is healthy (pid {pid})"),
+            &[("PID", pid.to_string()), ("VERSION", version.to_string())],
+        )
+        .await;
+        if self.readiness == Readiness::Sent {
+            self.notifier.status(&line);
+        } else {
+            self.notifier.ready(&line);
+            self.readiness = Readiness::Sent;
+        }
+        if self.notifier.watchdog_interval().is_some() {
+            self.notifier.watchdog();
+        }
+    }
+
+    /// SIGCHLD: reap; if it was ksqlDB, WaitingHealthy/Running → BackingOff (or exit 75).
+    async fn on_child_signal(&mut self) -> Result<()> {
+        let pid = self.state.ksqldb().map(|w| w.child.pid);
+        let Some(exit) = process::reap(pid) else {
+            return Ok(());
+        };
+        let Some(child) = self.state.take_ksqldb(State::Starting) else {
+            return Ok(());
+        };
+        self.after_exit(&child, exit, false).await;
+        self.failed(&format!("ksqlDB exited with {exit}")).await
+    }
+
+    /// Clean up after ksqlDB's main process ended: leftovers of its group, adopted
+    /// descendants, and the event.
+    async fn after_exit(&mut self, child: &Child, exit: Exit, requested: bool) {
+        process::kill_leftovers(child);
+        let prio = if requested {
+            priority::INFO
+        } else {
+            priority::ERR
+        };
+        let how = if requested { "stopped" } else { "exited" };
+        self.event(
+            message_id::EXITED,
+            prio,
+            &format!("ksqlDB {} (pid {}) {how}: {exit}", child.version, child.pid),
+            &[
+                ("PID", child.pid.to_string()),
+                ("VERSION", child.version.clone()),
+                ("EXIT_CODE", exit.code_kind().into()),
+                ("EXIT_STATUS", exit.status()),
+            ],
+        )
+        .await;
+    }
+
+    /// Count a failure: → BackingOff, or give up with exit 75 when there were too many.
+    async fn failed(&mut self, what: &str) -> Result<()> {
+        let agent = &self.prepared.settings.agent;
+        let now = Instant::now();
+        match self.restarts.failed(Limits::of(agent), now) {
+            AfterFailure::GiveUp { count } => {
+                let msg = format!(
+                    "{what}; {count} failures within {} (agent.restart_limit = {}): giving up so that systemd's restart policy takes over",
+                    humantime::format_duration(agent.restart_window),
+                    agent.restart_limit
+                );
+                self.event(
+                    message_id::GAVE_UP,
+                    priority::ERR,
+                    &msg,
+                    &[("PHASE", "supervise".into())],
+                )
+                .await;
+                self.notifier.status(&msg);
+                Err(fail(ExitCode::Temporary, msg))
+            }
+            AfterFailure::Restart { delay, count } => {
+                warn!(
+                    "{what}; restarting in {} (failure {count} of at most {} within {})",
+                    humantime::format_duration(delay),
+                    agent.restart_limit,
+                    humantime::format_duration(agent.restart_window)
+                );
+                self.notifier.status(&format!(
+                    "{what}; restarting in {}",
+                    humantime::format_duration(delay)
+                ));
+                self.state = State::BackingOff { until: now + delay };
+                Ok(())
+            }
+        }
+    }
+
+    /// WaitingHealthy past `agent.start_timeout`: stop it, count a failure.
+    async fn on_start_timeout(&mut self) -> Result<()> {
+        let timeout = self.prepared.settings.agent.start_timeout;
+        let Some(child) = self.state.take_ksqldb(State::Starting) else {
+            return Ok(());
+        };
+        let msg = format!(
+            "ksqlDB {} (pid {}) did not become healthy within {} (agent.start_timeout); stopping it",
+            child.version,
+            child.pid,
+            humantime::format_duration(timeout)
+        );
+        self.event(
+            message_id::START_TIMEOUT,
+            priority::ERR,
+            &msg,
+            &[("PID", child.pid.to_string())],
+        )
+        .await;
+        self.stop_child(&child).await;
+        self.failed("ksqlDB never became healthy").await
+    }
+
+    /// Stop a ksqlDB the agent decided to stop (SIGTERM, grace, SIGKILL).
+    async fn stop_child(&mut self, child: &Child) -> Option<Exit> {
+        let stop_timeout = self.prepared.settings.agent.stop_timeout;
+        self.notifier.extend_by(stop_timeout + process::KILL_WAIT);
+        let exit = process::stop(child, stop_timeout, &mut self.signals.chld).await;
+        if let Some(e) = exit {
+            self.after_exit(child, e, true).await;
+        }
+        exit
+    }
+
+    /// Any state → Stopping: stop ksqlDB, forward its last lines, exit 0.
+    async fn shutdown(&mut self, why: &str) -> Result<()> {
+        info!("{why}: stopping");
+        self.notifier.stopping("stopping ksqlDB");
+        let child = self.state.take_ksqldb(State::Stopping);
+        let pid = child.as_ref().map(|c| c.pid);
+        if let Some(mut child) = child {
+            let forwarders = std::mem::take(&mut child.forwarders);
+            self.stop_child(&child).await;
+            // ksqlDB's last lines are still in the pipes: forward them before exiting.
+            for f in forwarders {
+                let _ = tokio::time::timeout(Duration::from_secs(2), f).await;
+            }
+        }
+        self.event(
+            message_id::STOPPED,
+            priority::INFO,
+            &format!("stopped on {why}"),
+            &[
+                ("PID", pid.map(|p| p.to_string()).unwrap_or_default()),
+                ("PHASE", "stop".into()),
+            ],
+        )
+        .await;
+        Ok(())
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
