@@ -8,18 +8,41 @@ use anyhow::{Context, Result};
 
 use crate::config::ConfigUrl;
 
-/// What one probe found.
+/// What one probe found. The supervisor answers each differently (DESIGN.md phase 6):
+/// an unhealthy ksqlDB is left running, one that gives no answer at all may be hung.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
     Healthy,
-    /// Not (yet) healthy, with a short reason for STATUS and the log.
+    /// It answered `isHealthy: false`: these of its checks fail (`kafka` when it cannot
+    /// reach the brokers); empty when the answer named none.
+    Unhealthy {
+        failing: Vec<String>,
+    },
+    /// It answered, but is not ready (503 while starting, another status, a body that
+    /// is not a health report), with a short reason for STATUS and the log.
     NotReady(String),
+    /// No answer at all: refused, timed out, the connection broke.
+    NoAnswer(String),
 }
 
 impl Health {
     #[cfg(test)]
     pub fn is_healthy(&self) -> bool {
         matches!(self, Health::Healthy)
+    }
+
+    /// A short reason for STATUS and the log; empty for a healthy answer.
+    pub fn reason(&self) -> String {
+        match self {
+            Health::Healthy => String::new(),
+            Health::Unhealthy { failing } if failing.is_empty() => {
+                "ksqlDB reports itself unhealthy".into()
+            }
+            Health::Unhealthy { failing } => {
+                format!("ksqlDB reports unhealthy: {}", failing.join(", "))
+            }
+            Health::NotReady(why) | Health::NoAnswer(why) => why.clone(),
+        }
     }
 }
 
@@ -59,11 +82,7 @@ pub fn judge(status: u16, body: &[u8]) -> Health {
                     .collect()
             })
             .unwrap_or_default();
-        return Health::NotReady(if failing.is_empty() {
-            "ksqlDB reports itself unhealthy".into()
-        } else {
-            format!("ksqlDB reports unhealthy: {}", failing.join(", "))
-        });
+        return Health::Unhealthy { failing };
     }
     match v
         .pointer("/KsqlServerInfo/serverStatus")
@@ -81,15 +100,16 @@ pub async fn probe(client: &reqwest::Client, url: &ConfigUrl) -> Health {
     let resp = match client.get(url.expose()).send().await {
         Ok(r) => r,
         Err(e) if e.is_connect() => {
-            return Health::NotReady("ksqlDB is not listening yet".into());
+            return Health::NoAnswer("ksqlDB is not listening".into());
         }
-        Err(e) if e.is_timeout() => return Health::NotReady("health check timed out".into()),
-        Err(e) => return Health::NotReady(format!("health check failed: {}", e.without_url())),
+        Err(e) if e.is_timeout() => return Health::NoAnswer("health check timed out".into()),
+        Err(e) => return Health::NoAnswer(format!("health check failed: {}", e.without_url())),
     };
     let status = resp.status().as_u16();
     match resp.bytes().await {
         Ok(body) => judge(status, &body),
-        Err(e) => Health::NotReady(format!("health check body: {}", e.without_url())),
+        Err(e) if e.is_timeout() => Health::NoAnswer("health check timed out".into()),
+        Err(e) => Health::NoAnswer(format!("health check body: {}", e.without_url())),
     }
 }
 
@@ -109,8 +129,11 @@ mod tests {
         );
         assert_eq!(
             h,
-            Health::NotReady("ksqlDB reports unhealthy: kafka".into())
+            Health::Unhealthy {
+                failing: vec!["kafka".into()]
+            }
         );
+        assert_eq!(h.reason(), "ksqlDB reports unhealthy: kafka");
         assert!(!judge(503, br#"{"error_code":50302}"#).is_healthy());
         assert!(judge(
             200,

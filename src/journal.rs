@@ -33,6 +33,13 @@ pub mod message_id {
     pub const HEALTHY: &str = "a7c4e2f0b9d84c1e8f3a5b6c7d8e9f01";
     /// ksqlDB exited or was killed (PID, EXIT_CODE, EXIT_STATUS).
     pub const EXITED: &str = "c2d9e6a1f4b3480d9e7c6b5a4f3e2d10";
+    /// ksqlDB answers its health check but is not healthy, e.g. Kafka is unreachable
+    /// (PID, VERSION, CHECKS: the failing checks, comma-separated). It is not restarted.
+    pub const UNHEALTHY: &str = "3d5f7b9a1c2e4d6f8a0b2c4e6d8f0a13";
+    /// ksqlDB is healthy again after UNHEALTHY (PID, VERSION, UNHEALTHY_SECONDS).
+    pub const HEALTHY_AGAIN: &str = "4e6a8c0d2f1b4a3c9e5d7b1f3a5c7e24";
+    /// ksqlDB gave no answer at all for agent.hang_timeout: killed and restarted (PID).
+    pub const HUNG: &str = "5b7d9f1a3c4e4b6d8f0a2c4e6b8d0f35";
     /// ksqlDB did not become healthy within agent.start_timeout (PID).
     pub const START_TIMEOUT: &str = "d8b1f3e5a7c94b2d8e0f1a2b3c4d5e6f";
     /// Too many failures within agent.restart_window: the agent gives up (exit 75).

@@ -132,7 +132,8 @@ impl Notifier {
         self.send(&[NotifyState::Stopping, NotifyState::Status(status)]);
     }
 
-    /// WATCHDOG=1 (only call while ksqlDB answers its health check).
+    /// WATCHDOG=1: the agent's own event loop is alive (never a statement about
+    /// ksqlDB's health: an MSK outage must not get the service killed).
     pub fn watchdog(&self) {
         self.send(&[NotifyState::Watchdog]);
     }
@@ -196,6 +197,40 @@ impl Progress for Notifier {
             inner.last_transfer = Some(now);
         }
         self.status(&transfer_status(name, done, total, bytes_per_sec));
+    }
+}
+
+/// When WATCHDOG=1 is next due: every [`Notifier::watchdog_interval`], from a timer
+/// on the agent's event loop (and from its waits for ksqlDB to stop).
+#[derive(Debug)]
+pub struct Watchdog {
+    interval: Option<Duration>,
+    next: tokio::time::Instant,
+}
+
+impl Watchdog {
+    pub fn new(notifier: &Notifier) -> Watchdog {
+        Watchdog {
+            interval: notifier.watchdog_interval(),
+            next: tokio::time::Instant::now(),
+        }
+    }
+
+    /// When the next ping is due; `None` without a watchdog.
+    pub fn due(&self) -> Option<tokio::time::Instant> {
+        self.interval.map(|_| self.next)
+    }
+
+    /// Ping if due.
+    pub fn tick(&mut self, notifier: &Notifier) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        if now >= self.next {
+            notifier.watchdog();
+            self.next = now + interval;
+        }
     }
 }
 

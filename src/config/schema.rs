@@ -105,6 +105,7 @@ schema! {
     AGENT_REDISCOVER_INTERVAL = agent.rediscover_interval: Kind::Duration, r#""10m""#;
     AGENT_START_TIMEOUT = agent.start_timeout: Kind::Duration, r#""15m""#;
     AGENT_STOP_TIMEOUT = agent.stop_timeout: Kind::Duration, r#""60s""#;
+    AGENT_HANG_TIMEOUT = agent.hang_timeout: Kind::Duration, r#""2m""#;
     AGENT_RESTART_BACKOFF = agent.restart_backoff: Kind::Duration, r#""2s""#;
     AGENT_RESTART_BACKOFF_MAX = agent.restart_backoff_max: Kind::Duration, r#""2m""#;
     AGENT_RESTART_LIMIT = agent.restart_limit: Kind::Int, "5";

@@ -100,6 +100,9 @@ pub struct AgentSettings {
     pub rediscover_interval: Duration,
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
+    /// A ksqlDB that answered before and then gives no answer at all for this long is
+    /// hung: killed and restarted.
+    pub hang_timeout: Duration,
     pub restart_backoff: Duration,
     pub restart_backoff_max: Duration,
     pub restart_limit: u32,
@@ -502,6 +505,10 @@ fn agent_settings(r: &Reader) -> Result<AgentSettings> {
     if restart_limit == 0 {
         return Err(r.err(keys::AGENT_RESTART_LIMIT, "must be at least 1"));
     }
+    let hang_timeout = r.duration(keys::AGENT_HANG_TIMEOUT)?;
+    if hang_timeout < Duration::from_secs(1) {
+        return Err(r.err(keys::AGENT_HANG_TIMEOUT, "must be at least 1s"));
+    }
     Ok(AgentSettings {
         state_dir,
         log_dir,
@@ -509,6 +516,7 @@ fn agent_settings(r: &Reader) -> Result<AgentSettings> {
         rediscover_interval: r.duration(keys::AGENT_REDISCOVER_INTERVAL)?,
         start_timeout: r.duration(keys::AGENT_START_TIMEOUT)?,
         stop_timeout: r.duration(keys::AGENT_STOP_TIMEOUT)?,
+        hang_timeout,
         restart_backoff: r.duration(keys::AGENT_RESTART_BACKOFF)?,
         restart_backoff_max: r.duration(keys::AGENT_RESTART_BACKOFF_MAX)?,
         restart_limit,

@@ -1,11 +1,18 @@
 //! Phase 6: run ksqlDB and keep it running, as an explicit state machine.
 //!
 //! ```text
-//!   Starting ──spawn──▶ WaitingHealthy ──healthy──▶ Running
-//!      ▲                   │ exit / start_timeout      │ exit
+//!   Starting ──spawn──▶ WaitingHealthy ──healthy──▶ Running ⟲ unhealthy / healthy again
+//!      ▲                   │ exit / start_timeout      │ exit / hung
 //!      └──── BackingOff ◀──┴───────────────────────────┘
 //!   any state ──SIGTERM/SIGINT──▶ Stopping ──▶ exit 0
 //! ```
+//!
+//! The health model (DESIGN.md phase 6): an exit is restarted with backoff; a ksqlDB
+//! that answered before and then gives no answer at all for `agent.hang_timeout` is
+//! hung, killed and restarted; one that answers `isHealthy: false` (Kafka unreachable
+//! during MSK maintenance) is never restarted for it: STATUS and the journal say which
+//! checks fail and for how long. WATCHDOG=1 comes from a timer on this loop, so it
+//! proves the agent is alive, not that ksqlDB is healthy.
 //!
 //! The states own what exists only in them (the child, its probe, the backoff
 //! deadline); the decisions are pure functions in [`policy`]. The parts:
@@ -39,7 +46,7 @@ use crate::exit::{fail, ExitCode};
 use crate::health::{self, Health};
 use crate::java;
 use crate::journal::{message_id, priority, Sink};
-use crate::notify::Notifier;
+use crate::notify::{Notifier, Watchdog};
 use crate::pipeline::Prepared;
 use launch::{launch_spec, log_jvm, Launch};
 use policy::{AfterFailure, Limits, Phase, RestartPolicy, Verdict};
@@ -48,7 +55,7 @@ use reconfigure::{Reconfig, Why};
 
 /// Health probe period while waiting for ksqlDB to come up.
 const PROBE_STARTING: Duration = Duration::from_millis(500);
-/// Health probe period while running (shorter when the watchdog needs it).
+/// Health probe period while running.
 const PROBE_RUNNING: Duration = Duration::from_secs(5);
 /// Timeout of one probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -58,6 +65,8 @@ const EXTEND_EVERY: Duration = Duration::from_secs(10);
 /// A started ksqlDB and the probe of its health.
 struct Watched {
     child: Child,
+    /// When it last answered its health check at all (healthy or not).
+    last_answer: Option<Instant>,
     /// When the next probe is sent.
     next_probe: Instant,
     /// The probe in flight, as a task so that other events never cancel a slow probe.
@@ -68,6 +77,7 @@ impl Watched {
     fn new(child: Child, first_probe: Instant) -> Watched {
         Watched {
             child,
+            last_answer: None,
             next_probe: first_probe,
             probe: None,
         }
@@ -88,12 +98,12 @@ enum State {
     Starting,
     /// Started; waiting for the health check to pass (bounded by `agent.start_timeout`).
     WaitingHealthy { ksqldb: Watched, since: Instant },
-    /// Healthy at least once since the start; `healthy` is the last probe's verdict,
-    /// `since` when it last became healthy.
+    /// Healthy at least once since the start. `since`: when it last became healthy;
+    /// `unhealthy_since`: when it began answering that it is not, while it does.
     Running {
         ksqldb: Watched,
         since: Instant,
-        healthy: bool,
+        unhealthy_since: Option<Instant>,
     },
     /// ksqlDB failed; start again at `until`.
     BackingOff { until: Instant },
@@ -143,6 +153,7 @@ enum Event {
     Reload,
     ChildSignal,
     Probe(Health),
+    Watchdog,
     BackoffOver,
     StartTimeout,
     Rediscover,
@@ -165,8 +176,7 @@ pub struct Supervisor {
     restarts: RestartPolicy,
     readiness: Readiness,
     last_extend: Instant,
-    /// When WATCHDOG=1 was last sent for a restart the agent itself is driving.
-    last_restart_ping: Instant,
+    watchdog: Watchdog,
     reconfig: Reconfig,
 }
 
@@ -189,14 +199,14 @@ impl Supervisor {
             reconfig: Reconfig::new(now + prepared.settings.agent.rediscover_interval),
             prepared,
             launch,
-            notifier,
             sink,
             signals,
             http: health::client(PROBE_TIMEOUT)?,
             state: State::Starting,
             readiness: Readiness::NotSent,
             last_extend: now,
-            last_restart_ping: now,
+            watchdog: Watchdog::new(&notifier),
+            notifier,
         })
     }
 
@@ -232,35 +242,14 @@ impl Supervisor {
                 Event::Stop(why) => return self.shutdown(why).await,
                 Event::Reload => self.begin_prepare(Why::Reload),
                 Event::ChildSignal => self.on_child_signal().await?,
-                Event::Probe(h) => self.on_probe(h).await,
+                Event::Probe(h) => self.on_probe(h).await?,
+                Event::Watchdog => self.watchdog.tick(&self.notifier),
                 Event::BackoffOver => self.state = State::Starting,
                 Event::StartTimeout => self.on_start_timeout().await?,
                 Event::Rediscover => self.begin_rediscover(),
                 Event::Prepared(why, result) => self.on_prepared(why, *result).await,
                 Event::Discovered(result) => self.on_discovered(result).await,
             }
-            self.ping_while_restarting();
-        }
-    }
-
-    /// After READY, a restart the agent drives (backing off, or waiting for a new ksqlDB
-    /// to become healthy) is progress that the agent itself bounds (`restart_limit`,
-    /// `start_timeout`): keep systemd's watchdog fed so it does not kill the agent in the
-    /// middle of it. Only a ksqlDB that stops answering while Running goes unpinged.
-    fn ping_while_restarting(&mut self) {
-        let Some(interval) = self.notifier.watchdog_interval() else {
-            return;
-        };
-        let restarting = matches!(
-            self.state,
-            State::Starting | State::BackingOff { .. } | State::WaitingHealthy { .. }
-        );
-        if self.readiness != Readiness::NotSent
-            && restarting
-            && self.last_restart_ping.elapsed() >= interval
-        {
-            self.notifier.watchdog();
-            self.last_restart_ping = Instant::now();
         }
     }
 
@@ -283,6 +272,7 @@ impl Supervisor {
             })
         });
         let probing = probe.is_some();
+        let watchdog_at = self.watchdog.due();
         let rediscover_at = self.reconfig.next_rediscover;
         let can_rediscover = self.reconfig.can_rediscover();
         let Signals {
@@ -306,6 +296,7 @@ impl Supervisor {
             }, if probing => {
                 Event::Probe(h.unwrap_or_else(|e| Health::NotReady(format!("health probe failed: {e}"))))
             }
+            _ = sleep_opt(watchdog_at), if watchdog_at.is_some() => Event::Watchdog,
             _ = sleep_opt(backoff_until), if backoff_until.is_some() => Event::BackoffOver,
             _ = sleep_opt(start_deadline), if start_deadline.is_some() => Event::StartTimeout,
             _ = sleep_until(rediscover_at), if can_rediscover => Event::Rediscover,
@@ -316,10 +307,7 @@ impl Supervisor {
 
     fn probe_period(&self) -> Duration {
         match self.state {
-            State::Running { .. } => match self.notifier.watchdog_interval() {
-                Some(w) => PROBE_RUNNING.min(w),
-                None => PROBE_RUNNING,
-            },
+            State::Running { .. } => PROBE_RUNNING,
             _ => PROBE_STARTING,
         }
     }
@@ -355,24 +343,42 @@ impl Supervisor {
     }
 
     /// A probe's answer, judged by [`policy::judge`].
-    async fn on_probe(&mut self, health: Health) {
+    async fn on_probe(&mut self, health: Health) -> Result<()> {
         let now = Instant::now();
         let version = self.launch.version.clone();
-        let (phase, pid) = match &mut self.state {
+        let hang_timeout = self.prepared.settings.agent.hang_timeout;
+        let (phase, pid, last_answer) = match &mut self.state {
             State::WaitingHealthy { ksqldb, .. } => {
                 ksqldb.probe = None;
-                (Phase::Waiting, ksqldb.child.pid)
+                (Phase::Waiting, ksqldb.child.pid, ksqldb.last_answer)
             }
             State::Running {
-                ksqldb, healthy, ..
+                ksqldb,
+                unhealthy_since,
+                ..
             } => {
                 ksqldb.probe = None;
-                (Phase::Running { healthy: *healthy }, ksqldb.child.pid)
+                let phase = Phase::Running {
+                    unhealthy_since: *unhealthy_since,
+                };
+                (phase, ksqldb.child.pid, ksqldb.last_answer)
             }
             // No ksqlDB to vouch for (it exited while the probe ran).
-            _ => return,
+            _ => return Ok(()),
         };
-        match policy::judge(phase, &health) {
+        let seen = policy::Seen {
+            phase,
+            last_answer,
+            now,
+            hang_timeout,
+        };
+        let verdict = policy::judge(seen, &health);
+        if !matches!(health, Health::NoAnswer(_)) {
+            if let Some(w) = self.state.ksqldb_mut() {
+                w.last_answer = Some(now);
+            }
+        }
+        match verdict {
             Verdict::Ready => self.became_healthy(now, pid, &version).await,
             Verdict::StillStarting { why } => {
                 if let State::WaitingHealthy { since, .. } = self.state {
@@ -386,41 +392,128 @@ impl Supervisor {
                     self.last_extend = now;
                 }
             }
-            Verdict::StillHealthy | Verdict::Recovered => {
-                if let State::Running { since, healthy, .. } = &mut self.state {
-                    if !*healthy {
-                        *since = now;
-                        *healthy = true;
-                        info!("ksqlDB {version} is healthy again");
-                        self.notifier
-                            .status(&format!("ksqlDB {version} is running (pid {pid})"));
-                    }
-                    let since = *since;
-                    if self.notifier.watchdog_interval().is_some() {
-                        self.notifier.watchdog();
-                    }
-                    self.restarts.healthy_since(
-                        Limits::of(&self.prepared.settings.agent),
-                        since,
-                        now,
-                    );
+            Verdict::StillHealthy => {
+                if let State::Running { since, .. } = self.state {
+                    let limits = Limits::of(&self.prepared.settings.agent);
+                    self.restarts.healthy_since(limits, since, now);
                 }
             }
-            Verdict::BecameUnhealthy { why } | Verdict::StillUnhealthy { why } => {
-                if let State::Running { healthy, .. } = &mut self.state {
-                    if *healthy {
-                        warn!("ksqlDB {version} is not healthy: {why}");
-                    }
-                    *healthy = false;
-                }
-                self.notifier
-                    .status(&format!("ksqlDB {version} is not healthy: {why}"));
+            Verdict::Recovered { after } => self.healthy_again(now, pid, &version, after).await,
+            Verdict::BecameUnhealthy { failing, why } => {
+                self.became_unhealthy(now, pid, &version, &failing, &why)
+                    .await
             }
+            Verdict::StillUnhealthy {
+                failing,
+                why,
+                lasted,
+            } => self
+                .notifier
+                .status(&unhealthy_status(&version, &failing, &why, lasted)),
+            Verdict::NotAnswering { why, silent } => {
+                if matches!(self.state, State::Running { .. }) {
+                    self.notifier.status(&format!(
+                        "ksqlDB {version} is not answering its health check ({}): {why}; restarted if this lasts {} (agent.hang_timeout)",
+                        policy::short(silent),
+                        humantime::format_duration(hang_timeout)
+                    ));
+                }
+            }
+            Verdict::Hung { why, silent } => return self.on_hung(&why, silent).await,
         }
         let period = self.probe_period();
         if let Some(w) = self.state.ksqldb_mut() {
             w.next_probe = Instant::now() + period;
         }
+        Ok(())
+    }
+
+    /// Running → Running, unhealthy: reported, never restarted for.
+    async fn became_unhealthy(
+        &mut self,
+        now: Instant,
+        pid: i32,
+        version: &str,
+        failing: &[String],
+        why: &str,
+    ) {
+        if let State::Running {
+            unhealthy_since, ..
+        } = &mut self.state
+        {
+            *unhealthy_since = Some(now);
+        }
+        self.event(
+            message_id::UNHEALTHY,
+            priority::WARNING,
+            &format!(
+                "ksqlDB {version} (pid {pid}) answers but is not healthy: {why}; it keeps running (no restart: this heals when its dependencies do)"
+            ),
+            &[
+                ("PID", pid.to_string()),
+                ("VERSION", version.to_string()),
+                ("CHECKS", failing.join(",")),
+            ],
+        )
+        .await;
+        self.notifier
+            .status(&unhealthy_status(version, failing, why, Duration::ZERO));
+    }
+
+    /// Running, unhealthy → Running, healthy.
+    async fn healthy_again(&mut self, now: Instant, pid: i32, version: &str, after: Duration) {
+        if let State::Running {
+            since,
+            unhealthy_since,
+            ..
+        } = &mut self.state
+        {
+            *since = now;
+            *unhealthy_since = None;
+        }
+        self.event(
+            message_id::HEALTHY_AGAIN,
+            priority::NOTICE,
+            &format!(
+                "ksqlDB {version} (pid {pid}) is healthy again after {}",
+                policy::short(after)
+            ),
+            &[
+                ("PID", pid.to_string()),
+                ("VERSION", version.to_string()),
+                ("UNHEALTHY_SECONDS", format!("{:.1}", after.as_secs_f64())),
+            ],
+        )
+        .await;
+        self.notifier
+            .status(&format!("ksqlDB {version} is running (pid {pid})"));
+    }
+
+    /// No answer at all for `agent.hang_timeout`: stop it, count a failure.
+    async fn on_hung(&mut self, why: &str, silent: Duration) -> Result<()> {
+        let Some(child) = self.state.take_ksqldb(State::Starting) else {
+            return Ok(());
+        };
+        let msg = format!(
+            "ksqlDB {} (pid {}) did not answer its health check for {} ({why}; agent.hang_timeout = {}); killing and restarting it",
+            child.version,
+            child.pid,
+            policy::short(silent),
+            humantime::format_duration(self.prepared.settings.agent.hang_timeout)
+        );
+        self.event(
+            message_id::HUNG,
+            priority::ERR,
+            &msg,
+            &[
+                ("PID", child.pid.to_string()),
+                ("VERSION", child.version.clone()),
+            ],
+        )
+        .await;
+        self.stop_child(&child).await;
+        self.failed("ksqlDB stopped answering its health check")
+            .await
     }
 
     /// WaitingHealthy → Running: READY=1 (or, after a restart, STATUS).
@@ -429,7 +522,7 @@ impl Supervisor {
             State::WaitingHealthy { ksqldb, .. } => State::Running {
                 ksqldb,
                 since: now,
-                healthy: true,
+                unhealthy_since: None,
             },
             other => other,
         };
@@ -446,9 +539,6 @@ impl Supervisor {
         } else {
             self.notifier.ready(&line);
             self.readiness = Readiness::Sent;
-        }
-        if self.notifier.watchdog_interval().is_some() {
-            self.notifier.watchdog();
         }
     }
 
@@ -554,7 +644,14 @@ impl Supervisor {
     async fn stop_child(&mut self, child: &Child) -> Option<Exit> {
         let stop_timeout = self.prepared.settings.agent.stop_timeout;
         self.notifier.extend_by(stop_timeout + process::KILL_WAIT);
-        let exit = process::stop(child, stop_timeout, &mut self.signals.chld).await;
+        let Supervisor {
+            signals,
+            watchdog,
+            notifier,
+            ..
+        } = self;
+        let mut keepalive = || watchdog.tick(notifier);
+        let exit = process::stop(child, stop_timeout, &mut signals.chld, &mut keepalive).await;
         if let Some(e) = exit {
             self.after_exit(child, e, true).await;
         }
@@ -586,6 +683,25 @@ impl Supervisor {
         )
         .await;
         Ok(())
+    }
+}
+
+/// STATUS while ksqlDB answers but is unhealthy:
+/// `ksqlDB 0.29.0 running, waiting for Kafka: kafka, commandRunner unhealthy for 4m12s`.
+fn unhealthy_status(version: &str, failing: &[String], why: &str, lasted: Duration) -> String {
+    let lasted = policy::short(lasted);
+    if failing.is_empty() {
+        format!("ksqlDB {version} running, not healthy for {lasted}: {why}")
+    } else if failing.iter().any(|c| c == "kafka") {
+        format!(
+            "ksqlDB {version} running, waiting for Kafka: {} unhealthy for {lasted}",
+            failing.join(", ")
+        )
+    } else {
+        format!(
+            "ksqlDB {version} running, {} unhealthy for {lasted}",
+            failing.join(", ")
+        )
     }
 }
 

@@ -86,42 +86,99 @@ impl RestartPolicy {
 /// Where ksqlDB stands when a probe's answer arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Started, never healthy yet.
+    /// Started, never healthy yet (bounded by `agent.start_timeout`).
     Waiting,
-    /// Healthy at least once since the start; `healthy`: the last verdict.
-    Running { healthy: bool },
+    /// Healthy at least once since the start; `unhealthy_since`: when it last began
+    /// answering that it is not healthy, if it still does.
+    Running { unhealthy_since: Option<Instant> },
 }
 
-/// What a probe's answer means for the supervisor.
+/// What the supervisor knows besides the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub phase: Phase,
+    /// When ksqlDB last answered anything (healthy or not) since its start.
+    pub last_answer: Option<Instant>,
+    pub now: Instant,
+    pub hang_timeout: Duration,
+}
+
+/// What a probe's answer means for the supervisor. Three conditions get three answers:
+/// an exit is restarted (not decided here), a hang is killed and restarted, an
+/// unhealthy answer is only reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The first healthy answer since the start: READY.
     Ready,
-    /// Not healthy yet; keep waiting (bounded by `agent.start_timeout`).
+    /// Not healthy yet; keep waiting.
     StillStarting { why: String },
     /// Healthy, as before.
     StillHealthy,
-    /// Healthy again after being unhealthy.
-    Recovered,
-    /// Was healthy, is not now.
-    BecameUnhealthy { why: String },
-    /// Still not healthy.
-    StillUnhealthy { why: String },
+    /// Healthy again after answering unhealthy for `after`.
+    Recovered { after: Duration },
+    /// Answers, but not healthy: entering the condition. Never a restart.
+    BecameUnhealthy { failing: Vec<String>, why: String },
+    /// Still answering unhealthy, for `lasted`.
+    StillUnhealthy {
+        failing: Vec<String>,
+        why: String,
+        lasted: Duration,
+    },
+    /// No answer for `silent`, less than `agent.hang_timeout` yet.
+    NotAnswering { why: String, silent: Duration },
+    /// It answered before and has given no answer at all for `silent` >=
+    /// `agent.hang_timeout`: kill and restart it.
+    Hung { why: String, silent: Duration },
 }
 
 /// The health decision table.
-pub fn judge(phase: Phase, health: &Health) -> Verdict {
-    match (phase, health) {
+pub fn judge(seen: Seen, health: &Health) -> Verdict {
+    let why = health.reason();
+    match (seen.phase, health) {
+        (phase, Health::NoAnswer(_)) => match seen.last_answer {
+            Some(t) if seen.now.duration_since(t) >= seen.hang_timeout => Verdict::Hung {
+                why,
+                silent: seen.now.duration_since(t),
+            },
+            // Before its first answer the JVM is still coming up: start_timeout bounds it.
+            _ if phase == Phase::Waiting => Verdict::StillStarting { why },
+            last => Verdict::NotAnswering {
+                why,
+                silent: last.map_or(Duration::ZERO, |t| seen.now.duration_since(t)),
+            },
+        },
         (Phase::Waiting, Health::Healthy) => Verdict::Ready,
-        (Phase::Waiting, Health::NotReady(why)) => Verdict::StillStarting { why: why.clone() },
-        (Phase::Running { healthy: true }, Health::Healthy) => Verdict::StillHealthy,
-        (Phase::Running { healthy: false }, Health::Healthy) => Verdict::Recovered,
-        (Phase::Running { healthy: true }, Health::NotReady(why)) => {
-            Verdict::BecameUnhealthy { why: why.clone() }
+        (Phase::Waiting, _) => Verdict::StillStarting { why },
+        (Phase::Running { unhealthy_since }, Health::Healthy) => match unhealthy_since {
+            None => Verdict::StillHealthy,
+            Some(t) => Verdict::Recovered {
+                after: seen.now.duration_since(t),
+            },
+        },
+        (Phase::Running { unhealthy_since }, answered) => {
+            let failing = match answered {
+                Health::Unhealthy { failing } => failing.clone(),
+                _ => Vec::new(),
+            };
+            match unhealthy_since {
+                None => Verdict::BecameUnhealthy { failing, why },
+                Some(t) => Verdict::StillUnhealthy {
+                    failing,
+                    why,
+                    lasted: seen.now.duration_since(t),
+                },
+            }
         }
-        (Phase::Running { healthy: false }, Health::NotReady(why)) => {
-            Verdict::StillUnhealthy { why: why.clone() }
-        }
+    }
+}
+
+/// A duration as STATUS shows it: `37s`, `4m12s`, `2h5m`.
+pub fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -216,31 +273,126 @@ mod tests {
         );
     }
 
+    fn seen(phase: Phase, last_answer: Option<u64>, now: u64) -> (Seen, Instant) {
+        let t0 = Instant::now();
+        (
+            Seen {
+                phase,
+                last_answer: last_answer.map(|s| t0 + secs(s)),
+                now: t0 + secs(now),
+                hang_timeout: secs(120),
+            },
+            t0,
+        )
+    }
+
     #[test]
-    fn health_decision_table() {
-        let ok = Health::Healthy;
-        let bad = Health::NotReady("ksqlDB reports unhealthy: kafka".into());
-        let why = "ksqlDB reports unhealthy: kafka".to_string();
-        assert_eq!(judge(Phase::Waiting, &ok), Verdict::Ready);
+    fn waiting_for_the_first_healthy_answer() {
+        let (s, _) = seen(Phase::Waiting, None, 5);
+        assert_eq!(judge(s, &Health::Healthy), Verdict::Ready);
+        let starting = Health::NotReady("ksqlDB is still starting (503)".into());
         assert_eq!(
-            judge(Phase::Waiting, &bad),
-            Verdict::StillStarting { why: why.clone() }
+            judge(s, &starting),
+            Verdict::StillStarting {
+                why: "ksqlDB is still starting (503)".into()
+            }
+        );
+        // Never answered: not a hang however long (start_timeout bounds it).
+        let (s, _) = seen(Phase::Waiting, None, 3600);
+        let refused = Health::NoAnswer("ksqlDB is not listening".into());
+        assert!(matches!(judge(s, &refused), Verdict::StillStarting { .. }));
+        // Answered 503, then nothing for hang_timeout: hung even before READY.
+        let (s, _) = seen(Phase::Waiting, Some(10), 130);
+        assert_eq!(
+            judge(s, &refused),
+            Verdict::Hung {
+                why: "ksqlDB is not listening".into(),
+                silent: secs(120)
+            }
+        );
+    }
+
+    #[test]
+    fn an_unhealthy_answer_is_reported_never_a_restart() {
+        let kafka = Health::Unhealthy {
+            failing: vec!["kafka".into(), "commandRunner".into()],
+        };
+        let healthy = Phase::Running {
+            unhealthy_since: None,
+        };
+        let (s, t0) = seen(healthy, Some(99), 100);
+        assert_eq!(
+            judge(s, &kafka),
+            Verdict::BecameUnhealthy {
+                failing: vec!["kafka".into(), "commandRunner".into()],
+                why: "ksqlDB reports unhealthy: kafka, commandRunner".into()
+            }
+        );
+        // Hours of it: still only reported.
+        let s = Seen {
+            phase: Phase::Running {
+                unhealthy_since: Some(t0 + secs(100)),
+            },
+            last_answer: Some(t0 + secs(7299)),
+            now: t0 + secs(7300),
+            hang_timeout: secs(120),
+        };
+        assert_eq!(
+            judge(s, &kafka),
+            Verdict::StillUnhealthy {
+                failing: vec!["kafka".into(), "commandRunner".into()],
+                why: "ksqlDB reports unhealthy: kafka, commandRunner".into(),
+                lasted: secs(7200)
+            }
         );
         assert_eq!(
-            judge(Phase::Running { healthy: true }, &ok),
-            Verdict::StillHealthy
+            judge(s, &Health::Healthy),
+            Verdict::Recovered { after: secs(7200) }
         );
+        // A 503 after READY is an answer too: unhealthy, with no checks named.
+        let (s, _) = seen(healthy, Some(99), 100);
+        let busy = Health::NotReady("ksqlDB is still starting (503)".into());
+        assert!(matches!(
+            judge(s, &busy),
+            Verdict::BecameUnhealthy { failing, .. } if failing.is_empty()
+        ));
+        assert_eq!(judge(s, &Health::Healthy), Verdict::StillHealthy);
+    }
+
+    #[test]
+    fn no_answer_is_a_hang_only_after_hang_timeout() {
+        let timeout = Health::NoAnswer("health check timed out".into());
+        let running = Phase::Running {
+            unhealthy_since: None,
+        };
+        let (s, _) = seen(running, Some(100), 219);
         assert_eq!(
-            judge(Phase::Running { healthy: false }, &ok),
-            Verdict::Recovered
+            judge(s, &timeout),
+            Verdict::NotAnswering {
+                why: "health check timed out".into(),
+                silent: secs(119)
+            }
         );
+        let (s, _) = seen(running, Some(100), 220);
         assert_eq!(
-            judge(Phase::Running { healthy: true }, &bad),
-            Verdict::BecameUnhealthy { why: why.clone() }
+            judge(s, &timeout),
+            Verdict::Hung {
+                why: "health check timed out".into(),
+                silent: secs(120)
+            }
         );
-        assert_eq!(
-            judge(Phase::Running { healthy: false }, &bad),
-            Verdict::StillUnhealthy { why }
-        );
+        // Unhealthy, then silent: the silence decides.
+        let (mut s, t0) = seen(running, Some(100), 230);
+        s.phase = Phase::Running {
+            unhealthy_since: Some(t0 + secs(50)),
+        };
+        assert!(matches!(judge(s, &timeout), Verdict::Hung { .. }));
+    }
+
+    #[test]
+    fn short_durations() {
+        assert_eq!(short(secs(37)), "37s");
+        assert_eq!(short(secs(252)), "4m12s");
+        assert_eq!(short(secs(7500)), "2h05m");
     }
 }

@@ -90,8 +90,10 @@ fn signal_name(sig: i32) -> &'static str {
 /// A running ksqlDB.
 #[derive(Debug)]
 pub struct Child {
-    /// Also the process group id (the child called setsid).
+    /// Also its process group and session id (the child called setsid).
     pub pid: i32,
+    /// Its start time (clock ticks after boot): descendants started no earlier.
+    pub start_ticks: Option<u64>,
     pub version: String,
     /// The tasks that forward its stdout and stderr into the journal.
     pub forwarders: Vec<JoinHandle<()>>,
@@ -125,32 +127,57 @@ pub fn reap(watched: Option<i32>) -> Option<Exit> {
     found
 }
 
-/// Our direct children other than `except`: processes adopted because we are a
-/// subreaper (or PID 1).
-pub fn adopted_children(except: Option<i32>) -> Vec<i32> {
+/// What /proc/PID/stat says of a process that matters here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    ppid: i32,
+    session: i32,
+    start_ticks: u64,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Fields after the `(comm)`, which may itself hold spaces and parentheses: state (3),
+/// ppid (4), pgrp (5), session (6), ..., starttime (22).
+fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = text.get(text.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    Some(Stat {
+        ppid: fields.get(1)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The processes the agent adopted from `ksqldb` (as subreaper or PID 1): its direct
+/// children that are still in ksqlDB's session, or that left it with a session of their
+/// own after ksqlDB started. Never anything else the agent has as a child: a process
+/// its parent left behind before exec'ing the agent (a container entrypoint's `tee`),
+/// or the agent's own `java -version`.
+fn adopted_from(ksqldb: &Child) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| Some(*pid) != except)
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = &s[s.rfind(')')? + 2..];
-                    rest.split(' ').nth(1)?.parse::<i32>().ok()
-                })
-                == Some(me)
-        })
+        .filter(|pid| *pid != ksqldb.pid)
+        .filter(|pid| stat(*pid).is_some_and(|st| st.ppid == me && descends_from(*pid, st, ksqldb)))
         .collect()
 }
 
+fn descends_from(pid: i32, st: Stat, ksqldb: &Child) -> bool {
+    st.session == ksqldb.pid
+        || (st.session == pid && ksqldb.start_ticks.is_some_and(|t| st.start_ticks >= t))
+}
+
 /// After ksqlDB's main process ended: SIGKILL what is left of its group and the
-/// descendants the agent adopted, then reap them.
+/// descendants the agent adopted from it, then reap them.
 pub fn kill_leftovers(child: &Child) {
     kill_group(child.pid, libc::SIGKILL);
-    for pid in adopted_children(None) {
+    for pid in adopted_from(child) {
         // SAFETY: kill(2) on a process we adopted.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
@@ -190,6 +217,7 @@ pub fn spawn(launch: &Launch, sink: &Arc<Sink>) -> Result<Child> {
         )
     })?;
     let pid = child.id() as i32;
+    let start_ticks = stat(pid).map(|st| st.start_ticks);
     let mut forwarders = Vec::new();
     if let Some(out) = child.stdout.take() {
         forwarders.push(forward(OwnedFd::from(out), "stdout", pid, sink)?);
@@ -200,6 +228,7 @@ pub fn spawn(launch: &Launch, sink: &Arc<Sink>) -> Result<Child> {
     // `child` is dropped without waiting: the supervisor reaps with waitpid(-1).
     Ok(Child {
         pid,
+        start_ticks,
         version: launch.version.clone(),
         forwarders,
     })
@@ -222,12 +251,15 @@ fn forward(
 }
 
 /// Wait until `pid` has exited (reaping everything else on the way) or `deadline`.
+/// `keepalive` runs every few milliseconds meanwhile (the watchdog).
 pub async fn wait_exit(
     pid: i32,
     deadline: Instant,
     chld: &mut tokio::signal::unix::Signal,
+    keepalive: &mut dyn FnMut(),
 ) -> Option<Exit> {
     loop {
+        keepalive();
         if let Some(exit) = reap(Some(pid)) {
             return Some(exit);
         }
@@ -247,13 +279,16 @@ pub async fn stop(
     child: &Child,
     stop_timeout: Duration,
     chld: &mut tokio::signal::unix::Signal,
+    keepalive: &mut dyn FnMut(),
 ) -> Option<Exit> {
     info!(
         pid = child.pid,
         "stopping ksqlDB (SIGTERM to its process group)"
     );
     kill_group(child.pid, libc::SIGTERM);
-    let mut exit = wait_exit(child.pid, Instant::now() + stop_timeout, chld).await;
+    // A stopped (SIGSTOP, hung-looking) group handles the SIGTERM only once resumed.
+    kill_group(child.pid, libc::SIGCONT);
+    let mut exit = wait_exit(child.pid, Instant::now() + stop_timeout, chld, keepalive).await;
     if exit.is_none() {
         warn!(
             pid = child.pid,
@@ -261,7 +296,7 @@ pub async fn stop(
             humantime::format_duration(stop_timeout)
         );
         kill_group(child.pid, libc::SIGKILL);
-        exit = wait_exit(child.pid, Instant::now() + KILL_WAIT, chld).await;
+        exit = wait_exit(child.pid, Instant::now() + KILL_WAIT, chld, keepalive).await;
     }
     if exit.is_none() {
         error!(pid = child.pid, "ksqlDB did not exit even after SIGKILL");
@@ -288,6 +323,45 @@ pub fn become_subreaper() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_lines() {
+        let line = "4242 (java (ksql) x) S 17 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                ppid: 17,
+                session: 4242,
+                start_ticks: 98765
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+        let me = stat(std::process::id() as i32).expect("own stat");
+        assert!(me.start_ticks > 0);
+    }
+
+    #[test]
+    fn who_was_adopted_from_ksqldb() {
+        let ksqldb = Child {
+            pid: 100,
+            start_ticks: Some(5000),
+            version: "0.29.0".into(),
+            forwarders: Vec::new(),
+        };
+        let st = |session, start_ticks| Stat {
+            ppid: 1,
+            session,
+            start_ticks,
+        };
+        // Still in ksqlDB's session (a daemon it forked that was orphaned).
+        assert!(descends_from(200, st(100, 6000), &ksqldb));
+        // Left it for a session of its own after ksqlDB started (the escapee).
+        assert!(descends_from(201, st(201, 6000), &ksqldb));
+        // A session leader from before ksqlDB: the entrypoint's helper.
+        assert!(!descends_from(202, st(202, 4000), &ksqldb));
+        // In the agent's own session: left behind by the agent's parent, or its own.
+        assert!(!descends_from(203, st(50, 6000), &ksqldb));
+    }
 
     #[test]
     fn exit_descriptions() {

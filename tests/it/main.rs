@@ -9,6 +9,7 @@ mod config_input;
 mod crash;
 mod discovery;
 mod exit_codes;
+mod health_model;
 mod hostile;
 mod iam_policy;
 mod install;

@@ -201,7 +201,7 @@ fn starts_when_healthy_logs_to_journal_and_stops_cleanly() {
 }
 
 #[test]
-fn crash_is_restarted_with_watchdog_only_while_healthy() {
+fn crash_is_restarted_and_the_watchdog_comes_from_the_agent_loop() {
     let mut fx = Fixture::new("");
     fx.mode("healthy_after_ms=300\n");
     let notify = fx.notify_socket();
@@ -211,11 +211,12 @@ fn crash_is_restarted_with_watchdog_only_while_healthy() {
     wait_for("WATCHDOG=1", || {
         notify.lines().iter().any(|l| l == "WATCHDOG=1")
     });
+    // WATCHDOG=1 proves the agent's loop is alive, from its start: also before READY.
     let lines = notify.lines();
     let ready_at = lines.iter().position(|l| l == "READY=1").unwrap();
     assert!(
-        !lines[..ready_at].iter().any(|l| l == "WATCHDOG=1"),
-        "watchdog before healthy: {lines:?}"
+        lines[..ready_at].iter().any(|l| l == "WATCHDOG=1"),
+        "no watchdog while waiting for health: {lines:?}"
     );
     let first = fx.pids()[0];
 
@@ -261,33 +262,6 @@ fn watchdog_is_fed_while_the_agent_restarts_ksqldb() {
     let pings = during.iter().filter(|l| *l == "WATCHDOG=1").count();
     // 1.5 s of backoff at a 200 ms interval: several pings, none missed for long.
     assert!(pings >= 3, "watchdog pings during the restart: {during:?}");
-    assert_eq!(agent.stop(), 0);
-}
-
-#[test]
-fn watchdog_stops_while_unhealthy() {
-    let mut fx = Fixture::new("");
-    fx.mode("healthy_after_ms=200\nunhealthy_after_ms=1200\n");
-    let notify = fx.notify_socket();
-    fx.host.env("WATCHDOG_USEC", "400000");
-    let mut agent = fx.start();
-    wait_for("unhealthy status", || {
-        statuses(&notify.lines())
-            .iter()
-            .any(|s| s.contains("not healthy: ksqlDB reports unhealthy: kafka"))
-    });
-    let lines = notify.lines();
-    let unhealthy_at = lines
-        .iter()
-        .position(|l| l.contains("not healthy"))
-        .unwrap();
-    assert!(lines[..unhealthy_at].iter().any(|l| l == "WATCHDOG=1"));
-    std::thread::sleep(Duration::from_millis(800));
-    let after: Vec<String> = notify.lines()[unhealthy_at..].to_vec();
-    assert!(
-        !after.iter().any(|l| l == "WATCHDOG=1"),
-        "watchdog while unhealthy: {after:?}"
-    );
     assert_eq!(agent.stop(), 0);
 }
 
@@ -546,4 +520,77 @@ fn orphans_that_left_the_group_are_adopted_and_killed() {
         !alive(escapee),
         "escaped helper {escapee} survived the stop"
     );
+}
+
+/// The pid and parent pid of a process, from /proc.
+fn ppid_of(pid: i32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split(' ').nth(2)?.parse().ok()
+}
+
+#[test]
+fn children_the_agent_did_not_start_survive_a_crash_and_the_stop() {
+    let fx = Fixture::new("stop_timeout = \"1s\"\n");
+    fx.mode("healthy_after_ms=100\nescapee=1\n");
+    let dir = fx.host.dir.path();
+    // Two processes the agent's parent leaves behind before exec'ing it: a plain one,
+    // and a session leader of its own (`setsid`, as a daemonizing helper would be).
+    let mut agent = fx.start_behind(&format!(
+        "sleep 300 & echo $! > '{d}/bystander.pid'\nsetsid sleep 300 & echo $! > '{d}/leader.pid'",
+        d = dir.display()
+    ));
+    wait_for("healthy", || agent.stderr().contains("is healthy"));
+    let read = |name: &str| -> i32 {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let bystanders = [read("bystander.pid"), read("leader.pid")];
+    for pid in bystanders {
+        assert_eq!(
+            ppid_of(pid),
+            Some(agent.child.id()),
+            "{pid} is the agent's child"
+        );
+    }
+    let escapee: i32 = read_pid(&fx.control("fake-ksqldb.escapee"));
+    assert!(alive(escapee));
+
+    // ksqlDB crashes: its escaped helper is killed with it, the bystanders are not.
+    std::fs::write(fx.control("fake-ksqldb.crash"), "").unwrap();
+    wait_for("a second start", || fx.pids().len() == 2);
+    wait_for("the first ksqlDB's escapee killed", || !alive(escapee));
+    for pid in bystanders {
+        assert!(
+            alive(pid),
+            "the agent killed {pid}, which it never started, after a crash"
+        );
+    }
+    wait_for("healthy again", || {
+        agent.stderr().matches("is healthy").count() >= 2
+    });
+    let second_escapee = read_pid(&fx.control("fake-ksqldb.escapee"));
+    assert_ne!(second_escapee, escapee);
+
+    // The stop: ksqlDB and its escapee go, the bystanders stay.
+    assert_eq!(agent.stop(), 0, "{}", agent.stderr());
+    assert!(!alive(second_escapee));
+    for pid in bystanders {
+        assert!(
+            alive(pid),
+            "the agent's stop killed {pid}, which it never started"
+        );
+        // SAFETY: kill(2) on the test's own leftover sleep.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+fn read_pid(path: &std::path::Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }

@@ -274,7 +274,27 @@ impl Fixture {
     }
 
     pub fn start(&self) -> Agent {
-        let mut cmd = self.host.command(&["run"]);
+        Self::spawn_agent(self.host.command(&["run"]))
+    }
+
+    /// `ksql-msk run` exec'd by a shell that first runs `prelude`: what the shell
+    /// leaves running becomes the agent's child (a container entrypoint's `tee`).
+    pub fn start_behind(&self, prelude: &str) -> Agent {
+        let inner = self.host.command(&["run"]);
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.env_clear();
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.arg("-c")
+            .arg(format!("{prelude}\nexec \"$0\" run"))
+            .arg(inner.get_program());
+        Self::spawn_agent(cmd)
+    }
+
+    fn spawn_agent(mut cmd: std::process::Command) -> Agent {
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start ksql-msk run");
         let stderr = Arc::new(Mutex::new(String::new()));

@@ -15,7 +15,9 @@
 //! `exit_after_ms` + `exit_code`, `grandchild` (start a helper in the same process group
 //! that ignores SIGTERM), `escapee` (orphan a helper in its own session, outside the
 //! group), `version`. Creating `fake-ksqldb.crash` makes it crash
-//! (exit 1 after an ERROR with a stack trace). It appends its pid to `fake-ksqldb.pids`
+//! (exit 1 after an ERROR with a stack trace). While `fake-ksqldb.unhealthy` exists, a
+//! ready server answers `{"isHealthy":false,...}` with the checks named in it (comma
+//! separated; empty: `kafka`) failing, as ksqlDB does when it loses Kafka. It appends its pid to `fake-ksqldb.pids`
 //! and writes its environment to `fake-ksqldb.env` and arguments to `fake-ksqldb.args`.
 //!
 //! Only std and libc: it builds in a second and runs anywhere.
@@ -109,6 +111,8 @@ struct Behaviour {
     version: String,
     /// `ksql.service.id` from the properties, for `/info`.
     service_id: String,
+    /// `fake-ksqldb.unhealthy`: while it exists, these checks fail.
+    unhealthy_file: PathBuf,
 }
 
 impl Behaviour {
@@ -120,11 +124,30 @@ impl Behaviour {
                 r#"{"@type":"generic_error","error_code":50302,"message":"KSQL is not yet ready to serve requests."}"#.into(),
             );
         }
-        let healthy = self.unhealthy_after.is_none_or(|d| up < d);
+        let mut failing: Vec<String> = Vec::new();
+        if self.unhealthy_after.is_some_and(|d| up >= d) {
+            failing.push("kafka".into());
+        }
+        if let Ok(text) = std::fs::read_to_string(&self.unhealthy_file) {
+            failing.extend(
+                text.trim()
+                    .split(',')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty()),
+            );
+            if failing.is_empty() {
+                failing.push("kafka".into());
+            }
+        }
+        let check = |name: &str| !failing.iter().any(|f| f == name);
         (
             200,
             format!(
-                r#"{{"isHealthy":{healthy},"details":{{"metastore":{{"isHealthy":true}},"kafka":{{"isHealthy":{healthy}}},"commandRunner":{{"isHealthy":true}}}},"serverState":"RUNNING"}}"#
+                r#"{{"isHealthy":{},"details":{{"metastore":{{"isHealthy":{}}},"kafka":{{"isHealthy":{}}},"commandRunner":{{"isHealthy":{}}}}},"serverState":"RUNNING"}}"#,
+                failing.is_empty(),
+                check("metastore"),
+                check("kafka"),
+                check("commandRunner"),
             ),
         )
     }
@@ -314,6 +337,7 @@ fn main() {
             .get("ksql.service.id")
             .cloned()
             .unwrap_or_else(|| "default_".into()),
+        unhealthy_file: release.join("fake-ksqldb.unhealthy"),
     });
     let server = match TcpListener::bind(&addr) {
         Ok(l) => l,
