@@ -82,6 +82,18 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// Ask the running agent to reload (phases 1–5 again) and wait for the outcome; what
+    /// `systemctl reload ksql-msk` runs.
+    #[command(
+        long_about = "Ask the running agent to reload and wait for the outcome: phases 1–5 \
+        run again, and ksqlDB is restarted only if what it runs changed (release, properties, \
+        environment, brokers); a restart is done when the new ksqlDB is healthy. Exits 0 with \
+        the agent's one-line result, or with the agent's exit code and reason when the reload \
+        failed (ksqlDB then keeps running as it was). Talks to the agent over \
+        $RUNTIME_DIRECTORY/control.sock (/run/ksql-msk/control.sock); this is what the \
+        unit's ExecReload= runs."
+    )]
+    Reload,
     /// Re-hash every file of the active release against its manifest (exit 65 on any
     /// difference, 69 when nothing is installed).
     Verify,

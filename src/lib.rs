@@ -7,6 +7,7 @@ pub(crate) mod check;
 pub(crate) mod child_log;
 pub mod cli;
 pub mod config;
+pub(crate) mod control;
 pub mod discovery;
 pub mod exit;
 pub mod failpoint;

@@ -151,6 +151,7 @@ enum Readiness {
 enum Event {
     Stop(&'static str),
     Reload,
+    ReloadRequest(crate::control::Responder),
     ChildSignal,
     Probe(Health),
     Watchdog,
@@ -178,6 +179,8 @@ pub struct Supervisor {
     last_extend: Instant,
     watchdog: Watchdog,
     reconfig: Reconfig,
+    /// `ksql-msk reload` requests from the control socket.
+    control: tokio::sync::mpsc::Receiver<crate::control::Responder>,
 }
 
 impl Supervisor {
@@ -207,6 +210,7 @@ impl Supervisor {
             last_extend: now,
             watchdog: Watchdog::new(&notifier),
             notifier,
+            control: crate::control::listen()?,
         })
     }
 
@@ -241,6 +245,7 @@ impl Supervisor {
             match self.next_event().await {
                 Event::Stop(why) => return self.shutdown(why).await,
                 Event::Reload => self.begin_prepare(Why::Reload),
+                Event::ReloadRequest(reply) => self.reload_requested(reply),
                 Event::ChildSignal => self.on_child_signal().await?,
                 Event::Probe(h) => self.on_probe(h).await?,
                 Event::Watchdog => self.watchdog.tick(&self.notifier),
@@ -302,6 +307,7 @@ impl Supervisor {
             _ = sleep_until(rediscover_at), if can_rediscover => Event::Rediscover,
             Some((why, r)) = self.reconfig.prepare_rx.recv() => Event::Prepared(why, r),
             Some(r) = self.reconfig.discover_rx.recv() => Event::Discovered(r),
+            Some(reply) = self.control.recv() => Event::ReloadRequest(reply),
         }
     }
 
@@ -540,6 +546,8 @@ impl Supervisor {
             self.notifier.ready(&line);
             self.readiness = Readiness::Sent;
         }
+        self.reconfig
+            .restart_outcome(crate::control::Outcome::Done(format!("reloaded: {line}")));
     }
 
     /// SIGCHLD: reap; if it was ksqlDB, WaitingHealthy/Running → BackingOff (or exit 75).
@@ -581,6 +589,13 @@ impl Supervisor {
 
     /// Count a failure: → BackingOff, or give up with exit 75 when there were too many.
     async fn failed(&mut self, what: &str) -> Result<()> {
+        self.reconfig.restart_outcome(crate::control::Outcome::Failed {
+            code: ExitCode::Unavailable.code(),
+            message: format!(
+                "the reload restarted ksqlDB {} and it failed: {what}; the agent keeps restarting it (journalctl -u ksql-msk)",
+                self.launch.version
+            ),
+        });
         let agent = &self.prepared.settings.agent;
         let now = Instant::now();
         match self.restarts.failed(Limits::of(agent), now) {
@@ -662,6 +677,10 @@ impl Supervisor {
     async fn shutdown(&mut self, why: &str) -> Result<()> {
         info!("{why}: stopping");
         self.notifier.stopping("stopping ksqlDB");
+        self.reconfig.answer_all(crate::control::Outcome::Failed {
+            code: ExitCode::Unavailable.code(),
+            message: format!("the agent is stopping ({why})"),
+        });
         let child = self.state.take_ksqldb(State::Stopping);
         let pid = child.as_ref().map(|c| c.pid);
         if let Some(mut child) = child {

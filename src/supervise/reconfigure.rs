@@ -9,8 +9,9 @@ use tracing::{error, info, warn};
 
 use super::launch::{launch_spec, log_jvm};
 use super::{Readiness, State, Supervisor};
+use crate::control::{Outcome, Responder};
 use crate::discovery::{ClientCache, Discovered};
-use crate::exit::one_line;
+use crate::exit::{exit_code_of, one_line};
 use crate::java;
 use crate::journal::{message_id, priority};
 use crate::pipeline::{prepare, Prepared};
@@ -54,6 +55,11 @@ pub struct Reconfig {
     discovering: bool,
     pub next_rediscover: Instant,
     clients: ClientCache,
+    /// `ksql-msk reload` callers waiting for the prepare in flight (or the next).
+    waiting: Vec<Responder>,
+    /// Callers of a reload that restarted ksqlDB: answered once the new one is healthy,
+    /// or when it failed.
+    waiting_for_restart: Vec<Responder>,
 }
 
 impl Reconfig {
@@ -69,6 +75,32 @@ impl Reconfig {
             discovering: false,
             next_rediscover,
             clients: ClientCache::default(),
+            waiting: Vec::new(),
+            waiting_for_restart: Vec::new(),
+        }
+    }
+
+    /// Answer every caller waiting for a restarted ksqlDB.
+    pub fn restart_outcome(&mut self, outcome: Outcome) {
+        for r in self.waiting_for_restart.drain(..) {
+            let _ = r.send(outcome.clone());
+        }
+    }
+
+    /// Answer every caller, whatever it waits for (the agent stops).
+    pub fn answer_all(&mut self, outcome: Outcome) {
+        for r in self
+            .waiting
+            .drain(..)
+            .chain(self.waiting_for_restart.drain(..))
+        {
+            let _ = r.send(outcome.clone());
+        }
+    }
+
+    fn answer_waiting(&mut self, outcome: Outcome) {
+        for r in self.waiting.drain(..) {
+            let _ = r.send(outcome.clone());
         }
     }
 
@@ -79,6 +111,12 @@ impl Reconfig {
 }
 
 impl Supervisor {
+    /// `ksql-msk reload`: a reload whose outcome goes back to the caller.
+    pub(super) fn reload_requested(&mut self, reply: Responder) {
+        self.reconfig.waiting.push(reply);
+        self.begin_prepare(Why::Reload);
+    }
+
     pub(super) fn begin_prepare(&mut self, why: Why) {
         if why == Why::Reload {
             self.notifier.reloading();
@@ -111,6 +149,7 @@ impl Supervisor {
         }) {
             Ok(x) => x,
             Err(e) => {
+                let code = exit_code_of(&e).code();
                 let msg = format!(
                     "{} failed, ksqlDB keeps running as it was: {}",
                     if why == Why::Reload {
@@ -121,6 +160,12 @@ impl Supervisor {
                     one_line(&e)
                 );
                 error!("{msg}");
+                if !again {
+                    self.reconfig.answer_waiting(Outcome::Failed {
+                        code,
+                        message: msg.clone(),
+                    });
+                }
                 self.finish_reload(why, again, &msg);
                 return;
             }
@@ -171,6 +216,14 @@ impl Supervisor {
             ],
         )
         .await;
+        if !again {
+            if restart {
+                let waiting = std::mem::take(&mut self.reconfig.waiting);
+                self.reconfig.waiting_for_restart.extend(waiting);
+            } else {
+                self.reconfig.answer_waiting(Outcome::Done(message.clone()));
+            }
+        }
         if restart {
             self.restart_for_new_spec().await;
             if why == Why::Reload && self.readiness == Readiness::Sent {

@@ -19,6 +19,7 @@ mod no_panic;
 mod planted;
 mod properties;
 mod redaction;
+mod reload;
 mod run;
 mod secrets;
 mod signature_reasons;
