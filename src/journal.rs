@@ -50,6 +50,22 @@ pub mod message_id {
     pub const RELOADED: &str = "7a9c1e3f5b7d4f0a8c2e4b6d8f0a1c34";
     /// The agent stopped ksqlDB on request and exits (PID).
     pub const STOPPED: &str = "9c1e3a5b7d9f4a1c8e0b2d4f6a8c0e25";
+
+    /// Every id above: each has an entry in packaging/ksql-msk.catalog.
+    pub const ALL: [&str; 12] = [
+        PREPARED,
+        STARTED,
+        HEALTHY,
+        EXITED,
+        UNHEALTHY,
+        HEALTHY_AGAIN,
+        HUNG,
+        START_TIMEOUT,
+        GAVE_UP,
+        BROKERS_CHANGED,
+        RELOADED,
+        STOPPED,
+    ];
 }
 
 /// Syslog priorities used here.
@@ -211,6 +227,39 @@ fn write_stderr(prefix: bool, priority: u8, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message catalog the package installs explains every MESSAGE_ID, and only
+    /// those: `-- <id>` then Subject: and Defined-By: ksql-msk.
+    #[test]
+    fn catalog_has_an_entry_for_every_message_id() {
+        let catalog = include_str!("../packaging/ksql-msk.catalog");
+        let mut ids = Vec::new();
+        let mut lines = catalog.lines().peekable();
+        while let Some(line) = lines.next() {
+            let Some(id) = line.strip_prefix("-- ") else {
+                continue;
+            };
+            assert!(
+                id.len() == 32
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+                "catalog id {id:?}"
+            );
+            let subject = lines.next().unwrap_or_default();
+            assert!(subject.starts_with("Subject: "), "{id}: {subject:?}");
+            assert_eq!(lines.next(), Some("Defined-By: ksql-msk"), "{id}");
+            ids.push(id);
+        }
+        let mut want = message_id::ALL.to_vec();
+        want.sort_unstable();
+        let mut got = ids.clone();
+        got.sort_unstable();
+        assert_eq!(got, want, "catalog ids vs message_id::ALL");
+        let mut unique = message_id::ALL.to_vec();
+        unique.dedup();
+        assert_eq!(unique.len(), message_id::ALL.len(), "duplicate MESSAGE_IDs");
+    }
 
     #[test]
     fn native_protocol_fields() {
