@@ -385,7 +385,11 @@ impl Supervisor {
             }
         }
         match verdict {
-            Verdict::Ready => self.became_healthy(now, pid, &version).await,
+            Verdict::Ready => self.became_ready(now, pid, &version, None).await,
+            Verdict::ReadyButUnhealthy { failing, why } => {
+                self.became_ready(now, pid, &version, Some((&failing, &why)))
+                    .await
+            }
             Verdict::StillStarting { why } => {
                 if let State::WaitingHealthy { since, .. } = self.state {
                     self.notifier.status(&format!(
@@ -522,8 +526,16 @@ impl Supervisor {
             .await
     }
 
-    /// WaitingHealthy → Running: READY=1 (or, after a restart, STATUS).
-    async fn became_healthy(&mut self, now: Instant, pid: i32, version: &str) {
+    /// WaitingHealthy → Running: READY=1 (or, after a restart, STATUS). `unhealthy`:
+    /// it answered that it is not healthy (failing checks, reason), so it enters
+    /// Running in the unhealthy condition.
+    async fn became_ready(
+        &mut self,
+        now: Instant,
+        pid: i32,
+        version: &str,
+        unhealthy: Option<(&[String], &str)>,
+    ) {
         self.state = match std::mem::replace(&mut self.state, State::Stopping) {
             State::WaitingHealthy { ksqldb, .. } => State::Running {
                 ksqldb,
@@ -532,14 +544,22 @@ impl Supervisor {
             },
             other => other,
         };
-        let line = format!("ksqlDB {version} is running (pid {pid})");
-        self.event(
-            message_id::HEALTHY,
-            priority::NOTICE,
-            &format!("ksqlDB {version} is healthy (pid {pid})"),
-            &[("PID", pid.to_string()), ("VERSION", version.to_string())],
-        )
-        .await;
+        let line = match unhealthy {
+            None => {
+                self.event(
+                    message_id::HEALTHY,
+                    priority::NOTICE,
+                    &format!("ksqlDB {version} is healthy (pid {pid})"),
+                    &[("PID", pid.to_string()), ("VERSION", version.to_string())],
+                )
+                .await;
+                format!("ksqlDB {version} is running (pid {pid})")
+            }
+            Some((failing, why)) => {
+                self.became_unhealthy(now, pid, version, failing, why).await;
+                unhealthy_status(version, failing, why, Duration::ZERO)
+            }
+        };
         if self.readiness == Readiness::Sent {
             self.notifier.status(&line);
         } else {

@@ -110,6 +110,10 @@ pub struct Seen {
 pub enum Verdict {
     /// The first healthy answer since the start: READY.
     Ready,
+    /// The first health report since the start says unhealthy (`isHealthy: false`: an
+    /// outage at boot). The server is up, so this is READY too, in the unhealthy
+    /// condition: never killed for it, `start_timeout` no longer applies.
+    ReadyButUnhealthy { failing: Vec<String>, why: String },
     /// Not healthy yet; keep waiting.
     StillStarting { why: String },
     /// Healthy, as before.
@@ -148,6 +152,10 @@ pub fn judge(seen: Seen, health: &Health) -> Verdict {
             },
         },
         (Phase::Waiting, Health::Healthy) => Verdict::Ready,
+        (Phase::Waiting, Health::Unhealthy { failing }) => Verdict::ReadyButUnhealthy {
+            failing: failing.clone(),
+            why,
+        },
         (Phase::Waiting, _) => Verdict::StillStarting { why },
         (Phase::Running { unhealthy_since }, Health::Healthy) => match unhealthy_since {
             None => Verdict::StillHealthy,
@@ -290,6 +298,17 @@ mod tests {
     fn waiting_for_the_first_healthy_answer() {
         let (s, _) = seen(Phase::Waiting, None, 5);
         assert_eq!(judge(s, &Health::Healthy), Verdict::Ready);
+        // Up, answering its health report, but Kafka fails: started, unhealthy.
+        let kafka = Health::Unhealthy {
+            failing: vec!["kafka".into()],
+        };
+        assert_eq!(
+            judge(s, &kafka),
+            Verdict::ReadyButUnhealthy {
+                failing: vec!["kafka".into()],
+                why: "ksqlDB reports unhealthy: kafka".into()
+            }
+        );
         let starting = Health::NotReady("ksqlDB is still starting (503)".into());
         assert_eq!(
             judge(s, &starting),

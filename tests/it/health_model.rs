@@ -144,6 +144,7 @@ fn a_ksqldb_that_stops_answering_is_restarted_after_hang_timeout() {
     // SAFETY: kill(2) on the stand-in's pid.
     assert_eq!(unsafe { libc::kill(first, libc::SIGSTOP) }, 0);
     let stopped = Instant::now();
+    // The restarted one is fine (the mode file is read at start).
     wait_for("a second start", || fx.pids().len() == 2);
     let took = stopped.elapsed();
     eprintln!("SIGSTOP → restart took {took:?} (hang_timeout 1.5 s)");
@@ -201,4 +202,54 @@ fn an_unhealthy_ksqldb_is_not_counted_as_a_failure() {
     }
     assert_eq!(fx.pids().len(), 1);
     assert_eq!(agent.stop(), 0, "{}", agent.stderr());
+}
+
+#[test]
+fn a_ksqldb_that_comes_up_unhealthy_is_ready_and_never_killed_for_it() {
+    // An MSK outage at boot: the server comes up and answers, but Kafka fails. The unit
+    // becomes active (READY, `systemctl start` returns) with a status that says so, and
+    // start_timeout does not kill it: it answers, so it has started.
+    let mut fx = Fixture::new("start_timeout = \"2s\"\n");
+    fx.mode("healthy_after_ms=200\n");
+    std::fs::write(fx.control("fake-ksqldb.unhealthy"), "kafka").unwrap();
+    let notify = fx.notify_socket();
+    let journal = fx.journal_socket();
+    let mut agent = fx.start();
+    wait_for("READY=1", || notify.lines().iter().any(|l| l == "READY=1"));
+    let lines = notify.lines();
+    let ready_at = lines.iter().position(|l| l == "READY=1").unwrap();
+    assert!(
+        lines[ready_at + 1]
+            .starts_with("STATUS=ksqlDB 0.28.2 running, waiting for Kafka: kafka unhealthy for"),
+        "{lines:?}"
+    );
+    let pid = fx.pids()[0];
+    std::thread::sleep(Duration::from_secs(3)); // past start_timeout
+    assert_eq!(fx.pids(), [pid], "{}", agent.stderr());
+    let entries = journal.entries();
+    assert_eq!(with_id(&entries, UNHEALTHY_ID).len(), 1, "{entries:?}");
+    std::fs::remove_file(fx.control("fake-ksqldb.unhealthy")).unwrap();
+    wait_for("healthy", || {
+        !with_id(&journal.entries(), HEALTHY_AGAIN_ID).is_empty()
+    });
+    assert_eq!(agent.stop(), 0);
+}
+
+#[test]
+fn a_ksqldb_that_stops_itself_before_ready_is_restarted_once_it_answered() {
+    // It answered 503 while starting, then stopped answering: hung, before READY.
+    let fx = Fixture::new("hang_timeout = \"1s\"\nstart_timeout = \"30s\"\n");
+    fx.mode("healthy_after_ms=60000\nsigstop_after_ms=1200\n");
+    let mut agent = fx.start();
+    wait_for("a second start", || fx.pids().len() >= 2);
+    let err = agent.stderr();
+    assert!(
+        err.contains("did not answer its health check for")
+            && err.contains("killing and restarting it"),
+        "{err}"
+    );
+    assert!(!group_alive(fx.pids()[0]));
+    // Every start hangs the same way: by now the agent may have given up (75).
+    let code = agent.stop();
+    assert!(code == 0 || code == 75, "{code}");
 }

@@ -12,7 +12,8 @@
 //! above the properties file), `key=value` per line:
 //! `healthy_after_ms`, `log_error` (an ERROR line with a stack trace at start),
 //! `never_healthy`, `unhealthy_after_ms`, `ignore_term`,
-//! `exit_after_ms` + `exit_code`, `grandchild` (start a helper in the same process group
+//! `exit_after_ms` + `exit_code`, `sigstop_after_ms` (it stops itself: alive, its
+//! listener accepting, nothing answering — a hung JVM), `grandchild` (start a helper in the same process group
 //! that ignores SIGTERM), `escapee` (orphan a helper in its own session, outside the
 //! group), `version`. Creating `fake-ksqldb.crash` makes it crash
 //! (exit 1 after an ERROR with a stack trace). While `fake-ksqldb.unhealthy` exists, a
@@ -381,6 +382,7 @@ fn main() {
     );
 
     let exit_after = ms(&mode, "exit_after_ms");
+    let sigstop_after = ms(&mode, "sigstop_after_ms");
     let exit_code: i32 = mode
         .get("exit_code")
         .and_then(|c| c.parse().ok())
@@ -405,6 +407,10 @@ fn main() {
                 Some(stack_trace()),
             );
             std::process::exit(1);
+        }
+        if sigstop_after.is_some_and(|d| behaviour.started.elapsed() >= d) {
+            // SAFETY: raise(3) with a signal number.
+            unsafe { libc::raise(libc::SIGSTOP) };
         }
         if exit_after.is_some_and(|d| behaviour.started.elapsed() >= d) {
             log(
