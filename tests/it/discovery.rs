@@ -247,6 +247,32 @@ fn access_denied_names_action_and_role() {
     assert!(line.contains("ksql-msk iam-policy"), "{line}");
 }
 
+/// The switch the systemd e2e flips (ksql-msk-standins' `msk-deny`): while the file
+/// exists, discovery is an AccessDenied (69, one call: the SDK does not retry a 403);
+/// once it is gone, the same host discovers.
+#[test]
+fn deny_switch_is_access_denied_until_the_file_goes() {
+    let msk = FakeMsk::start();
+    let c = Cluster::active("demo", REGION);
+    msk.add(c.clone());
+    let host = host_for(&msk, &arn_line(&c), "");
+    let switch = host.dir.path().join("msk-deny");
+    msk.deny_while_exists(&switch);
+    std::fs::write(&switch, "").unwrap();
+    let out = host.run(&["brokers"]);
+    assert_eq!(out.code, 69, "{out:?}");
+    let line = error_line(&out);
+    assert!(line.contains("access denied: role arn:aws:sts::123456789012:assumed-role/ksql/i-0standin may not call kafka:DescribeClusterV2"), "{line}");
+    assert_eq!(
+        msk.operations(),
+        ["DescribeClusterV2"],
+        "a 403 is not retried"
+    );
+    std::fs::remove_file(&switch).unwrap();
+    let out = host.run(&["brokers"]);
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
 #[test]
 fn throttling_is_retried_by_the_sdk() {
     let msk = FakeMsk::start();

@@ -2,9 +2,11 @@
 //! `GET /v1/clusters/{arn}/bootstrap-brokers`, `GET /api/v2/clusters?clusterNameFilter=`
 //! (a prefix match, paginated with `nextToken`), `GET /api/v2/clusters/{arn}`. The ARN
 //! arrives percent-encoded as one path segment. Errors carry `X-Amzn-Errortype` and a
-//! `{"message": ...}` body. Faults and state sequences can be scripted.
+//! `{"message": ...}` body. Faults and state sequences can be scripted, and a file can
+//! switch access denial on and off from outside the process ([`FakeMsk::deny_while_exists`]).
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -136,6 +138,8 @@ struct State {
     clusters: Vec<Cluster>,
     faults: VecDeque<Fault>,
     page_size: usize,
+    /// While this file exists, every operation is denied (see `deny_while_exists`).
+    deny_file: Option<PathBuf>,
 }
 
 pub struct FakeMsk {
@@ -209,6 +213,15 @@ impl FakeMsk {
         }
     }
 
+    /// While `path` exists, answer every (signed) operation as MSK does when the caller's
+    /// policy lacks the action: 403 with `X-Amzn-Errortype: AccessDeniedException` and
+    /// an IAM "is not authorized to perform" message. Each denied call is logged on
+    /// stderr with its Unix time, so a test outside the process (the systemd e2e) can
+    /// flip the switch and count the calls.
+    pub fn deny_while_exists(&self, path: impl Into<PathBuf>) {
+        self.state.lock().expect("state").deny_file = Some(path.into());
+    }
+
     /// Answer the next call of `operation` with a raw body (malformed JSON and the like).
     pub fn answer_next_raw(&self, operation: &str, status: u16, body: &str) {
         self.state.lock().expect("state").faults.push_back(Fault {
@@ -274,6 +287,21 @@ fn handle(state: &Arc<Mutex<State>>, req: Request) -> Response {
         return error(403, "UnauthorizedException", "Missing Authentication Token");
     }
     let mut st = state.lock().expect("state");
+    if st.deny_file.as_ref().is_some_and(|f| f.exists()) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        eprintln!("fake MSK: denied {op} at {now:.3}");
+        let resource = arn.unwrap_or_else(|| "*".into());
+        return error(
+            403,
+            "AccessDeniedException",
+            &format!(
+                "User: arn:aws:sts::123456789012:assumed-role/ksql/i-0standin is not authorized to perform: kafka:{op} on resource: {resource} because no identity-based policy allows the kafka:{op} action"
+            ),
+        );
+    }
     if let Some(i) = st.faults.iter().position(|f| f.operation == op) {
         let fault = st.faults.remove(i).expect("fault");
         let mut headers = vec![("content-type", "application/json")];

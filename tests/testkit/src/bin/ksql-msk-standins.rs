@@ -10,6 +10,9 @@
 //!                     static test credentials)
 //!   50-standins.toml  a config drop-in pointing the agent at the stand-ins, pins included
 //!   ready             empty, last
+//! While a file `msk-deny` exists in DIR, every MSK operation is denied (403
+//! AccessDeniedException), as before an operator attaches the instance role's policy;
+//! each denied call is logged on stderr (`fake MSK: denied OPERATION at UNIX_TIME`).
 //! STATE_DIR (default /var/lib/ksql-msk) is where the agent installs, so the drop-in's
 //! `ksqldb.java_home` can name the script inside the release it will install.
 
@@ -57,6 +60,7 @@ fn serve() -> Result<()> {
         )
     })?;
     let world = Standins::start("e2e", REGION);
+    world.msk.deny_while_exists(dir.join("msk-deny"));
     let java = standins::java_script("17.0.15");
     world.publish_release(
         KSQLDB_VERSION,
