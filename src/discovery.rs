@@ -400,6 +400,19 @@ async fn describe(client: &aws_sdk_kafka::Client, arn: &str) -> Result<Cluster> 
     })
 }
 
+/// The longest pause between two DescribeClusterV2 calls while waiting for a CREATING
+/// cluster (at most 3 calls a minute).
+const CREATING_POLL_MAX: Duration = Duration::from_secs(20);
+
+/// The first and the longest pause between DescribeClusterV2 calls while waiting up to
+/// `bound`: often relative to a short bound (tests), every 5–20 s for the default 30 m.
+/// A cluster that becomes ACTIVE is noticed within CREATING_POLL_MAX, which leaves the
+/// rest of a minute for starting ksqlDB (the healing bound, docs/RELIABILITY.md).
+fn poll_delays(bound: Duration) -> (Duration, Duration) {
+    let first = (bound / 60).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    (first, CREATING_POLL_MAX.min(bound / 4).max(first))
+}
+
 /// Wait until the cluster serves clients and has the broker string for `msk`'s
 /// connectivity, polling with capped backoff up to `msk.cluster_wait`. A cluster that
 /// is changing (UPDATING...) but already has the string is used at once; one that
@@ -413,9 +426,7 @@ async fn wait_for_brokers(
 ) -> Result<(Cluster, String, &'static str)> {
     let bound = msk.cluster_wait;
     let started = Instant::now();
-    // Poll often relative to a short bound (tests), every 5–60 s for the default 30 m.
-    let mut delay = (bound / 60).clamp(Duration::from_millis(100), Duration::from_secs(5));
-    let max_delay = Duration::from_secs(60).min(bound / 4).max(delay);
+    let (mut delay, max_delay) = poll_delays(bound);
     loop {
         let arn = cluster.cluster_arn().unwrap_or_default().to_string();
         let state = state_of(&cluster);
@@ -638,6 +649,20 @@ pub async fn discover_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_that_becomes_active_is_noticed_within_20s() {
+        let s = Duration::from_secs;
+        // The default msk.cluster_wait: 5 s, then doubling up to 20 s (3 calls a minute).
+        assert_eq!(poll_delays(s(30 * 60)), (s(5), s(20)));
+        assert_eq!(poll_delays(s(2 * 3600)), (s(5), s(20)));
+        // Short bounds (check's 2 s, tests) poll a quarter of the bound at most.
+        assert_eq!(
+            poll_delays(s(2)),
+            (Duration::from_millis(100), Duration::from_millis(500))
+        );
+        assert_eq!(poll_delays(s(60)), (Duration::from_secs(1), s(15)));
+    }
 
     #[test]
     fn broker_strings() {
