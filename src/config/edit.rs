@@ -21,6 +21,8 @@ use crate::exit::{fail, ExitCode, ResultExt};
 enum Target {
     Schema(&'static Key),
     Property(String),
+    /// One entry of a table key: `ksqldb.env.NAME`.
+    TableEntry(&'static Key, String),
 }
 
 fn target(path: &str) -> Result<Target> {
@@ -39,6 +41,18 @@ fn target(path: &str) -> Result<Target> {
             ));
         }
         return Ok(Target::Property(name.to_string()));
+    }
+    if let Some((table, entry)) = name.split_once('.') {
+        if let Some(key) = schema::find(section, table).filter(|k| k.kind == Kind::StrTable) {
+            let entry = entry.trim_matches('"');
+            if !super::is_env_name(entry) {
+                return Err(fail(
+                    ExitCode::Config,
+                    format!("{path}: not an environment variable name (letters, digits and _, not starting with a digit)"),
+                ));
+            }
+            return Ok(Target::TableEntry(key, entry.to_string()));
+        }
     }
     schema::find(section, name)
         .map(Target::Schema)
@@ -87,6 +101,12 @@ pub fn get(merged: &Merged, path: &str) -> Result<String> {
             .find(|(n, _)| *n == name)
             .map(|(_, e)| property_string(&e.value))
             .unwrap_or_default()),
+        Target::TableEntry(key, name) => Ok(merged
+            .table(key)
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, e)| show(&e.value))
+            .unwrap_or_default()),
     }
 }
 
@@ -103,6 +123,10 @@ fn parse_value(key: &Key, raw: &str) -> std::result::Result<Value, String> {
             .parse::<i64>()
             .map(Value::from)
             .map_err(|_| format!("{raw:?} is not an integer")),
+        Kind::StrTable => Err(format!(
+            "is a table; set one entry with `config set {}.NAME VALUE`",
+            key.path()
+        )),
         Kind::StrList => {
             let trimmed = raw.trim();
             if trimmed.starts_with('[') {
@@ -146,6 +170,7 @@ pub fn set(file: &Path, path: &str, raw: &str) -> Result<Option<String>> {
             (key.section, key.name.to_string(), value)
         }
         Target::Property(name) => (schema::PROPERTIES, name.clone(), Value::from(raw)),
+        Target::TableEntry(key, name) => (key.section, name.clone(), Value::from(raw)),
     };
     check_result(file, &text, &target, &value)?;
     let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
@@ -154,16 +179,25 @@ pub fn set(file: &Path, path: &str, raw: &str) -> Result<Option<String>> {
             format!("{}: invalid TOML: {}", file.display(), e.message().trim()),
         )
     })?;
-    let table = doc
+    let not_a_table = |what: &str| {
+        fail(
+            ExitCode::Config,
+            format!("{}: {what}: is not a table", file.display()),
+        )
+    };
+    let mut table = doc
         .entry(section)
         .or_insert_with(toml_edit::table)
         .as_table_like_mut()
-        .ok_or_else(|| {
-            fail(
-                ExitCode::Config,
-                format!("{}: {section}: is not a table", file.display()),
-            )
-        })?;
+        .ok_or_else(|| not_a_table(section))?;
+    if let Target::TableEntry(key, _) = &target {
+        // `[ksqldb.env]` (or `env = { ... }` in `[ksqldb]`), created as a table.
+        table = table
+            .entry(key.name)
+            .or_insert_with(toml_edit::table)
+            .as_table_like_mut()
+            .ok_or_else(|| not_a_table(&key.path()))?;
+    }
     match table.get_mut(&name) {
         Some(Item::Value(old)) => {
             // The decor holds the spacing and any trailing comment: keep it.
@@ -188,7 +222,11 @@ pub fn set(file: &Path, path: &str, raw: &str) -> Result<Option<String>> {
     if new_text != text {
         write_keeping_owner(&real, new_text.as_bytes())?;
     }
-    Ok(overridden_by_dropin(file, section, &name))
+    let shown = match &target {
+        Target::TableEntry(key, name) => format!("{}.{name}", key.path()),
+        _ => format!("{section}.{name}"),
+    };
+    Ok(overridden_by_dropin(file, &target, &shown))
 }
 
 /// Load the configuration as it would be with `value` set, without writing anything.
@@ -214,6 +252,18 @@ fn check_result(file: &Path, text: &str, target: &Target, value: &Value) -> Resu
                 Some(slot) => slot.1 = entry(value.clone()),
                 None => main.properties.push((name.clone(), entry(value.clone()))),
             },
+            Target::TableEntry(key, name) => {
+                let id = (key.section.to_string(), key.name.to_string());
+                let entries = main.tables.entry(id.clone()).or_default();
+                match entries.iter_mut().find(|(n, _)| n == name) {
+                    Some(slot) => slot.1 = entry(value.clone()),
+                    None => entries.push((name.clone(), entry(value.clone()))),
+                }
+                // Merging rebuilds the table's value from the entries.
+                main.keys
+                    .entry(id)
+                    .or_insert_with(|| entry(Value::InlineTable(Default::default())));
+            }
         }
     }
     let mut merged = Merged::from_fragments(file, fragments);
@@ -252,23 +302,22 @@ fn write_keeping_owner(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 /// A warning if a drop-in sets the same key and so overrides the main file.
-fn overridden_by_dropin(file: &Path, section: &str, name: &str) -> Option<String> {
+fn overridden_by_dropin(file: &Path, target: &Target, shown: &str) -> Option<String> {
     let merged = super::load_merged(file).ok()?;
-    let origin = if section == schema::PROPERTIES {
-        merged
-            .properties
+    let find = |entries: &[(String, Entry)], name: &str| {
+        entries
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, e)| e.origin.clone())
-    } else {
-        merged
-            .keys
-            .get(&(section.to_string(), name.to_string()))
-            .map(|e| e.origin.clone())
+    };
+    let origin = match target {
+        Target::Property(name) => find(&merged.properties, name),
+        Target::TableEntry(key, name) => find(merged.table(key), name),
+        Target::Schema(key) => merged.entry(key).map(|e| e.origin.clone()),
     }?;
     (origin.file != file).then(|| {
         format!(
-            "warning: {section}.{name} is also set in {} (drop-in), which overrides {}",
+            "warning: {shown} is also set in {} (drop-in), which overrides {}",
             origin,
             file.display()
         )

@@ -40,6 +40,9 @@ pub struct Fragment {
     pub keys: BTreeMap<(String, String), Entry>,
     /// `[properties]`, in file order.
     pub properties: Vec<(String, Entry)>,
+    /// The entries of [`Kind::StrTable`] keys (`[ksqldb.env]`), each with its own line,
+    /// in file order; `keys` holds the same table as one inline-table value.
+    pub tables: BTreeMap<(String, String), Vec<(String, Entry)>>,
 }
 
 /// A config error: exit 78 with `file:line: key: problem`.
@@ -95,6 +98,16 @@ pub fn check_kind(key: &Key, value: &Value) -> std::result::Result<(), String> {
         Kind::OneOf(choices) => match value.as_str() {
             Some(s) if choices.contains(&s) => Ok(()),
             Some(s) => Err(format!("{s:?} is not {}", key.kind.describe())),
+            None => Err(wrong()),
+        },
+        Kind::StrTable => match value.as_inline_table() {
+            Some(table) => match table.iter().find(|(_, v)| v.as_str().is_none()) {
+                None => Ok(()),
+                Some((name, v)) => Err(format!(
+                    "expected a table of strings, found {} for {name}",
+                    type_name(v)
+                )),
+            },
             None => Err(wrong()),
         },
         Kind::StrList => match value.as_array() {
@@ -156,6 +169,25 @@ pub fn parse_fragment(file: &Path, text: &str) -> Result<Fragment> {
             let key_span = table.key(name).and_then(|k| k.span());
             let origin = origin_at(key_span);
             let path = format!("{section}.{name}");
+            let table_key = schema::find(section, name).filter(|k| k.kind == Kind::StrTable);
+            if let Some(key) = table_key {
+                let entries = table_entries(item, &path, &origin, &origin_at)?;
+                let inline: toml_edit::InlineTable = entries
+                    .iter()
+                    .map(|(n, e)| (n.as_str(), e.value.clone()))
+                    .collect();
+                fragment.keys.insert(
+                    (section.to_string(), name.to_string()),
+                    Entry {
+                        value: Value::InlineTable(inline),
+                        origin,
+                    },
+                );
+                fragment
+                    .tables
+                    .insert((key.section.into(), key.name.into()), entries);
+                continue;
+            }
             let value = match item {
                 Item::Value(v) => v.clone(),
                 _ => {
@@ -204,4 +236,42 @@ pub fn parse_fragment(file: &Path, text: &str) -> Result<Fragment> {
         }
     }
     Ok(fragment)
+}
+
+/// The entries of a table of strings (`[ksqldb.env]`, `env = { A = "1" }` or
+/// `env.A = "1"`), each with the line it is on; anything but a string is refused.
+fn table_entries(
+    item: &Item,
+    path: &str,
+    origin: &Origin,
+    origin_at: &dyn Fn(Option<std::ops::Range<usize>>) -> Origin,
+) -> Result<Vec<(String, Entry)>> {
+    let Some(table) = item.as_table_like() else {
+        let found = item.as_value().map_or("an array of tables", type_name);
+        return Err(config_error(
+            Some(origin),
+            path,
+            format!("expected a table of strings, found {found}"),
+        ));
+    };
+    let mut entries = Vec::new();
+    for (name, item) in table.iter() {
+        let origin = origin_at(table.key(name).and_then(|k| k.span()));
+        match item.as_value() {
+            Some(value @ Value::String(_)) => {
+                let mut value = value.clone();
+                value.decor_mut().clear();
+                entries.push((name.to_string(), Entry { value, origin }));
+            }
+            other => {
+                let found = other.map_or("a table", type_name);
+                return Err(config_error(
+                    Some(&origin),
+                    &format!("{path}.{name}"),
+                    format!("expected a string, found {found}"),
+                ));
+            }
+        }
+    }
+    Ok(entries)
 }

@@ -36,8 +36,8 @@ pub use load::{
     CONFIG_ENV, DEFAULT_CONFIG_PATH, DROPIN_DIR,
 };
 pub use settings::{
-    property_string, AgentSettings, ClusterRef, Connectivity, Heap, IamAuthSettings, KeySource,
-    KsqldbSettings, MskSettings, Settings,
+    is_env_name, property_string, AgentSettings, ClusterRef, Connectivity, EnvVars, Heap,
+    IamAuthSettings, KeySource, KsqldbSettings, MskSettings, Settings, AGENT_ENV,
 };
 pub use types::{ConfigUrl, Fingerprint, Sha256Digest};
 pub use values::{

@@ -14,6 +14,8 @@ pub enum Kind {
     /// A byte size string: "512m", "4g", "4096".
     Size,
     StrList,
+    /// A table of string values (`[ksqldb.env]`): drop-ins merge it entry by entry.
+    StrTable,
     /// One of the listed strings.
     OneOf(&'static [&'static str]),
 }
@@ -27,6 +29,7 @@ impl Kind {
             Kind::Duration => "a duration string such as \"90s\" or \"10m\"".into(),
             Kind::Size => "a size string such as \"512m\" or \"4g\"".into(),
             Kind::StrList => "a list of strings".into(),
+            Kind::StrTable => "a table of strings".into(),
             Kind::OneOf(choices) => format!("one of {}", choices.join(", ")),
         }
     }
@@ -93,6 +96,8 @@ schema! {
     KSQLDB_LISTENERS = ksqldb.listeners: Kind::Str, r#""http://0.0.0.0:8088""#;
     KSQLDB_HEAP = ksqldb.heap: Kind::Str, r#""auto""#;
     KSQLDB_JAVA_HOME = ksqldb.java_home: Kind::Str, r#""""#;
+    KSQLDB_JVM_OPTS = ksqldb.jvm_opts: Kind::Str, r#""""#;
+    KSQLDB_ENV = ksqldb.env: Kind::StrTable, "{}";
     IAM_AUTH_VERSION = iam_auth.version: Kind::Str, r#""1.1.1""#;
     IAM_AUTH_JAR_URL = iam_auth.jar_url: Kind::Str, r#""https://github.com/aws/aws-msk-iam-auth/releases/download/v{version}/aws-msk-iam-auth-{version}-all.jar""#;
     IAM_AUTH_SHA256 = iam_auth.sha256: Kind::Str, r#""""#;

@@ -79,6 +79,68 @@ pub struct KsqldbSettings {
     pub listeners: String,
     pub heap: Heap,
     pub java_home: Option<PathBuf>,
+    /// Appended to ksqlDB's `KSQL_OPTS`, split on whitespace by the launch scripts.
+    pub jvm_opts: Option<String>,
+    /// `[ksqldb.env]`: extra variables for ksqlDB, in the order first defined.
+    pub env: EnvVars,
+}
+
+/// Environment variables for ksqlDB. `Debug` hides the values of secret-looking names
+/// (and URL passwords), so that a settings dump cannot leak them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EnvVars(pub Vec<(String, String)>);
+
+impl fmt::Debug for EnvVars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(k, v)| (k, crate::properties::redact::env_value_for_display(k, v))),
+            )
+            .finish()
+    }
+}
+
+/// Variables the agent sets for ksqlDB itself, and the key to use instead.
+pub const AGENT_ENV: &[(&str, &str)] = &[
+    ("JAVA_HOME", "use ksqldb.java_home"),
+    ("KSQL_HEAP_OPTS", "use ksqldb.heap"),
+    (
+        "KSQL_JVM_PERFORMANCE_OPTS",
+        "the agent chooses GC options that the Java in use accepts; add JVM options with ksqldb.jvm_opts",
+    ),
+    ("KSQL_OPTS", "use ksqldb.jvm_opts"),
+    (
+        "KSQL_LOG4J_OPTS",
+        "the agent points log4j at the release's console config so that ksqlDB's lines reach the journal",
+    ),
+    ("LOG_DIR", "use agent.log_dir"),
+    (
+        "PATH",
+        "ksqlDB gets the agent's PATH; set it in the unit's environment (/etc/sysconfig/ksql-msk)",
+    ),
+];
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A control character in a value that may be secret, without showing the value.
+fn control_char(text: &str) -> Option<String> {
+    text.char_indices()
+        .find(|(_, c)| c.is_control() && *c != '\t')
+        .map(|(at, c)| {
+            format!(
+                "contains a control character (U+{:04X} at byte {at})",
+                c as u32
+            )
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -428,6 +490,11 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
             ));
         }
     }
+    let jvm_opts = r.raw(keys::KSQLDB_JVM_OPTS);
+    if let Some(problem) = control_char(&jvm_opts) {
+        return Err(r.err(keys::KSQLDB_JVM_OPTS, problem));
+    }
+    let jvm_opts = Some(jvm_opts.trim().to_string()).filter(|o| !o.is_empty());
     Ok(KsqldbSettings {
         version,
         archive_url,
@@ -437,7 +504,39 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         listeners,
         heap,
         java_home,
+        jvm_opts,
+        env: env_settings(r)?,
     })
+}
+
+/// `[ksqldb.env]`: valid names, none that the agent sets itself, no control characters.
+fn env_settings(r: &Reader) -> Result<EnvVars> {
+    let key = keys::KSQLDB_ENV;
+    let mut vars = Vec::new();
+    for (name, entry) in r.merged.table(key) {
+        let err = |problem: String| {
+            config_error(
+                Some(&entry.origin),
+                &format!("{}.{name}", key.path()),
+                problem,
+            )
+        };
+        if !is_env_name(name) {
+            return Err(err(
+                "not an environment variable name (letters, digits and _, not starting with a digit)"
+                    .into(),
+            ));
+        }
+        if let Some((_, instead)) = AGENT_ENV.iter().find(|(n, _)| n == name) {
+            return Err(err(format!("set by the agent; {instead}")));
+        }
+        let value = entry.value.as_str().unwrap_or_default();
+        if let Some(problem) = control_char(value) {
+            return Err(err(problem));
+        }
+        vars.push((name.clone(), value.to_string()));
+    }
+    Ok(EnvVars(vars))
 }
 
 fn iam_auth_settings(r: &Reader) -> Result<IamAuthSettings> {

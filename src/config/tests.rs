@@ -680,3 +680,183 @@ fn writable_by_others_is_refused_as_root_and_warned_about_otherwise() {
         assert!(err.contains("ksql-msk.d: can be written by"), "{err}");
     }
 }
+
+fn load_dir(main: &str, dropins: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "ksql-msk.toml", main);
+    for (name, text) in dropins {
+        write(dir.path(), &format!("ksql-msk.d/{name}"), text);
+    }
+    (dir, path)
+}
+
+#[test]
+fn ksqldb_env_and_jvm_opts_load_in_every_table_syntax_and_drop_ins_merge_entry_by_entry() {
+    let (_dir, path) = load_dir(
+        &demo_with(
+            "[ksqldb]\njvm_opts = \"  -Xss2m -Dcom.sun.management.jmxremote.port=9010 \"\n\
+             [ksqldb.env]\nJMX_PORT = \"9010\"\nTZ = \"UTC\"\n",
+        ),
+        &[
+            (
+                "10-a.toml",
+                "[ksqldb]\nenv = { TZ = \"Europe/Berlin\", _X1 = \"\" }\n",
+            ),
+            ("20-b.toml", "[ksqldb]\nenv.KSQL_JMX_OPTS = \"-Dx=1\"\n"),
+        ],
+    );
+    let s = load(&path).unwrap();
+    assert_eq!(
+        s.ksqldb.jvm_opts.as_deref(),
+        Some("-Xss2m -Dcom.sun.management.jmxremote.port=9010")
+    );
+    let env: Vec<(&str, &str)> = s
+        .ksqldb
+        .env
+        .0
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("JMX_PORT", "9010"),
+            ("TZ", "Europe/Berlin"),
+            ("_X1", ""),
+            ("KSQL_JMX_OPTS", "-Dx=1")
+        ]
+    );
+    let merged = load_merged(&path).unwrap();
+    assert_eq!(
+        edit::get(&merged, "ksqldb.env.TZ").unwrap(),
+        "Europe/Berlin"
+    );
+    assert_eq!(edit::get(&merged, "ksqldb.env.NOPE").unwrap(), "");
+    assert_eq!(
+        edit::get(&merged, "ksqldb.env").unwrap(),
+        r#"{ JMX_PORT = "9010", TZ = "Europe/Berlin", _X1 = "", KSQL_JMX_OPTS = "-Dx=1" }"#
+    );
+    // Unset: no options, no variables.
+    let (_dir, path) = load_dir(&demo_with(""), &[]);
+    let s = load(&path).unwrap();
+    assert_eq!(s.ksqldb.jvm_opts, None);
+    assert!(s.ksqldb.env.0.is_empty());
+}
+
+#[test]
+fn ksqldb_env_refuses_the_agents_own_variables_bad_names_and_non_strings() {
+    for (text, want) in [
+        (
+            "[ksqldb.env]\nJAVA_HOME = \"/opt/jdk\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env.JAVA_HOME: set by the agent; use ksqldb.java_home",
+        ),
+        (
+            "[ksqldb]\nenv = { TZ = \"UTC\",\n  KSQL_OPTS = \"-Xss2m\" }\n",
+            "DIR/ksql-msk.toml:5: ksqldb.env.KSQL_OPTS: set by the agent; use ksqldb.jvm_opts",
+        ),
+        (
+            "[ksqldb.env]\nKSQL_HEAP_OPTS = \"-Xmx1g\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env.KSQL_HEAP_OPTS: set by the agent; use ksqldb.heap",
+        ),
+        (
+            "[ksqldb.env]\nLOG_DIR = \"/x\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env.LOG_DIR: set by the agent; use agent.log_dir",
+        ),
+        (
+            "[ksqldb.env]\nPATH = \"/x\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env.PATH: set by the agent; ksqlDB gets the agent's PATH",
+        ),
+        (
+            "[ksqldb.env]\nKSQL_JVM_PERFORMANCE_OPTS = \"-XX:+UseG1GC\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env.KSQL_JVM_PERFORMANCE_OPTS: set by the agent;",
+        ),
+        (
+            "[ksqldb.env]\nKSQL_LOG4J_OPTS = \"-Dx\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env.KSQL_LOG4J_OPTS: set by the agent;",
+        ),
+        (
+            "[ksqldb.env]\n\"1ABC\" = \"x\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env.1ABC: not an environment variable name",
+        ),
+        (
+            "[ksqldb.env]\n\"A-B\" = \"x\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env.A-B: not an environment variable name",
+        ),
+        (
+            "[ksqldb.env]\nPORT = 9010\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env.PORT: expected a string, found an integer",
+        ),
+        (
+            "[ksqldb]\nenv = \"A=1\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env: expected a table of strings, found a string",
+        ),
+        (
+            "[ksqldb.env]\nDB_PASSWORD = \"hunter2\\nINFO forged\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.env.DB_PASSWORD: contains a control character (U+000A at byte 7)",
+        ),
+        (
+            "[ksqldb]\njvm_opts = \"-Xss2m\\n-Dx\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.jvm_opts: contains a control character",
+        ),
+    ] {
+        let err = load_err(&demo_with(text));
+        assert!(err.starts_with(want), "{text:?}:\n{err}\nwanted {want}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+    // A drop-in cannot sneak one in either, and is named.
+    let (dir, path) = load_dir(
+        &demo_with(""),
+        &[("50-x.toml", "[ksqldb.env]\nJAVA_HOME = \"/opt/jdk\"\n")],
+    );
+    let err = one_line(&load(&path).unwrap_err()).replace(&dir.path().display().to_string(), "DIR");
+    assert!(
+        err.starts_with("DIR/ksql-msk.d/50-x.toml:2: ksqldb.env.JAVA_HOME: set by the agent"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_set_writes_one_env_entry_and_refuses_the_table_and_the_agents_variables() {
+    let (_dir, path) = load_dir(&demo_with("[ksqldb]\nheap = \"auto\"\n"), &[]);
+    edit::set(&path, "ksqldb.env.TZ", "UTC").unwrap();
+    edit::set(&path, "ksqldb.env.HTTPS_PROXY", "http://p:3128").unwrap();
+    edit::set(&path, "ksqldb.env.TZ", "Europe/Berlin").unwrap();
+    edit::set(&path, "ksqldb.jvm_opts", "-Xss2m").unwrap();
+    let s = load(&path).unwrap();
+    assert_eq!(
+        s.ksqldb.env.0,
+        [
+            ("TZ".to_string(), "Europe/Berlin".to_string()),
+            ("HTTPS_PROXY".to_string(), "http://p:3128".to_string())
+        ]
+    );
+    assert_eq!(s.ksqldb.jvm_opts.as_deref(), Some("-Xss2m"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("[ksqldb.env]\nTZ = \"Europe/Berlin\"\nHTTPS_PROXY = \"http://p:3128\"\n"),
+        "{text}"
+    );
+    for (key, value, want) in [
+        (
+            "ksqldb.env",
+            "TZ=UTC",
+            "ksqldb.env: is a table; set one entry with `config set ksqldb.env.NAME VALUE`",
+        ),
+        (
+            "ksqldb.env.JAVA_HOME",
+            "/opt/jdk",
+            "ksqldb.env.JAVA_HOME: set by the agent; use ksqldb.java_home",
+        ),
+        (
+            "ksqldb.env.A-B",
+            "x",
+            "ksqldb.env.A-B: not an environment variable name",
+        ),
+    ] {
+        let err = edit::set(&path, key, value).unwrap_err();
+        assert_eq!(exit_code_of(&err), crate::exit::ExitCode::Config);
+        let err = one_line(&err);
+        assert!(err.contains(want), "{key}: {err}");
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "file kept");
+}
