@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use super::launch::{launch_spec, log_jvm};
+use super::launch::{env_changes, launch_spec, log_jvm};
 use super::{Readiness, State, Supervisor};
 use crate::control::{Outcome, Responder};
 use crate::discovery::{ClientCache, Discovered};
@@ -182,7 +182,14 @@ impl Supervisor {
             changes.push(format!("{} changed", prepared.properties_path().display()));
         }
         if launch.env != self.launch.env || launch.args != self.launch.args {
-            changes.push("JVM environment changed".to_string());
+            // Names and redacted values only: `[ksqldb.env]` and the passed-through
+            // AWS variables may hold secrets.
+            let what = env_changes(&self.launch.env, &launch.env);
+            changes.push(if what.is_empty() {
+                "JVM environment changed".to_string()
+            } else {
+                format!("JVM environment changed: {}", what.join(", "))
+            });
             log_jvm(&jvm);
         }
         let brokers = prepared.discovered.brokers.as_set();

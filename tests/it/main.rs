@@ -4,6 +4,7 @@ mod archive_links;
 mod bad_luck;
 mod check;
 mod check_more;
+mod child_env;
 mod cli;
 mod config_input;
 mod crash;

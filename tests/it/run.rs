@@ -81,10 +81,18 @@ fn starts_when_healthy_logs_to_journal_and_stops_cleanly() {
     assert_eq!(
         keys,
         [
+            // From the agent's environment (support::Host's), for the IAM module.
+            "AWS_ACCESS_KEY_ID",
+            "AWS_CONFIG_FILE",
+            "AWS_EC2_METADATA_DISABLED",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SHARED_CREDENTIALS_FILE",
             "JAVA_HOME",
             "KSQL_HEAP_OPTS",
             "KSQL_JVM_PERFORMANCE_OPTS",
             "KSQL_LOG4J_OPTS",
+            // No locale in the agent's environment: C.UTF-8.
+            "LANG",
             "LOG_DIR",
             "PATH"
         ],
@@ -96,6 +104,7 @@ fn starts_when_healthy_logs_to_journal_and_stops_cleanly() {
     );
     let log_dir = fx.host.state_dir().join("logs");
     assert_eq!(env["LOG_DIR"], log_dir.display().to_string());
+    assert_eq!(env["LANG"], "C.UTF-8");
     assert!(log_dir.is_dir());
     let heap: Vec<&str> = env["KSQL_HEAP_OPTS"].split(' ').collect();
     assert!(
