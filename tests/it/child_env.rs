@@ -162,3 +162,34 @@ fn ksqldb_env_naming_an_agent_variable_exits_78_naming_file_and_key() {
         "ksqlDB never started"
     );
 }
+
+/// A real Java started the way ksqlDB is (from the release's start script, with the
+/// environment the agent gives it) reads and writes UTF-8, though the agent itself runs
+/// without a locale, as a systemd service does.
+#[test]
+fn a_real_java_under_the_agent_uses_utf8() {
+    if let Err(e) = std::process::Command::new("java").arg("-version").output() {
+        crate::support::skip(
+            "KSQL_MSK_REQUIRE_JAVA",
+            &format!("the file.encoding check: cannot run `java`: {e}"),
+        );
+        return;
+    }
+    let source = crate::support::repo_root().join("tests/java/Encoding.java");
+    // `java` from PATH: JAVA_HOME is the fixture's stand-in JDK.
+    let before = format!(
+        "java '{}' > \"$(dirname \"$0\")/../fake-ksqldb.encoding\" 2>&1\n",
+        source.display()
+    );
+    let mut fx = Fixture::with_start_prefix("", &before);
+    fx.mode("healthy_after_ms=100\n");
+    fx.host
+        .unset_env("LANG")
+        .unset_env("LC_ALL")
+        .unset_env("LC_CTYPE");
+    let mut agent = fx.start();
+    wait_for("healthy", || agent.stderr().contains("is healthy"));
+    let out = std::fs::read_to_string(fx.control("fake-ksqldb.encoding")).unwrap();
+    assert_eq!(out, "file.encoding=UTF-8\nsun.jnu.encoding=UTF-8\n");
+    assert_eq!(agent.stop(), 0);
+}

@@ -27,10 +27,17 @@ pub fn write(cmd: clap::Command, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What completes as KEY: every schema key, and `properties.` for the free-form section.
+/// What completes as KEY: every schema key, `ksqldb.env.` for one entry of a table key
+/// (`config set ksqldb.env.NAME VALUE`), and `properties.` for the free-form section.
 fn key_names() -> Vec<(String, String)> {
     let mut keys: Vec<(String, String)> =
         KEYS.iter().map(|k| (k.path(), k.kind.describe())).collect();
+    for key in KEYS.iter().filter(|k| k.kind == Kind::StrTable) {
+        keys.push((
+            format!("{}.", key.path()),
+            format!("one entry of {}", key.path()),
+        ));
+    }
     keys.push((
         format!("{PROPERTIES}."),
         "a ksql-server.properties entry".to_owned(),

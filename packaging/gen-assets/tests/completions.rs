@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use ksql_msk::config::schema::KEYS;
+use ksql_msk::config::schema::{Kind, KEYS};
 
 /// gen-assets' output, generated once per test binary.
 fn assets() -> &'static Path {
@@ -83,8 +83,14 @@ fn bash_complete(words: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Every schema key, and `ksqldb.env.` for an entry of the table key.
 fn key_paths() -> Vec<String> {
-    KEYS.iter().map(|k| k.path()).collect()
+    let mut paths: Vec<String> = KEYS.iter().map(|k| k.path()).collect();
+    for key in KEYS.iter().filter(|k| k.kind == Kind::StrTable) {
+        paths.push(format!("{}.", key.path()));
+    }
+    assert!(paths.iter().any(|p| p == "ksqldb.env."), "{paths:?}");
+    paths
 }
 
 fn assert_offers(what: &str, got: &[String], want: &[&str]) {

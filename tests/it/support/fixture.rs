@@ -187,13 +187,34 @@ impl Fixture {
 
     /// Everything but the installed release.
     pub fn uninstalled(agent: &str, java_version: &str, iam_version: &str) -> Fixture {
+        Self::uninstalled_with_start(agent, java_version, iam_version, "")
+    }
+
+    /// Installed, with `before` (shell lines) run by the release's `ksql-server-start`
+    /// before it execs the stand-in.
+    pub fn with_start_prefix(agent: &str, before: &str) -> Fixture {
+        let fx = Self::uninstalled_with_start(agent, "17.0.15", "1.1.1", before);
+        let out = fx.host.run(&["install"]);
+        assert_eq!(out.code, 0, "installing the stand-in release: {out:?}");
+        fx
+    }
+
+    fn uninstalled_with_start(
+        agent: &str,
+        java_version: &str,
+        iam_version: &str,
+        before: &str,
+    ) -> Fixture {
         let world = World::bare();
         let host = &world.host;
         let root = host.dir.path();
         let jdk = root.join("jdk");
         write_exec(&jdk.join("bin/java"), &standins::java_script(java_version));
         let port = free_port();
-        let start = format!("#!/bin/sh\nexec '{}' \"$@\"\n", fake_ksqldb().display());
+        let start = format!(
+            "#!/bin/sh\n{before}exec '{}' \"$@\"\n",
+            fake_ksqldb().display()
+        );
         world.publish_release(VERSION, start.as_bytes(), &[]);
         world.publish_jar(iam_version);
         let release = host.state_dir().join("releases").join(VERSION);
