@@ -352,31 +352,9 @@ impl Supervisor {
     async fn on_probe(&mut self, health: Health) -> Result<()> {
         let now = Instant::now();
         let version = self.launch.version.clone();
-        let hang_timeout = self.prepared.settings.agent.hang_timeout;
-        let (phase, pid, last_answer) = match &mut self.state {
-            State::WaitingHealthy { ksqldb, .. } => {
-                ksqldb.probe = None;
-                (Phase::Waiting, ksqldb.child.pid, ksqldb.last_answer)
-            }
-            State::Running {
-                ksqldb,
-                unhealthy_since,
-                ..
-            } => {
-                ksqldb.probe = None;
-                let phase = Phase::Running {
-                    unhealthy_since: *unhealthy_since,
-                };
-                (phase, ksqldb.child.pid, ksqldb.last_answer)
-            }
+        let Some((seen, pid)) = self.probe_done(now) else {
             // No ksqlDB to vouch for (it exited while the probe ran).
-            _ => return Ok(()),
-        };
-        let seen = policy::Seen {
-            phase,
-            last_answer,
-            now,
-            hang_timeout,
+            return Ok(());
         };
         let verdict = policy::judge(seen, &health);
         if !matches!(health, Health::NoAnswer(_)) {
@@ -390,18 +368,7 @@ impl Supervisor {
                 self.became_ready(now, pid, &version, Some((&failing, &why)))
                     .await
             }
-            Verdict::StillStarting { why } => {
-                if let State::WaitingHealthy { since, .. } = self.state {
-                    self.notifier.status(&format!(
-                        "waiting for ksqlDB {version} to become healthy: {why} ({}s)",
-                        now.duration_since(since).as_secs()
-                    ));
-                }
-                if now.duration_since(self.last_extend) >= EXTEND_EVERY {
-                    self.notifier.extend();
-                    self.last_extend = now;
-                }
-            }
+            Verdict::StillStarting { why } => self.still_starting(now, &version, &why),
             Verdict::StillHealthy => {
                 if let State::Running { since, .. } = self.state {
                     let limits = Limits::of(&self.prepared.settings.agent);
@@ -425,7 +392,7 @@ impl Supervisor {
                     self.notifier.status(&format!(
                         "ksqlDB {version} is not answering its health check ({}): {why}; restarted if this lasts {} (agent.hang_timeout)",
                         policy::short(silent),
-                        humantime::format_duration(hang_timeout)
+                        humantime::format_duration(seen.hang_timeout)
                     ));
                 }
             }
@@ -436,6 +403,51 @@ impl Supervisor {
             w.next_probe = Instant::now() + period;
         }
         Ok(())
+    }
+
+    /// The probe in flight is done: what the health decision needs to know, and the
+    /// pid it was about.
+    fn probe_done(&mut self, now: Instant) -> Option<(policy::Seen, i32)> {
+        let hang_timeout = self.prepared.settings.agent.hang_timeout;
+        let (phase, pid, last_answer) = match &mut self.state {
+            State::WaitingHealthy { ksqldb, .. } => {
+                ksqldb.probe = None;
+                (Phase::Waiting, ksqldb.child.pid, ksqldb.last_answer)
+            }
+            State::Running {
+                ksqldb,
+                unhealthy_since,
+                ..
+            } => {
+                ksqldb.probe = None;
+                let phase = Phase::Running {
+                    unhealthy_since: *unhealthy_since,
+                };
+                (phase, ksqldb.child.pid, ksqldb.last_answer)
+            }
+            _ => return None,
+        };
+        let seen = policy::Seen {
+            phase,
+            last_answer,
+            now,
+            hang_timeout,
+        };
+        Some((seen, pid))
+    }
+
+    /// WaitingHealthy, not healthy yet: STATUS, and EXTEND_TIMEOUT_USEC while it lasts.
+    fn still_starting(&mut self, now: Instant, version: &str, why: &str) {
+        if let State::WaitingHealthy { since, .. } = self.state {
+            self.notifier.status(&format!(
+                "waiting for ksqlDB {version} to become healthy: {why} ({}s)",
+                now.duration_since(since).as_secs()
+            ));
+        }
+        if now.duration_since(self.last_extend) >= EXTEND_EVERY {
+            self.notifier.extend();
+            self.last_extend = now;
+        }
     }
 
     /// Running → Running, unhealthy: reported, never restarted for.
