@@ -11,6 +11,7 @@ use crate::{config, discovery, iam_policy};
 
 /// Run the command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
+    crate::output::install_panic_hook();
     if !matches!(cli.command, Command::Run) {
         // `ksql-msk iam-policy | head` must end quietly, as other CLI tools do, not panic
         // on EPIPE. The daemon keeps Rust's default (ignored), so a restarted journald
@@ -26,7 +27,7 @@ pub fn main(cli: Cli) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ksql-msk: error: cannot start the async runtime: {e}");
+            crate::errln!("ksql-msk: error: cannot start the async runtime: {e}");
             return ExitCode::Software.code();
         }
     };
@@ -39,7 +40,9 @@ pub fn main(cli: Cli) -> i32 {
                 // stderr goes to the journal too: say it once, at priority err.
                 tracing::error!(exit_code = code.code(), "{line}");
             } else {
-                eprintln!("ksql-msk: error: {line}");
+                // Best-effort: an unwritable stderr must not turn this exit code into a
+                // panic's 101.
+                crate::errln!("ksql-msk: error: {line}");
             }
             code.code()
         }
@@ -52,27 +55,24 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Brokers => {
             let settings = config::load(&path)?;
             let found = discovery::discover(&settings, &crate::progress::Quiet).await?;
-            println!("{}", found.brokers.raw);
-            Ok(())
+            crate::outln!("{}", found.brokers.raw)
         }
         Command::IamPolicy { explain } => {
             let settings = config::load(&path)?;
             let (target, note) = iam_policy::target(&settings).await;
             if let Some(note) = note {
-                eprintln!("ksql-msk: note: {note}");
+                crate::errln!("ksql-msk: note: {note}");
             }
             if explain {
-                print!("{}", iam_policy::explain(&settings, &target));
+                crate::out!("{}", iam_policy::explain(&settings, &target))
             } else {
                 let doc = serde_json::to_string_pretty(&iam_policy::policy(&settings, &target))?;
-                println!("{doc}");
+                crate::outln!("{doc}")
             }
-            Ok(())
         }
         Command::Config(ConfigCommand::Get { key }) => {
             let merged = config::load_merged(&path)?;
-            println!("{}", config::edit::get(&merged, &key)?);
-            Ok(())
+            crate::outln!("{}", config::edit::get(&merged, &key)?)
         }
         Command::Config(ConfigCommand::Set { key, value }) => config_set(&path, &key, &value),
         Command::Run => crate::run::run(&path, crate::logging::wants_journal(cli.log_format)).await,
@@ -84,8 +84,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Verify => {
             let settings = config::load(&path)?;
-            println!("{}", crate::release::verify_active(&settings).await?);
-            Ok(())
+            crate::outln!("{}", crate::release::verify_active(&settings).await?)
         }
     }
 }
@@ -97,7 +96,7 @@ async fn install(path: &Path, dry_run: bool) -> Result<()> {
     }
     let p = crate::pipeline::prepare(path, &crate::progress::Quiet).await?;
     let m = &p.installed.manifest;
-    println!(
+    crate::outln!(
         "ksqlDB {} {} in {}",
         p.installed.version,
         if p.installed.activated {
@@ -106,16 +105,16 @@ async fn install(path: &Path, dry_run: bool) -> Result<()> {
             "already installed and active"
         },
         p.release_dir().display()
-    );
-    println!("brokers: {}", p.discovered.brokers.raw);
-    println!("signed by: {}", m.signer);
-    println!(
+    )?;
+    crate::outln!("brokers: {}", p.discovered.brokers.raw)?;
+    crate::outln!("signed by: {}", m.signer)?;
+    crate::outln!(
         "iam auth jar: {}/{} (sha256 {})",
         crate::layout::JAR_DIR,
         m.jar_file,
         m.jar_sha256
-    );
-    println!(
+    )?;
+    crate::outln!(
         "{}: {}",
         p.properties_path().display(),
         if p.configured.changed {
@@ -123,13 +122,12 @@ async fn install(path: &Path, dry_run: bool) -> Result<()> {
         } else {
             "up to date"
         }
-    );
-    Ok(())
+    )
 }
 
 fn config_set(path: &Path, key: &str, value: &str) -> Result<()> {
     if let Some(warning) = config::edit::set(path, key, value)? {
-        eprintln!("ksql-msk: {warning}");
+        crate::errln!("ksql-msk: {warning}");
     }
     Ok(())
 }

@@ -50,8 +50,9 @@ impl Item {
     }
 }
 
-fn print(item: &Item) {
-    println!("{}", item.line());
+/// One checklist line on stdout; stdout that cannot be written ends the check with 74.
+fn print(item: &Item) -> Result<()> {
+    crate::outln!("{}", item.line())
 }
 
 /// Run the checklist. The AWS SDK's own log events below ERROR are dropped while it
@@ -70,7 +71,9 @@ pub async fn check(config_path: &Path) -> Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
-        .with_ansi(false);
+        .with_ansi(false)
+        // On, a failed write is eprintln!ed, which panics on a full stderr.
+        .log_internal_errors(false);
     let quiet = tracing_subscriber::registry().with(filter).with(fmt);
     checklist(config_path).with_subscriber(quiet).await
 }
@@ -79,7 +82,8 @@ async fn checklist(config_path: &Path) -> Result<()> {
     let settings = match config::load(config_path) {
         Ok(s) => s,
         Err(e) => {
-            print(&Item::fail(format!("config: {}", one_line(&e))));
+            // The config error is the story (78), also when stdout is broken.
+            let _ = print(&Item::fail(format!("config: {}", one_line(&e))));
             return Err(e);
         }
     };
@@ -87,13 +91,14 @@ async fn checklist(config_path: &Path) -> Result<()> {
         "config: {} is valid",
         settings.source.display()
     ))];
-    print(&items[0]);
-    fn add(item: Item, items: &mut Vec<Item>) {
-        print(&item);
+    print(&items[0])?;
+    fn add(item: Item, items: &mut Vec<Item>) -> Result<()> {
+        print(&item)?;
         items.push(item);
+        Ok(())
     }
 
-    add(identity(&settings).await, &mut items);
+    add(identity(&settings).await, &mut items)?;
 
     let mut quick = settings.clone();
     quick.msk.cluster_wait = CLUSTER_WAIT.min(settings.msk.cluster_wait);
@@ -108,10 +113,10 @@ async fn checklist(config_path: &Path) -> Result<()> {
                     settings.msk.connectivity.as_str()
                 )),
                 &mut items,
-            );
+            )?;
             let checks = found.brokers.addrs.iter().map(reach);
             for item in futures_util::future::join_all(checks).await {
-                add(item, &mut items);
+                add(item, &mut items)?;
             }
         }
         Err(e) => {
@@ -126,32 +131,32 @@ async fn checklist(config_path: &Path) -> Result<()> {
                 ),
                 None => text,
             };
-            add(Item::fail(format!("cluster: {text}")), &mut items);
+            add(Item::fail(format!("cluster: {text}")), &mut items)?;
             add(
                 Item::fail("brokers: not checked (no broker list without the cluster)"),
                 &mut items,
-            );
+            )?;
         }
     }
 
-    add(java_item(&settings), &mut items);
-    add(disk(&settings.agent.state_dir), &mut items);
+    add(java_item(&settings), &mut items)?;
+    add(disk(&settings.agent.state_dir), &mut items)?;
     for item in artifact_hosts(&settings).await {
-        add(item, &mut items);
+        add(item, &mut items)?;
     }
     for listener in settings.ksqldb.listeners.split(',') {
         add(
             listener_free(listener.trim(), &settings.agent.state_dir).await,
             &mut items,
-        );
+        )?;
     }
 
     let failed: Vec<&Item> = items.iter().filter(|i| !i.ok).collect();
-    println!(
+    crate::outln!(
         "{} of {} checks passed",
         items.len() - failed.len(),
         items.len()
-    );
+    )?;
     if failed.is_empty() {
         Ok(())
     } else {

@@ -23,6 +23,7 @@ pub(crate) mod lock;
 pub(crate) mod logging;
 pub(crate) mod manifest;
 pub(crate) mod notify;
+pub mod output;
 pub(crate) mod pipeline;
 pub(crate) mod progress;
 pub mod properties;

@@ -44,6 +44,9 @@ pub fn init(format: LogFormat) -> bool {
     if want_journal {
         if let Ok(layer) = tracing_journald::layer() {
             // No "F_" prefix on fields: operators filter on e.g. CLUSTER= directly.
+            // Send errors are dropped by the layer itself (a journald that went away
+            // mid-run loses lines, it cannot panic or stop the agent; SIGPIPE is
+            // ignored under `run` and a datagram socket raises none anyway).
             let layer = layer
                 .with_syslog_identifier("ksql-msk".to_string())
                 .with_field_prefix(None);
@@ -58,7 +61,11 @@ pub fn init(format: LogFormat) -> bool {
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
-        .with_ansi(false);
+        .with_ansi(false)
+        // Log lines are best-effort. With this on, a failed write is reported with
+        // eprintln!, which panics when stderr itself is what failed (`2>/dev/full`).
+        // tracing-subscriber 0.3.23 defaults to off (its docs still say on): pinned here.
+        .log_internal_errors(false);
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)

@@ -228,7 +228,7 @@ fn report(problem: Option<String>, euid: u32) -> Result<()> {
             format!("{problem}; refused when running as root (chmod go-w, chown root)"),
         )),
         Some(problem) => {
-            eprintln!("ksql-msk: warning: {problem}: others can change this configuration");
+            crate::errln!("ksql-msk: warning: {problem}: others can change this configuration");
             Ok(())
         }
     }

@@ -102,26 +102,26 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
 pub async fn dry_run(config_path: &Path) -> Result<()> {
     let settings = config::load(config_path)?;
     let discovered = discovery::discover(&settings, &Quiet).await?;
-    println!("brokers: {}", discovered.brokers.raw);
+    crate::outln!("brokers: {}", discovered.brokers.raw)?;
     let managed = properties::managed(&settings, &discovered).await?;
     let trust = TrustStore::load(&settings.agent.state_dir)?;
     let plan = Plan::make(&settings, &trust);
     for line in plan.describe(&settings, &trust) {
-        println!("{line}");
+        crate::outln!("{line}")?;
     }
     match plan.installed_release() {
         Some(release) => {
             let configured = properties::render(release, &managed, true)?;
             if configured.changed {
-                print!("{}", configured.diff);
+                crate::out!("{}", configured.diff)?;
             } else {
-                println!("{}: up to date", configured.path.display());
+                crate::outln!("{}: up to date", configured.path.display())?;
             }
         }
-        None => println!(
+        None => crate::outln!(
             "{} would be rendered once the release is installed",
             layout::PROPERTIES
-        ),
+        )?,
     }
     Ok(())
 }
