@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -33,6 +34,20 @@ pub fn wants_journal(format: LogFormat) -> bool {
     }
 }
 
+/// Journal priorities of the agent's log levels. tracing-journald's default sends INFO
+/// as NOTICE (5), so `journalctl -p notice` would show every routine line; here INFO
+/// is informational (6) and what deserves a human's attention is sent at NOTICE on
+/// purpose by [`crate::journal::Sink`] (e.g. HEALTHY, BROKERS_CHANGED).
+pub fn priority_mappings() -> PriorityMappings {
+    PriorityMappings {
+        error: Priority::Error,
+        warn: Priority::Warning,
+        info: Priority::Informational,
+        debug: Priority::Debug,
+        trace: Priority::Debug,
+    }
+}
+
 /// Set up the global subscriber. Returns true when logging to journald.
 pub fn init(format: LogFormat) -> bool {
     let filter = EnvFilter::try_from_env("KSQL_MSK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -49,7 +64,8 @@ pub fn init(format: LogFormat) -> bool {
             // ignored under `run` and a datagram socket raises none anyway).
             let layer = layer
                 .with_syslog_identifier("ksql-msk".to_string())
-                .with_field_prefix(None);
+                .with_field_prefix(None)
+                .with_priority_mappings(priority_mappings());
             let _ = tracing_subscriber::registry()
                 .with(filter)
                 .with(layer)
@@ -71,4 +87,17 @@ pub fn init(format: LogFormat) -> bool {
         .with(fmt)
         .try_init();
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_priorities_follow_syslog_levels() {
+        let m = priority_mappings();
+        // The discriminants are the ASCII digits the layer writes as PRIORITY=.
+        let got = [m.error, m.warn, m.info, m.debug, m.trace].map(|p| p as u8);
+        assert_eq!(got, *b"34677");
+    }
 }
