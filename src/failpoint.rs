@@ -4,8 +4,9 @@
 //!
 //! `KSQL_MSK_FAILPOINTS=name=action[;name=action...]` arms points, where action is
 //! `kill` (SIGKILL this process: a crash, no cleanup, no destructors), `error` (the
-//! step fails with an ordinary error, as a full disk would) or `kill@N` / `error@N`
-//! (act on the N-th hit, 1-based; for points inside loops). Every hit of an armed point
+//! step fails with an ordinary error, as a full disk would), `panic` (a bug: the panic
+//! hook's exit 70) or `kill@N` / `error@N` / `panic@N` (act on the N-th hit, 1-based;
+//! for points inside loops). Every hit of an armed point
 //! is announced on stderr first, so a test can tell that the point was reached.
 
 /// Every failure point of the agent, in the order an install meets them. The tests
@@ -33,6 +34,7 @@ mod armed {
 
     pub struct Arm {
         pub kill: bool,
+        pub panic: bool,
         pub nth: u64,
         pub hits: AtomicU64,
     }
@@ -52,6 +54,7 @@ mod armed {
                         name.to_string(),
                         Arm {
                             kill: what == "kill",
+                            panic: what == "panic",
                             nth,
                             hits: AtomicU64::new(0),
                         },
@@ -85,6 +88,9 @@ pub fn hit(name: &str) -> anyhow::Result<()> {
     if arm.kill {
         // SAFETY: plain syscalls; SIGKILL cannot be caught, nothing runs after it.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+    if arm.panic {
+        panic!("failpoint {name}: injected panic");
     }
     Err(anyhow::anyhow!("failpoint {name}: injected failure"))
 }

@@ -22,7 +22,7 @@ const PROPS: &str = "etc/ksqldb/ksql-server.properties";
 /// The failpoints build of the agent: `KSQL_MSK_FAILPOINTS_BIN`, else
 /// target/failpoints/ksql-msk (tests/run-all builds it). Missing: the tests that need
 /// it are skipped, unless `KSQL_MSK_REQUIRE_FAILPOINTS=1` (run-all sets it).
-fn failpoints_bin() -> Option<PathBuf> {
+pub(crate) fn failpoints_bin() -> Option<PathBuf> {
     let path = std::env::var_os("KSQL_MSK_FAILPOINTS_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/failpoints/ksql-msk"));

@@ -8,7 +8,11 @@ use std::fs::File;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ksql_msk_testkit::signing::TestKey;
+use ksql_msk_testkit::tarball;
+
 use crate::support::fixture::{wait_for, Fixture};
+use crate::support::world::{Pins, World, NEW};
 use crate::support::{Host, Output};
 
 /// `/dev/full`: every write fails with ENOSPC.
@@ -187,4 +191,31 @@ fn run_survives_a_full_stderr_and_a_journal_that_went_away() {
     });
     let status = agent.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+/// A panic (a bug) exits 70 with one line, on the main thread and on the blocking
+/// thread that unpacks the archive alike, never 101 with a backtrace. Needs the
+/// failpoints build (`panic` action); skipped without it, like tests/it/crash.rs.
+#[test]
+fn a_panic_on_any_thread_exits_70_with_one_line() {
+    let Some(bin) = crate::crash::failpoints_bin() else {
+        return;
+    };
+    let w = World::new();
+    let key = TestKey::generate("k <k@example.com>");
+    w.publish(NEW, &tarball::ksqldb_tarball(NEW), &key);
+    w.configure(NEW, &Pins::strict(&key.fingerprint()));
+    for point in ["install.after_download", "unpack.mid_archive"] {
+        let mut cmd = w.host.command_with(&bin, &["install"]);
+        cmd.env("KSQL_MSK_FAILPOINTS", format!("{point}=panic"));
+        let out = output(cmd);
+        assert_eq!(out.code, 70, "{point}=panic: {out:?}");
+        assert!(
+            out.stderr.contains(&format!(
+                "ksql-msk: error: internal error (a bug): failpoint {point}: injected panic at src/"
+            )),
+            "{point}: {out:?}"
+        );
+        assert!(!out.stderr.contains("panicked at"), "{point}: {out:?}");
+    }
 }
