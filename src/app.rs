@@ -78,10 +78,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Run => crate::run::run(&path, crate::logging::wants_journal(cli.log_format)).await,
         Command::Install { dry_run } => install(&path, dry_run).await,
         Command::Check => crate::check::check(&path).await,
-        Command::Reload => {
-            println!("{}", crate::control::reload()?);
-            Ok(())
-        }
+        Command::Reload => crate::outln!("{}", crate::control::reload()?),
         Command::Verify => {
             let settings = config::load(&path)?;
             crate::outln!("{}", crate::release::verify_active(&settings).await?)
