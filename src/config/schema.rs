@@ -43,11 +43,23 @@ pub struct Key {
     pub kind: Kind,
     /// The default as a TOML value literal.
     pub default: &'static str,
+    /// What the key means: the `///` lines above it in the schema, each ending in a
+    /// newline ([`Key::doc`] joins them into one paragraph).
+    pub doc_lines: &'static str,
 }
 
 impl Key {
     pub fn path(&self) -> String {
         format!("{}.{}", self.section, self.name)
+    }
+
+    /// What the key means, as one paragraph (for the man page and anything else that
+    /// documents the keys). Code, names and values are in backticks.
+    pub fn doc(&self) -> String {
+        self.doc_lines
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -57,18 +69,23 @@ pub const PROPERTIES: &str = "properties";
 
 /// Declares each key once: a constant in [`keys`] (so that a misspelt key is a compile
 /// error) and its entry in [`KEYS`], in the order the shipped config documents them.
+/// The `///` lines above a key are its documentation ([`Key::doc`]), from which
+/// ksql-msk.toml(5) is generated: a key without them does not compile.
 macro_rules! schema {
-    ($($ident:ident = $section:ident . $name:ident : $kind:expr, $default:expr;)*) => {
+    ($($(#[doc = $doc:literal])+ $ident:ident = $section:ident . $name:ident : $kind:expr, $default:expr;)*) => {
         /// Every schema key as a constant: `keys::MSK_CLUSTER_ARN` is `msk.cluster_arn`.
         pub mod keys {
             use super::*;
             $(
                 #[doc = concat!("`", stringify!($section), ".", stringify!($name), "`")]
+                #[doc = ""]
+                $(#[doc = $doc])+
                 pub const $ident: &Key = &Key {
                     section: stringify!($section),
                     name: stringify!($name),
                     kind: $kind,
                     default: $default,
+                    doc_lines: concat!($($doc, "\n"),+),
                 };
             )*
         }
@@ -80,45 +97,126 @@ macro_rules! schema {
 pub const CONNECTIVITY: &[&str] = &["private", "public", "vpc"];
 
 schema! {
+    /// The MSK cluster by ARN (preferred). Set exactly one of `cluster_arn` and
+    /// `cluster_name`.
     MSK_CLUSTER_ARN = msk.cluster_arn: Kind::Str, r#""""#;
+    /// The MSK cluster by its exact name, looked up through the MSK API. Set exactly
+    /// one of `cluster_arn` and `cluster_name`.
     MSK_CLUSTER_NAME = msk.cluster_name: Kind::Str, r#""""#;
+    /// The cluster's AWS region. Empty: the ARN's region, else the AWS default chain
+    /// (`AWS_REGION`, the profile, instance metadata).
     MSK_REGION = msk.region: Kind::Str, r#""""#;
+    /// Which IAM bootstrap brokers to use: `private` (port 9098, same VPC), `public`
+    /// (port 9198, public access enabled) or `vpc` (multi-VPC private connectivity).
     MSK_CONNECTIVITY = msk.connectivity: Kind::OneOf(CONNECTIVITY), r#""private""#;
+    /// Use the cluster's IPv6 IAM bootstrap brokers (private connectivity only).
     MSK_IPV6 = msk.ipv6: Kind::Bool, "false";
+    /// MSK API endpoint override, e.g. a VPC interface endpoint. Empty: the regional
+    /// endpoint (`AWS_ENDPOINT_URL_KAFKA` also overrides it).
     MSK_ENDPOINT_URL = msk.endpoint_url: Kind::Str, r#""""#;
+    /// How long to wait for a cluster that is CREATING, or that is changing (UPDATING,
+    /// MAINTENANCE, HEALING, REBOOTING_BROKER) and has no IAM broker string for
+    /// `connectivity` yet, before giving up with exit 75 (systemd retries). A changing
+    /// cluster that has it is used at once: MSK clusters serve clients in those states.
     MSK_CLUSTER_WAIT = msk.cluster_wait: Kind::Duration, r#""30m""#;
+    /// Attempts per MSK API call; throttling and 5xx errors are retried with capped
+    /// exponential backoff.
     MSK_API_MAX_ATTEMPTS = msk.api_max_attempts: Kind::Int, "6";
+    /// The ksqlDB release to install. Changing it installs the new release beside the
+    /// old one and switches to it atomically.
     KSQLDB_VERSION = ksqldb.version: Kind::Str, r#""0.23.1""#;
+    /// Where to fetch the release archive; `{version}` and `{major_minor}` (e.g.
+    /// 0.29) are expanded. A mirror works as well: integrity comes from the signature.
     KSQLDB_ARCHIVE_URL = ksqldb.archive_url: Kind::Str, r#""https://ksqldb-packages.s3.amazonaws.com/archive/{major_minor}/confluent-ksqldb-{version}.tar.gz""#;
+    /// The archive's detached OpenPGP signature; `{archive_url}` is the expanded
+    /// `archive_url`.
     KSQLDB_SIGNATURE_URL = ksqldb.signature_url: Kind::Str, r#""{archive_url}.asc""#;
+    /// The signing key: a URL, or an absolute path to a key file on this host.
     KSQLDB_KEY_URL = ksqldb.key_url: Kind::Str, r#""https://ksqldb-packages.s3.amazonaws.com/archive/{major_minor}/archive.key""#;
+    /// OpenPGP fingerprints (primary key or signing subkey) allowed to sign the
+    /// archive. Empty: trust on first use: the agent records the key it first sees in
+    /// `<state_dir>/trust.toml`, logs the line to pin it here, and refuses any other key
+    /// later.
     KSQLDB_TRUSTED_FINGERPRINTS = ksqldb.trusted_fingerprints: Kind::StrList, "[]";
+    /// ksqlDB's listeners, written to ksql-server.properties. With a wildcard address
+    /// the agent also sets `ksql.advertised.listener` to this host's address.
     KSQLDB_LISTENERS = ksqldb.listeners: Kind::Str, r#""http://0.0.0.0:8088""#;
+    /// The JVM heap: `auto` (sized from the instance's memory) or a size such as
+    /// `4g`.
     KSQLDB_HEAP = ksqldb.heap: Kind::Str, r#""auto""#;
+    /// The Java installation that runs ksqlDB. Empty: `JAVA_HOME`, else `java` on
+    /// PATH or /etc/alternatives/java.
     KSQLDB_JAVA_HOME = ksqldb.java_home: Kind::Str, r#""""#;
+    /// Extra JVM options for ksqlDB, appended to its KSQL_OPTS after the heap, GC, JMX
+    /// and log4j options (a `-D` here wins). The launch script splits them on whitespace
+    /// without quoting: one option cannot hold a space.
     KSQLDB_JVM_OPTS = ksqldb.jvm_opts: Kind::Str, r#""""#;
+    /// Extra environment variables for ksqlDB, as `env = { JMX_PORT = "9010" }` or a
+    /// `[ksqldb.env]` table; drop-ins add to it entry by entry, and its entries win over
+    /// the variables passed on from the agent's environment. The agent's own (JAVA_HOME,
+    /// KSQL_HEAP_OPTS, KSQL_OPTS, LOG_DIR, ...) are refused, naming the key to use.
     KSQLDB_ENV = ksqldb.env: Kind::StrTable, "{}";
+    /// The aws-msk-iam-auth release; its -all.jar goes into share/java/ksqldb/ of the
+    /// ksqlDB release. 2.3.5 and later need Java 17.
     IAM_AUTH_VERSION = iam_auth.version: Kind::Str, r#""1.1.1""#;
+    /// Where to fetch the jar; `{version}` is expanded.
     IAM_AUTH_JAR_URL = iam_auth.jar_url: Kind::Str, r#""https://github.com/aws/aws-msk-iam-auth/releases/download/v{version}/aws-msk-iam-auth-{version}-all.jar""#;
+    /// The jar's SHA-256. Empty: trust on first use of the release's published
+    /// .sha256, recorded in `<state_dir>/trust.toml`.
     IAM_AUTH_SHA256 = iam_auth.sha256: Kind::Str, r#""""#;
+    /// A role for ksqlDB to assume towards the brokers (awsRoleArn in
+    /// sasl.jaas.config). Empty: the instance role.
     IAM_AUTH_ROLE_ARN = iam_auth.role_arn: Kind::Str, r#""""#;
+    /// Log which AWS identity the IAM module uses (awsDebugCreds=true).
     IAM_AUTH_DEBUG_CREDS = iam_auth.debug_creds: Kind::Bool, "false";
+    /// Topic names (a trailing `*` is a prefix match) that `ksql-msk iam-policy`
+    /// grants ksqlDB read and write on, besides its own internal topics.
     IAM_AUTH_POLICY_TOPICS = iam_auth.policy_topics: Kind::StrList, r#"["*"]"#;
+    /// Where downloads (cache/), releases (releases/), the active release link
+    /// (current) and ksqlDB's state store live.
     AGENT_STATE_DIR = agent.state_dir: Kind::Str, r#""/var/lib/ksql-msk""#;
+    /// ksqlDB's LOG_DIR (GC logs and the like). Empty: `<state_dir>/logs`.
     AGENT_LOG_DIR = agent.log_dir: Kind::Str, r#""""#;
+    /// ksqlDB's health check; READY is sent to systemd only once it reports
+    /// healthy.
     AGENT_HEALTH_URL = agent.health_url: Kind::Str, r#""http://127.0.0.1:8088/healthcheck""#;
+    /// How often to re-read the bootstrap brokers; ksqlDB restarts if they
+    /// changed.
     AGENT_REDISCOVER_INTERVAL = agent.rediscover_interval: Kind::Duration, r#""10m""#;
+    /// How long ksqlDB may take to become healthy before it counts as a failed
+    /// start.
     AGENT_START_TIMEOUT = agent.start_timeout: Kind::Duration, r#""15m""#;
+    /// After SIGTERM, how long ksqlDB may take to stop before it is killed. Keep it
+    /// below the unit's TimeoutStopSec.
     AGENT_STOP_TIMEOUT = agent.stop_timeout: Kind::Duration, r#""60s""#;
+    /// A ksqlDB that answered its health check before and then gives no answer at
+    /// all (refused, timed out) for this long is hung: it is killed and restarted, counted
+    /// as a failure. An answer of `{"isHealthy": false}` (Kafka unreachable during MSK
+    /// maintenance) is not a hang: ksqlDB is never restarted for it.
     AGENT_HANG_TIMEOUT = agent.hang_timeout: Kind::Duration, r#""2m""#;
+    /// The first delay between restarts of ksqlDB; it doubles with each failure up
+    /// to `restart_backoff_max`.
     AGENT_RESTART_BACKOFF = agent.restart_backoff: Kind::Duration, r#""2s""#;
+    /// The longest delay between restarts of ksqlDB. Once ksqlDB has been healthy
+    /// this long, the delay starts from `restart_backoff` again.
     AGENT_RESTART_BACKOFF_MAX = agent.restart_backoff_max: Kind::Duration, r#""2m""#;
+    /// More than this many failures of ksqlDB within `restart_window`: the agent
+    /// gives up (exit 75) and systemd's restart policy takes over.
     AGENT_RESTART_LIMIT = agent.restart_limit: Kind::Int, "5";
+    /// The window in which `restart_limit` counts failures.
     AGENT_RESTART_WINDOW = agent.restart_window: Kind::Duration, r#""10m""#;
+    /// The overall deadline of a download.
     AGENT_DOWNLOAD_TIMEOUT = agent.download_timeout: Kind::Duration, r#""30m""#;
+    /// How long a download may make no progress before it is given up (an
+    /// interrupted download resumes on the next try).
     AGENT_STALL_TIMEOUT = agent.stall_timeout: Kind::Duration, r#""60s""#;
+    /// How long to wait for another ksql-msk process holding the state directory's
+    /// lock.
     AGENT_LOCK_TIMEOUT = agent.lock_timeout: Kind::Duration, r#""10m""#;
+    /// Refuse archives that unpack to more than this (gzip bombs).
     AGENT_MAX_RELEASE_SIZE = agent.max_release_size: Kind::Size, r#""4g""#;
+    /// Extra CA certificates (a PEM file) to trust for downloads, e.g. behind a TLS
+    /// proxy. Empty: the host's trust store alone.
     AGENT_EXTRA_CA = agent.extra_ca: Kind::Str, r#""""#;
 }
 

@@ -360,6 +360,29 @@ fn shipped_default_config_lists_every_key_with_its_default() {
     assert!(err.contains("no cluster configured"), "{err}");
 }
 
+/// Every key has its meaning in the schema (ksql-msk.toml(5) is generated from it): a
+/// paragraph of one to three sentences, its lines joined with single spaces.
+#[test]
+fn every_key_has_a_short_doc() {
+    for key in schema::KEYS {
+        let doc = key.doc();
+        assert!(
+            (20..=450).contains(&doc.len()) && doc.ends_with('.'),
+            "{}: {doc:?}",
+            key.path()
+        );
+        assert!(!doc.contains("  ") && !doc.contains('\n'), "{}", key.path());
+        assert_eq!(
+            key.doc_lines.lines().count(),
+            key.doc_lines.matches('\n').count()
+        );
+    }
+    assert_eq!(
+        schema::keys::MSK_IPV6.doc(),
+        "Use the cluster's IPv6 IAM bootstrap brokers (private connectivity only)."
+    );
+}
+
 fn demo_with(section_and_keys: &str) -> String {
     format!("[msk]\ncluster_name = \"demo\"\n{section_and_keys}")
 }
