@@ -1,21 +1,23 @@
-//! Writes the man page and the shell completions of `ksql-msk` into a directory, from
-//! the same clap definition the binary parses (`ksql_msk::cli::Cli`). `build-rpm` runs
-//! it; nothing of it is shipped but its output:
+//! Writes the man pages and the shell completions of `ksql-msk` into a directory, from
+//! the same clap definition the binary parses (`ksql_msk::cli::Cli`) and the config
+//! schema (`ksql_msk::config::schema`). `build-rpm` runs it; nothing of it is shipped
+//! but its output:
 //!
 //! ```text
 //! OUT/man1/ksql-msk.1            (plus one page per subcommand: ksql-msk-run.1, ...)
+//! OUT/man5/ksql-msk.toml.5       (the config file, every key of the schema)
 //! OUT/completions/ksql-msk.bash
 //! OUT/completions/_ksql-msk      (zsh)
 //! OUT/completions/ksql-msk.fish
 //! ```
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::CommandFactory;
 
 mod completions;
+mod man;
 
 fn main() -> Result<()> {
     let mut args = std::env::args_os().skip(1);
@@ -24,16 +26,7 @@ fn main() -> Result<()> {
     };
     let out = PathBuf::from(out);
     let cmd = ksql_msk::cli::Cli::command();
-    write_man_pages(&cmd, &out.join("man1"))?;
+    man::write(&cmd, &out)?;
     completions::write(cmd, &out.join("completions"))?;
-    Ok(())
-}
-
-/// `ksql-msk.1` and one page per subcommand (`ksql-msk-config-set.1`, ...), as
-/// clap_mangen names them so the SEE ALSO references resolve.
-fn write_man_pages(cmd: &clap::Command, dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    clap_mangen::generate_to(cmd.clone(), dir)
-        .with_context(|| format!("writing man pages into {}", dir.display()))?;
     Ok(())
 }
