@@ -254,9 +254,14 @@ fn main() {
     let props = read_kv(&props_path);
     let pid = std::process::id();
 
+    // 0600: fake-ksqldb.env holds what ksqlDB was given, AWS credentials included (the
+    // IAM module's chain reads them), and the secrets test scans the state directory
+    // for world-readable secrets.
     let record = |name: &str, text: String, append: bool| {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = release.join(name);
         let mut f = std::fs::OpenOptions::new()
+            .mode(0o600)
             .create(true)
             .append(append)
             .write(true)
