@@ -119,11 +119,12 @@ class NotifySocket:
 
 
 def proc_status(pid: int) -> dict:
-    """VmRSS, VmHWM (KiB) and Threads of `pid`, and its open descriptors."""
+    """VmRSS, VmHWM, RssAnon, RssFile (KiB) and Threads of `pid`, and its open
+    descriptors."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmHWM", "Threads"):
+        if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads"):
             out[k] = int(v.split()[0])
     out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
     return out
@@ -270,7 +271,9 @@ class Figures:
     cold_rss: list[int] = field(default_factory=list)     # KiB at READY after the install
     cold_hwm: list[int] = field(default_factory=list)     # VmHWM at READY (the install's peak)
     cold_rss_10s: list[int] = field(default_factory=list)
+    cold_anon_10s: list[int] = field(default_factory=list)  # RssAnon of the same look
     warm_rss: list[int] = field(default_factory=list)
+    warm_anon: list[int] = field(default_factory=list)
     threads: list[int] = field(default_factory=list)
     fds: list[int] = field(default_factory=list)
     latency: dict = field(default_factory=dict)           # backoff -> [s]
@@ -292,6 +295,7 @@ def one_round(build: str, binary: Path, w: World, f: Figures, backoffs: list[str
         time.sleep(steady)
         s = r.status()
         f.cold_rss_10s.append(s["VmRSS"])
+        f.cold_anon_10s.append(s["RssAnon"])
     finally:
         code = r.stop()
     if code != 0:
@@ -306,6 +310,7 @@ def one_round(build: str, binary: Path, w: World, f: Figures, backoffs: list[str
                 time.sleep(2)
                 s = r.status()
                 f.warm_rss.append(s["VmRSS"])
+                f.warm_anon.append(s["RssAnon"])
                 f.threads.append(s["Threads"])
                 f.fds.append(s["fds"])
             f.latency.setdefault(backoff, []).extend(crash_latency(r, w, crashes))
@@ -380,7 +385,9 @@ def render(figs: dict[str, Figures], names: dict[str, str], mach: dict, args, ba
     row("cold run: VmRSS MiB at READY (right after the install)", lambda f: f.cold_rss, mib)
     row("cold run: VmHWM MiB at READY (the install's peak)", lambda f: f.cold_hwm, mib)
     row(f"cold run: VmRSS MiB {args.steady:.0f} s later, supervising", lambda f: f.cold_rss_10s, mib)
+    row("… of which RssAnon (heap, stacks)", lambda f: f.cold_anon_10s, mib)
     row("warm run: VmRSS MiB, supervising", lambda f: f.warm_rss, mib)
+    row("… of which RssAnon (heap, stacks)", lambda f: f.warm_anon, mib)
     row("warm run: threads", lambda f: f.threads, lambda x: f"{x:.0f}")
     row("warm run: open fds", lambda f: f.fds, lambda x: f"{x:.0f}")
     for b in backoffs:
@@ -410,8 +417,9 @@ def self_check() -> int:
     args = argparse.Namespace(command="bench/supervise", size=200, steady=10.0, crashes=3, rounds=2)
 
     def fig(k):
-        return Figures([1.0, 1.2], [k, k], [k * 2, k * 2], [k, k], [k - 1024, k], [9, 9],
-                       [12, 12], {"2s": [2.004, 2.006], "100ms": [0.104, 0.11]})
+        return Figures([1.0, 1.2], [k, k], [k * 2, k * 2], [k, k], [k // 2, k // 2],
+                       [k - 1024, k], [k // 2, k // 2], [9, 9], [12, 12],
+                       {"2s": [2.004, 2.006], "100ms": [0.104, 0.11]})
     both = {"agent": fig(19 * 1024), "baseline": fig(22 * 1024)}
     names = {"agent": "rev aaa", "baseline": "rev bbb"}
     digests = {"agent": "a" * 64, "baseline": "b" * 64}
@@ -509,7 +517,8 @@ def main() -> int:
                 if f.cold_rss_10s:
                     log(f"    cold READY {f.cold_ready_s[-1]:.2f} s, VmRSS {mib(f.cold_rss[-1])} MiB "
                         f"(HWM {mib(f.cold_hwm[-1])}), {args.steady:.0f} s later {mib(f.cold_rss_10s[-1])}; "
-                        f"warm {mib(f.warm_rss[-1]) if f.warm_rss else 'n/a'} MiB; latency ms "
+                        f"(anon {mib(f.cold_anon_10s[-1])}); warm {mib(f.warm_rss[-1]) if f.warm_rss else 'n/a'} MiB "
+                        f"(anon {mib(f.warm_anon[-1]) if f.warm_anon else 'n/a'}); latency ms "
                         + ", ".join(f"{k}: {[round(x * 1000) for x in v[-args.crashes:]]}"
                                     for k, v in f.latency.items()))
             load.append(bench.loadavg())

@@ -18,6 +18,8 @@ pub fn main(cli: Cli) -> i32 {
         // cannot kill it.
         // SAFETY: setting a signal disposition before any thread is started.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    } else {
+        crate::run::one_malloc_arena();
     }
     let journald = crate::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -23,9 +23,36 @@ pub async fn run(config_path: &Path, journal: bool) -> Result<()> {
         _ = signals.term.recv() => return stopped_early(&notifier),
         _ = signals.int.recv() => return stopped_early(&notifier),
     };
+    release_install_memory();
     Supervisor::new(config_path, prepared, notifier, sink, signals)?
         .run()
         .await
+}
+
+/// For the daemon, called by `main` before any thread is started: one malloc arena.
+/// glibc gives each thread that allocates an arena of its own (tokio's workers, the
+/// blocking threads that verify and unpack), and the freed download and unpack buffers
+/// stay in them, fragmented, for as long as ksqlDB is supervised: a cold `run` of a
+/// 20 MB release supervised with 5.5 MiB of anonymous RSS against 2.0 for a warm one
+/// (18.9 against 14.4 MiB in all, bench/supervise). With one arena it is 2.2 (15.3 in
+/// all), and the install's peak is no higher. An operator's `MALLOC_ARENA_MAX` wins.
+pub fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: a malloc setting, set before any other thread exists.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
+}
+
+/// Hand the memory the install phase freed back to the kernel before supervising for
+/// days: `malloc_trim` releases the free pages of the arena (the main heap keeps up to
+/// 1 MiB of freed memory above its top otherwise); what is still in use stays.
+fn release_install_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn stopped_early(notifier: &Notifier) -> Result<()> {
