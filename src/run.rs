@@ -32,10 +32,11 @@ pub async fn run(config_path: &Path, journal: bool) -> Result<()> {
 /// For the daemon, called by `main` before any thread is started: one malloc arena.
 /// glibc gives each thread that allocates an arena of its own (tokio's workers, the
 /// blocking threads that verify and unpack), and the freed download and unpack buffers
-/// stay in them, fragmented, for as long as ksqlDB is supervised: a cold `run` of a
-/// 20 MB release supervised with 5.5 MiB of anonymous RSS against 2.0 for a warm one
-/// (18.9 against 14.4 MiB in all, bench/supervise). With one arena it is 2.2 (15.3 in
-/// all), and the install's peak is no higher. An operator's `MALLOC_ARENA_MAX` wins.
+/// stay in them, fragmented, for as long as ksqlDB is supervised. A cold `run` of a
+/// 20 MB release supervised with 8.0 MiB of anonymous RSS (21.2 in all) against 2.0 for
+/// a warm one (14.4), still 5.5 (18.9) with `malloc_trim` alone; with one arena as well
+/// it is 2.1 (15.1), and the install's peak is lower. bench/supervise measures it (200 MB:
+/// bench/SUPERVISE.md). An operator's `MALLOC_ARENA_MAX` wins.
 pub fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
