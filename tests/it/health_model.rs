@@ -6,19 +6,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::run::{group_alive, wait_for, Fixture};
+use crate::run::{group_alive, statuses, wait_for, Fixture};
 
 const UNHEALTHY_ID: &str = "3d5f7b9a1c2e4d6f8a0b2c4e6d8f0a13";
 const HEALTHY_AGAIN_ID: &str = "4e6a8c0d2f1b4a3c9e5d7b1f3a5c7e24";
 const HUNG_ID: &str = "5b7d9f1a3c4e4b6d8f0a2c4e6b8d0f35";
-
-fn statuses(lines: &[String]) -> Vec<String> {
-    lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("STATUS="))
-        .map(str::to_string)
-        .collect()
-}
 
 /// The longest gap between two WATCHDOG=1 messages received in `from..to`.
 fn longest_watchdog_gap(msgs: &[(Instant, Vec<u8>)], from: Instant, to: Instant) -> Duration {

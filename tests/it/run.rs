@@ -11,14 +11,6 @@ use ksql_msk_testkit::standins;
 // support/fixture.rs; `crate::run::Fixture` and friends keep working.
 pub use crate::support::fixture::*;
 
-fn statuses(lines: &[String]) -> Vec<String> {
-    lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("STATUS="))
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn starts_when_healthy_logs_to_journal_and_stops_cleanly() {
     let mut fx = Fixture::new("");
@@ -71,13 +63,7 @@ fn starts_when_healthy_logs_to_journal_and_stops_cleanly() {
         .unwrap();
     assert_eq!(pgrp, pid, "ksqlDB leads its own process group");
     let env = fx.child_env();
-    // PWD is set by the start script's shell.
-    let mut keys: Vec<&str> = env
-        .keys()
-        .map(String::as_str)
-        .filter(|k| *k != "PWD")
-        .collect();
-    keys.sort();
+    let keys = fx.child_env_names();
     assert_eq!(
         keys,
         [

@@ -44,6 +44,15 @@ fn fake_ksqldb() -> &'static Path {
     })
 }
 
+/// The `STATUS=` texts among sd_notify lines, in order.
+pub fn statuses(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("STATUS="))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Wait until `f` is true; panic with `what` after [`DEADLINE`].
 pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
@@ -266,6 +275,18 @@ impl Fixture {
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect()
+    }
+
+    /// The names in the stand-in's recorded environment, sorted, without the `PWD`
+    /// that the start script's shell sets.
+    pub fn child_env_names(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .child_env()
+            .into_keys()
+            .filter(|k| k != "PWD")
+            .collect();
+        keys.sort();
+        keys
     }
 
     pub fn child_env(&self) -> HashMap<String, String> {
