@@ -6,6 +6,7 @@ pub mod hostile;
 pub mod http;
 pub mod imds;
 pub mod msk;
+pub mod proxy;
 pub mod signing;
 pub mod standins;
 pub mod sts;
