@@ -170,7 +170,7 @@ async fn checklist(config_path: &Path) -> Result<()> {
 /// The STS client, from the same credential chain as the MSK client. Its endpoint is
 /// AWS's (or `AWS_ENDPOINT_URL_STS`), not `msk.endpoint_url`.
 pub async fn sts_client(settings: &Settings) -> aws_sdk_sts::Client {
-    let http = discovery::aws_http_client();
+    let http = crate::aws_http::client();
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
         .operation_timeout(Duration::from_secs(30))

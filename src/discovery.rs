@@ -10,8 +10,6 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kafka::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kafka::types::{Cluster, ClusterState, ClusterType};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tracing::{info, warn};
 
@@ -115,27 +113,6 @@ pub fn host_has_ca_certificates() -> bool {
     *ANY.get_or_init(|| !rustls_native_certs::load_native_certs().certs.is_empty())
 }
 
-/// The SDK's HTTP client (rustls with the host's CAs). On a host without CA
-/// certificates the SDK asserts in its first connection (a panic in debug builds),
-/// so it gets an explicitly empty store instead: plain-http endpoints (loopback, VPC
-/// proxies) still work, and a TLS handshake fails like any untrusted certificate.
-pub fn aws_http_client() -> SharedHttpClient {
-    let builder = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
-    if host_has_ca_certificates() {
-        return builder.build_https();
-    }
-    match TlsContext::builder()
-        .with_trust_store(TrustStore::empty())
-        .build()
-    {
-        Ok(context) => builder.tls_context(context).build_https(),
-        // Cannot happen in 1.x (`build` only moves its inputs). A client without TLS
-        // refuses https with an error instead of asserting.
-        Err(_) => aws_smithy_http_client::Builder::new().build_http(),
-    }
-}
-
 /// The MSK client, from the AWS default chain plus our settings. The SDK's standard
 /// retry (throttling, 5xx, transient network errors) is set here deliberately and we do
 /// not retry API calls again on top of it. An https endpoint on a host without CA
@@ -155,7 +132,7 @@ pub async fn kafka_client(msk: &MskSettings) -> Result<aws_sdk_kafka::Client> {
             format!("{what}: {NO_CA_CERTIFICATES}"),
         ));
     }
-    let http = aws_http_client();
+    let http = crate::aws_http::client();
     let retry = RetryConfig::standard()
         .with_max_attempts(msk.api_max_attempts)
         .with_initial_backoff(Duration::from_millis(500))

@@ -19,6 +19,7 @@ mod no_ca;
 mod no_panic;
 mod planted;
 mod properties;
+mod proxy;
 mod redaction;
 mod reload;
 mod run;
