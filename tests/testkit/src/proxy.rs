@@ -141,8 +141,7 @@ async fn serve(
         Ok(tcp) => tcp,
         Err(e) => return bad_gateway(format!("{authority} ({backend}): {e}")),
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
-    {
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
         Ok(pair) => pair,
         Err(e) => return bad_gateway(format!("{authority}: {e}")),
     };
