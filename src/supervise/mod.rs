@@ -1,7 +1,8 @@
 //! Phase 6: run ksqlDB and keep it running, as an explicit state machine.
 //!
 //! ```text
-//!   Starting ──spawn──▶ WaitingHealthy ──healthy──▶ Running ⟲ unhealthy / healthy again
+//!   Starting ──spawn──▶ WaitingHealthy ──answers──▶ Running ⟲ unhealthy / healthy again
+//!                                      (healthy, or isHealthy:false: READY either way)
 //!      ▲                   │ exit / start_timeout      │ exit / hung
 //!      └──── BackingOff ◀──┴───────────────────────────┘
 //!   any state ──SIGTERM/SIGINT──▶ Stopping ──▶ exit 0
