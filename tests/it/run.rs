@@ -492,24 +492,10 @@ fn orphans_that_left_the_group_are_adopted_and_killed() {
     fx.mode("healthy_after_ms=100\nescapee=1\n");
     let mut agent = fx.start();
     wait_for("healthy", || agent.stderr().contains("is healthy"));
-    let escapee: i32 = std::fs::read_to_string(fx.control("fake-ksqldb.escapee"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let escapee = read_pid(&fx.control("fake-ksqldb.escapee"));
     assert!(alive(escapee));
     // Adopted by the agent (a child subreaper), not by init.
-    let stat = std::fs::read_to_string(format!("/proc/{escapee}/stat")).unwrap();
-    let ppid: u32 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split(' ')
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(ppid, agent.child.id());
+    assert_eq!(ppid_of(escapee), Some(agent.child.id()));
     assert_eq!(agent.stop(), 0, "{}", agent.stderr());
     assert!(
         !alive(escapee),
@@ -535,14 +521,10 @@ fn children_the_agent_did_not_start_survive_a_crash_and_the_stop() {
         d = dir.display()
     ));
     wait_for("healthy", || agent.stderr().contains("is healthy"));
-    let read = |name: &str| -> i32 {
-        std::fs::read_to_string(dir.join(name))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let bystanders = [read("bystander.pid"), read("leader.pid")];
+    let bystanders = [
+        read_pid(&dir.join("bystander.pid")),
+        read_pid(&dir.join("leader.pid")),
+    ];
     for pid in bystanders {
         assert_eq!(
             ppid_of(pid),
@@ -550,7 +532,7 @@ fn children_the_agent_did_not_start_survive_a_crash_and_the_stop() {
             "{pid} is the agent's child"
         );
     }
-    let escapee: i32 = read_pid(&fx.control("fake-ksqldb.escapee"));
+    let escapee = read_pid(&fx.control("fake-ksqldb.escapee"));
     assert!(alive(escapee));
 
     // ksqlDB crashes: its escaped helper is killed with it, the bystanders are not.
