@@ -207,7 +207,7 @@ fn request_reload(mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         .map_err(io)?;
     match Outcome::parse(&line) {
         Some(Outcome::Done(message)) => Ok(message),
-        Some(Outcome::Failed { code, message }) => Err(fail(code_of(code), message)),
+        Some(Outcome::Failed { code, message }) => Err(fail(ExitCode::from_code(code), message)),
         None if line.is_empty() => Err(fail(
             ExitCode::Unavailable,
             "the agent closed the connection without an outcome (it may have exited; see journalctl -u ksql-msk)",
@@ -216,18 +216,6 @@ fn request_reload(mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
             ExitCode::Software,
             format!("the agent answered {:?}", line.trim()),
         )),
-    }
-}
-
-/// The agent's exit code for a failed reload, as an [`ExitCode`].
-fn code_of(code: i32) -> ExitCode {
-    match code {
-        65 => ExitCode::Data,
-        69 => ExitCode::Unavailable,
-        74 => ExitCode::Io,
-        75 => ExitCode::Temporary,
-        78 => ExitCode::Config,
-        _ => ExitCode::Software,
     }
 }
 

@@ -30,6 +30,19 @@ impl ExitCode {
     pub fn code(self) -> i32 {
         self as i32
     }
+
+    /// The inverse of [`ExitCode::code`] (a code another ksql-msk process reported);
+    /// anything else is EX_SOFTWARE.
+    pub fn from_code(code: i32) -> ExitCode {
+        match code {
+            65 => ExitCode::Data,
+            69 => ExitCode::Unavailable,
+            74 => ExitCode::Io,
+            75 => ExitCode::Temporary,
+            78 => ExitCode::Config,
+            _ => ExitCode::Software,
+        }
+    }
 }
 
 /// An error with an exit code attached. Its message is the whole one-line story
@@ -168,6 +181,21 @@ mod tests {
         let err = r.or_exit(ExitCode::Temporary, "fetching x").unwrap_err();
         assert_eq!(exit_code_of(&err), ExitCode::Temporary);
         assert_eq!(one_line(&err), "fetching x: disk on fire");
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for c in [
+            ExitCode::Data,
+            ExitCode::Unavailable,
+            ExitCode::Software,
+            ExitCode::Io,
+            ExitCode::Temporary,
+            ExitCode::Config,
+        ] {
+            assert_eq!(ExitCode::from_code(c.code()), c);
+        }
+        assert_eq!(ExitCode::from_code(USAGE), ExitCode::Software);
     }
 
     #[test]
