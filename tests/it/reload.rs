@@ -111,3 +111,41 @@ fn reload_without_a_running_agent_is_a_clear_error() {
         "{line}"
     );
 }
+
+#[test]
+fn garbage_and_silent_clients_on_the_control_socket_do_not_disturb_the_agent() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let fx = fixture();
+    let mut agent = started(&fx);
+    let sock = fx.host.dir.path().join("run/control.sock");
+    // A client that connects and says nothing holds no lock on reloads.
+    let _silent = UnixStream::connect(&sock).unwrap();
+    // A request that is not `reload` gets one error line and the connection closed.
+    let mut wrong = UnixStream::connect(&sock).unwrap();
+    wrong.write_all(b"rm -rf /\n").unwrap();
+    let mut answer = String::new();
+    wrong.read_to_string(&mut answer).unwrap();
+    assert_eq!(
+        answer,
+        "error 64 unknown request \"rm -rf /\" (expected \"reload\")\n"
+    );
+    // Binary and over-long (past the 256-byte cap): the agent answers and closes with
+    // the rest unread, so the client may see a reset instead of the line; the agent
+    // itself must not care.
+    let mut garbage = UnixStream::connect(&sock).unwrap();
+    let mut junk = vec![0xffu8; 4096];
+    junk.push(b'\n');
+    let _ = garbage.write_all(&junk);
+    let mut raw = Vec::new();
+    match garbage.read_to_end(&mut raw) {
+        Ok(_) => assert!(raw.starts_with(b"error 64 "), "{raw:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    // The agent still reloads and supervises the same ksqlDB.
+    let out = fx.host.run(&["reload"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "nothing changed; ksqlDB keeps running");
+    assert_eq!(fx.pids().len(), 1);
+    assert_eq!(agent.stop(), 0, "{}", agent.stderr());
+}
