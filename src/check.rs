@@ -144,7 +144,8 @@ async fn checklist(config_path: &Path) -> Result<()> {
     for item in artifact_hosts(&settings).await {
         add(item, &mut items)?;
     }
-    for listener in settings.ksqldb.listeners.split(',') {
+    let internal = settings.ksqldb.internal_listener.iter().map(String::as_str);
+    for listener in settings.ksqldb.listeners.split(',').chain(internal) {
         add(
             listener_free(listener.trim(), &settings.agent.state_dir).await,
             &mut items,

@@ -141,6 +141,12 @@ schema! {
     /// ksqlDB's listeners, written to ksql-server.properties. With a wildcard address
     /// the agent also sets `ksql.advertised.listener` to this host's address.
     KSQLDB_LISTENERS = ksqldb.listeners: Kind::Str, r#""http://0.0.0.0:8088""#;
+    /// A second listener for ksqlDB's inter-node traffic (pull queries, heartbeats),
+    /// written as `ksql.internal.listener`, e.g. `http://0.0.0.0:8099`: its port can
+    /// then be opened to the other hosts only. With a wildcard address the agent points
+    /// `ksql.advertised.listener` at this listener on this host's address. Empty: none,
+    /// the nodes talk on `listeners`.
+    KSQLDB_INTERNAL_LISTENER = ksqldb.internal_listener: Kind::Str, r#""""#;
     /// The JVM heap: `auto` (sized from the instance's memory) or a size such as
     /// `4g`.
     KSQLDB_HEAP = ksqldb.heap: Kind::Str, r#""auto""#;

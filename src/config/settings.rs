@@ -77,6 +77,8 @@ pub struct KsqldbSettings {
     /// Empty: trust on first use.
     pub trusted_fingerprints: Vec<Fingerprint>,
     pub listeners: String,
+    /// `ksql.internal.listener`: one URL, or `None`.
+    pub internal_listener: Option<String>,
     pub heap: Heap,
     pub java_home: Option<PathBuf>,
     /// Appended to ksqlDB's `KSQL_OPTS`, split on whitespace by the launch scripts.
@@ -470,6 +472,17 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
     for listener in listeners.split(',').map(str::trim) {
         ConfigUrl::parse(listener).map_err(|e| r.err(keys::KSQLDB_LISTENERS, e))?;
     }
+    let internal_listener =
+        Some(r.url_text(keys::KSQLDB_INTERNAL_LISTENER)?).filter(|l| !l.is_empty());
+    if let Some(l) = &internal_listener {
+        if l.contains(',') {
+            return Err(r.err(
+                keys::KSQLDB_INTERNAL_LISTENER,
+                format!("{l:?}: ksqlDB takes one internal listener, not a list"),
+            ));
+        }
+        ConfigUrl::parse(l).map_err(|e| r.err(keys::KSQLDB_INTERNAL_LISTENER, e))?;
+    }
     let heap_text = r.string(keys::KSQLDB_HEAP);
     let heap = if heap_text == "auto" {
         Heap::Auto
@@ -502,6 +515,7 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         key,
         trusted_fingerprints,
         listeners,
+        internal_listener,
         heap,
         java_home,
         jvm_opts,

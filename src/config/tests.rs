@@ -396,6 +396,7 @@ fn control_characters_in_url_values_are_refused() {
         ("ksqldb", "signature_url"),
         ("ksqldb", "key_url"),
         ("ksqldb", "listeners"),
+        ("ksqldb", "internal_listener"),
         ("iam_auth", "jar_url"),
         ("agent", "health_url"),
         ("msk", "endpoint_url"),
@@ -425,6 +426,25 @@ fn control_characters_in_url_values_are_refused() {
         "[ksqldb]\nlisteners = \"http://0.0.0.0:8088,\\nhttp://0.0.0.0:8089\"\n",
     ));
     assert!(err.contains("ksqldb.listeners: "), "{err}");
+}
+
+#[test]
+fn the_internal_listener_is_one_url_or_empty() {
+    let err = load_err(&demo_with(
+        "[ksqldb]\ninternal_listener = \"http://0.0.0.0:8099,http://0.0.0.0:8100\"\n",
+    ));
+    assert!(
+        err.starts_with("DIR/ksql-msk.toml:4: ksqldb.internal_listener: ")
+            && err.contains("one internal listener"),
+        "{err}"
+    );
+    let err = load_err(&demo_with(
+        "[ksqldb]\ninternal_listener = \"0.0.0.0:8099\"\n",
+    ));
+    assert!(
+        err.starts_with("DIR/ksql-msk.toml:4: ksqldb.internal_listener: "),
+        "{err}"
+    );
 }
 
 #[test]

@@ -38,6 +38,24 @@ pub fn wildcard_listener(listeners: &str) -> Option<(String, u16)> {
     })
 }
 
+/// The listener other ksqlDB servers reach this one on: `ksql.internal.listener` when
+/// the operator sets one (`ksqldb.internal_listener`, or that key in `[properties]`,
+/// which wins), else `listeners`. ksqlDB's "Configuring Listeners of a ksqlDB Cluster":
+/// with an internal listener the nodes talk on it, and `ksql.advertised.listener` must
+/// name it when it binds a wildcard address.
+pub fn inter_node_listeners(settings: &Settings) -> &str {
+    settings
+        .properties
+        .iter()
+        .rev()
+        .find(|(k, _)| k == INTERNAL_LISTENER)
+        .map(|(_, v)| v.as_str())
+        .or(settings.ksqldb.internal_listener.as_deref())
+        .unwrap_or(&settings.ksqldb.listeners)
+}
+
+pub const INTERNAL_LISTENER: &str = "ksql.internal.listener";
+
 /// Brokers the replication settings are sized for: MSK Serverless replicates three-way
 /// itself; otherwise the brokers in the bootstrap string (if MSK lists fewer than the
 /// cluster has, that only lowers what is asked for, never breaks writes).
@@ -51,7 +69,8 @@ fn broker_count(discovered: &Discovered) -> usize {
 
 /// Every managed key with its value, in the order they are written. `advertised_host`
 /// is this host's address (IMDS local-ipv4); `ksql.advertised.listener` is set only when
-/// it is known and the listeners bind a wildcard.
+/// it is known and the inter-node listener ([`inter_node_listeners`]) binds a wildcard,
+/// with that listener's scheme and port.
 pub fn managed_properties(
     settings: &Settings,
     discovered: &Discovered,
@@ -68,9 +87,12 @@ pub fn managed_properties(
         IAM_CALLBACK_HANDLER.into(),
     );
     put("listeners", settings.ksqldb.listeners.clone());
+    if let Some(internal) = &settings.ksqldb.internal_listener {
+        put(INTERNAL_LISTENER, internal.clone());
+    }
     if let (Some(host), Some((scheme, port))) = (
         advertised_host,
-        wildcard_listener(&settings.ksqldb.listeners),
+        wildcard_listener(inter_node_listeners(settings)),
     ) {
         put(
             "ksql.advertised.listener",
@@ -251,6 +273,49 @@ mod tests {
         let s = settings("[ksqldb]\nlisteners = \"http://10.0.0.9:8088\"\n");
         let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"));
         assert_eq!(get(&p, "ksql.advertised.listener"), None);
+    }
+
+    /// ksqlDB's "dual non-routable listeners": a wildcard internal listener needs
+    /// `ksql.advertised.listener` on this host's address with the internal port; a
+    /// routable one is advertised by ksqlDB itself.
+    #[test]
+    fn an_internal_listener_is_written_and_advertised_instead_of_the_client_one() {
+        let s = settings(
+            "[ksqldb]\nlisteners = \"http://0.0.0.0:8088\"\ninternal_listener = \"https://0.0.0.0:8099\"\n",
+        );
+        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"));
+        assert_eq!(get(&p, "listeners"), Some("http://0.0.0.0:8088"));
+        assert_eq!(
+            get(&p, "ksql.internal.listener"),
+            Some("https://0.0.0.0:8099")
+        );
+        assert_eq!(
+            get(&p, "ksql.advertised.listener"),
+            Some("https://10.0.0.7:8099")
+        );
+        let names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        let at = |k: &str| names.iter().position(|n| *n == k).unwrap();
+        assert_eq!(at("ksql.internal.listener"), at("listeners") + 1);
+
+        let s = settings("[ksqldb]\ninternal_listener = \"http://10.0.0.7:8099\"\n");
+        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"));
+        assert_eq!(
+            get(&p, "ksql.internal.listener"),
+            Some("http://10.0.0.7:8099")
+        );
+        assert_eq!(get(&p, "ksql.advertised.listener"), None, "{p:?}");
+
+        // Set through [properties] instead, it still decides what is advertised.
+        let s = settings("[properties]\n\"ksql.internal.listener\" = \"http://[::]:8099\"\n");
+        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"));
+        assert_eq!(get(&p, "ksql.internal.listener"), Some("http://[::]:8099"));
+        assert_eq!(
+            get(&p, "ksql.advertised.listener"),
+            Some("http://10.0.0.7:8099")
+        );
+        // Without one, nothing is written for it.
+        let p = managed_properties(&settings(""), &discovered(THREE), Some("10.0.0.7"));
+        assert_eq!(get(&p, "ksql.internal.listener"), None);
     }
 
     #[test]

@@ -69,7 +69,8 @@ pub async fn managed_with_imds(
     imds_endpoint: Option<&str>,
 ) -> Result<Managed> {
     check_role_arn(settings)?;
-    let host = match super::managed::wildcard_listener(&settings.ksqldb.listeners) {
+    let inter_node = super::managed::inter_node_listeners(settings);
+    let host = match super::managed::wildcard_listener(inter_node) {
         Some(_) => {
             let ip = imds::local_ipv4(imds_endpoint).await;
             if ip.is_none() {
