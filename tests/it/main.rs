@@ -6,6 +6,7 @@ mod check;
 mod check_more;
 mod child_env;
 mod cli;
+mod cluster;
 mod config_input;
 mod crash;
 mod discovery;

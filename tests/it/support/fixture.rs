@@ -24,7 +24,7 @@ pub const VERSION: &str = "0.28.2";
 
 /// The stand-in, built by `cargo test` as an example of this package; built here if a
 /// narrower invocation (`cargo test --test it`) skipped it.
-fn fake_ksqldb() -> &'static Path {
+pub fn fake_ksqldb() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let dir = Path::new(bin()).parent().expect("bin dir");
@@ -336,7 +336,7 @@ impl Fixture {
         Self::spawn_agent(cmd)
     }
 
-    fn spawn_agent(mut cmd: std::process::Command) -> Agent {
+    pub fn spawn_agent(mut cmd: std::process::Command) -> Agent {
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start ksql-msk run");
         let stderr = Arc::new(Mutex::new(String::new()));

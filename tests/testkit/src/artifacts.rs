@@ -57,6 +57,11 @@ impl Default for ArtifactServer {
 
 impl ArtifactServer {
     pub fn start() -> ArtifactServer {
+        Self::start_on("127.0.0.1:0".parse().expect("addr"))
+    }
+
+    /// Start on a given address (port 0: any free port), e.g. a network namespace's.
+    pub fn start_on(addr: std::net::SocketAddr) -> ArtifactServer {
         let state = Arc::new(Mutex::new(State::default()));
         let s = state.clone();
         let handler: http::Handler = Arc::new(move |req: Request| {
@@ -81,7 +86,7 @@ impl ArtifactServer {
             })
         });
         ArtifactServer {
-            server: Server::start(handler),
+            server: Server::start_on(addr, handler),
             state,
         }
     }

@@ -17,56 +17,64 @@ pub struct FakeImds {
 
 impl FakeImds {
     pub fn start(region: &str, local_ipv4: &str) -> FakeImds {
+        Self::start_on("127.0.0.1:0".parse().expect("addr"), region, local_ipv4)
+    }
+
+    /// Start on a given address, e.g. 169.254.169.254:80 in a network namespace.
+    pub fn start_on(addr: std::net::SocketAddr, region: &str, local_ipv4: &str) -> FakeImds {
         let region = region.to_string();
         let ip = local_ipv4.to_string();
-        let server = Server::start(http::handler(move |req| {
-            let path = req.path().to_string();
-            if req.method == "PUT" && path == "/latest/api/token" {
-                if req.header("x-aws-ec2-metadata-token-ttl-seconds").is_none() {
-                    return http::response(400, &[], "missing TTL");
+        let server = Server::start_on(
+            addr,
+            http::handler(move |req| {
+                let path = req.path().to_string();
+                if req.method == "PUT" && path == "/latest/api/token" {
+                    if req.header("x-aws-ec2-metadata-token-ttl-seconds").is_none() {
+                        return http::response(400, &[], "missing TTL");
+                    }
+                    return http::response(
+                        200,
+                        &[("x-aws-ec2-metadata-token-ttl-seconds", "21600")],
+                        TOKEN,
+                    );
                 }
-                return http::response(
-                    200,
-                    &[("x-aws-ec2-metadata-token-ttl-seconds", "21600")],
-                    TOKEN,
-                );
-            }
-            if req.header("x-aws-ec2-metadata-token") != Some(TOKEN) {
-                return http::response(401, &[], "");
-            }
-            let text = |s: String| http::response(200, &[("content-type", "text/plain")], s);
-            match path.as_str() {
-                "/latest/meta-data/placement/region" => text(region.clone()),
-                "/latest/meta-data/local-ipv4" => text(ip.clone()),
-                "/latest/meta-data/instance-id" => text("i-0123456789abcdef0".into()),
-                "/latest/dynamic/instance-identity/document" => text(
-                    json!({
-                        "accountId": "123456789012",
-                        "region": region,
-                        "privateIp": ip,
-                        "instanceId": "i-0123456789abcdef0",
-                        "instanceType": "m6i.large",
-                        "availabilityZone": format!("{region}a"),
-                    })
-                    .to_string(),
-                ),
-                "/latest/meta-data/iam/security-credentials/"
-                | "/latest/meta-data/iam/security-credentials" => text(ROLE.into()),
-                p if p == format!("/latest/meta-data/iam/security-credentials/{ROLE}") => text(
-                    json!({
-                        "Code": "Success",
-                        "LastUpdated": "2026-11-25T00:00:00Z",
-                        "Type": "AWS-HMAC",
-                        "AccessKeyId": ACCESS_KEY_ID,
-                        "SecretAccessKey": SECRET_ACCESS_KEY,
-                        "Token": SESSION_TOKEN,
-                        "Expiration": "2099-01-01T00:00:00Z",
-                    })
-                    .to_string(),
-                ),
-                _ => http::response(404, &[], "Not Found"),
-            }
-        }));
+                if req.header("x-aws-ec2-metadata-token") != Some(TOKEN) {
+                    return http::response(401, &[], "");
+                }
+                let text = |s: String| http::response(200, &[("content-type", "text/plain")], s);
+                match path.as_str() {
+                    "/latest/meta-data/placement/region" => text(region.clone()),
+                    "/latest/meta-data/local-ipv4" => text(ip.clone()),
+                    "/latest/meta-data/instance-id" => text("i-0123456789abcdef0".into()),
+                    "/latest/dynamic/instance-identity/document" => text(
+                        json!({
+                            "accountId": "123456789012",
+                            "region": region,
+                            "privateIp": ip,
+                            "instanceId": "i-0123456789abcdef0",
+                            "instanceType": "m6i.large",
+                            "availabilityZone": format!("{region}a"),
+                        })
+                        .to_string(),
+                    ),
+                    "/latest/meta-data/iam/security-credentials/"
+                    | "/latest/meta-data/iam/security-credentials" => text(ROLE.into()),
+                    p if p == format!("/latest/meta-data/iam/security-credentials/{ROLE}") => text(
+                        json!({
+                            "Code": "Success",
+                            "LastUpdated": "2026-11-25T00:00:00Z",
+                            "Type": "AWS-HMAC",
+                            "AccessKeyId": ACCESS_KEY_ID,
+                            "SecretAccessKey": SECRET_ACCESS_KEY,
+                            "Token": SESSION_TOKEN,
+                            "Expiration": "2099-01-01T00:00:00Z",
+                        })
+                        .to_string(),
+                    ),
+                    _ => http::response(404, &[], "Not Found"),
+                }
+            }),
+        );
         FakeImds { server }
     }
 

@@ -80,13 +80,19 @@ impl Standins {
     /// A fake MSK API with the ACTIVE cluster `cluster_name` and an empty artifact
     /// server, both on 127.0.0.1.
     pub fn start(cluster_name: &str, region: &str) -> Standins {
-        let msk = FakeMsk::start();
+        Self::start_on("127.0.0.1".parse().expect("addr"), cluster_name, region)
+    }
+
+    /// [`Standins::start`] on address `ip` (free ports), e.g. in a network namespace
+    /// that other hosts reach over a bridge.
+    pub fn start_on(ip: std::net::IpAddr, cluster_name: &str, region: &str) -> Standins {
+        let msk = FakeMsk::start_on((ip, 0).into());
         let cluster = Cluster::active(cluster_name, region);
         msk.add(cluster.clone());
         Standins {
             msk,
             cluster,
-            art: ArtifactServer::start(),
+            art: ArtifactServer::start_on((ip, 0).into()),
             key: TestKey::generate("ksqlDB stand-in releases <releases@example.com>"),
             region: region.to_string(),
         }

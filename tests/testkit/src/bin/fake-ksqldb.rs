@@ -1,7 +1,8 @@
 //! A stand-in for ksqlDB's `bin/ksql-server-start <properties>`, for tests and the
 //! sandbox. It behaves like the real server where the agent can tell:
 //!
-//! - binds the first of `listeners=` from the properties file it is given;
+//! - binds the first of `listeners=` from the properties file it is given, and
+//!   `ksql.internal.listener` when set (serving the same routes);
 //! - answers `GET /healthcheck` with 503 (`error_code` 50302) while "starting", then
 //!   `{"isHealthy":true,...}`; `GET /info` with `{"KsqlServerInfo":{...}}`;
 //! - prints log4j-style lines (`[%d] %p %m (%c:%L)`) on stdout, with a stack trace, and
@@ -201,6 +202,19 @@ fn serve(stream: TcpStream, b: &Behaviour) {
     );
 }
 
+/// `host:port` of the first URL in a listener list (`http://0.0.0.0:8088,...`).
+fn bind_addr(listeners: &str) -> String {
+    listeners
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
 fn grandchild() -> ! {
     // SAFETY: setting a signal disposition.
     unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
@@ -306,14 +320,7 @@ fn main() {
         .get("listeners")
         .cloned()
         .unwrap_or_else(|| "http://0.0.0.0:8088".into());
-    let addr = listener
-        .split(',')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let addr = bind_addr(&listener);
     // Like the real server, it knows its own version: the release directory's name.
     let version = mode.get("version").cloned().unwrap_or_else(|| {
         release
@@ -362,6 +369,33 @@ fn main() {
             serve(stream, &b);
         }
     });
+    // Like ksqlDB, a second server for the other nodes on `ksql.internal.listener`.
+    if let Some(internal) = props.get("ksql.internal.listener") {
+        let addr = bind_addr(internal);
+        match TcpListener::bind(&addr) {
+            Ok(l) => {
+                let b = behaviour.clone();
+                std::thread::spawn(move || {
+                    for stream in l.incoming().flatten() {
+                        serve(stream, &b);
+                    }
+                });
+                log(
+                    "INFO",
+                    &format!("Internal listener up on {internal}"),
+                    "io.confluent.ksql.rest.server.KsqlRestApplication:370",
+                );
+            }
+            Err(e) => {
+                log(
+                    "ERROR",
+                    &format!("Failed to bind the internal listener {addr}: {e}"),
+                    "io.confluent.ksql.rest.server.KsqlRestApplication:301",
+                );
+                std::process::exit(1);
+            }
+        }
+    }
     log(
         "WARN",
         "The configuration 'ksql.streams.state.dir' was supplied but isn't a known config.",
