@@ -238,10 +238,11 @@ fn netns_command(name: &str, mut cmd: Command) -> Command {
     cmd
 }
 
-/// `GET path` on `addr`: status and body, or `None` when nothing answers in time.
+/// `GET path` on `addr`: status and body, or `None` when nothing answers in time. A
+/// stopped server refuses at once; the timeouts only forgive a busy CI machine.
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
