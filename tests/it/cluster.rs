@@ -509,6 +509,15 @@ fn three_hosts_advertise_themselves_and_survive_a_rolling_upgrade() {
             "host {}",
             i + 1
         );
+        assert!(
+            imds[i]
+                .server
+                .requests()
+                .iter()
+                .any(|r| r.path() == "/latest/meta-data/local-ipv4"),
+            "host {} never asked its IMDS",
+            i + 1
+        );
         assert_eq!(
             node.property("ksql.service.id").as_deref(),
             Some(SERVICE_ID)
