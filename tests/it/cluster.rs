@@ -641,3 +641,58 @@ fn three_hosts_advertise_themselves_and_survive_a_rolling_upgrade() {
     drop(net);
     eprintln!("cluster: whole test {:.1?}", started.elapsed());
 }
+
+/// The internal listener without namespaces (any user): on a wildcard address it is
+/// advertised with this host's IMDS address and its own port; on a routable one it is
+/// written as given, nothing is advertised, and the ksqlDB stand-in serves it.
+#[test]
+fn an_internal_listener_is_written_advertised_and_served() {
+    use crate::support::fixture::{free_port, wait_for};
+    let mut fx = Fixture::new("");
+    let imds = FakeImds::start(REGION, "10.9.8.7");
+    fx.host
+        .env("AWS_EC2_METADATA_DISABLED", "false")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url());
+    let props = || {
+        std::fs::read_to_string(fx.release.join("etc/ksqldb/ksql-server.properties"))
+            .expect("properties")
+    };
+    let port = free_port();
+    // Rendered by install only: nothing binds the wildcard address.
+    fx.host.write_dropin(
+        "50-internal.toml",
+        &format!("[ksqldb]\ninternal_listener = \"http://0.0.0.0:{port}\"\n"),
+    );
+    let out = fx.host.run(&["install"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let text = props();
+    assert!(
+        text.contains(&format!("\nksql.internal.listener=http://0.0.0.0:{port}\n"))
+            && text.contains(&format!(
+                "\nksql.advertised.listener=http://10.9.8.7:{port}\n"
+            )),
+        "{text}"
+    );
+
+    fx.host.write_dropin(
+        "50-internal.toml",
+        &format!("[ksqldb]\ninternal_listener = \"http://127.0.0.1:{port}\"\n"),
+    );
+    let mut agent = fx.start();
+    wait_for("healthy", || agent.stderr().contains("is healthy"));
+    let text = props();
+    assert!(
+        text.contains(&format!(
+            "\nksql.internal.listener=http://127.0.0.1:{port}\n"
+        )) && !text.contains("ksql.advertised.listener="),
+        "{text}"
+    );
+    let answer = http_get(addr("127.0.0.1", port), "/info");
+    assert_eq!(
+        answer.as_ref().map(|(status, _)| *status),
+        Some(200),
+        "{answer:?}"
+    );
+    assert!(answer.expect("answer").1.contains("\"KsqlServerInfo\""));
+    assert_eq!(agent.stop(), 0, "{}", agent.stderr());
+}
