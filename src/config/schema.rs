@@ -139,7 +139,8 @@ schema! {
     /// later.
     KSQLDB_TRUSTED_FINGERPRINTS = ksqldb.trusted_fingerprints: Kind::StrList, "[]";
     /// ksqlDB's listeners, written to ksql-server.properties. With a wildcard address
-    /// the agent also sets `ksql.advertised.listener` to this host's address.
+    /// the agent also sets `ksql.advertised.listener` to this host's address (to the
+    /// internal listener's port instead when `internal_listener` is set).
     KSQLDB_LISTENERS = ksqldb.listeners: Kind::Str, r#""http://0.0.0.0:8088""#;
     /// A second listener for ksqlDB's inter-node traffic (pull queries, heartbeats),
     /// written as `ksql.internal.listener`, e.g. `http://0.0.0.0:8099`: its port can
