@@ -2,10 +2,13 @@
 //! event's level as the journal priority, and a Java stack trace kept in the entry of the
 //! line that started it.
 //!
-//! ksqlDB's console pattern is `[%d] %p %m (%c:%L)%n`:
-//! `[2024-01-01 12:00:00,123] INFO Server up (io.confluent.ksql.rest.server.KsqlRestApplication:123)`.
-//! A line that does not start with `[` (`\tat ...`, `Caused by: ...`, `\t... 12 more`, the
-//! rest of a multi-line message) continues the current entry.
+//! The release's console pattern is `[%d] %p %m (%c:%L)%n`:
+//! `[2024-01-01 12:00:00,123] INFO Server up (io.confluent.ksql.rest.server.KsqlRestApplication:123)`;
+//! the configuration the agent generates from it ([`crate::log4j`]) drops the date, which
+//! the journal adds: `INFO Server up (io.confluent.ksql.rest.server.KsqlRestApplication:123)`.
+//! A line that starts neither with `[` nor with a log4j level and a space (`\tat ...`,
+//! `Caused by: ...`, `\t... 12 more`, the rest of a multi-line message) continues the
+//! current entry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,12 +35,23 @@ pub fn level_priority(level: &str) -> Option<u8> {
     })
 }
 
-/// The priority of a line that starts a log4j event: `[<date>] LEVEL ...`.
+/// log4j's own level names (not java.util.logging's), which start a line of the
+/// generated pattern.
+const LOG4J_LEVELS: [&str; 6] = ["FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
+
+/// The priority of a line that starts a log4j event: `[<date>] LEVEL ...` (the release's
+/// pattern) or `LEVEL ...` (the agent's, without the date; `%-5p` pads it).
 pub fn line_priority(line: &str) -> Option<u8> {
-    let rest = line.strip_prefix('[')?;
-    let close = rest.find("] ")?;
-    let level = rest[close + 2..].split_whitespace().next()?;
-    level_priority(level)
+    if let Some(rest) = line.strip_prefix('[') {
+        let close = rest.find("] ")?;
+        let level = rest[close + 2..].split_whitespace().next()?;
+        return level_priority(level);
+    }
+    let (level, _) = line.split_once(' ')?;
+    LOG4J_LEVELS
+        .contains(&level)
+        .then(|| level_priority(level))
+        .flatten()
 }
 
 /// True for lines that continue the previous entry: stack frames, `Caused by:`,
@@ -195,6 +209,42 @@ mod tests {
         assert_eq!(p("[2024-01-01 12:00:00,123] TRACE x (a.B:1)"), Some(7));
         assert_eq!(p("\tat a.b.C.d(C.java:1)"), None);
         assert_eq!(p("[weird] nolevel"), None);
+    }
+
+    #[test]
+    fn levels_of_the_generated_pattern_without_the_date() {
+        let p = |l| line_priority(l);
+        // `%p %m (%c:%L)%n`, and `%-5p` padding.
+        assert_eq!(p("INFO Server up (a.B:12)"), Some(6));
+        assert_eq!(p("WARN  x (a.B:1)"), Some(4));
+        assert_eq!(p("ERROR x (a.B:1)"), Some(3));
+        assert_eq!(p("FATAL x (a.B:1)"), Some(3));
+        assert_eq!(p("DEBUG x (a.B:1)"), Some(7));
+        assert_eq!(p("TRACE x (a.B:1)"), Some(7));
+        // Not levels: the JVM's own warnings, java.util.logging's names, a bare word.
+        assert_eq!(p("WARNING: An illegal reflective access operation"), None);
+        assert_eq!(p("SEVERE x"), None);
+        assert_eq!(p("INFO"), None);
+        assert_eq!(p("Information x"), None);
+        assert_eq!(p("java.lang.IllegalStateException: boom"), None);
+    }
+
+    #[test]
+    fn stack_trace_without_dates_is_one_entry() {
+        let mut a = Assembler::new(6);
+        assert!(a.push("ERROR Failed to start (io.X:1)").is_none());
+        for l in [
+            "java.lang.IllegalStateException: boom",
+            "\tat io.confluent.ksql.A.b(A.java:10)",
+            "Caused by: java.io.IOException: nope",
+            "\t... 12 more",
+        ] {
+            assert!(a.push(l).is_none(), "{l}");
+        }
+        let (p, text) = a.push("INFO next (io.X:2)").unwrap();
+        assert_eq!(p, 3);
+        assert_eq!(text.lines().count(), 5);
+        assert_eq!(a.flush().unwrap(), (6, "INFO next (io.X:2)".to_string()));
     }
 
     #[test]

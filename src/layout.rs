@@ -8,6 +8,11 @@ pub const PROPERTIES: &str = "etc/ksqldb/ksql-server.properties";
 pub const PRISTINE_PROPERTIES: &str = "etc/ksqldb/ksql-server.properties.dist";
 /// Where every jar on ksqlDB's classpath lives; the IAM auth jar goes here too.
 pub const JAR_DIR: &str = "share/java/ksqldb";
+/// The release's own log4j 1 configuration (console only), as it came in the archive.
+pub const LOG4J: &str = "etc/ksqldb/log4j.properties";
+/// The log4j configuration ksqlDB runs with, generated from [`LOG4J`] on every run:
+/// `[ksqldb] log_level` and `[ksqldb.loggers]` applied, log4j's timestamp dropped.
+pub const LOG4J_GENERATED: &str = "etc/ksqldb/ksql-msk-log4j.properties";
 /// The server start script.
 pub const SERVER_START: &str = "bin/ksql-server-start";
 /// What install verified about this release (archive sha256, signer, jar sha256).

@@ -21,6 +21,7 @@ pub(crate) mod java;
 pub(crate) mod journal;
 pub mod layout;
 pub(crate) mod lock;
+pub(crate) mod log4j;
 pub(crate) mod logging;
 pub(crate) mod manifest;
 pub(crate) mod notify;

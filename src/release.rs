@@ -24,7 +24,7 @@ use crate::manifest::{Kind, Manifest, Tree};
 use crate::properties::render::MANAGED_KEYS;
 
 /// Files the agent rewrites on every run (phase 5): neither recorded nor checked.
-pub const UNRECORDED: [&str; 2] = [layout::PROPERTIES, MANAGED_KEYS];
+pub const UNRECORDED: [&str; 3] = [layout::PROPERTIES, MANAGED_KEYS, layout::LOG4J_GENERATED];
 
 /// How much a check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

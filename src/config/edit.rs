@@ -45,11 +45,8 @@ fn target(path: &str) -> Result<Target> {
     if let Some((table, entry)) = name.split_once('.') {
         if let Some(key) = schema::find(section, table).filter(|k| k.kind == Kind::StrTable) {
             let entry = entry.trim_matches('"');
-            if !super::is_env_name(entry) {
-                return Err(fail(
-                    ExitCode::Config,
-                    format!("{path}: not an environment variable name (letters, digits and _, not starting with a digit)"),
-                ));
+            if let Some(problem) = super::table_entry_problem(key, entry) {
+                return Err(fail(ExitCode::Config, format!("{path}: {problem}")));
             }
             return Ok(Target::TableEntry(key, entry.to_string()));
         }

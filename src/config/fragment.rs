@@ -264,7 +264,11 @@ fn table_entries(
                 entries.push((name.to_string(), Entry { value, origin }));
             }
             other => {
-                let found = other.map_or("a table", type_name);
+                // `io.confluent.ksql = "DEBUG"` is a dotted key: tables io, confluent.
+                let found = other.map_or(
+                    "a table (a name with dots must be quoted: \"a.b\" = \"...\")",
+                    type_name,
+                );
                 return Err(config_error(
                     Some(&origin),
                     &format!("{path}.{name}"),

@@ -36,8 +36,9 @@ pub use load::{
     CONFIG_ENV, DEFAULT_CONFIG_PATH, DROPIN_DIR,
 };
 pub use settings::{
-    is_env_name, property_string, AgentSettings, ClusterRef, Connectivity, EnvVars, Heap,
-    IamAuthSettings, KeySource, KsqldbSettings, MskSettings, Settings, AGENT_ENV,
+    is_env_name, is_logger_name, log_level, property_string, table_entry_problem, AgentSettings,
+    ClusterRef, Connectivity, EnvVars, Heap, IamAuthSettings, KeySource, KsqldbSettings,
+    MskSettings, Settings, AGENT_ENV, LOG_LEVELS,
 };
 pub use types::{ConfigUrl, Fingerprint, Sha256Digest};
 pub use values::{

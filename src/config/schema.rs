@@ -14,7 +14,8 @@ pub enum Kind {
     /// A byte size string: "512m", "4g", "4096".
     Size,
     StrList,
-    /// A table of string values (`[ksqldb.env]`): drop-ins merge it entry by entry.
+    /// A table of string values (`[ksqldb.env]`, `[ksqldb.loggers]`): drop-ins merge it
+    /// entry by entry.
     StrTable,
     /// One of the listed strings.
     OneOf(&'static [&'static str]),
@@ -163,6 +164,19 @@ schema! {
     /// the variables passed on from the agent's environment. The agent's own (JAVA_HOME,
     /// KSQL_HEAP_OPTS, KSQL_OPTS, LOG_DIR, ...) are refused, naming the key to use.
     KSQLDB_ENV = ksqldb.env: Kind::StrTable, "{}";
+    // Log levels (issue 14, item 4).
+    /// ksqlDB's root log level: `TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL` or
+    /// `OFF`, any case; empty: the release's (INFO). ksqlDB runs with
+    /// etc/ksqldb/ksql-msk-log4j.properties, generated from the release's
+    /// log4j.properties with these levels and without the date in the console pattern
+    /// (the journal stamps each entry). A reload restarts ksqlDB only if that file
+    /// changed.
+    KSQLDB_LOG_LEVEL = ksqldb.log_level: Kind::Str, r#""""#;
+    /// Levels of single loggers, a `[ksqldb.loggers]` table of quoted logger names
+    /// (`"io.confluent.ksql.rest" = "DEBUG"`) that drop-ins add to entry by entry. A
+    /// logger the release's file sets keeps its appenders. A release whose file is not
+    /// log4j 1 properties runs with it as it is; either log key then exits 78.
+    KSQLDB_LOGGERS = ksqldb.loggers: Kind::StrTable, "{}";
     /// The aws-msk-iam-auth release; its -all.jar goes into share/java/ksqldb/ of the
     /// ksqlDB release. 2.3.5 and later need Java 17.
     IAM_AUTH_VERSION = iam_auth.version: Kind::Str, r#""1.1.1""#;

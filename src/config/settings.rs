@@ -85,6 +85,10 @@ pub struct KsqldbSettings {
     pub jvm_opts: Option<String>,
     /// `[ksqldb.env]`: extra variables for ksqlDB, in the order first defined.
     pub env: EnvVars,
+    /// `ksqldb.log_level`, upper case; `None`: the release's own root level.
+    pub log_level: Option<String>,
+    /// `[ksqldb.loggers]`: logger name → level (upper case), in the order first defined.
+    pub loggers: Vec<(String, String)>,
 }
 
 /// Environment variables for ksqlDB. `Debug` hides the values of secret-looking names
@@ -115,7 +119,7 @@ pub const AGENT_ENV: &[(&str, &str)] = &[
     ("KSQL_OPTS", "use ksqldb.jvm_opts"),
     (
         "KSQL_LOG4J_OPTS",
-        "the agent points log4j at the release's console config so that ksqlDB's lines reach the journal",
+        "the agent points log4j at a console config generated from the release's so that ksqlDB's lines reach the journal; set levels with ksqldb.log_level and [ksqldb.loggers]",
     ),
     ("LOG_DIR", "use agent.log_dir"),
     (
@@ -520,7 +524,78 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         java_home,
         jvm_opts,
         env: env_settings(r)?,
+        log_level: log_level_setting(r)?,
+        loggers: logger_settings(r)?,
     })
+}
+
+/// The log4j levels `ksqldb.log_level` and `[ksqldb.loggers]` take.
+pub const LOG_LEVELS: &[&str] = &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"];
+
+/// A log4j level in any case, as log4j spells it.
+pub fn log_level(text: &str) -> Option<&'static str> {
+    LOG_LEVELS
+        .iter()
+        .copied()
+        .find(|l| l.eq_ignore_ascii_case(text.trim()))
+}
+
+/// A logger name as `[ksqldb.loggers]` takes it: a Java class or package name (letters,
+/// digits, `.`, `_`, `$`, `-`). Whitespace, `=`, `:` or a line break would end the
+/// key in the properties file log4j reads, or start another.
+pub fn is_logger_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '$' | '-'))
+}
+
+/// Why `name` cannot be an entry of the table key `key`, if it cannot.
+pub fn table_entry_problem(key: &Key, name: &str) -> Option<&'static str> {
+    if *key == *keys::KSQLDB_LOGGERS {
+        (!is_logger_name(name)).then_some(
+            "not a logger name (letters, digits, '.', '_', '$' and '-', e.g. \"io.confluent.ksql.rest\")",
+        )
+    } else {
+        (!is_env_name(name)).then_some(
+            "not an environment variable name (letters, digits and _, not starting with a digit)",
+        )
+    }
+}
+
+fn level_problem(text: &str) -> String {
+    format!(
+        "{text:?} is not a log level; use one of {}",
+        LOG_LEVELS.join(", ")
+    )
+}
+
+/// `ksqldb.log_level`: empty, or a level.
+fn log_level_setting(r: &Reader) -> Result<Option<String>> {
+    let key = keys::KSQLDB_LOG_LEVEL;
+    match r.opt_string(key) {
+        None => Ok(None),
+        Some(text) => log_level(&text)
+            .map(|l| Some(l.to_string()))
+            .ok_or_else(|| r.err(key, level_problem(&r.raw(key)))),
+    }
+}
+
+/// `[ksqldb.loggers]`: logger names and levels.
+fn logger_settings(r: &Reader) -> Result<Vec<(String, String)>> {
+    let key = keys::KSQLDB_LOGGERS;
+    let mut loggers = Vec::new();
+    for (name, entry) in r.merged.table(key) {
+        let path = format!("{}.{name}", key.path());
+        if let Some(problem) = table_entry_problem(key, name) {
+            return Err(config_error(Some(&entry.origin), &path, problem));
+        }
+        let value = entry.value.as_str().unwrap_or_default();
+        let level = log_level(value)
+            .ok_or_else(|| config_error(Some(&entry.origin), &path, level_problem(value)))?;
+        loggers.push((name.clone(), level.to_string()));
+    }
+    Ok(loggers)
 }
 
 /// `[ksqldb.env]`: valid names, none that the agent sets itself, no control characters.
@@ -535,11 +610,8 @@ fn env_settings(r: &Reader) -> Result<EnvVars> {
                 problem,
             )
         };
-        if !is_env_name(name) {
-            return Err(err(
-                "not an environment variable name (letters, digits and _, not starting with a digit)"
-                    .into(),
-            ));
+        if let Some(problem) = table_entry_problem(key, name) {
+            return Err(err(problem.into()));
         }
         if let Some((_, instead)) = AGENT_ENV.iter().find(|(n, _)| n == name) {
             return Err(err(format!("set by the agent; {instead}")));

@@ -903,3 +903,147 @@ fn config_set_writes_one_env_entry_and_refuses_the_table_and_the_agents_variable
     }
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "file kept");
 }
+
+#[test]
+fn log_level_and_loggers_load_in_any_case_and_drop_ins_merge_entry_by_entry() {
+    let (_dir, path) = load_dir(
+        &demo_with(
+            "[ksqldb]\nlog_level = \" debug \"\n\
+             [ksqldb.loggers]\n\"io.confluent.ksql.rest\" = \"TRACE\"\nkafka = \"warn\"\n",
+        ),
+        &[
+            ("10-a.toml", "[ksqldb]\nloggers = { kafka = \"Error\", \"kafka.network.RequestChannel$\" = \"off\" }\n"),
+            ("20-b.toml", "[ksqldb.loggers]\n\"io.confluent.rest-utils.requests\" = \"FATAL\"\n"),
+        ],
+    );
+    let s = load(&path).unwrap();
+    assert_eq!(s.ksqldb.log_level.as_deref(), Some("DEBUG"));
+    let loggers: Vec<(&str, &str)> = s
+        .ksqldb
+        .loggers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        loggers,
+        [
+            ("io.confluent.ksql.rest", "TRACE"),
+            ("kafka", "ERROR"),
+            ("kafka.network.RequestChannel$", "OFF"),
+            ("io.confluent.rest-utils.requests", "FATAL"),
+        ]
+    );
+    let merged = load_merged(&path).unwrap();
+    assert_eq!(
+        edit::get(&merged, "ksqldb.loggers.\"io.confluent.ksql.rest\"").unwrap(),
+        "TRACE"
+    );
+    assert_eq!(edit::get(&merged, "ksqldb.loggers.kafka").unwrap(), "Error");
+    // Unset: the release's levels.
+    let (_dir, path) = load_dir(&demo_with(""), &[]);
+    let s = load(&path).unwrap();
+    assert_eq!(s.ksqldb.log_level, None);
+    assert!(s.ksqldb.loggers.is_empty());
+}
+
+#[test]
+fn bad_log_levels_and_logger_names_exit_78_naming_the_key_and_the_value() {
+    for (text, want) in [
+        (
+            "[ksqldb]\nlog_level = \"VERBOSE\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.log_level: \"VERBOSE\" is not a log level; use one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL, OFF",
+        ),
+        (
+            "[ksqldb]\nlog_level = \"INFO, file\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.log_level: \"INFO, file\" is not a log level",
+        ),
+        (
+            "[ksqldb.loggers]\n\"io.confluent\" = \"LOUD\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.loggers.io.confluent: \"LOUD\" is not a log level",
+        ),
+        (
+            "[ksqldb.loggers]\n\"a=b\" = \"INFO\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.loggers.a=b: not a logger name",
+        ),
+        (
+            "[ksqldb.loggers]\n\"a\\nlog4j.rootLogger\" = \"INFO\"\n",
+            // One line: the newline is shown as "; ".
+            "DIR/ksql-msk.toml:4: ksqldb.loggers.a; log4j.rootLogger: not a logger name",
+        ),
+        (
+            "[ksqldb.loggers]\n\"a b\" = \"INFO\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.loggers.a b: not a logger name",
+        ),
+        (
+            "[ksqldb.loggers]\n\"\" = \"INFO\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.loggers.: not a logger name",
+        ),
+        (
+            "[ksqldb.loggers]\nkafka = \"INFO\\nlog4j.rootLogger=OFF\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.loggers.kafka: \"INFO\\nlog4j.rootLogger=OFF\" is not a log level",
+        ),
+        (
+            "[ksqldb.loggers]\nkafka = 3\n",
+            "DIR/ksql-msk.toml:4: ksqldb.loggers.kafka: expected a string, found an integer",
+        ),
+        (
+            "[ksqldb.loggers]\nio.confluent.ksql = \"DEBUG\"\n",
+            "DIR/ksql-msk.toml:4: ksqldb.loggers.io: expected a string, found a table (a name with dots must be quoted",
+        ),
+    ] {
+        let err = load_err(&demo_with(text));
+        assert!(err.starts_with(want), "{text:?}:\n{err}\nwanted {want}");
+    }
+}
+
+#[test]
+fn config_set_writes_one_logger_and_refuses_bad_names_and_levels() {
+    let (_dir, path) = load_dir(&demo_with("[ksqldb]\nheap = \"auto\"\n"), &[]);
+    edit::set(&path, "ksqldb.log_level", "warn").unwrap();
+    edit::set(&path, "ksqldb.loggers.\"io.confluent.ksql\"", "DEBUG").unwrap();
+    edit::set(&path, "ksqldb.loggers.kafka.network", "ERROR").unwrap();
+    let s = load(&path).unwrap();
+    assert_eq!(s.ksqldb.log_level.as_deref(), Some("WARN"));
+    assert_eq!(
+        s.ksqldb.loggers,
+        [
+            ("io.confluent.ksql".to_string(), "DEBUG".to_string()),
+            ("kafka.network".to_string(), "ERROR".to_string())
+        ]
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(
+            "[ksqldb.loggers]\n\"io.confluent.ksql\" = \"DEBUG\"\n\"kafka.network\" = \"ERROR\"\n"
+        ),
+        "{text}"
+    );
+    for (key, value, want) in [
+        (
+            "ksqldb.log_level",
+            "LOUD",
+            "ksqldb.log_level: \"LOUD\" is not a log level",
+        ),
+        (
+            "ksqldb.loggers.kafka",
+            "LOUD",
+            "ksqldb.loggers.kafka: \"LOUD\" is not a log level",
+        ),
+        (
+            "ksqldb.loggers.a=b",
+            "INFO",
+            "ksqldb.loggers.a=b: not a logger name",
+        ),
+        (
+            "ksqldb.loggers",
+            "kafka=INFO",
+            "ksqldb.loggers: is a table; set one entry with `config set ksqldb.loggers.NAME VALUE`",
+        ),
+    ] {
+        let err = edit::set(&path, key, value).unwrap_err();
+        assert_eq!(exit_code_of(&err), crate::exit::ExitCode::Config);
+        let err = one_line(&err);
+        assert!(err.contains(want), "{key}: {err}");
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "file kept");
+}

@@ -25,6 +25,7 @@ use crate::exit::{exit_code_of, ExitCode};
 use crate::fetch::Fetcher;
 use crate::layout;
 use crate::lock;
+use crate::log4j::{self, Levels, Log4jConfig};
 use crate::manifest::Manifest;
 use crate::progress::{Progress, Quiet};
 use crate::properties::{self, Configured, Managed};
@@ -40,6 +41,8 @@ pub struct Prepared {
     pub discovered: Discovered,
     pub installed: Installed,
     pub configured: Configured,
+    /// The log4j configuration ksqlDB runs with; `None`: the release has none.
+    pub log4j: Option<Log4jConfig>,
 }
 
 impl Prepared {
@@ -89,11 +92,18 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
         installed.version
     ));
     let configured = properties::render(&installed.release_dir, &managed, false)?;
+    let log4j = log4j::render(
+        &installed.release_dir,
+        &Levels::of(&settings),
+        &installed.version,
+        false,
+    )?;
     Ok(Prepared {
         settings,
         discovered,
         installed,
         configured,
+        log4j,
     })
 }
 
@@ -116,6 +126,13 @@ pub async fn dry_run(config_path: &Path) -> Result<()> {
                 crate::out!("{}", configured.diff)?;
             } else {
                 crate::outln!("{}: up to date", configured.path.display())?;
+            }
+            let levels = Levels::of(&settings);
+            match log4j::render(release, &levels, &settings.ksqldb.version, true)? {
+                Some(c) if c.changed => crate::out!("{}", c.diff)?,
+                Some(c) if c.generated => crate::outln!("{}: up to date", c.path.display())?,
+                Some(c) => crate::outln!("{}: used as it is", c.path.display())?,
+                None => {}
             }
         }
         None => crate::outln!(

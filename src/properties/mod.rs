@@ -445,6 +445,12 @@ impl Document {
         self.set_in_block(MANAGED_MARKER, &java(key), &java(value));
     }
 
+    /// [`Document::set`], a new key going to the block that the comment line `marker`
+    /// opens (opened at the end of the file if it is not there yet).
+    pub fn set_in(&mut self, marker: &str, key: &str, value: &str) {
+        self.set_in_block(marker, &java(key), &java(value));
+    }
+
     /// [`Document::set`] for Java strings; a new key goes to the block that the comment
     /// line `marker` opens (opened at the end of the file if it is not there yet).
     pub fn set_in_block(&mut self, marker: &str, key: &[u16], value: &[u16]) {

@@ -118,7 +118,7 @@ fn etc_dir(release_dir: &Path) -> Result<Dir> {
 /// or hard link planted at a file this module replaces (`replaceable`) reads as missing,
 /// so that the write replaces it without its target ever being read into the rendered
 /// file; anywhere else a symlink or special file is refused (65).
-fn read_optional(etc: &Dir, path: &Path, replaceable: bool) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_optional(etc: &Dir, path: &Path, replaceable: bool) -> Result<Option<Vec<u8>>> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let name = file_name(path)?;

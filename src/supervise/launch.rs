@@ -124,6 +124,8 @@ pub struct Launch {
     pub version: String,
     /// The properties file's bytes when the spec was made.
     pub properties: Vec<u8>,
+    /// The log4j configuration's bytes when the spec was made (empty: none).
+    pub log4j: Vec<u8>,
 }
 
 /// `PATH` for ksqlDB: the agent's, else a standard one.
@@ -161,13 +163,13 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
     if let Some(opts) = &jvm.performance_opts {
         own.push(("KSQL_JVM_PERFORMANCE_OPTS".to_string(), opts.clone()));
     }
-    // ksqlDB's own console-only log4j config, named explicitly so that nothing in the
-    // environment can swap it for a file appender: its lines must reach the journal.
-    let log4j = release.join("etc/ksqldb/log4j.properties");
-    if log4j.is_file() {
+    // The console-only log4j config generated from the release's (crate::log4j), named
+    // explicitly so that nothing in the environment can swap it for a file appender:
+    // its lines must reach the journal.
+    if let Some(log4j) = &prepared.log4j {
         own.push((
             "KSQL_LOG4J_OPTS".to_string(),
-            format!("-Dlog4j.configuration=file:{}", log4j.display()),
+            format!("-Dlog4j.configuration=file:{}", log4j.path.display()),
         ));
     }
     let env = child_env(
@@ -183,6 +185,11 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
         release_dir: release.to_path_buf(),
         version: prepared.version(),
         properties,
+        log4j: prepared
+            .log4j
+            .as_ref()
+            .map(|c| c.bytes.clone())
+            .unwrap_or_default(),
     })
 }
 

@@ -181,6 +181,16 @@ impl Supervisor {
         if launch.properties != self.launch.properties {
             changes.push(format!("{} changed", prepared.properties_path().display()));
         }
+        if launch.log4j != self.launch.log4j {
+            let path = prepared
+                .log4j
+                .as_ref()
+                .map(|c| c.path.display().to_string());
+            changes.push(format!(
+                "{} changed",
+                path.as_deref().unwrap_or("the log4j configuration")
+            ));
+        }
         if launch.env != self.launch.env || launch.args != self.launch.args {
             // Names and redacted values only: `[ksqldb.env]` and the passed-through
             // AWS variables may hold secrets.

@@ -545,7 +545,7 @@ fn kind_syntax(kind: Kind) -> Option<&'static str> {
         Kind::Size => Some("Sizes are strings of a number of bytes with an optional unit k, m, g or t (powers of 1024): \"4096\", \"512m\", \"4g\"."),
         Kind::StrList => Some("Lists are TOML arrays of strings: [\"a\", \"b\"]."),
         Kind::OneOf(_) => Some("Where a key takes one of a set of words, its entry names them."),
-        Kind::StrTable => Some("Tables of strings are TOML inline tables, env = { NAME = \"value\" }, or tables of their own, [ksqldb.env] with one NAME = \"value\" a line."),
+        Kind::StrTable => Some("Tables of strings are TOML inline tables, env = { NAME = \"value\" }, or tables of their own, [ksqldb.env] with one NAME = \"value\" a line; a name with dots is quoted, \"io.confluent.ksql\" = \"DEBUG\"."),
         Kind::Str | Kind::Bool | Kind::Int => None,
     }
 }
