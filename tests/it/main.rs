@@ -15,6 +15,7 @@ mod health_model;
 mod hostile;
 mod iam_policy;
 mod install;
+mod log_levels;
 mod msk_5xx;
 mod no_ca;
 mod no_panic;

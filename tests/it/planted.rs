@@ -176,6 +176,32 @@ fn a_symlink_planted_at_the_properties_file_is_replaced_and_its_target_never_rea
 }
 
 #[test]
+fn a_symlink_planted_at_the_generated_log4j_file_is_replaced_and_its_target_never_written() {
+    let (w, _pins, outside) = installed();
+    w.host
+        .write_dropin("50-log.toml", "[ksqldb]\nlog_level = \"WARN\"\n");
+    let target = outside.join("precious");
+    std::fs::write(&target, "keep me\n").unwrap();
+    let generated = release(&w).join("etc/ksqldb/ksql-msk-log4j.properties");
+    assert!(std::fs::symlink_metadata(&generated).unwrap().is_file());
+    std::fs::remove_file(&generated).unwrap();
+    symlink(&target, &generated).unwrap();
+    let out = w.install();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
+    assert_eq!(files_under(&outside), [target]);
+    let meta = std::fs::symlink_metadata(&generated).unwrap();
+    assert!(
+        meta.is_file(),
+        "{} is not a regular file",
+        generated.display()
+    );
+    let text = std::fs::read_to_string(&generated).unwrap();
+    assert!(text.contains("\nlog4j.rootLogger=WARN, stdout\n"), "{text}");
+    assert_eq!(mode(&generated), 0o644);
+}
+
+#[test]
 fn a_directory_of_the_release_swapped_for_a_symlink_does_not_redirect_the_render() {
     let (w, _pins, outside) = installed();
     add_override(&w, "swapped_dir_");

@@ -71,9 +71,10 @@ impl TarballBuilder {
             &server_properties(),
             0o644,
         );
+        // Upstream's console-only log4j configuration (tests/fixtures/log4j/).
         self.file(
             "etc/ksqldb/log4j.properties",
-            b"log4j.rootLogger=INFO, stdout\n",
+            include_bytes!("../../fixtures/log4j/upstream-console.properties"),
             0o644,
         );
         self.dir("share/java/ksqldb");

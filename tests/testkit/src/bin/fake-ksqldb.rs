@@ -6,7 +6,10 @@
 //! - answers `GET /healthcheck` with 503 (`error_code` 50302) while "starting", then
 //!   `{"isHealthy":true,...}`; `GET /info` with `{"KsqlServerInfo":{...}}`;
 //! - prints log4j-style lines (`[%d] %p %m (%c:%L)`) on stdout, with a stack trace, and
-//!   a JVM-style line on stderr;
+//!   a JVM-style line on stderr; like log4j, it reads the file that `KSQL_LOG4J_OPTS`'s
+//!   `-Dlog4j.configuration=file:` names: without `%d` in the `stdout` appender's
+//!   pattern it prints no date, and it drops events below the level of their logger
+//!   (the longest `log4j.logger.<name>` the class falls under, else `log4j.rootLogger`);
 //! - exits on SIGTERM like the JVM (status 143), after a shutdown log line.
 //!
 //! Its behaviour comes from `fake-ksqldb.mode` in the release directory (three levels
@@ -67,10 +70,79 @@ fn log(level: &str, msg: &str, class: &str) {
     log_with(level, msg, class, None);
 }
 
+/// What the stand-in takes from the log4j configuration it is given.
+struct Log4j {
+    dated: bool,
+    /// `log4j.rootLogger`'s level and each `log4j.logger.<name>`'s, upper case.
+    root: String,
+    loggers: Vec<(String, String)>,
+}
+
+static LOG4J: std::sync::OnceLock<Log4j> = std::sync::OnceLock::new();
+
+/// The file `-Dlog4j.configuration=file:<path>` in `KSQL_LOG4J_OPTS` names, read as
+/// log4j 1 does (enough of it). Without one, every event is printed, dated.
+fn log4j() -> &'static Log4j {
+    LOG4J.get_or_init(|| {
+        let file = std::env::var("KSQL_LOG4J_OPTS").ok().and_then(|opts| {
+            opts.split_whitespace()
+                .find_map(|o| o.strip_prefix("-Dlog4j.configuration=file:"))
+                .map(PathBuf::from)
+        });
+        let Some(kv) = file.map(|f| read_kv(&f)) else {
+            return Log4j {
+                dated: true,
+                root: "TRACE".into(),
+                loggers: Vec::new(),
+            };
+        };
+        let level = |v: &String| v.split(',').next().unwrap_or("").trim().to_uppercase();
+        Log4j {
+            dated: kv
+                .get("log4j.appender.stdout.layout.ConversionPattern")
+                .is_none_or(|p| p.contains("%d")),
+            root: kv
+                .get("log4j.rootLogger")
+                .map(level)
+                .unwrap_or("DEBUG".into()),
+            loggers: kv
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("log4j.logger.")?.to_string(), level(v))))
+                .collect(),
+        }
+    })
+}
+
+fn rank(level: &str) -> usize {
+    ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"]
+        .iter()
+        .position(|l| *l == level)
+        .unwrap_or(0)
+}
+
+/// Whether log4j would print an event of `level` from `class` (`a.b.C:12`).
+fn enabled(level: &str, class: &str) -> bool {
+    let config = log4j();
+    let name = class.split(':').next().unwrap_or(class);
+    let threshold = config
+        .loggers
+        .iter()
+        .filter(|(l, _)| name == l || name.starts_with(&format!("{l}.")))
+        .max_by_key(|(l, _)| l.len())
+        .map_or(config.root.as_str(), |(_, level)| level.as_str());
+    rank(level) >= rank(threshold)
+}
+
 /// One log4j event; a throwable follows the pattern's line, as log4j prints it.
 fn log_with(level: &str, msg: &str, class: &str, trace: Option<String>) {
+    if !enabled(level, class) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "[{}] {level} {msg} ({class})", timestamp());
+    if log4j().dated {
+        let _ = write!(out, "[{}] ", timestamp());
+    }
+    let _ = writeln!(out, "{level} {msg} ({class})");
     if let Some(t) = trace {
         let _ = writeln!(out, "{t}");
     }
@@ -399,7 +471,8 @@ fn main() {
     log(
         "WARN",
         "The configuration 'ksql.streams.state.dir' was supplied but isn't a known config.",
-        "org.apache.kafka.clients.admin.AdminClientConfig:380",
+        // Not under org.apache.kafka, which upstream's log4j config sets to ERROR.
+        "io.confluent.ksql.rest.server.KsqlRestConfig:380",
     );
     if mode.contains_key("log_error") {
         log_with(
