@@ -206,3 +206,95 @@ fn a_bad_log_level_exits_78_naming_the_key() {
     }
     assert!(fx.pids().is_empty());
 }
+
+/// The real log4j 1.2.17 jar (Debian's liblog4j1.2-java). ksqlDB's releases configure
+/// log4j 1 through this PropertyConfigurator (reload4j, the fork later Confluent
+/// releases are believed to ship, keeps it; not checked against a real release here).
+const LOG4J_JAR: &str = "/usr/share/java/log4j-1.2.jar";
+
+#[test]
+fn real_log4j_takes_the_generated_file_without_complaint_and_applies_its_levels() {
+    use std::process::Command;
+    let fx = Fixture::new("");
+    fx.host.write_dropin(
+        "50-log.toml",
+        "[ksqldb]\nlog_level = \"WARN\"\n[ksqldb.loggers]\n\
+         \"io.confluent.ksql.rest\" = \"DEBUG\"\n\"org.apache.kafka.streams\" = \"ERROR\"\n",
+    );
+    let out = fx.host.run(&["install"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let java = Command::new("java").arg("-version").output();
+    if java.is_err() || !std::path::Path::new(LOG4J_JAR).exists() {
+        crate::support::skip(
+            "KSQL_MSK_REQUIRE_LOG4J",
+            &format!("the real log4j check: needs `java` and {LOG4J_JAR} (liblog4j1.2-java)"),
+        );
+        return;
+    }
+    let file = fx.release.join(GENERATED);
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(LOG4J_JAR)
+        .arg(crate::support::repo_root().join("tests/java/Log4jCheck.java"))
+        .arg(&file)
+        .args([
+            "io.confluent.ksql.rest.server.KsqlRestApplication",
+            "io.confluent.ksql.engine.KsqlEngine",
+            "org.apache.kafka.streams.processor.internals.StreamThread",
+            "org.apache.kafka.clients.NetworkClient",
+        ])
+        .output()
+        .expect("run java");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("log4j:"),
+        "log4j complained about {}:\n{stderr}",
+        file.display()
+    );
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let from = |logger: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!(" from {logger} (")))
+            .map(|l| l.split(' ').next().unwrap_or("").to_string())
+            .collect()
+    };
+    // [ksqldb.loggers]: DEBUG and up for the REST classes.
+    assert_eq!(
+        from("io.confluent.ksql.rest.server.KsqlRestApplication"),
+        ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"],
+        "{lines:?}"
+    );
+    // log_level: WARN and up at the root.
+    assert_eq!(
+        from("io.confluent.ksql.engine.KsqlEngine"),
+        ["WARN", "ERROR", "FATAL"]
+    );
+    // Upstream's Kafka Streams logger, set to ERROR, still prints through its own
+    // appender (additivity off: once, not twice).
+    assert_eq!(
+        from("org.apache.kafka.streams.processor.internals.StreamThread"),
+        ["ERROR", "FATAL"]
+    );
+    // Upstream's `org.apache.kafka=ERROR, stdout` is kept as it is, and so is what it
+    // does: it names the root's appender again with additivity on, so log4j prints its
+    // events twice (the release's own file does the same).
+    assert_eq!(
+        from("org.apache.kafka.clients.NetworkClient"),
+        ["ERROR", "ERROR", "FATAL", "FATAL"]
+    );
+    // No date: each line starts with its level, then the message, then (class:line).
+    for line in &lines {
+        let level = line.split(' ').next().unwrap();
+        assert!(
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"].contains(&level),
+            "{line}"
+        );
+        assert!(line.ends_with(')') && !line.starts_with('['), "{line}");
+    }
+}
