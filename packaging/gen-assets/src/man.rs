@@ -167,7 +167,7 @@ const FILES: &[(&str, &str)] = &[
     (SYSCONFIG, "The service's environment (the unit's EnvironmentFile=): AWS_REGION, HTTPS_PROXY, NO_PROXY, KSQL_MSK_LOG. systemd reads it when the service starts: a change needs systemctl restart ksql-msk, a reload does not re-read it."),
     (STATE_DIR, "The state directory (agent.state_dir), the ksql user's: what follows, ksqlDB's state store (streams/) and its LOG_DIR (logs/, agent.log_dir). A ksql-msk that changes it holds its .lock."),
     (CURRENT, "Symbolic link to the active release, switched atomically."),
-    (RELEASES, "Verified, unpacked ksqlDB releases, one directory per version; etc/ksqldb/ksql-server.properties in each is what ksqlDB reads. After a switch the previous release is kept, older ones are removed."),
+    (RELEASES, "Verified, unpacked ksqlDB releases, one directory per version; etc/ksqldb/ksql-server.properties in each is what ksqlDB reads, and etc/ksqldb/ksql-msk-log4j.properties its log4j configuration (generated from the release's log4j.properties with ksqldb.log_level and ksqldb.loggers). After a switch the previous release is kept, older ones are removed."),
     (CACHE, "Downloads, resumed after an interruption and removed once installed."),
     (TRUST, "The signing key and jar hash trusted on first use, when ksqldb.trusted_fingerprints or iam_auth.sha256 is empty."),
     (SOCKET, "The running agent's control socket ($RUNTIME_DIRECTORY/control.sock), there while the service runs: ksql-msk reload asks it for a reload and waits for the outcome."),
