@@ -65,7 +65,7 @@ impl Key {
 }
 
 /// Sections that hold schema keys. `[properties]` is free-form and handled apart.
-pub const SECTIONS: &[&str] = &["msk", "ksqldb", "iam_auth", "agent"];
+pub const SECTIONS: &[&str] = &["msk", "ksqldb", "iam_auth", "agent", "metrics"];
 pub const PROPERTIES: &str = "properties";
 
 /// Declares each key once: a constant in [`keys`] (so that a misspelt key is a compile
@@ -239,6 +239,12 @@ schema! {
     /// Extra CA certificates (a PEM file) to trust for downloads, e.g. behind a TLS
     /// proxy. Empty: the host's trust store alone.
     AGENT_EXTRA_CA = agent.extra_ca: Kind::Str, r#""""#;
+    // [metrics]: the agent's own state as Prometheus text (src/status/metrics.rs).
+    /// Where the agent writes its own state as Prometheus text metrics, atomically on
+    /// every change (node_exporter's textfile collector reads `*.prom` files: name it
+    /// so). The service needs write access to its directory: add `ReadWritePaths=` with
+    /// `systemctl edit ksql-msk`. Empty: off.
+    METRICS_TEXTFILE = metrics.textfile: Kind::Str, r#""""#;
 }
 
 /// The schema entry for `section.name`.

@@ -193,6 +193,14 @@ pub struct Settings {
     /// `[properties]` overrides as strings, in the order first defined.
     pub properties: Vec<(String, String)>,
     pub agent: AgentSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    /// `metrics.textfile`: where to write the agent's own metrics; `None`: off.
+    pub textfile: Option<PathBuf>,
 }
 
 impl Settings {
@@ -317,6 +325,7 @@ impl Settings {
                 .map(|(k, e)| (k.clone(), property_string(&e.value)))
                 .collect(),
             agent: agent_settings(&r)?,
+            metrics: metrics_settings(&r)?,
         })
     }
 }
@@ -712,4 +721,19 @@ fn agent_settings(r: &Reader) -> Result<AgentSettings> {
         max_release_size: r.size(keys::AGENT_MAX_RELEASE_SIZE)?,
         extra_ca: abs_path(keys::AGENT_EXTRA_CA)?,
     })
+}
+
+fn metrics_settings(r: &Reader) -> Result<MetricsSettings> {
+    let key = keys::METRICS_TEXTFILE;
+    let textfile = match r.opt_string(key) {
+        None => None,
+        Some(p) if !p.starts_with('/') => {
+            return Err(r.err(key, format!("{p:?} is not an absolute path")))
+        }
+        Some(p) if p.ends_with('/') => {
+            return Err(r.err(key, format!("{p:?} names a directory, not a file")))
+        }
+        Some(p) => Some(PathBuf::from(p)),
+    };
+    Ok(MetricsSettings { textfile })
 }
