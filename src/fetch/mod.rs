@@ -21,7 +21,7 @@ mod policy;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -48,6 +48,15 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
 /// Buffered writes to the page cache: big enough that syscalls do not show.
 const WRITE_BUF: usize = 1 << 20;
+
+/// Bytes received from the network by this process, every download and attempt
+/// together (what `ksql_msk_download_bytes_total` reports).
+static DOWNLOADED: AtomicU64 = AtomicU64::new(0);
+
+/// [`DOWNLOADED`]: bytes this process has downloaded so far.
+pub fn downloaded_bytes() -> u64 {
+    DOWNLOADED.load(Ordering::Relaxed)
+}
 
 /// A completed download.
 #[derive(Debug, Clone)]
@@ -432,6 +441,7 @@ impl Fetcher {
                 .with_context(|| format!("writing {}", part.display()))
                 .map_err(fatal)?;
             offset += chunk.len() as u64;
+            DOWNLOADED.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             if let Some(g) = growth {
                 // What is in the file, not in the buffer, is what a follower may read.
                 g.written(offset - out.buffer().len() as u64);

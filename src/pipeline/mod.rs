@@ -29,6 +29,7 @@ use crate::log4j::{self, Levels, Log4jConfig};
 use crate::manifest::Manifest;
 use crate::progress::{Progress, Quiet};
 use crate::properties::{self, Configured, Managed};
+use crate::status::{Span, Time};
 use crate::verify::TrustStore;
 
 pub use activate::STAGING_PREFIX;
@@ -43,6 +44,15 @@ pub struct Prepared {
     pub configured: Configured,
     /// The log4j configuration ksqlDB runs with; `None`: the release has none.
     pub log4j: Option<Log4jConfig>,
+    /// When discovery and install (phases 3–5) ran and how long they took.
+    pub timings: Timings,
+}
+
+/// [`Prepared::timings`] (for `ksql-msk status` and the metrics textfile).
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub discovery: Span,
+    pub install: Span,
 }
 
 impl Prepared {
@@ -80,11 +90,14 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
     progress.phase("loading configuration");
     let settings = config::load(config_path)?;
     progress.phase("discovering the cluster's IAM brokers");
+    let (at, started) = (Time::now(), std::time::Instant::now());
     let discovered = discovery::discover(&settings, progress).await?;
+    let discovery = Span::since(at, started);
     let managed = properties::managed(&settings, &discovered).await?;
     progress.phase("waiting for the state directory lock");
     let _lock = lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
     progress.phase(&format!("installing ksqlDB {}", settings.ksqldb.version));
+    let (at, started) = (Time::now(), std::time::Instant::now());
     let installed = install(&settings, &managed, progress).await?;
     progress.phase(&format!(
         "rendering {} of ksqlDB {}",
@@ -98,12 +111,14 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
         &installed.version,
         false,
     )?;
+    let install = Span::since(at, started);
     Ok(Prepared {
         settings,
         discovered,
         installed,
         configured,
         log4j,
+        timings: Timings { discovery, install },
     })
 }
 
