@@ -81,6 +81,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Install { dry_run } => install(&path, dry_run).await,
         Command::Check => crate::check::check(&path).await,
         Command::Reload => crate::outln!("{}", crate::control::reload()?),
+        Command::Status { json } => crate::status::report::status(&path, json),
         Command::Verify => {
             let settings = config::load(&path)?;
             crate::outln!("{}", crate::release::verify_active(&settings).await?)

@@ -97,6 +97,25 @@ pub enum Command {
     /// Re-hash every file of the active release against its manifest (exit 65 on any
     /// difference, 69 when nothing is installed).
     Verify,
+    /// Show the active and kept releases, signer, IAM jar, brokers, ksqlDB's health and
+    /// restarts, from the agent's state file and what is on disk.
+    #[command(
+        long_about = "Show what the agent knows: the active release (version, archive \
+        SHA-256, signer, pinned or trust on first use, when verified), the releases kept \
+        beside it, the IAM jar, the brokers as last discovered and when, the cluster, \
+        ksqlDB's pid, uptime and health condition, restarts in the current window, the \
+        last failure and the config files in effect. Read from the state file the running \
+        agent writes (<state_dir>/status.json, readable by group ksql) and from the state \
+        directory; works while the service is stopped, and then says so. Exits 0 when it \
+        could report, 69 when nothing is installed and the agent never ran, 74 when the \
+        files cannot be read (not root and not in group ksql). docs/STATUS.md documents \
+        every field of --json."
+    )]
+    Status {
+        /// Print the stable JSON document (docs/STATUS.md) instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

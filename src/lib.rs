@@ -31,6 +31,7 @@ pub(crate) mod progress;
 pub mod properties;
 pub(crate) mod release;
 pub(crate) mod run;
+pub(crate) mod status;
 pub(crate) mod supervise;
 pub mod unpack;
 pub(crate) mod verify;

@@ -49,6 +49,8 @@ use crate::java;
 use crate::journal::{message_id, priority, Sink};
 use crate::notify::{Notifier, Watchdog};
 use crate::pipeline::Prepared;
+use crate::status::recorder::Recorder;
+use crate::status::Condition;
 use launch::{launch_spec, log_jvm, Launch};
 use policy::{AfterFailure, Limits, Phase, RestartPolicy, Verdict};
 use process::{Child, Exit};
@@ -182,6 +184,8 @@ pub struct Supervisor {
     reconfig: Reconfig,
     /// `ksql-msk reload` requests from the control socket.
     control: tokio::sync::mpsc::Receiver<crate::control::Responder>,
+    /// The state `ksql-msk status` and the metrics textfile show.
+    status: Recorder,
 }
 
 impl Supervisor {
@@ -197,6 +201,7 @@ impl Supervisor {
         let launch = launch_spec(&prepared, &jvm)?;
         let now = Instant::now();
         Ok(Supervisor {
+            status: Recorder::new(&prepared),
             config_path: config_path.to_path_buf(),
             running_brokers: prepared.discovered.brokers.as_set(),
             restarts: RestartPolicy::new(Limits::of(&prepared.settings.agent)),
@@ -222,6 +227,7 @@ impl Supervisor {
     /// Run until stopped (Ok) or until ksqlDB failed too often (exit 75).
     pub async fn run(mut self) -> Result<()> {
         process::become_subreaper();
+        self.status.publish();
         let p = &self.prepared;
         self.event(
             message_id::PREPARED,
@@ -336,6 +342,8 @@ impl Supervisor {
             ],
         )
         .await;
+        self.status.started(child.pid, child.start_ticks);
+        self.status.publish();
         let now = Instant::now();
         self.running_brokers = self.prepared.discovered.brokers.as_set();
         self.state = State::WaitingHealthy {
@@ -371,6 +379,11 @@ impl Supervisor {
             }
             Verdict::StillStarting { why } => self.still_starting(now, &version, &why),
             Verdict::StillHealthy => {
+                if self.status.condition() != Condition::Healthy {
+                    // Answering again after a silence shorter than hang_timeout.
+                    self.status.set_health(Condition::Healthy, &[], "");
+                    self.status.publish();
+                }
                 if let State::Running { since, .. } = self.state {
                     let limits = Limits::of(&self.prepared.settings.agent);
                     self.restarts.healthy_since(limits, since, now);
@@ -385,11 +398,22 @@ impl Supervisor {
                 failing,
                 why,
                 lasted,
-            } => self
-                .notifier
-                .status(&unhealthy_status(&version, &failing, &why, lasted)),
+            } => {
+                if self.status.condition() == Condition::Hung {
+                    // Answering (unhealthy) again after a silence.
+                    self.status
+                        .set_health(unhealthy_condition(&failing), &failing, &why);
+                    self.status.publish();
+                }
+                self.notifier
+                    .status(&unhealthy_status(&version, &failing, &why, lasted))
+            }
             Verdict::NotAnswering { why, silent } => {
                 if matches!(self.state, State::Running { .. }) {
+                    if self.status.condition() != Condition::Hung {
+                        self.status.set_health(Condition::Hung, &[], &why);
+                        self.status.publish();
+                    }
                     self.notifier.status(&format!(
                         "ksqlDB {version} is not answering its health check ({}): {why}; restarted if this lasts {} (agent.hang_timeout)",
                         policy::short(silent),
@@ -466,6 +490,9 @@ impl Supervisor {
         {
             *unhealthy_since = Some(now);
         }
+        self.status
+            .set_health(unhealthy_condition(failing), failing, why);
+        self.status.publish();
         self.event(
             message_id::UNHEALTHY,
             priority::WARNING,
@@ -494,6 +521,8 @@ impl Supervisor {
             *since = now;
             *unhealthy_since = None;
         }
+        self.status.set_health(Condition::Healthy, &[], "");
+        self.status.publish();
         self.event(
             message_id::HEALTHY_AGAIN,
             priority::NOTICE,
@@ -559,6 +588,8 @@ impl Supervisor {
         };
         let line = match unhealthy {
             None => {
+                self.status.set_health(Condition::Healthy, &[], "");
+                self.status.publish();
                 self.event(
                     message_id::HEALTHY,
                     priority::NOTICE,
@@ -638,6 +669,9 @@ impl Supervisor {
                     humantime::format_duration(agent.restart_window),
                     agent.restart_limit
                 );
+                self.status
+                    .failed(what, Condition::GaveUp, &self.prepared.settings);
+                self.status.flush().await;
                 self.event(
                     message_id::GAVE_UP,
                     priority::ERR,
@@ -649,6 +683,9 @@ impl Supervisor {
                 Err(fail(ExitCode::Temporary, msg))
             }
             AfterFailure::Restart { delay, count } => {
+                self.status
+                    .failed(what, Condition::Restarting, &self.prepared.settings);
+                self.status.publish();
                 warn!(
                     "{what}; restarting in {} (failure {count} of at most {} within {})",
                     humantime::format_duration(delay),
@@ -710,6 +747,8 @@ impl Supervisor {
     async fn shutdown(&mut self, why: &str) -> Result<()> {
         info!("{why}: stopping");
         self.notifier.stopping("stopping ksqlDB");
+        self.status.set_health(Condition::Stopping, &[], why);
+        self.status.publish();
         self.reconfig.answer_all(crate::control::Outcome::Failed {
             code: ExitCode::Unavailable.code(),
             message: format!("the agent is stopping ({why})"),
@@ -734,6 +773,9 @@ impl Supervisor {
             ],
         )
         .await;
+        self.status.no_ksqldb();
+        self.status.set_health(Condition::Stopped, &[], why);
+        self.status.flush().await;
         Ok(())
     }
 }
@@ -754,6 +796,15 @@ fn unhealthy_status(version: &str, failing: &[String], why: &str, lasted: Durati
             "ksqlDB {version} running, {} unhealthy for {lasted}",
             failing.join(", ")
         )
+    }
+}
+
+/// The condition of a ksqlDB answering `isHealthy: false` with `failing` checks.
+fn unhealthy_condition(failing: &[String]) -> Condition {
+    if failing.iter().any(|c| c == "kafka") {
+        Condition::WaitingForKafka
+    } else {
+        Condition::Unhealthy
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Reconfig {
     discover_tx: mpsc::Sender<anyhow::Result<Discovered>>,
     discovering: bool,
     pub next_rediscover: Instant,
+    /// When the rediscovery in flight began (wall clock, monotonic).
+    discover_began: (crate::status::Time, std::time::Instant),
     clients: ClientCache,
     /// `ksql-msk reload` callers waiting for the prepare in flight (or the next).
     waiting: Vec<Responder>,
@@ -74,6 +76,7 @@ impl Reconfig {
             discover_tx,
             discovering: false,
             next_rediscover,
+            discover_began: (crate::status::Time::now(), std::time::Instant::now()),
             clients: ClientCache::default(),
             waiting: Vec::new(),
             waiting_for_restart: Vec::new(),
@@ -171,6 +174,8 @@ impl Supervisor {
             }
         };
         let (prepared, jvm, launch) = outcome;
+        self.status.prepared(&prepared);
+        self.status.publish();
         let mut changes = Vec::new();
         if launch.release_dir != self.launch.release_dir {
             changes.push(format!(
@@ -281,6 +286,7 @@ impl Supervisor {
         let clients = self.reconfig.clients.clone();
         let tx = self.reconfig.discover_tx.clone();
         self.reconfig.discovering = true;
+        self.reconfig.discover_began = (crate::status::Time::now(), std::time::Instant::now());
         tokio::spawn(async move {
             let _ = tx.send(clients.discover(&settings).await).await;
         });
@@ -297,6 +303,10 @@ impl Supervisor {
                 one_line(&e)
             ),
             Ok(found) => {
+                let (at, began) = self.reconfig.discover_began;
+                self.status
+                    .discovered(&found, crate::status::Span::since(at, began));
+                self.status.publish();
                 if found.brokers.as_set() == self.running_brokers {
                     tracing::debug!("brokers unchanged");
                     return;
