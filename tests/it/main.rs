@@ -28,6 +28,7 @@ mod run;
 mod secrets;
 mod signature_reasons;
 mod soak;
+mod status;
 mod support;
 mod url_credentials;
 mod warm_start;

@@ -153,6 +153,8 @@ fn parse_native(mut buf: &[u8]) -> HashMap<String, String> {
 pub struct Fixture {
     pub world: World,
     pub release: PathBuf,
+    /// The published release archive (its SHA-256 is what install verified).
+    pub archive: Vec<u8>,
 }
 
 impl Deref for Fixture {
@@ -224,7 +226,7 @@ impl Fixture {
             "#!/bin/sh\n{before}exec '{}' \"$@\"\n",
             fake_ksqldb().display()
         );
-        world.publish_release(VERSION, start.as_bytes(), &[]);
+        let archive = world.publish_release(VERSION, start.as_bytes(), &[]);
         world.publish_jar(iam_version);
         let release = host.state_dir().join("releases").join(VERSION);
         // Test defaults for [agent], overridden line by line by `agent`.
@@ -256,7 +258,11 @@ impl Fixture {
             ),
             &agent_lines.join("\n"),
         ));
-        Fixture { world, release }
+        Fixture {
+            world,
+            release,
+            archive,
+        }
     }
 
     /// Set the stand-in's behaviour (`key=value` lines).
