@@ -156,6 +156,7 @@ const RELEASES: &str = "/var/lib/ksql-msk/releases/";
 const CACHE: &str = "/var/lib/ksql-msk/cache/";
 const TRUST: &str = "/var/lib/ksql-msk/trust.toml";
 const SOCKET: &str = "/run/ksql-msk/control.sock";
+const STATUS_FILE: &str = "/var/lib/ksql-msk/status.json";
 const UNIT: &str = "/usr/lib/systemd/system/ksql-msk.service";
 const EXAMPLE_DROPIN: &str = "/usr/share/doc/ksql-msk/ksql-msk.d-example.toml";
 
@@ -170,6 +171,7 @@ const FILES: &[(&str, &str)] = &[
     (RELEASES, "Verified, unpacked ksqlDB releases, one directory per version; etc/ksqldb/ksql-server.properties in each is what ksqlDB reads, and etc/ksqldb/ksql-msk-log4j.properties its log4j configuration (generated from the release's log4j.properties with ksqldb.log_level and ksqldb.loggers). After a switch the previous release is kept, older ones are removed."),
     (CACHE, "Downloads, resumed after an interruption and removed once installed."),
     (TRUST, "The signing key and jar hash trusted on first use, when ksqldb.trusted_fingerprints or iam_auth.sha256 is empty."),
+    (STATUS_FILE, "The running agent's state (release, brokers, ksqlDB's health and restarts), rewritten atomically on every change, mode 0640 group ksql; ksql-msk status reads it. Its fields are documented in /usr/share/doc/ksql-msk/STATUS.md."),
     (SOCKET, "The running agent's control socket ($RUNTIME_DIRECTORY/control.sock), there while the service runs: ksql-msk reload asks it for a reload and waits for the outcome."),
     (UNIT, "The systemd unit: Type=notify, User=ksql, ExecStart=ksql-msk run, ExecReload=ksql-msk reload, RestartPreventExitStatus=78 65. Override it with systemctl edit ksql-msk."),
 ];
@@ -426,6 +428,30 @@ fn extras(id: &str) -> Option<Extras> {
             )],
             see_also: vec!["ksql-msk-install(1)"],
         },
+        "status" => Extras {
+            files: cat(&[&cfg, &[STATUS_FILE, CURRENT, RELEASES]]),
+            env: cli_env,
+            exit: with(
+                with(
+                    with(
+                        general(&[0, 64, 69, 70, 74, 78]),
+                        0,
+                        "The report was printed, whether the service runs or not (a state file that cannot be used shows as unknown).",
+                    ),
+                    69,
+                    "EX_UNAVAILABLE: nothing is installed and the agent has written no state yet; the report is printed all the same.",
+                ),
+                74,
+                "EX_IOERR: the config or the state directory cannot be read: ksql-msk status is for root and members of group ksql.",
+            ),
+            examples: vec![
+                ("One screen of facts, as a member of group ksql (sudo usermod -aG ksql $USER):",
+                 "ksql-msk status"),
+                ("The JSON document, for scripts:",
+                 "ksql-msk status --json | jq -r .ksqldb.health.condition"),
+            ],
+            see_also: vec!["ksql-msk-verify(1)", "systemctl(1)"],
+        },
         _ => return None,
     })
 }
@@ -533,6 +559,7 @@ fn section_intro(section: &str) -> Option<&'static str> {
         "ksqldb" => "The ksqlDB release, where it comes from, who must have signed it, and how it runs.",
         "iam_auth" => "The aws-msk-iam-auth jar that lets ksqlDB authenticate to the brokers with IAM, and the IAM settings.",
         "agent" => "The agent itself: its state directory, health check, timeouts and restart policy.",
+        "metrics" => "Metrics: the agent's own state as a Prometheus textfile.",
         _ => return None,
     })
 }
