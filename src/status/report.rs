@@ -132,10 +132,12 @@ pub fn status(config_path: &Path, json: bool) -> Result<()> {
 
 /// A permission error as one clear line (exit 74); anything else as it is.
 fn refusal(e: anyhow::Error, what: &str) -> anyhow::Error {
+    // The config loader words the I/O error into its message (exit 78): EACCES is
+    // recognised there too.
     let denied = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
-    });
+    }) || one_line(&e).contains(&format!("(os error {})", libc::EACCES));
     if denied {
         fail(
             ExitCode::Io,
