@@ -572,3 +572,37 @@ fn a_hostile_state_file_is_unknown_in_one_line_never_a_hang_or_panic() {
     let s: Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(s["release"], Value::Null, "{s}");
 }
+
+#[test]
+fn a_user_who_may_not_read_the_state_gets_one_line_and_74() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(
+            "KSQL_MSK_REQUIRE_ROOT",
+            "cannot run status as another user (not root)",
+        );
+        return;
+    }
+    let fx = Fixture::new("");
+    let inner = fx.host.command(&["status", "--json"]);
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear();
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.output().expect("setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("permission denied reading the ")
+            && stderr.contains("root and members of group ksql"),
+        "{stderr}"
+    );
+}
