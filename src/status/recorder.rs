@@ -7,6 +7,7 @@
 //! warning, at most every [`WARN_EVERY`], and the next change tries again.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
@@ -33,6 +34,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// What one write puts where.
 #[derive(Debug, Clone)]
 struct Snapshot {
+    /// Later snapshots have higher numbers: an older one is never written over a newer.
+    seq: u64,
     doc: StateDoc,
     state_dir: PathBuf,
     textfile: Option<PathBuf>,
@@ -43,8 +46,13 @@ pub struct Recorder {
     doc: StateDoc,
     state_dir: PathBuf,
     textfile: Option<PathBuf>,
+    seq: u64,
     tx: watch::Sender<Option<Snapshot>>,
 }
+
+/// The number of the last snapshot written, held while writing: the background writer
+/// and [`Recorder::flush`] never interleave, and never go back in time.
+static WRITTEN: Mutex<u64> = Mutex::new(0);
 
 impl Recorder {
     /// A recorder for the agent that prepared `prepared`; the writer task starts here
@@ -67,6 +75,7 @@ impl Recorder {
             doc,
             state_dir: prepared.settings.agent.state_dir.clone(),
             textfile: prepared.settings.metrics.textfile.clone(),
+            seq: 0,
             tx,
         };
         r.prepared(prepared);
@@ -204,7 +213,9 @@ impl Recorder {
     fn snapshot(&mut self) -> Snapshot {
         self.doc.written_at = Some(Time::now());
         self.doc.download_bytes = crate::fetch::downloaded_bytes();
+        self.seq += 1;
         Snapshot {
+            seq: self.seq,
             doc: self.doc.clone(),
             state_dir: self.state_dir.clone(),
             textfile: self.textfile.clone(),
@@ -274,6 +285,12 @@ async fn write_loop(mut rx: watch::Receiver<Option<Snapshot>>) {
 /// Write the state file, then the metrics textfile; both atomically. The state file is
 /// written through a handle on the state directory opened without following a link.
 fn write_snapshot(s: &Snapshot) -> Result<()> {
+    let mut written = WRITTEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *written >= s.seq {
+        return Ok(());
+    }
     let mut json = serde_json::to_vec_pretty(&s.doc)?;
     json.push(b'\n');
     let state = Dir::open(&s.state_dir)?;
@@ -285,5 +302,6 @@ fn write_snapshot(s: &Snapshot) -> Result<()> {
         }
         None => Ok(()),
     };
+    *written = s.seq;
     state_result.and(metrics_result)
 }
