@@ -84,7 +84,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Status { json } => crate::status::report::status(&path, json),
         Command::Verify => {
             let settings = config::load(&path)?;
-            crate::outln!("{}", crate::release::verify_active(&settings).await?)
+            crate::outln!("{}", crate::release::verify_active(&settings).await?)?;
+            match crate::exporter::verify(&settings)? {
+                Some(line) => crate::outln!("{line}"),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -114,6 +118,13 @@ async fn install(path: &Path, dry_run: bool) -> Result<()> {
         m.jar_file,
         m.jar_sha256
     )?;
+    if let Some(e) = &p.exporter {
+        crate::outln!(
+            "prometheus exporter: {} (sha256 {})",
+            e.jar.display(),
+            e.sha256
+        )?;
+    }
     crate::outln!(
         "{}: {}",
         p.properties_path().display(),

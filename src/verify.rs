@@ -320,6 +320,8 @@ pub fn check_jar(
 // Trust on first use
 
 pub const TRUST_FILE: &str = "trust.toml";
+/// trust.toml's table of exporter jar hashes trusted on first use, by redacted URL.
+const EXPORTER_TABLE: &str = "exporter_sha256";
 
 /// A hash the jar must have, and where that expectation comes from (for messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -474,6 +476,47 @@ impl TrustStore {
         Ok(())
     }
 
+    /// The exporter jar's hash recorded on first use for this (redacted) URL.
+    pub fn exporter_sha256(&self, url: &str) -> Option<Sha256Digest> {
+        self.doc
+            .get(EXPORTER_TABLE)
+            .and_then(|t| t.get(url))
+            .and_then(|v| v.as_str())
+            .and_then(|s| Sha256Digest::from_hex(s).ok())
+    }
+
+    /// The exporter jar's expected hash: the pin (`metrics.exporter_sha256`), else the
+    /// one recorded on first use for `url`; `None`: trust on first use.
+    pub fn expected_exporter(
+        &self,
+        pinned: Option<&Sha256Digest>,
+        url: &ConfigUrl,
+    ) -> Option<ExpectedHash> {
+        match pinned {
+            Some(h) => Some(ExpectedHash {
+                sha256: *h,
+                origin: "metrics.exporter_sha256".into(),
+            }),
+            None => self.exporter_sha256(&url.redacted()).map(|h| ExpectedHash {
+                sha256: h,
+                origin: "recorded on first use in trust.toml".into(),
+            }),
+        }
+    }
+
+    /// Record the exporter jar accepted on first use (its redacted URL and hash), and
+    /// say so loudly: a different one is refused from now on.
+    pub fn record_exporter_first_use(&mut self, url: &str, sha: &str) -> Result<()> {
+        self.table(EXPORTER_TABLE)[url] = toml_edit::value(sha);
+        self.save()?;
+        tracing::warn!(
+            "TRUST ON FIRST USE: accepted the Prometheus JMX exporter jar {url} with SHA-256 {sha} because metrics.exporter_sha256 is empty; \
+             recorded in {} and a different jar will be refused. Pin it in the config to make it strict: [metrics] exporter_sha256 = \"{sha}\"",
+            self.path.display()
+        );
+        Ok(())
+    }
+
     pub fn save(&self) -> Result<()> {
         fsutil::write_atomic(&self.path, self.doc.to_string().as_bytes(), 0o644)
     }
@@ -492,13 +535,14 @@ fn check_recorded(path: &Path, doc: &DocumentMut) -> Result<()> {
         let text = v.as_str().unwrap_or_default();
         config::Fingerprint::parse(text).map_err(|e| bad("ksqldb.signer".into(), e))?;
     }
-    if let Some(item) = doc.get("iam_auth_sha256") {
+    for name in ["iam_auth_sha256", EXPORTER_TABLE] {
+        let Some(item) = doc.get(name) else { continue };
         let table = item
             .as_table_like()
-            .ok_or_else(|| bad("iam_auth_sha256".into(), "is not a table".into()))?;
+            .ok_or_else(|| bad(name.into(), "is not a table".into()))?;
         for (url, v) in table.iter() {
             let text = v.as_str().unwrap_or_default();
-            Sha256Digest::from_hex(text).map_err(|e| bad(format!("iam_auth_sha256.{url:?}"), e))?;
+            Sha256Digest::from_hex(text).map_err(|e| bad(format!("{name}.{url:?}"), e))?;
         }
     }
     Ok(())

@@ -239,7 +239,34 @@ schema! {
     /// Extra CA certificates (a PEM file) to trust for downloads, e.g. behind a TLS
     /// proxy. Empty: the host's trust store alone.
     AGENT_EXTRA_CA = agent.extra_ca: Kind::Str, r#""""#;
-    // [metrics]: the agent's own state as Prometheus text (src/status/metrics.rs).
+    // [metrics]: JMX and the Prometheus JMX exporter (the textfile key comes with status).
+    /// JMX on this port, bound to 127.0.0.1 only and without authentication (reach it
+    /// through an SSM port forward, or from the CloudWatch agent on the host); the RMI
+    /// connector uses the same port, so one port is all there is to forward. 0: off
+    /// (the launch script's default: no JMX port). Changing it restarts ksqlDB.
+    METRICS_JMX_PORT = metrics.jmx_port: Kind::Int, "0";
+    /// ksqlDB's JMX metrics in the Prometheus text format at
+    /// `http://<prometheus_bind>:<port>/metrics`, served by the Prometheus JMX exporter
+    /// java agent inside ksqlDB's JVM. 0: off. Changing it restarts ksqlDB.
+    METRICS_PROMETHEUS_PORT = metrics.prometheus_port: Kind::Int, "0";
+    /// The address the exporter listens on: an IP address. The default keeps it on
+    /// this host (for a local Prometheus agent or an SSM port forward); `0.0.0.0` serves
+    /// the network, unauthenticated.
+    METRICS_PROMETHEUS_BIND = metrics.prometheus_bind: Kind::Str, r#""127.0.0.1""#;
+    /// The exporter's rules file (YAML). The default, shipped with the package, maps
+    /// ksqlDB's query, Kafka Streams, consumer and producer MBeans.
+    METRICS_PROMETHEUS_RULES = metrics.prometheus_rules: Kind::Str, r#""/usr/share/ksql-msk/jmx-exporter/ksqldb.yml""#;
+    /// The Prometheus JMX exporter release (`jmx_prometheus_javaagent`); its jar is kept
+    /// in `<state_dir>/exporter/`, never on ksqlDB's classpath.
+    METRICS_EXPORTER_VERSION = metrics.exporter_version: Kind::Str, r#""1.6.0""#;
+    /// Where to fetch the exporter jar; `{version}` is expanded. Releases after 1.0.1
+    /// are published on GitHub only, not on Maven Central.
+    METRICS_EXPORTER_URL = metrics.exporter_url: Kind::Str, r#""https://github.com/prometheus/jmx_exporter/releases/download/{version}/jmx_prometheus_javaagent-{version}.jar""#;
+    /// The exporter jar's SHA-256. Empty: trust on first use of the release's published
+    /// .sha256, recorded in `<state_dir>/trust.toml`. The jar is hashed again before
+    /// every start of ksqlDB.
+    METRICS_EXPORTER_SHA256 = metrics.exporter_sha256: Kind::Str, r#""""#;
+    // The agent's own state as Prometheus text (src/status/metrics.rs).
     /// Where the agent writes its own state as Prometheus text metrics, atomically on
     /// every change (node_exporter's textfile collector reads `*.prom` files: name it
     /// so). The service needs write access to its directory: add `ReadWritePaths=` with

@@ -182,6 +182,23 @@ pub struct AgentSettings {
     pub extra_ca: Option<PathBuf>,
 }
 
+/// `[metrics]`: the agent's metrics textfile, JMX and the Prometheus JMX exporter.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    /// `metrics.textfile`: where to write the agent's own metrics; `None`: off.
+    pub textfile: Option<PathBuf>,
+    /// `None`: off.
+    pub jmx_port: Option<u16>,
+    /// `None`: off (and the exporter jar is not fetched).
+    pub prometheus_port: Option<u16>,
+    pub prometheus_bind: std::net::IpAddr,
+    pub prometheus_rules: PathBuf,
+    pub exporter_version: String,
+    pub exporter_url: ConfigUrl,
+    /// `None`: trust on first use of the published `.sha256`.
+    pub exporter_sha256: Option<Sha256Digest>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -194,13 +211,6 @@ pub struct Settings {
     pub properties: Vec<(String, String)>,
     pub agent: AgentSettings,
     pub metrics: MetricsSettings,
-}
-
-/// `[metrics]`.
-#[derive(Debug, Clone, Default)]
-pub struct MetricsSettings {
-    /// `metrics.textfile`: where to write the agent's own metrics; `None`: off.
-    pub textfile: Option<PathBuf>,
 }
 
 impl Settings {
@@ -735,5 +745,88 @@ fn metrics_settings(r: &Reader) -> Result<MetricsSettings> {
         }
         Some(p) => Some(PathBuf::from(p)),
     };
-    Ok(MetricsSettings { textfile })
+    let port = |key: &'static Key| -> Result<Option<u16>> {
+        let n = r.int(key)?;
+        let port = u16::try_from(n).map_err(|_| {
+            r.err(
+                key,
+                format!("{n} is not a TCP port (1-65535, or 0 for off)"),
+            )
+        })?;
+        Ok(Some(port).filter(|p| *p != 0))
+    };
+    let jmx_port = port(keys::METRICS_JMX_PORT)?;
+    let prometheus_port = port(keys::METRICS_PROMETHEUS_PORT)?;
+    if jmx_port.is_some() && jmx_port == prometheus_port {
+        return Err(r.err(
+            keys::METRICS_PROMETHEUS_PORT,
+            format!(
+                "{} is metrics.jmx_port too; the exporter and JMX need a port each",
+                jmx_port.unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(port) = jmx_port {
+        // The script appends JMX_PORT to KSQL_JMX_OPTS, and KSQL_JMX_OPTS is the agent's.
+        let env = keys::KSQLDB_ENV;
+        if let Some((name, entry)) = r
+            .merged
+            .table(env)
+            .iter()
+            .find(|(n, _)| n == "JMX_PORT" || n == "KSQL_JMX_OPTS")
+        {
+            return Err(config_error(
+                Some(&entry.origin),
+                &format!("{}.{name}", env.path()),
+                format!(
+                    "metrics.jmx_port = {port} sets JMX up (bound to 127.0.0.1); remove this entry"
+                ),
+            ));
+        }
+    }
+    let bind_text = r.string(keys::METRICS_PROMETHEUS_BIND);
+    let prometheus_bind = bind_text.parse::<std::net::IpAddr>().map_err(|_| {
+        r.err(
+            keys::METRICS_PROMETHEUS_BIND,
+            format!("{bind_text:?} is not an IP address such as \"127.0.0.1\""),
+        )
+    })?;
+    let rules_key = keys::METRICS_PROMETHEUS_RULES;
+    let rules = r.raw(rules_key);
+    if let Some(problem) = control_char(&rules) {
+        return Err(r.err(rules_key, problem));
+    }
+    let rules = rules.trim();
+    // The launch script splits KSQL_OPTS on whitespace: a space would cut the option.
+    if !rules.starts_with('/') || rules.contains(char::is_whitespace) {
+        return Err(r.err(
+            rules_key,
+            format!("{rules:?} is not an absolute path without spaces"),
+        ));
+    }
+    let version = r.string(keys::METRICS_EXPORTER_VERSION);
+    if !is_version(&version) {
+        return Err(r.err(
+            keys::METRICS_EXPORTER_VERSION,
+            format!("{version:?} is not a jmx_exporter version such as \"1.6.0\""),
+        ));
+    }
+    let url_key = keys::METRICS_EXPORTER_URL;
+    let url = expand_template(&r.url_text(url_key)?, &[("version", version.as_str())])
+        .map_err(|e| r.err(url_key, e))?;
+    let exporter_url = ConfigUrl::parse(&url).map_err(|e| r.err(url_key, e))?;
+    let exporter_sha256 = r
+        .opt_string(keys::METRICS_EXPORTER_SHA256)
+        .map(|h| Sha256Digest::from_hex(&h).map_err(|e| r.err(keys::METRICS_EXPORTER_SHA256, e)))
+        .transpose()?;
+    Ok(MetricsSettings {
+        textfile,
+        jmx_port,
+        prometheus_port,
+        prometheus_bind,
+        prometheus_rules: PathBuf::from(rules),
+        exporter_version: version,
+        exporter_url,
+        exporter_sha256,
+    })
 }

@@ -1047,3 +1047,59 @@ fn config_set_writes_one_logger_and_refuses_bad_names_and_levels() {
     }
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "file kept");
 }
+
+#[test]
+fn metrics_ports_bind_and_rules_are_validated() {
+    let arn = "[msk]\ncluster_arn = \"arn:aws:kafka:eu-west-1:123456789012:cluster/c/abc-1\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "ksql-msk.toml", arn);
+    let m = load(&path).unwrap().metrics;
+    assert_eq!((m.jmx_port, m.prometheus_port), (None, None));
+    assert_eq!(m.prometheus_bind.to_string(), "127.0.0.1");
+    assert_eq!(
+        m.exporter_url.expose(),
+        "https://github.com/prometheus/jmx_exporter/releases/download/1.6.0/jmx_prometheus_javaagent-1.6.0.jar"
+    );
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        &format!("{arn}[metrics]\njmx_port = 9010\nprometheus_port = 9404\nprometheus_bind = \"::1\"\nexporter_sha256 = \"{}\"\n", "AB".repeat(32)),
+    );
+    let m = load(&path).unwrap().metrics;
+    assert_eq!((m.jmx_port, m.prometheus_port), (Some(9010), Some(9404)));
+    assert_eq!(m.prometheus_bind.to_string(), "::1");
+    assert_eq!(m.exporter_sha256.unwrap().to_hex(), "ab".repeat(32));
+
+    let err = |extra: &str| load_err(&format!("{arn}{extra}"));
+    assert_eq!(
+        err("[metrics]\njmx_port = 70000\n"),
+        "DIR/ksql-msk.toml:4: metrics.jmx_port: 70000 is not a TCP port (1-65535, or 0 for off)"
+    );
+    assert_eq!(
+        err("[metrics]\njmx_port = 9010\nprometheus_port = 9010\n"),
+        "DIR/ksql-msk.toml:5: metrics.prometheus_port: 9010 is metrics.jmx_port too; the exporter and JMX need a port each"
+    );
+    assert_eq!(
+        err("[metrics]\nprometheus_bind = \"localhost\"\n"),
+        "DIR/ksql-msk.toml:4: metrics.prometheus_bind: \"localhost\" is not an IP address such as \"127.0.0.1\""
+    );
+    assert_eq!(
+        err("[metrics]\nprometheus_rules = \"/etc/my rules.yml\"\n"),
+        "DIR/ksql-msk.toml:4: metrics.prometheus_rules: \"/etc/my rules.yml\" is not an absolute path without spaces"
+    );
+    assert!(err("[metrics]\nexporter_sha256 = \"abc\"\n").starts_with(
+        "DIR/ksql-msk.toml:4: metrics.exporter_sha256: \"abc\" is not a SHA-256 hash"
+    ));
+    // The launch script appends JMX_PORT to KSQL_JMX_OPTS, which the agent sets whole.
+    assert_eq!(
+        err("[ksqldb.env]\nTZ = \"UTC\"\nJMX_PORT = \"9999\"\n[metrics]\njmx_port = 9010\n"),
+        "DIR/ksql-msk.toml:5: ksqldb.env.JMX_PORT: metrics.jmx_port = 9010 sets JMX up (bound to 127.0.0.1); remove this entry"
+    );
+    // Without metrics.jmx_port, [ksqldb.env] may still set them as before.
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        &format!("{arn}[ksqldb.env]\nJMX_PORT = \"9999\"\nKSQL_JMX_OPTS = \"-Dx=1\"\n"),
+    );
+    assert!(load(&path).is_ok());
+}

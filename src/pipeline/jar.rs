@@ -42,8 +42,19 @@ pub fn file_name(settings: &Settings) -> String {
     }
 }
 
-/// Fetch the jar (and, with nothing expected, its published hash) and check it. A jar
-/// that fails the check is dropped from the cache.
+/// A jar pinned by SHA-256 (the IAM auth jar, the exporter's): where it comes from and
+/// what it must hash to.
+pub struct PinnedJar<'a> {
+    pub url: &'a ConfigUrl,
+    /// What progress lines and errors call it.
+    pub what: &'a str,
+    /// The config key that pins it, named when no hash is published.
+    pub pin_key: &'a str,
+    /// `None`: trust on first use of the hash published in `<url>.sha256`.
+    pub expected: Option<ExpectedHash>,
+}
+
+/// Fetch the IAM auth jar (and, with nothing expected, its published hash) and check it.
 pub async fn fetch(
     fetcher: &Fetcher,
     settings: &Settings,
@@ -51,17 +62,34 @@ pub async fn fetch(
     progress: &dyn Progress,
 ) -> Result<CheckedJar> {
     let url = &settings.iam_auth.jar_url;
-    let expected = trust.expected_jar(settings.iam_auth.sha256.as_ref(), url);
-    let (download, expected, first_use) = match expected {
+    let jar = PinnedJar {
+        url,
+        what: "aws-msk-iam-auth jar",
+        pin_key: "iam_auth.sha256",
+        expected: trust.expected_jar(settings.iam_auth.sha256.as_ref(), url),
+    };
+    fetch_pinned(fetcher, &jar, progress).await
+}
+
+/// Fetch a pinned jar (and, with nothing expected, its published hash) and check it. A
+/// jar that fails the check is dropped from the cache.
+pub async fn fetch_pinned(
+    fetcher: &Fetcher,
+    jar: &PinnedJar<'_>,
+    progress: &dyn Progress,
+) -> Result<CheckedJar> {
+    let url = jar.url;
+    let (download, expected, first_use) = match &jar.expected {
         Some(expected) => {
-            let jar = fetcher.fetch(url, "aws-msk-iam-auth jar", progress).await?;
-            (jar, expected, false)
+            let download = fetcher.fetch(url, jar.what, progress).await?;
+            (download, expected.clone(), false)
         }
         None => {
-            let sha_url = published_hash_url(settings);
-            let (jar, published) = futures_util::future::try_join(
-                fetcher.fetch(url, "aws-msk-iam-auth jar", progress),
-                fetcher.fetch(&sha_url, "aws-msk-iam-auth jar hash", progress),
+            let sha_url = url.with_suffix(".sha256");
+            let hash_name = format!("{} hash", jar.what);
+            let (download, published) = futures_util::future::try_join(
+                fetcher.fetch(url, jar.what, progress),
+                fetcher.fetch(&sha_url, &hash_name, progress),
             )
             .await?;
             let text = fs::read_to_string(&published.path).unwrap_or_default();
@@ -70,14 +98,17 @@ pub async fn fetch(
                 fetcher.forget(std::slice::from_ref(url));
                 return Err(fail(
                     ExitCode::Data,
-                    format!("{sha_url} does not hold a SHA-256 hash; set iam_auth.sha256 to the jar's hash"),
+                    format!(
+                        "{sha_url} does not hold a SHA-256 hash; set {} to the jar's hash",
+                        jar.pin_key
+                    ),
                 ));
             };
             let expected = ExpectedHash {
                 sha256,
                 origin: format!("published in {sha_url}"),
             };
-            (jar, expected, true)
+            (download, expected, true)
         }
     };
     let path = download.path.clone();

@@ -1,5 +1,6 @@
 //! Phases 1–5 of DESIGN.md as one pipeline, readable top to bottom:
-//! config → discover → managed keys → plan → stage → complete → activate → render.
+//! config → discover → managed keys → plan → stage → complete → activate → exporter →
+//! render.
 //!
 //! `ksql-msk run` and every reload call [`prepare`]; `ksql-msk install` calls it and
 //! exits; `install --dry-run` calls [`dry_run`], which takes the same steps up to the
@@ -11,6 +12,7 @@
 
 mod activate;
 mod complete;
+mod exporter;
 mod jar;
 mod plan;
 mod stage;
@@ -44,6 +46,9 @@ pub struct Prepared {
     pub configured: Configured,
     /// The log4j configuration ksqlDB runs with; `None`: the release has none.
     pub log4j: Option<Log4jConfig>,
+    /// The Prometheus JMX exporter ksqlDB loads (`metrics.prometheus_port`), its jar
+    /// checked.
+    pub exporter: Option<crate::exporter::Exporter>,
     /// When discovery and install (phases 3–5) ran and how long they took.
     pub timings: Timings,
 }
@@ -98,7 +103,12 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
     let _lock = lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
     progress.phase(&format!("installing ksqlDB {}", settings.ksqldb.version));
     let (at, started) = (Time::now(), std::time::Instant::now());
-    let installed = install(&settings, &managed, progress).await?;
+    let fetcher = Fetcher::new(&settings)?;
+    let installed = install(&settings, &managed, &fetcher, progress).await?;
+    let exporter = healing(&fetcher, &settings, || {
+        exporter::ensure(&fetcher, &settings, progress)
+    })
+    .await?;
     progress.phase(&format!(
         "rendering {} of ksqlDB {}",
         layout::PROPERTIES,
@@ -118,6 +128,7 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
         installed,
         configured,
         log4j,
+        exporter,
         timings: Timings { discovery, install },
     })
 }
@@ -162,11 +173,11 @@ pub async fn dry_run(config_path: &Path) -> Result<()> {
 async fn install(
     settings: &Settings,
     managed: &Managed,
+    fetcher: &Fetcher,
     progress: &dyn Progress,
 ) -> Result<Installed> {
     activate::prepare_releases_dir(settings)?;
     let mut trust = TrustStore::load(&settings.agent.state_dir)?;
-    let fetcher = Fetcher::new(settings)?;
     let version = settings.ksqldb.version.clone();
     let installed = match Plan::make(settings, &trust) {
         Plan::Installed { release, manifest } => {
@@ -184,8 +195,8 @@ async fn install(
         }
         Plan::JarOnly { release, manifest } => {
             progress.phase(&format!("updating the IAM auth jar of ksqlDB {version}"));
-            let checked = healing(&fetcher, settings, || {
-                jar::fetch(&fetcher, settings, &trust, progress)
+            let checked = healing(fetcher, settings, || {
+                jar::fetch(fetcher, settings, &trust, progress)
             })
             .await?;
             let manifest = jar::replace(settings, &mut trust, &release, manifest, checked)?;
@@ -199,13 +210,13 @@ async fn install(
         }
         Plan::Fresh { release } => {
             progress.phase(&format!("fetching ksqlDB {version}"));
-            let staged = healing(&fetcher, settings, || {
-                stage::stage(&fetcher, settings, &trust, progress)
+            let staged = healing(fetcher, settings, || {
+                stage::stage(fetcher, settings, &trust, progress)
             })
             .await?;
             let manifest = complete::complete(&staged, settings, managed)
                 .await
-                .map_err(|e| forget_if_data_error(&fetcher, settings, e))?;
+                .map_err(|e| forget_if_data_error(fetcher, settings, e))?;
             trust.record_first_use(
                 staged
                     .first_use_signer()
@@ -243,6 +254,7 @@ fn downloads(settings: &Settings) -> Vec<config::ConfigUrl> {
     if let config::KeySource::Url(u) = &k.key {
         urls.push(u.clone());
     }
+    urls.extend(exporter::downloads(settings));
     urls
 }
 

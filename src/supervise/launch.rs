@@ -126,6 +126,8 @@ pub struct Launch {
     pub properties: Vec<u8>,
     /// The log4j configuration's bytes when the spec was made (empty: none).
     pub log4j: Vec<u8>,
+    /// The exporter java agent the JVM loads: its jar is hashed again before each start.
+    pub exporter: Option<crate::exporter::Exporter>,
 }
 
 /// `PATH` for ksqlDB: the agent's, else a standard one.
@@ -172,12 +174,22 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
             format!("-Dlog4j.configuration=file:{}", log4j.path.display()),
         ));
     }
-    let env = child_env(
-        agent_env(),
-        &settings.ksqldb.env,
-        settings.ksqldb.jvm_opts.as_deref(),
-        own,
-    );
+    // [metrics]: JMX on loopback (KSQL_JMX_OPTS), the exporter's java agent (KSQL_OPTS,
+    // before `ksqldb.jvm_opts`).
+    if let Some(port) = settings.metrics.jmx_port {
+        own.push(("KSQL_JMX_OPTS".to_string(), crate::jmx::options(port)));
+    }
+    let agent_opt = prepared
+        .exporter
+        .as_ref()
+        .map(crate::exporter::Exporter::javaagent)
+        .transpose()?;
+    let ksql_opts = match (agent_opt, settings.ksqldb.jvm_opts.as_deref()) {
+        (Some(a), Some(j)) => Some(format!("{a} {j}")),
+        (Some(a), None) => Some(a),
+        (None, j) => j.map(str::to_string),
+    };
+    let env = child_env(agent_env(), &settings.ksqldb.env, ksql_opts.as_deref(), own);
     Ok(Launch {
         program,
         args: vec![prepared.properties_path().as_os_str().to_owned()],
@@ -190,6 +202,7 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
             .as_ref()
             .map(|c| c.bytes.clone())
             .unwrap_or_default(),
+        exporter: prepared.exporter.clone(),
     })
 }
 

@@ -330,6 +330,9 @@ impl Supervisor {
         let what = format!("starting ksqlDB {}", self.launch.version);
         self.notifier.status(&what);
         info!("{what}: {}", self.launch.program.display());
+        if let Some(exporter) = &self.launch.exporter {
+            exporter.recheck()?;
+        }
         let child = process::spawn(&self.launch, &self.sink)?;
         self.event(
             message_id::STARTED,
