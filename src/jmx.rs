@@ -13,8 +13,15 @@
 //!   out, which the client connects to next: 127.0.0.1 works through an SSM port
 //!   forward, the host's own address would not;
 //! - `authenticate=false`, `ssl=false`: nothing to manage on the host; the loopback
-//!   binding is what keeps the network out. (`com.sun.management.jmxremote.local.only`
-//!   is only read for the local attach connector, not this one: not set.)
+//!   binding is what keeps the network out;
+//! - `com.sun.management.jmxremote.local.only=true` (the JDK's default, set so that a
+//!   changed `management.properties` cannot turn it off): not read for the port above,
+//!   but for the *local* connector that the JVM starts beside it whenever
+//!   `jmxremote.port` is set (`Agent.startAgent` → `startLocalManagementAgent`, the one
+//!   `jconsole <pid>` uses). That one listens on an ephemeral port of every interface
+//!   (`LocalRMIServerSocketFactory` has no bind address) and closes each connection
+//!   that does not come from an address of this host; with `local.only=false` it would
+//!   take connections from anywhere, unauthenticated.
 //!
 //! ksqlDB's `ksql-run-class` uses `KSQL_JMX_OPTS` as given (its own default, used when
 //! it is empty, has no host binding) and appends `-Dcom.sun.management.jmxremote.port=`
@@ -36,6 +43,7 @@ pub fn options(port: u16) -> String {
         format!("-Djava.rmi.server.hostname={HOST}"),
         "-Dcom.sun.management.jmxremote.authenticate=false".to_string(),
         "-Dcom.sun.management.jmxremote.ssl=false".to_string(),
+        "-Dcom.sun.management.jmxremote.local.only=true".to_string(),
     ]
     .join(" ")
 }
@@ -49,7 +57,8 @@ mod tests {
             "-Dcom.sun.management.jmxremote -Dcom.sun.management.jmxremote.port=9010 \
              -Dcom.sun.management.jmxremote.rmi.port=9010 \
              -Dcom.sun.management.jmxremote.host=127.0.0.1 -Djava.rmi.server.hostname=127.0.0.1 \
-             -Dcom.sun.management.jmxremote.authenticate=false -Dcom.sun.management.jmxremote.ssl=false"
+             -Dcom.sun.management.jmxremote.authenticate=false -Dcom.sun.management.jmxremote.ssl=false \
+             -Dcom.sun.management.jmxremote.local.only=true"
         );
     }
 }

@@ -16,6 +16,7 @@ mod hostile;
 mod iam_policy;
 mod install;
 mod log_levels;
+mod metrics;
 mod msk_5xx;
 mod no_ca;
 mod no_panic;
