@@ -151,6 +151,9 @@ async fn checklist(config_path: &Path) -> Result<()> {
             &mut items,
         )?;
     }
+    for item in metrics_items(&settings).await {
+        add(item, &mut items)?;
+    }
 
     let failed: Vec<&Item> = items.iter().filter(|i| !i.ok).collect();
     crate::outln!(
@@ -330,6 +333,9 @@ async fn artifact_hosts(settings: &Settings) -> Vec<Item> {
         urls.push(u.clone());
     }
     urls.push(settings.iam_auth.jar_url.clone());
+    if settings.metrics.prometheus_port.is_some() {
+        urls.push(settings.metrics.exporter_url.clone());
+    }
     let fetcher = match crate::fetch::Fetcher::new(settings) {
         Ok(f) => f,
         Err(e) => return vec![Item::fail(format!("artifact hosts: {}", one_line(&e)))],
@@ -415,23 +421,50 @@ async fn listener_free(listener: &str, state_dir: &Path) -> Item {
     let host = url.host_str().unwrap_or("0.0.0.0").to_string();
     let port = url.port_or_known_default().unwrap_or(8088);
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    port_free(&format!("listener {listener}"), host, port, state_dir).await
+}
+
+/// Can ksqlDB bind `host:port` (`what` names it), or does this service's ksqlDB already?
+async fn port_free(what: &str, host: &str, port: u16, state_dir: &Path) -> Item {
     match tokio::net::TcpListener::bind((host, port)).await {
-        Ok(_) => Item::pass(format!("listener {listener}: port {port} is free")),
+        Ok(_) => Item::pass(format!("{what}: port {port} is free")),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match holder::of_port(port) {
             Some(h) if h.is_our_ksqldb(state_dir) => Item::pass(format!(
-                "listener {listener}: port {port} is held by this service's ksqlDB (pid {})",
+                "{what}: port {port} is held by this service's ksqlDB (pid {})",
                 h.pid
             )),
             Some(h) => Item::fail(format!(
-                "listener {listener}: port {port} is in use by pid {} ({}), not by this service's ksqlDB",
+                "{what}: port {port} is in use by pid {} ({}), not by this service's ksqlDB",
                 h.pid, h.command
             )),
             None => Item::fail(format!(
-                "listener {listener}: port {port} is in use (by a process this user cannot see: ksqlDB already running, or another service?)"
+                "{what}: port {port} is in use (by a process this user cannot see: ksqlDB already running, or another service?)"
             )),
         },
-        Err(e) => Item::fail(format!("listener {listener}: cannot bind port {port}: {e}")),
+        Err(e) => Item::fail(format!("{what}: cannot bind port {port}: {e}")),
     }
+}
+
+/// `[metrics]`: the JMX and exporter ports are free (or ksqlDB's), the rules readable.
+async fn metrics_items(settings: &Settings) -> Vec<Item> {
+    let m = &settings.metrics;
+    let state = &settings.agent.state_dir;
+    let mut items = Vec::new();
+    if let Some(port) = m.jmx_port {
+        items.push(port_free("metrics.jmx_port", crate::jmx::HOST, port, state).await);
+    }
+    if let Some(port) = m.prometheus_port {
+        let bind = m.prometheus_bind.to_string();
+        items.push(port_free("metrics.prometheus_port", &bind, port, state).await);
+        items.push(match crate::exporter::check_rules(&m.prometheus_rules) {
+            Ok(()) => Item::pass(format!(
+                "metrics.prometheus_rules: {} is readable",
+                m.prometheus_rules.display()
+            )),
+            Err(e) => Item::fail(one_line(&e)),
+        });
+    }
+    items
 }
 
 /// Who holds a listening TCP port, from /proc: the socket's inode in /proc/net/tcp{,6},

@@ -533,3 +533,151 @@ fn a_real_jvm_loads_the_pinned_jar_as_a_java_agent_with_bind_port_and_rules() {
     );
     assert_eq!(agent.stop(), 0);
 }
+
+#[test]
+fn check_names_a_metrics_port_in_use_and_a_missing_rules_file() {
+    let sts = ksql_msk_testkit::sts::FakeSts::start();
+    let mut fx = Fixture::new("");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let free = free_port();
+    fx.host.write_dropin(
+        "60-metrics.toml",
+        &format!(
+            "[metrics]\njmx_port = {busy_port}\nprometheus_port = {free}\nprometheus_rules = \"/nonexistent/rules.yml\"\n"
+        ),
+    );
+    fx.host.env("AWS_ENDPOINT_URL_STS", &sts.url());
+    let out = fx.host.run(&["check"]);
+    assert_eq!(out.code, 69, "{out:?}");
+    let line = |s: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(s))
+            .unwrap_or_else(|| panic!("no line with {s:?}: {out:?}"))
+            .to_string()
+    };
+    assert!(
+        line(&format!("metrics.jmx_port: port {busy_port} is in use")).starts_with('✗'),
+        "{out:?}"
+    );
+    assert!(
+        line(&format!("metrics.prometheus_port: port {free} is free")).starts_with('✓'),
+        "{out:?}"
+    );
+    assert!(
+        line("metrics.prometheus_rules: /nonexistent/rules.yml").starts_with('✗'),
+        "{out:?}"
+    );
+    drop(busy);
+}
+
+/// The shipped rules name ksqlDB's query, Kafka Streams, consumer and producer MBeans
+/// (samples in the exporter's match format, names from ksqlDB's metrics reference), as
+/// the exporter would: tests/jmx-exporter/name-metrics.py applies the rules the way the
+/// exporter does (the exporter itself cannot be downloaded here).
+#[test]
+fn the_shipped_rules_name_ksqldbs_mbeans() {
+    let have_yaml = Command::new("python3")
+        .args(["-c", "import yaml"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_yaml {
+        skip(
+            "KSQL_MSK_REQUIRE_PYYAML",
+            "the rules test: no python3 with the yaml module (python3-yaml)",
+        );
+        return;
+    }
+    let samples: &[(&str, &str)] = &[
+        (
+            "io.confluent.ksql.metrics<type=_confluent-ksql-engine-query-stats, ksql_service_id=default_><>num-persistent-queries: 3.0",
+            "ksql_engine_query_stats_num_persistent_queries{ksql_service_id=\"default_\"}",
+        ),
+        (
+            "io.confluent.ksql.metrics<type=_confluent-ksql-default_ksql-engine-query-stats><>messages-consumed-per-sec: 1.5",
+            "ksql_engine_query_stats_messages_consumed_per_sec{ksql_service_id=\"default_\"}",
+        ),
+        (
+            "io.confluent.ksql.metrics<type=ksql-queries, status=_confluent-ksql-default_query_CSAS_ORDERS_1><>query-status: RUNNING",
+            "ksql_query_query_status{status=\"_confluent-ksql-default_query_CSAS_ORDERS_1\",state=\"RUNNING\"}",
+        ),
+        (
+            "io.confluent.ksql.metrics<type=consumer-metrics, key=CSAS_ORDERS_1, id=c-1><>consumer-messages-per-sec: 2.0",
+            "ksql_consumer_metrics_consumer_messages_per_sec{key=\"CSAS_ORDERS_1\",id=\"c-1\"}",
+        ),
+        (
+            "io.confluent.ksql.metrics<type=producer-metrics, key=CSAS_ORDERS_1, id=p-1><>total-messages: 7.0",
+            "ksql_producer_metrics_total_messages{key=\"CSAS_ORDERS_1\",id=\"p-1\"}",
+        ),
+        (
+            "io.confluent.ksql.metrics<type=_confluent-ksql-rest-app-command-runner><>status: RUNNING",
+            "ksql_command_runner_status{status=\"RUNNING\"}",
+        ),
+        (
+            "io.confluent.ksql.metrics<type=_ksql-rocksdb-aggregates><>block-cache-usage: 1024.0",
+            "ksql_ksql_rocksdb_aggregates_block_cache_usage",
+        ),
+        (
+            "kafka.streams<type=stream-thread-metrics, thread-id=t-1><>process-rate: 5.0",
+            "kafka_streams_stream_thread_metrics_process_rate{thread_id=\"t-1\"}",
+        ),
+        (
+            "kafka.streams<type=stream-task-metrics, thread-id=t-1, task-id=0_1><>process-total: 5.0",
+            "kafka_streams_stream_task_metrics_process_total{thread_id=\"t-1\",task_id=\"0_1\"}",
+        ),
+        (
+            "kafka.streams<type=stream-state-metrics, thread-id=t-1, task-id=0_1, rocksdb-state-id=agg><>put-rate: 1.0",
+            "kafka_streams_stream_state_metrics_put_rate{thread_id=\"t-1\",task_id=\"0_1\",rocksdb_state_id=\"agg\"}",
+        ),
+        (
+            "kafka.streams<type=stream-metrics, client-id=app-1><>state: RUNNING",
+            "kafka_streams_stream_metrics_info{client_id=\"app-1\",state=\"RUNNING\"}",
+        ),
+        (
+            "kafka.consumer<type=consumer-fetch-manager-metrics, client-id=c-1><>records-lag-max: 4.0",
+            "kafka_consumer_consumer_fetch_manager_metrics_records_lag_max{client_id=\"c-1\"}",
+        ),
+        (
+            "kafka.consumer<type=consumer-fetch-manager-metrics, client-id=c-1, topic=orders, partition=0><>records-lag: 4.0",
+            "kafka_consumer_consumer_fetch_manager_metrics_records_lag{client_id=\"c-1\",topic=\"orders\",partition=\"0\"}",
+        ),
+        (
+            "kafka.consumer<type=consumer-coordinator-metrics, client-id=c-1><>rebalance-total: 2.0",
+            "kafka_consumer_consumer_coordinator_metrics_rebalance_total{client_id=\"c-1\"}",
+        ),
+        (
+            "kafka.producer<type=producer-metrics, client-id=p-1><>record-send-rate: 9.0",
+            "kafka_producer_producer_metrics_record_send_rate{client_id=\"p-1\"}",
+        ),
+        (
+            "kafka.producer<type=producer-topic-metrics, client-id=p-1, topic=orders><>record-send-total: 9.0",
+            "kafka_producer_producer_topic_metrics_record_send_total{client_id=\"p-1\",topic=\"orders\"}",
+        ),
+        ("java.lang<type=Memory><>HeapMemoryUsage: 1", "UNMATCHED"),
+    ];
+    let input: String = samples.iter().map(|(s, _)| format!("{s}\n")).collect();
+    let mut child = Command::new("python3")
+        .arg(repo_root().join("tests/jmx-exporter/name-metrics.py"))
+        .arg(repo_root().join("packaging/jmx-exporter/ksqldb.yml"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let expected: Vec<&str> = samples.iter().map(|(_, n)| *n).collect();
+    assert_eq!(names, expected);
+}
