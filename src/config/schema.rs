@@ -159,7 +159,7 @@ schema! {
     /// and log4j options (a `-D` here wins). The launch script splits them on whitespace
     /// without quoting: one option cannot hold a space.
     KSQLDB_JVM_OPTS = ksqldb.jvm_opts: Kind::Str, r#""""#;
-    /// Extra environment variables for ksqlDB, as `env = { JMX_PORT = "9010" }` or a
+    /// Extra environment variables for ksqlDB, as `env = { TZ = "UTC" }` or a
     /// `[ksqldb.env]` table; drop-ins add to it entry by entry, and its entries win over
     /// the variables passed on from the agent's environment. The agent's own (JAVA_HOME,
     /// KSQL_HEAP_OPTS, KSQL_OPTS, LOG_DIR, ...) are refused, naming the key to use.
