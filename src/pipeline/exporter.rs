@@ -66,3 +66,22 @@ pub fn downloads(settings: &Settings) -> Vec<crate::config::ConfigUrl> {
         None => Vec::new(),
     }
 }
+
+/// What [`ensure`] would do, for `install --dry-run`; `None` when the exporter is off.
+pub fn describe(settings: &Settings, trust: &TrustStore) -> Option<String> {
+    settings.metrics.prometheus_port?;
+    let path = exporter::jar_path(settings);
+    let url = &settings.metrics.exporter_url;
+    Some(match exporter::expected(settings, trust) {
+        Some(e) if matches!(exporter::installed(settings, &e), Ok(Some(_))) => format!(
+            "Prometheus JMX exporter {} is installed in {}",
+            settings.metrics.exporter_version,
+            path.display()
+        ),
+        Some(_) => format!("would download {url} into {}", path.display()),
+        None => format!(
+            "would download {url} and {url}.sha256 (trust on first use) into {}",
+            path.display()
+        ),
+    })
+}

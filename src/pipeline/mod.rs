@@ -145,6 +145,9 @@ pub async fn dry_run(config_path: &Path) -> Result<()> {
     for line in plan.describe(&settings, &trust) {
         crate::outln!("{line}")?;
     }
+    if let Some(line) = exporter::describe(&settings, &trust) {
+        crate::outln!("{line}")?;
+    }
     match plan.installed_release() {
         Some(release) => {
             let configured = properties::render(release, &managed, true)?;

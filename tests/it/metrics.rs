@@ -69,6 +69,15 @@ fn the_exporter_is_loaded_from_the_pinned_jar_with_the_rules_and_bind_port() {
         "[ksqldb]\njvm_opts = \"-Xss2m\"\n[metrics]\nprometheus_bind = \"127.0.0.1\"\n",
     );
     let trust_before = trust_toml(&fx);
+    let out = fx.host.run(&["install", "--dry-run"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "would download {url} into {}",
+            exporter_jar(&fx).display()
+        )),
+        "{out:?}"
+    );
     let mut agent = fx.start();
     wait_for("healthy", || agent.stderr().contains("is healthy"));
     let jar = exporter_jar(&fx);
@@ -93,6 +102,14 @@ fn the_exporter_is_loaded_from_the_pinned_jar_with_the_rules_and_bind_port() {
         .requests_for(&format!("{JAR_PATH}.sha256"))
         .is_empty());
     assert_eq!(agent.stop(), 0);
+    let out = fx.host.run(&["install", "--dry-run"]);
+    assert!(
+        out.stdout.contains(&format!(
+            "Prometheus JMX exporter 1.6.0 is installed in {}",
+            jar.display()
+        )),
+        "{out:?}"
+    );
 
     // `verify` checks it too.
     let out = fx.host.run(&["verify"]);
