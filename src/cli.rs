@@ -94,7 +94,8 @@ pub enum Command {
         unit's ExecReload= runs."
     )]
     Reload,
-    /// Re-hash every file of the active release against its manifest (exit 65 on any
+    /// Re-hash every file of the active release against its manifest and, with
+    /// `[metrics] prometheus_port` set, the exporter jar against its pin (exit 65 on any
     /// difference, 69 when nothing is installed).
     Verify,
     /// Show the active and kept releases, signer, IAM jar, brokers, ksqlDB's health and

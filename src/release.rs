@@ -6,6 +6,10 @@
 //! an edited start script or a release swapped for a symlink to a copy must never be
 //! started as "already installed and verified". A warm start cannot re-hash 200 MB and
 //! stay fast, so it hashes what runs or is read first and checks the shape of the rest.
+//!
+//! The Prometheus exporter's jar is not part of a release (it must stay off the
+//! classpath these scripts build): [`crate::exporter`] checks it, at every start and for
+//! `ksql-msk verify`, which reports the two results on separate lines.
 
 use std::fs::{self, File};
 use std::io::Read;

@@ -417,7 +417,7 @@ fn extras(id: &str) -> Option<Extras> {
                 with(
                     general(&[0, 64, 65, 69, 70, 74, 75, 78]),
                     65,
-                    "EX_DATAERR: a file of the active release differs from its manifest (changed, missing or added).",
+                    "EX_DATAERR: a file of the active release differs from its manifest (changed, missing or added), or the Prometheus exporter jar from its pin.",
                 ),
                 69,
                 "EX_UNAVAILABLE: no release is installed.",
