@@ -559,7 +559,7 @@ fn section_intro(section: &str) -> Option<&'static str> {
         "ksqldb" => "The ksqlDB release, where it comes from, who must have signed it, and how it runs.",
         "iam_auth" => "The aws-msk-iam-auth jar that lets ksqlDB authenticate to the brokers with IAM, and the IAM settings.",
         "agent" => "The agent itself: its state directory, health check, timeouts and restart policy.",
-        "metrics" => "Metrics: the agent's own state as a Prometheus textfile.",
+        "metrics" => "Metrics: the agent's own state as a Prometheus textfile, JMX, and ksqlDB's JMX metrics through the Prometheus JMX exporter.",
         _ => return None,
     })
 }
