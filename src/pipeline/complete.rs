@@ -14,13 +14,15 @@ use crate::exit::{fail, ExitCode};
 use crate::failpoint;
 use crate::fsutil;
 use crate::layout;
+use crate::log4j::{self, Levels};
 use crate::manifest::Manifest;
 use crate::properties::{self, Managed};
 use crate::release::{self, Depth};
 use crate::unpack;
 
 /// `managed`: the managed properties; a new release is rendered while it is still
-/// staging, so `current` never points at a release with an unrendered properties file.
+/// staging (properties and log4j file), so `current` never points at a release with an
+/// unrendered properties file.
 pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -> Result<Manifest> {
     let k = &settings.ksqldb;
     let staging = staged.dir.path().to_path_buf();
@@ -43,6 +45,7 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
     let mut tree = staged.unpacked.tree.clone();
     let jar_sha = staged.jar.sha256;
     let managed = managed.clone();
+    let settings = settings.clone();
     tokio::task::spawn_blocking(move || -> Result<Manifest> {
         check_layout(&staging, &top_dir, &manifest)?;
         // Read without following a link and written by rename: a `.dist` link or a hard
@@ -52,6 +55,9 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
         release::record_written(&mut tree, &staging, layout::PRISTINE_PROPERTIES)?;
         jar::install(&staging, &jar_path, &manifest.jar_file, &jar_sha, &mut tree)?;
         properties::render(&staging, &managed, false)?;
+        // Likewise the generated log4j file (not recorded, like the live properties): a
+        // crash after the switch must not leave `current` without it.
+        log4j::render(&staging, &Levels::of(&settings), &manifest.version, false)?;
         release::unrecord(&mut tree);
         failpoint::hit("install.before_manifest")?;
         manifest.save_with_tree(&staging, &tree)?;
