@@ -1,6 +1,7 @@
 //! Command dispatch: what `main` calls. Each command returns `Result`; errors are
 //! printed once, on one line, and mapped to a sysexits code.
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use anyhow::Result;
@@ -11,6 +12,9 @@ use crate::{config, discovery, iam_policy};
 
 /// Run the command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
+    if let Command::Ksql { args } = cli.command {
+        return ksql(cli.config.as_deref(), args);
+    }
     crate::output::install_panic_hook();
     if !matches!(cli.command, Command::Run) {
         // `ksql-msk iam-policy | head` must end quietly, as other CLI tools do, not panic
@@ -51,6 +55,26 @@ pub fn main(cli: Cli) -> i32 {
     }
 }
 
+/// `ksql ARGS` (`/usr/bin/ksql`, a link to the agent) and `ksql-msk ksql ARGS`: replace
+/// this process with the active release's CLI ([`crate::ksql_cli`]). Returns only on
+/// failure, with its exit code, having said why on one line. No async runtime and no
+/// logging set up: this is on the path of every start of the CLI.
+pub fn ksql(config: Option<&Path>, args: Vec<OsString>) -> i32 {
+    crate::output::install_panic_hook();
+    // The CLI gets the default SIGPIPE disposition (exec keeps an ignored signal ignored,
+    // and Rust's runtime ignores SIGPIPE).
+    // SAFETY: setting a signal disposition before any thread is started.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let path = config::resolve_path(config);
+    match crate::ksql_cli::exec(&path, args) {
+        Ok(never) => match never {},
+        Err(err) => {
+            crate::errln!("ksql-msk: error: {}", one_line(&err));
+            exit_code_of(&err).code()
+        }
+    }
+}
+
 async fn dispatch(cli: Cli) -> Result<()> {
     let path = config::resolve_path(cli.config.as_deref());
     match cli.command {
@@ -82,6 +106,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Check => crate::check::check(&path).await,
         Command::Reload => crate::outln!("{}", crate::control::reload()?),
         Command::Status { json } => crate::status::report::status(&path, json),
+        // Handled in `main`, before the runtime starts.
+        Command::Ksql { args } => {
+            let code = ksql(cli.config.as_deref(), args);
+            Err(crate::exit::fail(
+                ExitCode::from_code(code),
+                "the ksqlDB CLI did not start",
+            ))
+        }
         Command::Verify => {
             let settings = config::load(&path)?;
             crate::outln!("{}", crate::release::verify_active(&settings).await?)?;

@@ -94,6 +94,30 @@ pub enum Command {
         unit's ExecReload= runs."
     )]
     Reload,
+    /// Run the active ksqlDB release's CLI (bin/ksql) against this host's server; what
+    /// /usr/bin/ksql runs.
+    #[command(
+        disable_help_flag = true,
+        long_about = "Run the active ksqlDB release's own CLI (bin/ksql) with the Java, \
+        JAVA_HOME and GC options the server gets, connected to this host's listener (the first \
+        http(s) listener in ksqldb.listeners, a wildcard address replaced by loopback) unless \
+        ARGS name a server URL. /usr/bin/ksql, a link to ksql-msk, does the same with all its \
+        arguments. It runs as the invoking user, who must be root or a member of the group \
+        owning the config and the state directory (ksql: sudo usermod -aG ksql USER, then \
+        log in again); anyone else gets one line and exit 77. The CLI's own log goes to \
+        $XDG_RUNTIME_DIR/ksql-msk (else /tmp/ksql-msk-UID). Exit 69 when no release is \
+        installed yet, 78 for a bad config; otherwise the CLI's own exit code (the agent \
+        execs it and is gone)."
+    )]
+    Ksql {
+        /// Passed to the CLI as they are (`ksql-msk ksql --help` shows the CLI's own help).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Re-hash every file of the active release against its manifest and, with
     /// `[metrics] prometheus_port` set, the exporter jar against its pin (exit 65 on any
     /// difference, 69 when nothing is installed).

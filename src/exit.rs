@@ -19,6 +19,8 @@ pub enum ExitCode {
     Io = 74,
     /// EX_TEMPFAIL: the network gave up; trying later may work.
     Temporary = 75,
+    /// EX_NOPERM: the invoking user may not do this (`ksql` outside group `ksql`).
+    NoPerm = 77,
     /// EX_CONFIG: invalid configuration.
     Config = 78,
 }
@@ -39,6 +41,7 @@ impl ExitCode {
             69 => ExitCode::Unavailable,
             74 => ExitCode::Io,
             75 => ExitCode::Temporary,
+            77 => ExitCode::NoPerm,
             78 => ExitCode::Config,
             _ => ExitCode::Software,
         }
@@ -191,6 +194,7 @@ mod tests {
             ExitCode::Software,
             ExitCode::Io,
             ExitCode::Temporary,
+            ExitCode::NoPerm,
             ExitCode::Config,
         ] {
             assert_eq!(ExitCode::from_code(c.code()), c);

@@ -207,6 +207,41 @@ pub fn probe(home: &Path) -> Result<Java> {
     })
 }
 
+/// `KSQL_JVM_PERFORMANCE_OPTS` for ksqlDB `ksql_version` on `java`: the G1 options when
+/// the release's default (CMS) options would not start, else none (the release's own).
+pub fn performance_opts(ksql_version: &str, java: &Java) -> Option<String> {
+    needs_g1_opts(ksql_version, java.major).then(|| G1_OPTS.to_string())
+}
+
+/// The Java major version and version text from a runtime's `release` file
+/// (`JAVA_VERSION="17.0.15"`, `JAVA_VERSION="1.8.0_392"`).
+pub fn parse_release_file(text: &str) -> Option<(u32, String)> {
+    let value = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("JAVA_VERSION="))?
+        .trim()
+        .trim_matches('"');
+    parse_java_version(&format!("java version \"{value}\""))
+}
+
+/// The Java at `home`: from its `release` file, which every JDK and JRE build since 8
+/// has (Corretto's too), else by running `java -version` ([`probe`]). Reading the file
+/// costs microseconds; starting a JVM to ask costs tens of milliseconds, which `ksql`
+/// would add to every start of the CLI.
+pub fn identify(home: &Path) -> Result<Java> {
+    let parsed = std::fs::read_to_string(home.join("release"))
+        .ok()
+        .and_then(|t| parse_release_file(&t));
+    match parsed {
+        Some((major, version)) => Ok(Java {
+            home: home.to_path_buf(),
+            major,
+            version,
+        }),
+        None => probe(home),
+    }
+}
+
 /// Memory available to us in bytes: MemTotal, lowered by a cgroup v2 limit if any.
 pub fn memory_limit(meminfo: &str, cgroup_max: Option<&str>) -> Option<u64> {
     let total_kib: u64 = meminfo.lines().find_map(|l| {
@@ -262,10 +297,10 @@ pub struct Jvm {
 /// Incompatible versions are a configuration error (exit 78).
 pub fn jvm_for(settings: &Settings, ksql_version: &str) -> Result<Jvm> {
     let home = find_java_home(settings.ksqldb.java_home.as_deref())?;
-    let java = probe(&home)?;
+    let java = identify(&home)?;
     check_compatible(&java, ksql_version, &settings.iam_auth.version)
         .map_err(|e| fail(ExitCode::Config, e))?;
-    let performance_opts = needs_g1_opts(ksql_version, java.major).then(|| G1_OPTS.to_string());
+    let performance_opts = performance_opts(ksql_version, &java);
     Ok(Jvm {
         heap_opts: host_heap_opts(&settings.ksqldb.heap),
         java,
@@ -300,6 +335,32 @@ mod tests {
             assert_eq!(parse_java_version(text).map(|v| v.0), Some(want), "{text}");
         }
         assert_eq!(parse_java_version("bash: java: not found"), None);
+    }
+
+    #[test]
+    fn release_files_of_java_8_to_21() {
+        let corretto = "IMPLEMENTOR=\"Amazon.com Inc.\"\nJAVA_VERSION=\"17.0.15\"\nJAVA_VERSION_DATE=\"2025-04-15\"\n";
+        assert_eq!(parse_release_file(corretto), Some((17, "17.0.15".into())));
+        assert_eq!(
+            parse_release_file("JAVA_VERSION=\"1.8.0_392\"\nOS_NAME=\"Linux\"\n"),
+            Some((8, "1.8.0_392".into()))
+        );
+        assert_eq!(
+            parse_release_file("JAVA_VERSION=\"21\""),
+            Some((21, "21".into()))
+        );
+        assert_eq!(parse_release_file("IMPLEMENTOR=\"x\"\n"), None);
+        assert_eq!(parse_release_file("JAVA_VERSION=\"\""), None);
+    }
+
+    #[test]
+    fn identify_reads_the_release_file_without_running_java() {
+        let dir = tempfile::tempdir().unwrap();
+        // No bin/java at all: had it been run, identify would fail.
+        std::fs::write(dir.path().join("release"), "JAVA_VERSION=\"11.0.21\"\n").unwrap();
+        let java = identify(dir.path()).unwrap();
+        assert_eq!((java.major, java.version.as_str()), (11, "11.0.21"));
+        assert!(identify(&dir.path().join("missing")).is_err());
     }
 
     #[test]

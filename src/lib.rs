@@ -21,6 +21,7 @@ pub(crate) mod imds;
 pub(crate) mod java;
 pub(crate) mod jmx;
 pub(crate) mod journal;
+pub(crate) mod ksql_cli;
 pub mod layout;
 pub(crate) mod lock;
 pub(crate) mod log4j;

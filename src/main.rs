@@ -1,6 +1,17 @@
 use clap::Parser;
 
 fn main() {
+    // `/usr/bin/ksql` is a link to this binary: run the release's CLI with every argument.
+    let mut args = std::env::args_os();
+    let argv0 = args.next();
+    if argv0
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        == Some(std::ffi::OsStr::new("ksql"))
+    {
+        std::process::exit(ksql_msk::app::ksql(None, args.collect()));
+    }
     let cli = match ksql_msk::cli::Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print and exit 0 (74 when stdout cannot be written); a

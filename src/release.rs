@@ -190,21 +190,26 @@ pub fn check(release_dir: &Path, manifest: &Manifest, depth: Depth) -> Result<Ch
     Ok(done)
 }
 
-/// `ksql-msk verify`: a full check of the active release (`current`), under the state
-/// lock so that an install cannot change it meanwhile. Returns the summary line; 69
-/// when nothing is installed, 65 on any difference.
-pub async fn verify_active(settings: &Settings) -> Result<String> {
+/// The release `current` points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    pub version: String,
+    /// `<state_dir>/releases/<version>`, a real directory (not reached through a link).
+    pub dir: PathBuf,
+}
+
+/// The active release: what `<state_dir>/current` names, if it names `releases/<v>`
+/// (relative, one level, as the agent writes it) and that is a real directory. `None`
+/// when there is no `current` (nothing installed yet); 65 for anything else in its
+/// place. A `current` this user may not read is an I/O error (`PermissionDenied` in
+/// the chain), for the caller to explain.
+pub fn active(settings: &Settings) -> Result<Option<Active>> {
     let link = settings.current_link();
     let target = match fs::read_link(&link) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(fail(
-                ExitCode::Unavailable,
-                format!(
-                    "nothing to verify: {} does not exist (nothing is installed)",
-                    link.display()
-                ),
-            ))
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(e).with_context(|| format!("reading the link {}", link.display()))
         }
         Err(e) => {
             return Err(fail(
@@ -228,6 +233,24 @@ pub async fn verify_active(settings: &Settings) -> Result<String> {
                 ),
             ))
         }
+    };
+    let dir = settings.releases_dir().join(&version);
+    real_dir(&dir)?;
+    Ok(Some(Active { version, dir }))
+}
+
+/// `ksql-msk verify`: a full check of the active release (`current`), under the state
+/// lock so that an install cannot change it meanwhile. Returns the summary line; 69
+/// when nothing is installed, 65 on any difference.
+pub async fn verify_active(settings: &Settings) -> Result<String> {
+    let Some(Active { version, .. }) = active(settings)? else {
+        return Err(fail(
+            ExitCode::Unavailable,
+            format!(
+                "nothing to verify: {} does not exist (nothing is installed)",
+                settings.current_link().display()
+            ),
+        ));
     };
     let _lock = lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
     let dir = settings.releases_dir().join(&version);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use tracing::info;
@@ -72,12 +72,7 @@ pub fn child_env(
         .filter(|(k, _)| passes_through(k))
         .collect();
     env.extend(extra.0.iter().cloned());
-    if !["LANG", "LC_ALL", "LC_CTYPE"]
-        .iter()
-        .any(|k| env.get(*k).is_some_and(|v| !v.is_empty()))
-    {
-        env.insert("LANG".into(), DEFAULT_LANG.into());
-    }
+    default_lang(&mut env);
     if let Some(opts) = jvm_opts {
         env.insert("KSQL_OPTS".into(), opts.to_string());
     }
@@ -85,9 +80,37 @@ pub fn child_env(
     env.into_iter().collect()
 }
 
+/// `LANG=`[`DEFAULT_LANG`] unless `env` names a locale (`LANG`, `LC_ALL` or `LC_CTYPE`).
+pub fn default_lang(env: &mut BTreeMap<String, String>) {
+    if !["LANG", "LC_ALL", "LC_CTYPE"]
+        .iter()
+        .any(|k| env.get(*k).is_some_and(|v| !v.is_empty()))
+    {
+        env.insert("LANG".into(), DEFAULT_LANG.into());
+    }
+}
+
+/// What every launch script of a release gets from the agent, the server's
+/// (`ksql-server-start`) and the CLI's (`ksql`) alike: `PATH`, `JAVA_HOME` and, where the
+/// release's own defaults would not start on that Java, `KSQL_JVM_PERFORMANCE_OPTS`
+/// ([`Jvm::performance_opts`]).
+pub fn java_env(java_home: &Path, performance_opts: Option<&str>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".to_string(), child_path()),
+        (
+            "JAVA_HOME".to_string(),
+            java_home.to_string_lossy().into_owned(),
+        ),
+    ];
+    if let Some(opts) = performance_opts {
+        env.push(("KSQL_JVM_PERFORMANCE_OPTS".to_string(), opts.to_string()));
+    }
+    env
+}
+
 /// The agent's environment as UTF-8 pairs; a variable that is not UTF-8 is skipped
 /// (`std::env::vars` would panic on it).
-fn agent_env() -> impl Iterator<Item = (String, String)> {
+pub fn agent_env() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
@@ -150,21 +173,12 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
     let log_dir = &settings.agent.log_dir;
     std::fs::create_dir_all(log_dir)
         .with_context(|| format!("creating agent.log_dir {}", log_dir.display()))?;
-    let mut own = vec![
-        ("PATH".to_string(), child_path()),
-        (
-            "JAVA_HOME".to_string(),
-            jvm.java.home.to_string_lossy().into_owned(),
-        ),
-        (
-            "LOG_DIR".to_string(),
-            log_dir.to_string_lossy().into_owned(),
-        ),
-        ("KSQL_HEAP_OPTS".to_string(), jvm.heap_opts.clone()),
-    ];
-    if let Some(opts) = &jvm.performance_opts {
-        own.push(("KSQL_JVM_PERFORMANCE_OPTS".to_string(), opts.clone()));
-    }
+    let mut own = java_env(&jvm.java.home, jvm.performance_opts.as_deref());
+    own.push((
+        "LOG_DIR".to_string(),
+        log_dir.to_string_lossy().into_owned(),
+    ));
+    own.push(("KSQL_HEAP_OPTS".to_string(), jvm.heap_opts.clone()));
     // The console-only log4j config generated from the release's (crate::log4j), named
     // explicitly so that nothing in the environment can swap it for a file appender:
     // its lines must reach the journal.

@@ -24,7 +24,7 @@
 //! waits `agent.stop_timeout`, then SIGKILLs it. The agent is a child subreaper and reaps
 //! every child (`waitpid(-1)`), so it is also safe as PID 1 of a container.
 
-mod launch;
+pub(crate) mod launch;
 mod policy;
 mod process;
 mod reconfigure;

@@ -15,6 +15,7 @@ mod health_model;
 mod hostile;
 mod iam_policy;
 mod install;
+mod ksql_cli;
 mod log_levels;
 mod metrics;
 mod msk_5xx;

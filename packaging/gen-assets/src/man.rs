@@ -158,6 +158,7 @@ const TRUST: &str = "/var/lib/ksql-msk/trust.toml";
 const SOCKET: &str = "/run/ksql-msk/control.sock";
 const STATUS_FILE: &str = "/var/lib/ksql-msk/status.json";
 const UNIT: &str = "/usr/lib/systemd/system/ksql-msk.service";
+const KSQL_LINK: &str = "/usr/bin/ksql";
 const EXAMPLE_DROPIN: &str = "/usr/share/doc/ksql-msk/ksql-msk.d-example.toml";
 
 /// Every file a page may list, with what it is.
@@ -173,6 +174,7 @@ const FILES: &[(&str, &str)] = &[
     (TRUST, "The signing key and jar hash trusted on first use, when ksqldb.trusted_fingerprints or iam_auth.sha256 is empty."),
     (STATUS_FILE, "The running agent's state (release, brokers, ksqlDB's health and restarts), rewritten atomically on every change, mode 0640 group ksql; ksql-msk status reads it. Its fields are documented in /usr/share/doc/ksql-msk/STATUS.md."),
     (SOCKET, "The running agent's control socket ($RUNTIME_DIRECTORY/control.sock), there while the service runs: ksql-msk reload asks it for a reload and waits for the outcome."),
+    (KSQL_LINK, "A link to ksql-msk: run under this name, ksql-msk is ksql-msk ksql with all its arguments."),
     (UNIT, "The systemd unit: Type=notify, User=ksql, ExecStart=ksql-msk run, ExecReload=ksql-msk reload, RestartPreventExitStatus=78 65. Override it with systemctl edit ksql-msk."),
 ];
 
@@ -185,6 +187,7 @@ const ENV: &[(&[&str], &str)] = &[
     (&["KSQL_MSK_LOG_FORMAT"], "auto, journald or stderr, as --log-format."),
     (&["RUNTIME_DIRECTORY"], "Set by systemd (RuntimeDirectory=ksql-msk): where run listens on control.sock and where reload finds it. Unset, reload looks in /run/ksql-msk."),
     (&["MAINPID"], "Set by systemd for ExecReload=: with no control socket to talk to, reload sends SIGHUP to this process instead (an agent that cannot report; the outcome is in the journal only)."),
+    (&["XDG_RUNTIME_DIR"], "ksql: the CLI's LOG_DIR (its file log) is ksql-msk/ in this directory, a login session's own; unset, /tmp/ksql-msk-UID, which must then be a directory of that user that nobody else can write."),
     (&["JAVA_HOME"], "The Java that runs ksqlDB when ksqldb.java_home is empty; else java on PATH or /etc/alternatives/java."),
     (&["AWS_REGION", "AWS_DEFAULT_REGION"], "The region when neither msk.region nor the cluster ARN gives it; then the profile, then the instance metadata."),
     (&["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"], "Static credentials, ahead of the profile and the instance role."),
@@ -219,6 +222,7 @@ fn exit_meaning(code: i32) -> Option<&'static str> {
         ExitCode::Software => "EX_SOFTWARE: a bug or an unexpected local failure (a panic included).",
         ExitCode::Io => "EX_IOERR: local I/O failed: a full disk, permissions, a standard output that cannot be written.",
         ExitCode::Temporary => "EX_TEMPFAIL: the network gave up, or a wait ran out (msk.cluster_wait, agent.lock_timeout, agent.restart_limit); trying later may work, and systemd retries.",
+        ExitCode::NoPerm => "EX_NOPERM: this user may not do it: ksql run by someone who is neither root nor in the group owning the configuration and the state directory (ksql).",
         ExitCode::Config => "EX_CONFIG: the configuration is invalid; one line names the file, line, key and problem. The unit does not restart on it (RestartPreventExitStatus=).",
     }
     };
@@ -228,6 +232,7 @@ fn exit_meaning(code: i32) -> Option<&'static str> {
         ExitCode::Software,
         ExitCode::Io,
         ExitCode::Temporary,
+        ExitCode::NoPerm,
         ExitCode::Config,
     ];
     match code {
@@ -239,6 +244,8 @@ fn exit_meaning(code: i32) -> Option<&'static str> {
 
 /// The codes of a command that can fail in every way the agent can.
 const ALL_CODES: [i32; 8] = [0, 64, 65, 69, 70, 74, 75, 78];
+/// ksql-msk(1)'s: those, and `ksql`'s refusal (77).
+const ROOT_CODES: [i32; 9] = [0, 64, 65, 69, 70, 74, 75, 77, 78];
 
 fn general(codes: &[i32]) -> Vec<(i32, &'static str)> {
     codes.iter().map(|&c| (c, "")).collect()
@@ -267,7 +274,7 @@ fn extras(id: &str) -> Option<Extras> {
         "" => Extras {
             files: FILES.iter().map(|(f, _)| *f).collect(),
             env: ENV.iter().map(|(names, _)| names[0]).collect(),
-            exit: general(&ALL_CODES),
+            exit: general(&ROOT_CODES),
             examples: vec![
                 ("Name the cluster, print the IAM policy for the instance role, check the host, start the service and follow its log:",
                  "sudo ksql-msk config set msk.cluster_arn \\\n  arn:aws:kafka:eu-west-1:123456789012:cluster/demo/0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e-2\nsudo ksql-msk iam-policy > ksql-msk-policy.json\nsudo ksql-msk check\nsudo systemctl enable --now ksql-msk\njournalctl -u ksql-msk -f"),
@@ -409,6 +416,33 @@ fn extras(id: &str) -> Option<Extras> {
                  "sudo ksql-msk reload"),
             ],
             see_also: vec!["ksql-msk-run(1)", "systemctl(1)"],
+        },
+        "ksql" => Extras {
+            files: cat(&[&[KSQL_LINK], &cfg, &[CURRENT, RELEASES]]),
+            env: cat(&[&cli_env, &["JAVA_HOME", "XDG_RUNTIME_DIR"]]),
+            exit: with(
+                with(
+                    with(
+                        general(&[0, 64, 65, 69, 70, 74, 77, 78]),
+                        0,
+                        "Whatever the CLI exits with: ksql-msk has replaced itself with it. The codes below are ksql-msk's own, before the CLI starts, each with one line on standard error.",
+                    ),
+                    65,
+                    "EX_DATAERR: current does not point into releases/, or the release there is a symlink; nothing is run.",
+                ),
+                69,
+                "EX_UNAVAILABLE: no release is installed yet, or it has no executable bin/ksql.",
+            ),
+            examples: vec![
+                ("Let an operator use the CLI without sudo (once; it takes effect at their next login):",
+                 "sudo usermod -aG ksql ec2-user"),
+                ("This host's ksqlDB, as the walkthrough ends:",
+                 "ksql
+ksql> SHOW TOPICS;"),
+                ("Another server, and a statement without the prompt:",
+                 "ksql -e 'SHOW STREAMS;' http://10.0.1.17:8088"),
+            ],
+            see_also: vec!["ksql-msk-install(1)", "ksql-msk-verify(1)"],
         },
         "verify" => Extras {
             files: cat(&[&cfg, &[CURRENT, RELEASES]]),

@@ -214,6 +214,7 @@ fn agent_codes() -> BTreeSet<i32> {
         ExitCode::Software,
         ExitCode::Io,
         ExitCode::Temporary,
+        ExitCode::NoPerm,
         ExitCode::Config,
     ];
     for c in all {
@@ -223,6 +224,7 @@ fn agent_codes() -> BTreeSet<i32> {
             | ExitCode::Software
             | ExitCode::Io
             | ExitCode::Temporary
+            | ExitCode::NoPerm
             | ExitCode::Config => {}
         }
     }

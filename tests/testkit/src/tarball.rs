@@ -33,6 +33,14 @@ pub fn server_properties() -> Vec<u8> {
     BUILTIN_PROPERTIES.as_bytes().to_vec()
 }
 
+/// The release's `bin/ksql` stand-in: prints how it was started (its pid, each argument,
+/// its environment) on stdout, one `key=value` a line, and exits 0, or with `$KSQL_STANDIN_EXIT`.
+pub const CLI: &str = "#!/bin/sh\n# stand-in for ksqlDB's CLI: says how it was started\n\
+echo \"ksql-cli-standin pid=$$\"\n\
+for a in \"$@\"; do printf 'arg=%s\\n' \"$a\"; done\n\
+env | LC_ALL=C sort | sed 's/^/env=/'\n\
+exit \"${KSQL_STANDIN_EXIT:-0}\"\n";
+
 pub const SERVER_START: &str = "#!/bin/sh\n# stand-in for ksqlDB's start script\nexec \"$(dirname \"$0\")/ksql-run-class\" \"$@\"\n";
 
 /// Builds a release archive entry by entry.
@@ -60,6 +68,7 @@ impl TarballBuilder {
         self.dir("");
         self.dir("bin");
         self.file("bin/ksql-server-start", server_start, 0o755);
+        self.file("bin/ksql", CLI.as_bytes(), 0o755);
         self.file(
             "bin/ksql-run-class",
             b"#!/bin/sh\necho ksql-run-class \"$@\"\n",
