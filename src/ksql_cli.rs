@@ -35,12 +35,15 @@ pub const PROGRAM: &str = "bin/ksql";
 /// (the package's sysusers.d file creates it with the `ksql` user).
 pub const DEFAULT_GROUP: &str = "ksql";
 
-/// Everything `ksql` runs: the script, its arguments, its whole environment.
+/// Everything `ksql` runs: the script, its arguments, its whole environment, and as whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliLaunch {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub env: Vec<(String, String)>,
+    /// `(uid, gid)` to switch to before the exec: root's `ksql` runs as the owner of the
+    /// release (the service user), see [`run_as`]; `None`: as the invoking user.
+    pub user: Option<(u32, u32)>,
 }
 
 /// Run the active release's CLI with `args` (replaces this process). Returns only on
@@ -48,11 +51,15 @@ pub struct CliLaunch {
 /// is installed, 78 for a bad config.
 pub fn exec(config_path: &Path, args: Vec<OsString>) -> Result<Infallible> {
     let launch = prepare(config_path, args)?;
-    let err = std::process::Command::new(&launch.program)
-        .args(&launch.args)
+    let mut cmd = std::process::Command::new(&launch.program);
+    cmd.args(&launch.args)
         .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .exec();
+        .envs(launch.env.iter().map(|(k, v)| (k, v)));
+    if let Some((uid, gid)) = launch.user {
+        // Supplementary groups are dropped too (std does when root sets a uid).
+        cmd.uid(uid).gid(gid);
+    }
+    let err = cmd.exec();
     Err(fail(
         ExitCode::Unavailable,
         format!("cannot run {}: {err}", launch.program.display()),
@@ -94,16 +101,33 @@ pub fn prepare(config_path: &Path, args: Vec<OsString>) -> Result<CliLaunch> {
     let home = java::find_java_home(settings.ksqldb.java_home.as_deref())?;
     let java = java::identify(&home)?;
     let performance_opts = java::performance_opts(&active.version, &java);
+    let user = run_as(&active.dir)?;
     let mut own = launch::java_env(&java.home, performance_opts.as_deref());
     own.push((
         "LOG_DIR".to_string(),
-        log_dir()?.to_string_lossy().into_owned(),
+        log_dir(user)?.to_string_lossy().into_owned(),
     ));
     Ok(CliLaunch {
         program,
         args: cli_args(args, &settings),
         env: cli_env(launch::agent_env(), own),
+        user,
     })
+}
+
+/// Whom root's `ksql` runs as. The release belongs to the service user, who (and so a
+/// compromised ksqlDB) can change its scripts and jars at will, and nothing a root-run
+/// command starts may be planted that way (DESIGN.md, threat model): root runs the CLI
+/// as the release's owner, who can run that code anyway. Everyone else runs it as
+/// themselves (they chose to trust the service user by joining its group).
+fn run_as(release_dir: &Path) -> Result<Option<(u32, u32)>> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let meta = std::fs::symlink_metadata(release_dir)
+        .with_context(|| format!("inspecting {}", release_dir.display()))?;
+    Ok((meta.uid() != 0).then(|| (meta.uid(), meta.gid())))
 }
 
 /// The release `current` names, or why there is none to run.
@@ -308,22 +332,29 @@ pub fn cli_env(
     env.into_iter().collect()
 }
 
-/// A directory only this user can write, for the CLI's `LOG_DIR`: `$XDG_RUNTIME_DIR/ksql-msk`
+/// A directory only the CLI's user can write, for its `LOG_DIR`: `$XDG_RUNTIME_DIR/ksql-msk`
 /// (a login session's), else `<tmp>/ksql-msk-<uid>`. An existing one must be a real
-/// directory of this user that nobody else may write (in /tmp anyone could have made it
-/// first, or left a link there).
-fn log_dir() -> Result<PathBuf> {
+/// directory of that user that nobody else may write (in /tmp anyone could have made it
+/// first, or left a link there). `user`: root's switch ([`run_as`]), whose directory is
+/// made for it.
+fn log_dir(user: Option<(u32, u32)>) -> Result<PathBuf> {
     // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = user.map_or_else(|| unsafe { libc::geteuid() }, |(uid, _)| uid);
     let runtime = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
-        .filter(|d| d.is_absolute() && private_to(d, euid).is_ok());
+        .filter(|d| user.is_none() && d.is_absolute() && private_to(d, euid).is_ok());
     let dir = match runtime {
         Some(d) => d.join("ksql-msk"),
         None => std::env::temp_dir().join(format!("ksql-msk-{euid}")),
     };
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
+        Ok(()) => {
+            if let Some((uid, gid)) = user {
+                // Just made by us (create fails on anything already there): no link to follow.
+                std::os::unix::fs::lchown(&dir, Some(uid), Some(gid))
+                    .with_context(|| format!("handing {} to uid {uid}", dir.display()))?;
+            }
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => {
             return Err(e)

@@ -17,6 +17,7 @@ use crate::support::{bin, error_line, Output};
 /// What the stand-in CLI printed.
 struct Started {
     pid: u32,
+    uid: u32,
     args: Vec<String>,
     env: HashMap<String, String>,
 }
@@ -31,14 +32,22 @@ fn parse(stdout: &str) -> Started {
         .expect("pid");
     let mut args = Vec::new();
     let mut env = HashMap::new();
+    let mut uid = u32::MAX;
     for l in lines {
-        if let Some(a) = l.strip_prefix("arg=") {
+        if let Some(u) = l.strip_prefix("uid=") {
+            uid = u.parse().expect("uid");
+        } else if let Some(a) = l.strip_prefix("arg=") {
             args.push(a.to_string());
         } else if let Some((k, v)) = l.strip_prefix("env=").and_then(|e| e.split_once('=')) {
             env.insert(k.to_string(), v.to_string());
         }
     }
-    Started { pid, args, env }
+    Started {
+        pid,
+        uid,
+        args,
+        env,
+    }
 }
 
 /// Run `cmd`, returning what it printed and the pid it was started with.
@@ -263,4 +272,35 @@ fn a_user_who_may_not_read_the_config_is_told_which_group_to_join() {
         "{line}"
     );
     assert!(!out.stdout.contains("ksql-cli-standin"), "{out:?}");
+}
+
+#[test]
+fn root_runs_the_cli_as_the_owner_of_the_release_not_as_root() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        crate::support::skip("KSQL_MSK_TEST_ROOT", "switching to another user needs root");
+        return;
+    }
+    let mut fx = Fixture::new("");
+    fx.host.env("XDG_RUNTIME_DIR", "");
+    // The release as the service leaves it: its user's (here nobody's); the way to it open.
+    let state = fx.host.state_dir();
+    for dir in [fx.host.dir.path(), &state, &state.join("releases")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::lchown(&fx.release, Some(65534), Some(65534)).unwrap();
+    let log_dir = std::env::temp_dir().join("ksql-msk-65534");
+    let _ = std::fs::remove_dir(&log_dir);
+    let (out, _) = run(fx.host.command(&["ksql"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    let s = parse(&out.stdout);
+    assert_eq!(s.uid, 65534, "the CLI runs as the release's owner");
+    assert_eq!(s.env["LOG_DIR"], log_dir.display().to_string());
+    let meta = std::fs::symlink_metadata(&log_dir).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (65534, 0o700));
+    // A release of root's own (a root-run install): root runs it as root.
+    std::os::unix::fs::lchown(&fx.release, Some(0), Some(0)).unwrap();
+    let (out, _) = run(fx.host.command(&["ksql"]));
+    assert_eq!(parse(&out.stdout).uid, 0, "{out:?}");
 }

@@ -33,10 +33,11 @@ pub fn server_properties() -> Vec<u8> {
     BUILTIN_PROPERTIES.as_bytes().to_vec()
 }
 
-/// The release's `bin/ksql` stand-in: prints how it was started (its pid, each argument,
-/// its environment) on stdout, one `key=value` a line, and exits 0, or with `$KSQL_STANDIN_EXIT`.
+/// The release's `bin/ksql` stand-in: prints how it was started (its pid, its uid, each
+/// argument, its environment) on stdout, one `key=value` a line, and exits 0, or with `$KSQL_STANDIN_EXIT`.
 pub const CLI: &str = "#!/bin/sh\n# stand-in for ksqlDB's CLI: says how it was started\n\
 echo \"ksql-cli-standin pid=$$\"\n\
+echo \"uid=$(id -u)\"\n\
 for a in \"$@\"; do printf 'arg=%s\\n' \"$a\"; done\n\
 env | LC_ALL=C sort | sed 's/^/env=/'\n\
 exit \"${KSQL_STANDIN_EXIT:-0}\"\n";
