@@ -106,14 +106,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Check => crate::check::check(&path).await,
         Command::Reload => crate::outln!("{}", crate::control::reload()?),
         Command::Status { json } => crate::status::report::status(&path, json),
-        // Handled in `main`, before the runtime starts.
-        Command::Ksql { args } => {
-            let code = ksql(cli.config.as_deref(), args);
-            Err(crate::exit::fail(
-                ExitCode::from_code(code),
-                "the ksqlDB CLI did not start",
-            ))
-        }
+        // `main` takes this path before the runtime starts; the same exec here.
+        Command::Ksql { args } => crate::ksql_cli::exec(&path, args).map(|never| match never {}),
         Command::Verify => {
             let settings = config::load(&path)?;
             crate::outln!("{}", crate::release::verify_active(&settings).await?)?;
