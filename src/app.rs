@@ -108,6 +108,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Status { json } => crate::status::report::status(&path, json),
         // `main` takes this path before the runtime starts; the same exec here.
         Command::Ksql { args } => crate::ksql_cli::exec(&path, args).map(|never| match never {}),
+        Command::Rollback { clear } => {
+            let done = if clear {
+                crate::rollback::clear(&path).await?
+            } else {
+                crate::rollback::rollback(&path).await?
+            };
+            crate::outln!("{done}")
+        }
         Command::Verify => {
             let settings = config::load(&path)?;
             crate::outln!("{}", crate::release::verify_active(&settings).await?)?;

@@ -118,6 +118,25 @@ pub enum Command {
         )]
         args: Vec<std::ffi::OsString>,
     },
+    /// Switch to the previous kept release and restart ksqlDB through the running
+    /// service; `--clear` returns to the configured version.
+    #[command(
+        long_about = "Switch to the previous kept release (the one the last upgrade \
+        replaced) by hand: the release is verified like `ksql-msk verify`, then \
+        ksql-msk.d/90-rollback.toml is written beside the config file, setting \
+        ksqldb.version to it (so `config get ksqldb.version` shows it and restarts keep it), \
+        and the running agent reloads, restarting ksqlDB. `--clear` removes the drop-in and \
+        reloads: back to the configured version. Run as root. Exit codes: 0 done; 69 no \
+        previous release (or already rolled back: --clear first); 65 the previous release \
+        fails verification (nothing written); 75 the drop-in was written or removed but the \
+        service is not running (it takes effect at the next start); else the agent's reload \
+        outcome."
+    )]
+    Rollback {
+        /// Remove the rollback drop-in and return to the configured version.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Re-hash every file of the active release against its manifest and, with
     /// `[metrics] prometheus_port` set, the exporter jar against its pin (exit 65 on any
     /// difference, 69 when nothing is installed).

@@ -184,6 +184,36 @@ pub fn reload() -> Result<String> {
     }
 }
 
+/// [`reload`] for a command that changed the configuration first (`ksql-msk rollback`):
+/// `Ok(None)` when no agent listens, i.e. the service is not running (no SIGHUP
+/// fallback: such a command is run by hand, without `$MAINPID`).
+pub fn reload_if_running() -> Result<Option<String>> {
+    let dir = runtime_dir_from_env().unwrap_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR));
+    let path = dir.join(SOCKET_NAME);
+    match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(stream) => request_reload(stream, &path).map(Some),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(fail(
+            ExitCode::Unavailable,
+            format!("cannot reach the agent on {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Where a client looks for the control socket.
+pub fn socket_path() -> PathBuf {
+    runtime_dir_from_env()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR))
+        .join(SOCKET_NAME)
+}
+
 fn main_pid() -> Option<i32> {
     std::env::var("MAINPID")
         .ok()?

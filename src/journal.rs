@@ -50,11 +50,19 @@ pub mod message_id {
     pub const RELOADED: &str = "7a9c1e3f5b7d4f0a8c2e4b6d8f0a1c34";
     /// The agent stopped ksqlDB on request and exits (PID).
     pub const STOPPED: &str = "9c1e3a5b7d9f4a1c8e0b2d4f6a8c0e25";
+    /// An upgrade failed (never ready within agent.start_timeout, or too many failures
+    /// within agent.restart_window) and was rolled back (VERSION: the failed one,
+    /// BACK_TO, REASON).
+    pub const UPGRADE_FAILED: &str = "95899accd7cd4517aad44858abde5d0f";
+    /// Started with the release an earlier failed upgrade was rolled back to, because
+    /// the failed version is still configured (VERSION: the configured one, BACK_TO,
+    /// REASON).
+    pub const UPGRADE_HELD_BACK: &str = "1a23bdd11eb54e579f26f97c116ee830";
 
     /// Every id above: each has an entry in packaging/ksql-msk.catalog (checked by a
     /// test).
     #[cfg(test)]
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 14] = [
         PREPARED,
         STARTED,
         HEALTHY,
@@ -67,6 +75,8 @@ pub mod message_id {
         BROKERS_CHANGED,
         RELOADED,
         STOPPED,
+        UPGRADE_FAILED,
+        UPGRADE_HELD_BACK,
     ];
 }
 

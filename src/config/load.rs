@@ -268,6 +268,26 @@ pub fn load(main: &Path) -> Result<Settings> {
     Settings::from_merged(&load_merged(main)?)
 }
 
+/// [`load`] with `ksqldb.version` set to `version` over every file, as a last drop-in at
+/// `origin` would set it: how the automatic rollback (the state directory's upgrade
+/// record, src/upgrade.rs) and `ksql-msk rollback`'s check look at another kept release
+/// with everything else configured as it is.
+pub fn load_with_version(main: &Path, version: &str, origin: &Path) -> Result<Settings> {
+    let mut merged = load_merged(main)?;
+    let key = &super::schema::keys::KSQLDB_VERSION;
+    merged.keys.insert(
+        (key.section.to_string(), key.name.to_string()),
+        Entry {
+            value: Value::from(version),
+            origin: super::Origin {
+                file: origin.to_path_buf(),
+                line: None,
+            },
+        },
+    );
+    Settings::from_merged(&merged)
+}
+
 /// The config path: `--config`, else `$KSQL_MSK_CONFIG`, else the default.
 pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {

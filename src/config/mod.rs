@@ -32,8 +32,8 @@ mod values;
 
 pub use fragment::{check_kind, config_error, parse_fragment, Entry, Fragment, Origin};
 pub use load::{
-    config_files, default_value, load, load_merged, resolve_path, writable_by_others, Merged,
-    CONFIG_ENV, DEFAULT_CONFIG_PATH, DROPIN_DIR,
+    config_files, default_value, load, load_merged, load_with_version, resolve_path,
+    writable_by_others, Merged, CONFIG_ENV, DEFAULT_CONFIG_PATH, DROPIN_DIR,
 };
 pub use settings::{
     is_env_name, is_logger_name, log_level, property_string, table_entry_problem, AgentSettings,
@@ -42,8 +42,8 @@ pub use settings::{
 };
 pub use types::{ConfigUrl, Fingerprint, Sha256Digest};
 pub use values::{
-    expand_template, is_cluster_name, is_region, major_minor, normalize_fingerprint, parse_size,
-    redact_url, ClusterArn, RedactedUrl,
+    expand_template, is_cluster_name, is_region, is_version, major_minor, normalize_fingerprint,
+    parse_size, redact_url, ClusterArn, RedactedUrl,
 };
 
 #[cfg(test)]

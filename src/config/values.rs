@@ -143,7 +143,7 @@ pub fn major_minor(version: &str) -> Option<String> {
     Some(format!("{major}.{minor}"))
 }
 
-pub(super) fn is_version(v: &str) -> bool {
+pub fn is_version(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3

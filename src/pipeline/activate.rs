@@ -82,7 +82,7 @@ pub fn point_current(settings: &Settings, version: &str) -> Result<bool> {
 }
 
 /// The version `current` points to, if it points into `releases/`.
-fn current_version(settings: &Settings) -> Option<String> {
+pub fn current_version(settings: &Settings) -> Option<String> {
     let target = fs::read_link(settings.current_link()).ok()?;
     let name = target.file_name()?.to_string_lossy().into_owned();
     (target.parent() == Some(Path::new("releases"))).then_some(name)

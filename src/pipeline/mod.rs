@@ -32,9 +32,10 @@ use crate::manifest::Manifest;
 use crate::progress::{Progress, Quiet};
 use crate::properties::{self, Configured, Managed};
 use crate::status::{Span, Time};
+use crate::upgrade;
 use crate::verify::TrustStore;
 
-pub use activate::STAGING_PREFIX;
+pub use activate::{current_version, STAGING_PREFIX};
 pub use plan::Plan;
 
 /// Everything phases 1–5 produce and the supervisor needs.
@@ -51,6 +52,7 @@ pub struct Prepared {
     pub exporter: Option<crate::exporter::Exporter>,
     /// When discovery and install (phases 3–5) ran and how long they took.
     pub timings: Timings,
+    pub upgrade: Upgrade,
 }
 
 /// [`Prepared::timings`] (for `ksql-msk status` and the metrics textfile).
@@ -58,6 +60,19 @@ pub struct Prepared {
 pub struct Timings {
     pub discovery: Span,
     pub install: Span,
+}
+
+/// What the upgrade record (src/upgrade.rs) made of the configured version.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    /// The record as it stands after this run of phases 1–5.
+    pub record: upgrade::Record,
+    /// `ksqldb.version` as configured (what was installed instead, if it is held back,
+    /// is [`Installed::version`]).
+    pub configured: String,
+    /// The configured version failed its upgrade: the release it was rolled back to
+    /// was installed instead.
+    pub held_back: Option<upgrade::Failed>,
 }
 
 impl Prepared {
@@ -86,6 +101,8 @@ pub struct Installed {
     /// (its jar) was replaced. A supervisor restarts ksqlDB when this is true.
     pub activated: bool,
     pub manifest: Manifest,
+    /// The version `current` pointed to before, if this run switched it from another.
+    pub replaced: Option<String>,
 }
 
 /// Phases 1–5: load the config, discover the brokers, install the release and render
@@ -93,11 +110,102 @@ pub struct Installed {
 /// hold the state directory's lock, so an `install` and a `run` never interleave.
 pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prepared> {
     progress.phase("loading configuration");
-    let settings = config::load(config_path)?;
+    let (settings, upgrade) = choose_version(config_path, config::load(config_path)?)?;
     progress.phase("discovering the cluster's IAM brokers");
     let (at, started) = (Time::now(), std::time::Instant::now());
     let discovered = discovery::discover(&settings, progress).await?;
     let discovery = Span::since(at, started);
+    prepare_with(settings, upgrade, discovered, discovery, progress).await
+}
+
+/// Phases 1 and 3–5 with brokers already discovered: what the supervisor's automatic
+/// rollback runs after writing the upgrade record (no network: the release it goes
+/// back to is installed, and the MSK API may be what is failing).
+pub async fn prepare_local(
+    config_path: &Path,
+    discovered: Discovered,
+    discovery: Span,
+    progress: &dyn Progress,
+) -> Result<Prepared> {
+    progress.phase("loading configuration");
+    let (settings, upgrade) = choose_version(config_path, config::load(config_path)?)?;
+    prepare_with(settings, upgrade, discovered, discovery, progress).await
+}
+
+/// Which version phases 3–5 install: the configured one, or, while the upgrade record
+/// says that it failed, the release it was rolled back to (if that is still installed
+/// and verifies). Returns the settings to install with.
+fn choose_version(config_path: &Path, settings: Settings) -> Result<(Settings, Upgrade)> {
+    let state = settings.agent.state_dir.clone();
+    let loaded = upgrade::load(&state);
+    if let upgrade::Loaded::Garbage(why) = &loaded {
+        tracing::warn!(
+            "{}: not an upgrade record, ignored (it is replaced when the agent next writes it): {why}",
+            upgrade::path(&state).display()
+        );
+    }
+    let configured = settings.ksqldb.version.clone();
+    let mut up = Upgrade {
+        record: loaded.record(),
+        configured: configured.clone(),
+        held_back: None,
+    };
+    let forget = |up: &mut Upgrade, record: upgrade::Record| {
+        if let Err(e) = upgrade::save(&state, &record) {
+            tracing::warn!(
+                "cannot update the upgrade record: {}",
+                crate::exit::one_line(&e)
+            );
+        }
+        up.record = record;
+    };
+    match upgrade::choose(&up.record, &configured) {
+        upgrade::Choice::Configured => Ok((settings, up)),
+        upgrade::Choice::Cleared(record) => {
+            if let Some(f) = &up.record.failed {
+                tracing::info!(
+                    "ksqldb.version is now {configured}: the failed upgrade to {} is forgotten",
+                    f.version
+                );
+            }
+            forget(&mut up, record);
+            Ok((settings, up))
+        }
+        upgrade::Choice::HeldBack(failed) => {
+            let back =
+                config::load_with_version(config_path, &failed.back_to, &upgrade::path(&state))?;
+            let trust = TrustStore::load(&state)?;
+            if Plan::make(&back, &trust).installed_release().is_some() {
+                tracing::warn!(
+                    "ksqlDB {configured} is configured, but its upgrade failed ({}) and was rolled back: \
+                     running {} instead; set another ksqldb.version to try again",
+                    failed.reason,
+                    failed.back_to
+                );
+                up.held_back = Some(failed);
+                return Ok((back, up));
+            }
+            tracing::warn!(
+                "the upgrade to {configured} failed ({}), but {}, the release it was rolled back to, \
+                 is no longer installed as verified: trying {configured} again",
+                failed.reason,
+                failed.back_to
+            );
+            let good = up.record.good.clone().filter(|g| *g != failed.back_to);
+            forget(&mut up, upgrade::Record { good, failed: None });
+            Ok((settings, up))
+        }
+    }
+}
+
+/// Phases 3–5 for `settings` (the version [`choose_version`] chose).
+async fn prepare_with(
+    settings: Settings,
+    mut upgrade: Upgrade,
+    discovered: Discovered,
+    discovery: Span,
+    progress: &dyn Progress,
+) -> Result<Prepared> {
     let managed = properties::managed(&settings, &discovered).await?;
     progress.phase("waiting for the state directory lock");
     let _lock = lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
@@ -121,6 +229,11 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
         &installed.version,
         false,
     )?;
+    if upgrade.record.good.is_none() {
+        // No record yet (an agent from before it): the release this run replaced is
+        // the way back.
+        upgrade.record.good = installed.replaced.clone();
+    }
     let install = Span::since(at, started);
     Ok(Prepared {
         settings,
@@ -130,6 +243,7 @@ pub async fn prepare(config_path: &Path, progress: &dyn Progress) -> Result<Prep
         log4j,
         exporter,
         timings: Timings { discovery, install },
+        upgrade,
     })
 }
 
@@ -182,6 +296,7 @@ async fn install(
     activate::prepare_releases_dir(settings)?;
     let mut trust = TrustStore::load(&settings.agent.state_dir)?;
     let version = settings.ksqldb.version.clone();
+    let replaced = activate::current_version(settings).filter(|v| *v != version);
     let installed = match Plan::make(settings, &trust) {
         Plan::Installed { release, manifest } => {
             tracing::info!(
@@ -194,6 +309,7 @@ async fn install(
                 version,
                 activated: switched,
                 manifest,
+                replaced,
             }
         }
         Plan::JarOnly { release, manifest } => {
@@ -209,6 +325,7 @@ async fn install(
                 version,
                 activated: true,
                 manifest,
+                replaced,
             }
         }
         Plan::Fresh { release } => {
@@ -236,6 +353,7 @@ async fn install(
                 version,
                 activated: true,
                 manifest,
+                replaced,
             }
         }
     };

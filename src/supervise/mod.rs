@@ -28,6 +28,7 @@ pub(crate) mod launch;
 mod policy;
 mod process;
 mod reconfigure;
+mod rollback;
 mod signals;
 
 use std::collections::BTreeSet;
@@ -245,6 +246,22 @@ impl Supervisor {
             ],
         )
         .await;
+        if let Some(f) = self.prepared.upgrade.held_back.clone() {
+            self.event(
+                message_id::UPGRADE_HELD_BACK,
+                priority::WARNING,
+                &format!(
+                    "ksqlDB {} is configured, but its upgrade failed ({}) and was rolled back: starting {}, the release before it, instead (set another ksqldb.version to upgrade again)",
+                    f.version, f.reason, f.back_to
+                ),
+                &[
+                    ("VERSION", f.version.clone()),
+                    ("BACK_TO", f.back_to.clone()),
+                    ("REASON", f.reason.clone()),
+                ],
+            )
+            .await;
+        }
         loop {
             if matches!(self.state, State::Starting) {
                 self.start().await?;
@@ -540,8 +557,18 @@ impl Supervisor {
             ],
         )
         .await;
-        self.notifier
-            .status(&format!("ksqlDB {version} is running (pid {pid})"));
+        let line = self.running_line(version, pid);
+        self.notifier.status(&line);
+    }
+
+    /// STATUS while ksqlDB is healthy: `ksqlDB 0.28.2 is running (pid 4242)`, or, when
+    /// the configured version is held back after a failed upgrade, `ksqlDB 0.28.2
+    /// running; upgrade to 0.29.0 failed: never healthy in 5m, rolled back`.
+    fn running_line(&self, version: &str, pid: i32) -> String {
+        match &self.prepared.upgrade.held_back {
+            Some(f) => crate::upgrade::held_back_status(version, f),
+            None => format!("ksqlDB {version} is running (pid {pid})"),
+        }
     }
 
     /// No answer at all for `agent.hang_timeout`: stop it, count a failure.
@@ -600,13 +627,14 @@ impl Supervisor {
                     &[("PID", pid.to_string()), ("VERSION", version.to_string())],
                 )
                 .await;
-                format!("ksqlDB {version} is running (pid {pid})")
+                self.running_line(version, pid)
             }
             Some((failing, why)) => {
                 self.became_unhealthy(now, pid, version, failing, why).await;
                 unhealthy_status(version, failing, why, Duration::ZERO)
             }
         };
+        self.note_good(version);
         if self.readiness == Readiness::Sent {
             self.notifier.status(&line);
         } else {
@@ -667,6 +695,11 @@ impl Supervisor {
         let now = Instant::now();
         match self.restarts.failed(Limits::of(agent), now) {
             AfterFailure::GiveUp { count } => {
+                if let Some(back_to) = self.trial() {
+                    let window = humantime::format_duration(agent.restart_window).to_string();
+                    let reason = format!("failed {count} times within {window} ({what})");
+                    return self.roll_back(back_to, reason).await;
+                }
                 let msg = format!(
                     "{what}; {count} failures within {} (agent.restart_limit = {}): giving up so that systemd's restart policy takes over",
                     humantime::format_duration(agent.restart_window),
@@ -725,6 +758,10 @@ impl Supervisor {
         )
         .await;
         self.stop_child(&child).await;
+        if let Some(back_to) = self.trial() {
+            let reason = format!("never healthy in {}", humantime::format_duration(timeout));
+            return self.roll_back(back_to, reason).await;
+        }
         self.failed("ksqlDB never became healthy").await
     }
 

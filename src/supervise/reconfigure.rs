@@ -212,6 +212,13 @@ impl Supervisor {
             changes.push(format!("brokers now {}", prepared.discovered.brokers.raw));
         }
         let restart = !changes.is_empty();
+        if launch.release_dir != self.launch.release_dir {
+            // Another version: its failures are its own (an upgrade's trial counts
+            // them against agent.restart_limit from zero).
+            self.restarts = super::policy::RestartPolicy::new(super::policy::Limits::of(
+                &prepared.settings.agent,
+            ));
+        }
         let interval_changed = prepared.settings.agent.rediscover_interval
             != self.prepared.settings.agent.rediscover_interval;
         self.prepared = prepared;
