@@ -32,5 +32,6 @@ mod signature_reasons;
 mod soak;
 mod status;
 mod support;
+mod upgrade;
 mod url_credentials;
 mod warm_start;

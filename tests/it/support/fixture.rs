@@ -265,6 +265,19 @@ impl Fixture {
         }
     }
 
+    /// Publish ksqlDB `version`, whose release runs the stand-in like the installed one,
+    /// with `files` (e.g. `fake-ksqldb.mode`) in the release directory: how an upgrade
+    /// test serves a new version that behaves in its own way from its first start.
+    pub fn publish_version(&self, version: &str, files: &[(&str, &str)]) {
+        let start = format!("#!/bin/sh\nexec '{}' \"$@\"\n", fake_ksqldb().display());
+        let extra: Vec<(&str, &[u8], u32)> = files
+            .iter()
+            .map(|(name, text)| (*name, text.as_bytes(), 0o644))
+            .collect();
+        self.world
+            .publish_release(version, start.as_bytes(), &extra);
+    }
+
     /// Set the stand-in's behaviour (`key=value` lines).
     pub fn mode(&self, text: &str) {
         std::fs::write(self.release.join("fake-ksqldb.mode"), text).expect("mode");
