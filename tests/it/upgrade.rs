@@ -489,3 +489,67 @@ fn a_garbage_upgrade_record_is_ignored_never_a_panic_or_a_hang() {
     );
     assert_eq!(agent.stop(), 0, "{}", agent.stderr());
 }
+
+/// Crash consistency of the rollback: the failpoints build is killed (or failed) while
+/// it records the failed upgrade (`fsutil.mid_write`) and while it switches `current`
+/// back (`install.before_current_swap`). After each, `current` is the old or the new
+/// release, the record is the old or the new one, and a normal start runs the old
+/// release, the failed upgrade recorded.
+#[test]
+fn a_rollback_killed_or_failed_at_each_step_ends_on_the_old_release() {
+    let Some(bin) = crate::crash::failpoints_bin() else {
+        return;
+    };
+    let (fx, _notify, _journal) = fixture("start_timeout = \"1s\"\n");
+    let mut agent = started(&fx);
+    assert_eq!(agent.stop(), 0, "{}", agent.stderr());
+    fx.publish_version("0.29.0", &[("fake-ksqldb.mode", "never_healthy=1\n")]);
+    configure(&fx, "0.29.0");
+    let rec = fx.host.state_dir().join("upgrade.toml");
+    for point in ["fsutil.mid_write", "install.before_current_swap"] {
+        for action in ["kill", "error"] {
+            let what = format!("{point}={action}");
+            // Before the upgrade: 0.28.2 was good, 0.29.0 installed and active.
+            std::fs::write(&rec, "good = \"0.28.2\"\n").unwrap();
+            assert_eq!(fx.host.run(&["install"]).code, 0, "{what}");
+            assert_eq!(current(&fx), PathBuf::from("releases/0.29.0"));
+            let mut cmd = fx.host.command_with(&bin, &["run"]);
+            cmd.env("KSQL_MSK_FAILPOINTS", &what)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            let child = cmd.spawn().unwrap();
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(&format!("failpoint {point} hit")),
+                "{what}: {stderr}"
+            );
+            use std::os::unix::process::ExitStatusExt;
+            match action {
+                "kill" => assert_eq!(out.status.signal(), Some(9), "{what}: {stderr}"),
+                _ => assert_eq!(out.status.code(), Some(75), "{what}: {stderr}"),
+            }
+            // Old or new, each whole; the record parses and still knows the good one.
+            let now = current(&fx);
+            assert!(
+                now == PathBuf::from("releases/0.28.2") || now == PathBuf::from("releases/0.29.0"),
+                "{what}: {now:?}"
+            );
+            let text = std::fs::read_to_string(&rec).unwrap();
+            assert!(text.contains("good = \"0.28.2\""), "{what}: {text}");
+            let ok = fx.host.run(&["verify"]);
+            assert_eq!(ok.code, 0, "{what}: {ok:?}");
+            // A normal start ends on 0.28.2 with the failure recorded.
+            let mut agent = fx.start();
+            wait_for("0.28.2 healthy", || {
+                health(&health_url(&fx).replace("/healthcheck", "/info"))
+                    .is_some_and(|(c, b)| c == 200 && b.contains("\"version\":\"0.28.2\""))
+            });
+            assert_eq!(current(&fx), PathBuf::from("releases/0.28.2"), "{what}");
+            let text = std::fs::read_to_string(&rec).unwrap();
+            assert!(text.contains("failed = \"0.29.0\""), "{what}: {text}");
+            assert_eq!(agent.stop(), 0, "{what}: {}", agent.stderr());
+            eprintln!("{what}: killed/failed with current → {}", now.display());
+        }
+    }
+}
