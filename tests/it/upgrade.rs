@@ -532,7 +532,8 @@ fn a_rollback_killed_or_failed_at_each_step_ends_on_the_old_release() {
             // Old or new, each whole; the record parses and still knows the good one.
             let now = current(&fx);
             assert!(
-                now == PathBuf::from("releases/0.28.2") || now == PathBuf::from("releases/0.29.0"),
+                now == std::path::Path::new("releases/0.28.2")
+                    || now == std::path::Path::new("releases/0.29.0"),
                 "{what}: {now:?}"
             );
             let text = std::fs::read_to_string(&rec).unwrap();

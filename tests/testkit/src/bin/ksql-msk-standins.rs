@@ -24,6 +24,8 @@ use ksql_msk_testkit::standins::{self, Standins};
 
 const REGION: &str = "eu-west-1";
 const KSQLDB_VERSION: &str = "0.29.0";
+/// Published too: what the e2e upgrades to before `ksql-msk rollback`.
+const UPGRADE_VERSION: &str = "0.29.1";
 const IAM_VERSION: &str = "2.3.0";
 
 fn main() {
@@ -64,6 +66,12 @@ fn serve() -> Result<()> {
     let java = standins::java_script("17.0.15");
     world.publish_release(
         KSQLDB_VERSION,
+        &server_start,
+        &[("jre/bin/java", java.as_bytes(), 0o755)],
+    );
+    // A newer version beside it, for the upgrade and `ksql-msk rollback` scenario.
+    world.publish_release(
+        UPGRADE_VERSION,
         &server_start,
         &[("jre/bin/java", java.as_bytes(), 0o755)],
     );
