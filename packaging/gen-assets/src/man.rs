@@ -157,6 +157,8 @@ const CACHE: &str = "/var/lib/ksql-msk/cache/";
 const TRUST: &str = "/var/lib/ksql-msk/trust.toml";
 const SOCKET: &str = "/run/ksql-msk/control.sock";
 const STATUS_FILE: &str = "/var/lib/ksql-msk/status.json";
+const UPGRADE_RECORD: &str = "/var/lib/ksql-msk/upgrade.toml";
+const ROLLBACK_DROPIN: &str = "/etc/ksql-msk/ksql-msk.d/90-rollback.toml";
 const UNIT: &str = "/usr/lib/systemd/system/ksql-msk.service";
 const KSQL_LINK: &str = "/usr/bin/ksql";
 const EXAMPLE_DROPIN: &str = "/usr/share/doc/ksql-msk/ksql-msk.d-example.toml";
@@ -173,6 +175,8 @@ const FILES: &[(&str, &str)] = &[
     (CACHE, "Downloads, resumed after an interruption and removed once installed."),
     (TRUST, "The signing key and jar hash trusted on first use, when ksqldb.trusted_fingerprints or iam_auth.sha256 is empty."),
     (STATUS_FILE, "The running agent's state (release, brokers, ksqlDB's health and restarts), rewritten atomically on every change, mode 0640 group ksql; ksql-msk status reads it. Its fields are documented in /usr/share/doc/ksql-msk/STATUS.md."),
+    (UPGRADE_RECORD, "The last ksqlDB version that became ready, and an upgrade that failed (never ready within agent.start_timeout, or more than agent.restart_limit failures within agent.restart_window) and was rolled back: that version is not installed again until ksqldb.version changes."),
+    (ROLLBACK_DROPIN, "Written by ksql-msk rollback, removed by ksql-msk rollback --clear: sets ksqldb.version to the previous kept release."),
     (SOCKET, "The running agent's control socket ($RUNTIME_DIRECTORY/control.sock), there while the service runs: ksql-msk reload asks it for a reload and waits for the outcome."),
     (KSQL_LINK, "A link to ksql-msk: run under this name, ksql-msk is ksql-msk ksql with all its arguments."),
     (UNIT, "The systemd unit: Type=notify, User=ksql, ExecStart=ksql-msk run, ExecReload=ksql-msk reload, RestartPreventExitStatus=78 65. Override it with systemctl edit ksql-msk."),
@@ -263,7 +267,7 @@ fn with(
     exit
 }
 
-const STATE_FILES: [&str; 5] = [STATE_DIR, CURRENT, RELEASES, CACHE, TRUST];
+const STATE_FILES: [&str; 6] = [STATE_DIR, CURRENT, RELEASES, CACHE, TRUST, UPGRADE_RECORD];
 
 /// The added sections of each page, by [`page_id`]; `None`: a page nobody wrote yet.
 fn extras(id: &str) -> Option<Extras> {
@@ -443,6 +447,31 @@ ksql> SHOW TOPICS;"),
                  "ksql -e 'SHOW STREAMS;' http://10.0.1.17:8088"),
             ],
             see_also: vec!["ksql-msk-install(1)", "ksql-msk-verify(1)"],
+        "rollback" => Extras {
+            files: cat(&[&cfg, &[ROLLBACK_DROPIN, CURRENT, RELEASES, UPGRADE_RECORD, SOCKET]]),
+            env: cat(&[&["RUNTIME_DIRECTORY"], &cli_env]),
+            exit: with(
+                with(
+                    with(
+                        with(
+                            general(&ALL_CODES),
+                            0,
+                            "Done: the running agent reloaded and runs the previous release (or, with --clear, the configured version; also when there was nothing to clear).",
+                        ),
+                        65,
+                        "EX_DATAERR: the previous release fails verification (its manifest, signer or a file differs); nothing was written.",
+                    ),
+                    69,
+                    "EX_UNAVAILABLE: no previous release is kept (only the active one is installed), or the command already rolled back (clear it first); or the agent's reload failed for a reason of this class.",
+                ),
+                75,
+                "EX_TEMPFAIL: the drop-in was written (or removed) but the service is not running; the change applies when it next starts.",
+            ),
+            examples: vec![
+                ("Back to the release before the last upgrade, then to the configured version again:",
+                 "sudo ksql-msk rollback\nksql-msk config get ksqldb.version\nsudo ksql-msk rollback --clear"),
+            ],
+            see_also: vec!["ksql-msk-reload(1)", "ksql-msk-verify(1)", "ksql-msk-run(1)"],
         },
         "verify" => Extras {
             files: cat(&[&cfg, &[CURRENT, RELEASES]]),
