@@ -55,11 +55,12 @@ pub struct Facts {
     pub previous: Option<String>,
 }
 
-/// The rollback facts of this host (reads only; never fails: what cannot be read is
-/// left out).
-pub fn facts(config_path: &Path, settings: &Settings) -> Facts {
+/// The rollback facts of this host, for `ksql-msk status` (reads only; never fails:
+/// what cannot be read is left out). The drop-in is looked for beside
+/// `settings.source`, the main config file.
+pub fn facts(settings: &Settings) -> Facts {
     let record = upgrade::load(&settings.agent.state_dir).record();
-    let dropin = dropin_path(config_path);
+    let dropin = dropin_path(&settings.source);
     let previous =
         current_version(settings).and_then(|current| previous_release(settings, &current, &record));
     Facts {
@@ -234,4 +235,78 @@ async fn check_release(
     let _lock = lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
     release::check(&release, &manifest, Depth::Full).map_err(|e| refused(one_line(&e)))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str =
+        "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abcd1234-5678-90ab-cdef-1234567890ab-3";
+
+    /// A host: config (state dir inside), `releases/<v>` with a manifest file each,
+    /// `current` at `active`.
+    fn host(releases: &[&str], active: &str) -> (tempfile::TempDir, Settings) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(state.join("releases")).unwrap();
+        for v in releases {
+            let r = state.join("releases").join(v);
+            std::fs::create_dir_all(&r).unwrap();
+            std::fs::write(r.join(layout::MANIFEST), "").unwrap();
+        }
+        std::os::unix::fs::symlink(format!("releases/{active}"), state.join("current")).unwrap();
+        let config = dir.path().join("ksql-msk.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[msk]\ncluster_arn = \"{ARN}\"\n[agent]\nstate_dir = \"{}\"\n",
+                state.display()
+            ),
+        )
+        .unwrap();
+        let settings = config::load(&config).unwrap();
+        (dir, settings)
+    }
+
+    #[test]
+    fn the_previous_release_and_the_facts_for_status() {
+        let (dir, s) = host(&["0.28.2", "0.29.0"], "0.29.0");
+        let none = upgrade::Record::default();
+        assert_eq!(
+            previous_release(&s, "0.29.0", &none).as_deref(),
+            Some("0.28.2")
+        );
+        // Only the active one (and litter: a staging dir, a dir without a manifest).
+        let (_d2, only) = host(&["0.29.0"], "0.29.0");
+        std::fs::create_dir_all(only.releases_dir().join(".staging-x")).unwrap();
+        std::fs::create_dir_all(only.releases_dir().join("0.27.0")).unwrap();
+        assert_eq!(previous_release(&only, "0.29.0", &none), None);
+        // After an automatic rollback to 0.28.2, the failed 0.29.0 is no way back.
+        let rolled = upgrade::Record {
+            good: Some("0.28.2".into()),
+            failed: Some(upgrade::Failed {
+                version: "0.29.0".into(),
+                reason: "never healthy in 5m".into(),
+                back_to: "0.28.2".into(),
+            }),
+        };
+        assert_eq!(previous_release(&s, "0.28.2", &rolled), None);
+        upgrade::save(&s.agent.state_dir, &rolled).unwrap();
+        std::fs::remove_file(s.current_link()).unwrap();
+        std::os::unix::fs::symlink("releases/0.28.2", s.current_link()).unwrap();
+        let dropin = dir.path().join(DROPIN_DIR).join(DROPIN);
+        assert_eq!(
+            facts(&s),
+            Facts {
+                rolled_back_by_hand: None,
+                failed_upgrade: rolled.failed.clone(),
+                good: Some("0.28.2".into()),
+                previous: None,
+            }
+        );
+        std::fs::create_dir_all(dropin.parent().unwrap()).unwrap();
+        std::fs::write(&dropin, "[ksqldb]\nversion = \"0.28.2\"\n").unwrap();
+        assert_eq!(facts(&s).rolled_back_by_hand, Some(dropin));
+    }
 }
