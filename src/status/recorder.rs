@@ -19,6 +19,7 @@ use super::{
 };
 use crate::config::Settings;
 use crate::discovery::Discovered;
+use crate::failpoint::STATUS_POINT;
 use crate::fsutil::{self, Dir};
 use crate::pipeline::Prepared;
 
@@ -294,11 +295,13 @@ fn write_snapshot(s: &Snapshot) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(&s.doc)?;
     json.push(b'\n');
     let state = Dir::open(&s.state_dir)?;
-    let state_result = state.write_atomic(STATE_FILE, &json, STATE_MODE);
+    // Its own failure point: the recorder writes in the background at any moment, so
+    // it must not take the hits meant for an install's or a rollback's writes.
+    let state_result = state.write_atomic_at(STATE_FILE, &json, STATE_MODE, STATUS_POINT);
     let metrics_result = match &s.textfile {
         Some(path) => {
             let text = metrics::render(&s.doc, SystemTime::now());
-            fsutil::write_atomic(path, text.as_bytes(), TEXTFILE_MODE)
+            fsutil::write_atomic_at(path, text.as_bytes(), TEXTFILE_MODE, STATUS_POINT)
         }
         None => Ok(()),
     };

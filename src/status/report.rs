@@ -52,7 +52,9 @@ pub struct Report {
     pub last_install: Option<Span>,
     pub download_bytes: u64,
     pub config_files: Vec<String>,
-    pub upgrade: Option<serde_json::Value>,
+    /// Rollbacks: a failed upgrade rolled back by the agent, a rollback by hand
+    /// (read from disk: the upgrade record and the drop-in).
+    pub upgrade: Upgrade,
     pub auth: Option<serde_json::Value>,
 }
 
@@ -267,9 +269,47 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
         last_install: doc_ref.and_then(|d| d.last_install),
         download_bytes: doc_ref.map(|d| d.download_bytes).unwrap_or(0),
         config_files,
-        upgrade: doc_ref.and_then(|d| d.upgrade.clone()),
+        upgrade: Upgrade::of(settings),
         auth: doc_ref.and_then(|d| d.auth.clone()),
     })
+}
+
+/// [`Report::upgrade`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Upgrade {
+    /// `ksql-msk rollback` is in effect: the drop-in it wrote (else null).
+    pub rolled_back_by_hand: Option<String>,
+    /// An upgrade the agent rolled back; it is not tried again until ksqldb.version
+    /// changes (else null).
+    pub failed: Option<FailedUpgrade>,
+    /// The last version that became ready.
+    pub last_good: Option<String>,
+    /// The release `ksql-msk rollback` would go back to.
+    pub previous: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedUpgrade {
+    pub version: String,
+    /// e.g. `never healthy in 5m`.
+    pub reason: String,
+    pub rolled_back_to: String,
+}
+
+impl Upgrade {
+    fn of(settings: &Settings) -> Upgrade {
+        let f = crate::rollback::facts(settings);
+        Upgrade {
+            rolled_back_by_hand: f.rolled_back_by_hand.map(|p| p.display().to_string()),
+            failed: f.failed_upgrade.map(|f| FailedUpgrade {
+                version: f.version,
+                reason: f.reason,
+                rolled_back_to: f.back_to,
+            }),
+            last_good: f.good,
+            previous: f.previous,
+        }
+    }
 }
 
 fn not_found(e: &anyhow::Error) -> bool {
@@ -540,6 +580,21 @@ pub fn human(r: &Report, now: SystemTime) -> String {
             );
         }
         None => line("release:", "none installed".into()),
+    }
+    if let Some(f) = &r.upgrade.failed {
+        line(
+            "upgrade:",
+            format!(
+                "to {} failed: {}, rolled back to {} (not tried again until ksqldb.version changes)",
+                f.version, f.reason, f.rolled_back_to
+            ),
+        );
+    }
+    if let Some(p) = &r.upgrade.rolled_back_by_hand {
+        line(
+            "rollback:",
+            format!("by hand ({p}); ksql-msk rollback --clear returns to the configured version"),
+        );
     }
     line(
         "kept:",

@@ -10,6 +10,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::run::{alive, statuses, wait_for, Agent, Fixture, Recorder};
 
 const UPGRADE_FAILED_ID: &str = "95899accd7cd4517aad44858abde5d0f";
@@ -100,6 +102,13 @@ fn with_id(journal: &Recorder, id: &str) -> Vec<HashMap<String, String>> {
         .into_iter()
         .filter(|e| e.get("MESSAGE_ID").map(String::as_str) == Some(id))
         .collect()
+}
+
+/// `ksql-msk status --json`.
+fn status_json(fx: &Fixture) -> Value {
+    let out = fx.host.run(&["status", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
 }
 
 fn record(fx: &Fixture) -> String {
@@ -208,6 +217,20 @@ fn an_upgrade_that_never_becomes_healthy_is_rolled_back_and_held_back_until_the_
     assert_eq!(ev[0]["BACK_TO"], "0.28.2");
     assert_eq!(ev[0]["REASON"], "never healthy in 2s");
     assert_eq!(ev[0]["PRIORITY"], "3");
+    // `status` shows it, in the JSON and on its screen.
+    let st = status_json(&fx);
+    assert_eq!(st["upgrade"]["failed"]["version"], "0.29.0", "{st}");
+    assert_eq!(st["upgrade"]["failed"]["reason"], "never healthy in 2s");
+    assert_eq!(st["upgrade"]["failed"]["rolled_back_to"], "0.28.2");
+    assert_eq!(st["upgrade"]["rolled_back_by_hand"], Value::Null);
+    assert_eq!(st["release"]["version"], "0.28.2");
+    let screen = fx.host.run(&["status"]);
+    assert!(
+        screen
+            .stdout
+            .contains("upgrade:      to 0.29.0 failed: never healthy in 2s, rolled back to 0.28.2"),
+        "{screen:?}"
+    );
     // The configured version is still the failed one.
     assert_eq!(
         fx.host
@@ -255,6 +278,9 @@ fn an_upgrade_that_never_becomes_healthy_is_rolled_back_and_held_back_until_the_
         rec.contains("good = \"0.29.1\"") && !rec.contains("failed ="),
         "{rec}"
     );
+    let st = status_json(&fx);
+    assert_eq!(st["upgrade"]["failed"], Value::Null, "{st}");
+    assert_eq!(st["upgrade"]["last_good"], "0.29.1");
     assert_eq!(agent.stop(), 0, "{}", agent.stderr());
 }
 
@@ -341,6 +367,13 @@ fn rollback_by_hand_and_clear_go_through_the_running_service() {
             .trim(),
         "0.28.2"
     );
+    let st = status_json(&fx);
+    assert_eq!(
+        st["upgrade"]["rolled_back_by_hand"],
+        dropin.display().to_string(),
+        "{st}"
+    );
+    assert_eq!(st["release"]["version"], "0.28.2");
     // Once is enough: a second rollback says what to do instead.
     let out = fx.host.run(&["rollback"]);
     assert_eq!(out.code, 69, "{out:?}");
@@ -364,6 +397,10 @@ fn rollback_by_hand_and_clear_go_through_the_running_service() {
     );
     assert!(!dropin.exists());
     assert_eq!(current(&fx), PathBuf::from("releases/0.29.0"));
+    assert_eq!(
+        status_json(&fx)["upgrade"]["rolled_back_by_hand"],
+        Value::Null
+    );
     assert_eq!(pids_of(&fx, "0.29.0").len(), 2);
     assert_eq!(
         fx.host

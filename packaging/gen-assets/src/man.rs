@@ -447,6 +447,7 @@ ksql> SHOW TOPICS;"),
                  "ksql -e 'SHOW STREAMS;' http://10.0.1.17:8088"),
             ],
             see_also: vec!["ksql-msk-install(1)", "ksql-msk-verify(1)"],
+        },
         "rollback" => Extras {
             files: cat(&[&cfg, &[ROLLBACK_DROPIN, CURRENT, RELEASES, UPGRADE_RECORD, SOCKET]]),
             env: cat(&[&["RUNTIME_DIRECTORY"], &cli_env]),
