@@ -21,6 +21,7 @@ mod metrics;
 mod msk_5xx;
 mod no_ca;
 mod no_panic;
+mod owner;
 mod planted;
 mod properties;
 mod proxy;

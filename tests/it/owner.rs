@@ -1,0 +1,184 @@
+//! Image baking: root runs `ksql-msk install` over a state directory that belongs to the
+//! service user (the RPM's `%dir %attr(0750,ksql,ksql)`, systemd's `StateDirectory=`),
+//! then the service runs `ksql-msk run` as that user. Whatever root made there must be
+//! the service user's, with the modes the service itself gives (`UMask=0027`), whatever
+//! root's umask was. Here `nobody` (65534) plays the service user.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::run::{wait_for, Agent, Fixture};
+use crate::support::skip;
+
+const SERVICE: u32 = 65534;
+
+fn as_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    skip(
+        "KSQL_MSK_REQUIRE_ROOT",
+        "cannot hand the state directory to another user (not root)",
+    );
+    false
+}
+
+/// `cmd` with the process umask `mask`.
+fn with_umask(mut cmd: Command, mask: libc::mode_t) -> Command {
+    // SAFETY: umask(2) is async-signal-safe and cannot fail.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// `cmd` run as the service user, as the unit runs it (`User=`, `UMask=0027`).
+fn as_service(cmd: Command) -> Command {
+    let mut out = Command::new("setpriv");
+    out.args([
+        &format!("--reuid={SERVICE}"),
+        &format!("--regid={SERVICE}"),
+        "--clear-groups",
+    ])
+    .arg(cmd.get_program())
+    .args(cmd.get_args())
+    .env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            out.env(k, v);
+        }
+    }
+    with_umask(out, 0o027)
+}
+
+/// Every path under `dir`, `dir` itself included, never following a link.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut all = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i].clone();
+        i += 1;
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                all.push(e.unwrap().path());
+            }
+        }
+    }
+    all
+}
+
+/// Nothing under the state directory is root's, and everything is readable (and, for
+/// directories, searchable and writable) by its owner and readable by its group, never
+/// by others: what the service's own `UMask=0027` gives.
+fn assert_all_the_services(state: &Path, when: &str) {
+    let mut problems = Vec::new();
+    for p in walk(state) {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if (m.uid(), m.gid()) != (SERVICE, SERVICE) {
+            problems.push(format!("{}: owned by {}:{}", p.display(), m.uid(), m.gid()));
+        }
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        let mode = m.mode() & 0o7777;
+        let want = if m.is_dir() { 0o750 } else { 0o640 };
+        if mode & want != want || mode & 0o027 != 0 {
+            problems.push(format!("{}: mode {mode:04o}", p.display()));
+        }
+    }
+    assert!(problems.is_empty(), "{when}:\n{}", problems.join("\n"));
+}
+
+/// The fixture's host, reachable by the service user, with its state directory made as
+/// the package makes it: empty, the service user's, 0750.
+fn baking_host(umask: libc::mode_t) -> Fixture {
+    let fx = Fixture::uninstalled("", "17.0.15", "1.1.1");
+    let root = fx.host.dir.path();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = fx.host.state_dir();
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::lchown(&state, Some(SERVICE), Some(SERVICE)).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let out = with_umask(fx.host.command(&["install"]), umask)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "root's install (umask {umask:03o}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fx
+}
+
+fn start_as_service(fx: &mut Fixture) -> (Agent, crate::run::Recorder) {
+    let notify = fx.notify_socket();
+    std::fs::set_permissions(&notify.path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let agent = Fixture::spawn_agent(as_service(fx.host.command(&["run"])));
+    (agent, notify)
+}
+
+fn ready(agent: &Agent, notify: &crate::run::Recorder) {
+    wait_for("READY=1", || {
+        assert!(
+            !agent.stderr().contains("error:"),
+            "the service failed: {}",
+            agent.stderr()
+        );
+        notify.lines().iter().any(|l| l == "READY=1")
+    });
+}
+
+fn baked_then_served(umask: libc::mode_t) {
+    let mut fx = baking_host(umask);
+    let state = fx.host.state_dir();
+    assert_all_the_services(&state, &format!("after root's install (umask {umask:03o})"));
+
+    // First boot: the service starts what root baked; ksqlDB reads its properties.
+    let (mut agent, notify) = start_as_service(&mut fx);
+    ready(&agent, &notify);
+    assert_eq!(fx.pids().len(), 1, "{}", agent.stderr());
+    assert_eq!(agent.stop(), 0, "{}", agent.stderr());
+
+    // A warm start with a changed property: the service re-renders what root wrote.
+    fx.host
+        .write_dropin("50-owner.toml", "[properties]\n\"ksql.owner.test\" = \"yes\"\n");
+    let (mut agent, notify) = start_as_service(&mut fx);
+    ready(&agent, &notify);
+    assert_eq!(agent.stop(), 0, "{}", agent.stderr());
+    let props = fx.release.join("etc/ksqldb/ksql-server.properties");
+    assert!(
+        std::fs::read_to_string(&props)
+            .unwrap()
+            .contains("ksql.owner.test=yes"),
+        "not re-rendered"
+    );
+
+    // And `install` as the service user over what root made: warm, no error.
+    let out = as_service(fx.host.command(&["install"])).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the service user's install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_all_the_services(&state, "after the service's runs");
+}
+
+#[test]
+fn root_baked_with_umask_077_is_the_services() {
+    if as_root() {
+        baked_then_served(0o077);
+    }
+}
+
+#[test]
+fn root_baked_with_umask_022_is_the_services() {
+    if as_root() {
+        baked_then_served(0o022);
+    }
+}
