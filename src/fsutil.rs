@@ -257,8 +257,13 @@ impl Dir {
 
     /// Create the directory `name` with exactly `mode`; `Ok(false)` if a directory is
     /// already there (left as it is), 65 if something else is.
+    /// Under a state directory root adopted ([`adopt_state_dir`]) the new directory is
+    /// its owner's.
     pub fn create_dir(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<bool> {
-        let name = name.as_ref();
+        self.make_dir(name.as_ref(), mode, true)
+    }
+
+    fn make_dir(&self, name: &OsStr, mode: u32, hand_over: bool) -> Result<bool> {
         check_name(name)?;
         let c = cstring(name)?;
         // SAFETY: a valid C string relative to a directory descriptor we own.
@@ -282,13 +287,19 @@ impl Dir {
         if unsafe { libc::fchmod(made.fd.as_raw_fd(), mode as libc::mode_t) } != 0 {
             return Err(last_error()).with_context(|| format!("chmod {}", made.path.display()));
         }
+        if hand_over {
+            give(made.fd.as_raw_fd(), &self.path, &made.path)?;
+        }
         Ok(true)
     }
 
-    /// Create the directory `name` with exactly `mode`; it must not exist yet.
-    pub fn create_dir_new(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<()> {
+    /// Create the directory `name` with exactly `mode`; it must not exist yet. It stays
+    /// this process's own even under an adopted state directory ([`adopt_state_dir`]),
+    /// so that nobody else can change what is made in it until [`Dir::hand_over_tree`]
+    /// gives the finished tree away (a staging directory).
+    pub fn create_dir_new_kept(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<()> {
         let name = name.as_ref();
-        if !self.create_dir(name, mode)? {
+        if !self.make_dir(name, mode, false)? {
             return Err(std::io::Error::from_raw_os_error(libc::EEXIST))
                 .with_context(|| format!("creating {}", self.join(name).display()));
         }
@@ -323,10 +334,25 @@ impl Dir {
     pub fn open_or_create(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<File> {
         let name = name.as_ref();
         check_name(name)?;
-        let flags =
-            libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
-        self.open_regular(name, flags, mode)?
-            .ok_or_else(|| not_found(&self.join(name)))
+        let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+        // Made here (exclusively) or found: only a file made here is handed over, never
+        // one found at the name (a hard link planted there could be anybody's).
+        match self.open_regular(name, flags | libc::O_CREAT | libc::O_EXCL, mode) {
+            Ok(Some(file)) => {
+                give(file.as_raw_fd(), &self.path, &self.join(name))?;
+                Ok(file)
+            }
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .and_then(|e| e.raw_os_error())
+                    == Some(libc::EEXIST) =>
+            {
+                self.open_regular(name, flags, mode)?
+                    .ok_or_else(|| not_found(&self.join(name)))
+            }
+            Ok(None) => Err(not_found(&self.join(name))),
+            Err(e) => Err(e),
+        }
     }
 
     /// Create `name`, which must not exist (`O_CREAT|O_EXCL|O_NOFOLLOW`), for writing.
@@ -335,8 +361,11 @@ impl Dir {
         check_name(name)?;
         let flags =
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        self.open_regular(name, flags, mode)?
-            .ok_or_else(|| not_found(&self.join(name)))
+        let file = self
+            .open_regular(name, flags, mode)?
+            .ok_or_else(|| not_found(&self.join(name)))?;
+        give(file.as_raw_fd(), &self.path, &self.join(name))?;
+        Ok(file)
     }
 
     /// Open the existing regular file `name` to append to it; a symlink is refused (65).
@@ -583,7 +612,10 @@ impl Dir {
             // SAFETY: two valid C strings relative to a directory descriptor we own.
             unsafe { libc::symlinkat(ctarget.as_ptr(), self.fd.as_raw_fd(), c.as_ptr()) == 0 }
         })?;
-        let swapped = crate::failpoint::hit(point).and_then(|()| self.rename(&tmp, name));
+        let swapped = cstring(&tmp)
+            .and_then(|c| self.give_link(&c))
+            .and_then(|()| crate::failpoint::hit(point))
+            .and_then(|()| self.rename(&tmp, name));
         if swapped.is_err() {
             let _ = self.remove_file(&tmp);
         }
@@ -645,6 +677,9 @@ impl Dir {
         let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         let tmp_path = self.join(&tmp);
         let result = (|| -> Result<()> {
+            // The owner first, on the temp file's own descriptor: `write` may set
+            // another (write_atomic_owned) and set-id bits after it.
+            give(file.as_raw_fd(), &self.path, &tmp_path)?;
             write(&mut file, &tmp_path)?;
             file.sync_all()
                 .with_context(|| format!("syncing {}", tmp_path.display()))?;
@@ -797,6 +832,175 @@ pub fn check_space(dir: &Path, need: u64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The service user's umask (systemd/ksql-msk.service `UMask=0027`): what root uses
+/// once it adopts a state directory that belongs to that user, so that what root makes
+/// there has the modes the service itself would have given it, whatever root's umask.
+pub const SERVICE_UMASK: libc::mode_t = 0o027;
+
+/// The state directory root adopted, and its owner and group.
+#[derive(Debug)]
+struct Adopted {
+    dirs: Vec<PathBuf>,
+    owner: (u32, u32),
+}
+
+static ADOPTED: std::sync::OnceLock<Adopted> = std::sync::OnceLock::new();
+
+/// Root (euid 0) running over a state directory that belongs to someone else (the
+/// service user, image baking): from here on, everything this process creates under
+/// `paths` (the state directory as configured and as normalised) through this module
+/// is handed to the directory's owner and group, by `fchown` on the new file's own
+/// descriptor before it is renamed into place (never by a path, never through a link),
+/// and the process umask becomes [`SERVICE_UMASK`]. Nothing changes for any other
+/// caller, or for a state directory of root's own. Once per process; later calls are
+/// ignored.
+pub fn adopt_state_dir(state: &Dir, paths: &[&Path]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 || ADOPTED.get().is_some() {
+        return Ok(());
+    }
+    let meta = state.metadata()?;
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    let adopted = Adopted {
+        dirs: paths.iter().map(|p| p.to_path_buf()).collect(),
+        owner: (meta.uid(), meta.gid()),
+    };
+    if ADOPTED.set(adopted).is_ok() {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(SERVICE_UMASK) };
+        tracing::debug!(
+            "{} belongs to uid {} gid {}: what root makes there is theirs",
+            state.path().display(),
+            meta.uid(),
+            meta.gid()
+        );
+    }
+    Ok(())
+}
+
+/// The owner new entries in `dir` are handed to: `Some` only for root under an adopted
+/// state directory.
+fn owner_for(dir: &Path) -> Option<(u32, u32)> {
+    let adopted = ADOPTED.get()?;
+    adopted
+        .dirs
+        .iter()
+        .any(|d| dir.starts_with(d))
+        .then_some(adopted.owner)
+}
+
+/// `fchown` of a file or directory this process just made (its own descriptor).
+fn give(fd: RawFd, dir: &Path, path: &Path) -> Result<()> {
+    let Some((uid, gid)) = owner_for(dir) else {
+        return Ok(());
+    };
+    // SAFETY: fchown on a descriptor the caller owns.
+    if unsafe { libc::fchown(fd, uid, gid) } != 0 {
+        return Err(last_error())
+            .with_context(|| format!("giving {} to {uid}:{gid}", path.display()));
+    }
+    Ok(())
+}
+
+impl Dir {
+    /// Hand the symlink `name` (just made here) to the adopted owner: through an
+    /// `O_PATH|O_NOFOLLOW` descriptor of the link itself, checked to be a link, so
+    /// whatever was swapped in at the name is never what gets chowned.
+    fn give_link(&self, name: &CStr) -> Result<()> {
+        let Some((uid, gid)) = owner_for(&self.path) else {
+            return Ok(());
+        };
+        let path = self.join(OsStr::from_bytes(name.to_bytes()));
+        let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: a valid C string relative to a directory descriptor we own.
+        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), name.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(last_error()).with_context(|| format!("opening {}", path.display()));
+        }
+        // SAFETY: `fd` is a descriptor we just opened and nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let empty = c"";
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstatat of the descriptor itself (AT_EMPTY_PATH) into a sized buffer.
+        let rc = unsafe {
+            libc::fstatat(
+                fd.as_raw_fd(),
+                empty.as_ptr(),
+                st.as_mut_ptr(),
+                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(last_error()).with_context(|| format!("reading {}", path.display()));
+        }
+        // SAFETY: fstatat returned 0, so it filled `st`.
+        let kind = Kind::of(&unsafe { st.assume_init() });
+        if kind != Kind::Symlink {
+            return Err(refuse_kind(&path, kind, "the symlink just made"));
+        }
+        // SAFETY: fchownat of the descriptor itself, which refers to the link.
+        let rc = unsafe {
+            libc::fchownat(
+                fd.as_raw_fd(),
+                empty.as_ptr(),
+                uid,
+                gid,
+                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(last_error())
+                .with_context(|| format!("giving {} to {uid}:{gid}", path.display()));
+        }
+        Ok(())
+    }
+
+    /// Hand a tree this process made under an adopted state directory (a release
+    /// unpacked into staging, before the rename into `releases/`) to its owner, this
+    /// directory last. Only directories still root's are entered: their entries are
+    /// root's own making, which the service user cannot have swapped; a directory
+    /// already handed over (its entries the service user's to change) is left as it is.
+    /// Each entry is chowned by name relative to its directory's handle, never
+    /// following a link (`AT_SYMLINK_NOFOLLOW`).
+    pub fn hand_over_tree(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Some((uid, gid)) = owner_for(&self.path) else {
+            return Ok(());
+        };
+        if self.metadata()?.uid() == uid {
+            return Ok(());
+        }
+        for name in self.entries()? {
+            let c = cstring(&name)?;
+            match kind_at(self.fd.as_raw_fd(), &c) {
+                Some(Kind::Dir) => self.open_dir(&name)?.hand_over_tree()?,
+                Some(_) => {
+                    // SAFETY: a valid C string relative to a directory descriptor we own.
+                    let rc = unsafe {
+                        libc::fchownat(
+                            self.fd.as_raw_fd(),
+                            c.as_ptr(),
+                            uid,
+                            gid,
+                            libc::AT_SYMLINK_NOFOLLOW,
+                        )
+                    };
+                    if rc != 0 {
+                        return Err(last_error()).with_context(|| {
+                            format!("giving {} to {uid}:{gid}", self.join(&name).display())
+                        });
+                    }
+                }
+                None => {}
+            }
+        }
+        give(self.fd.as_raw_fd(), &self.path, &self.path)
+    }
 }
 
 #[cfg(test)]

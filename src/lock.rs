@@ -215,6 +215,8 @@ pub fn open_state_dir(dir: &Path) -> Result<Dir> {
             dir.display()
         );
     }
+    // Root over the service user's directory (image baking): what it makes is theirs.
+    fsutil::adopt_state_dir(&handle, &[dir, &lexical])?;
     Ok(handle)
 }
 

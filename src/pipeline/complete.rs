@@ -64,6 +64,8 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
         // The copies and the render came after the unpack: a link out of the archive can
         // aim one of them at another file. Only a release as recorded goes live.
         release::check(&staging, &manifest, Depth::Quick)?;
+        // Under a state directory root adopted, the release is its owner's.
+        fsutil::Dir::open(&staging)?.hand_over_tree()?;
         unpack::sync_tree(&staging)?;
         Ok(manifest)
     })

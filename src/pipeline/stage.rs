@@ -252,5 +252,7 @@ fn create_staging(path: &Path) -> Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
-    fsutil::Dir::open(fsutil::parent_dir(path))?.create_dir_new(name, 0o755)
+    // Root's until complete hands the finished tree over (fsutil::adopt_state_dir):
+    // nobody else may change what the extractor writes by path into it.
+    fsutil::Dir::open(fsutil::parent_dir(path))?.create_dir_new_kept(name, 0o755)
 }
