@@ -918,9 +918,13 @@ impl Dir {
     /// `O_PATH|O_NOFOLLOW` descriptor of the link itself, checked to be a link, so
     /// whatever was swapped in at the name is never what gets chowned.
     fn give_link(&self, name: &CStr) -> Result<()> {
-        let Some((uid, gid)) = owner_for(&self.path) else {
-            return Ok(());
-        };
+        match owner_for(&self.path) {
+            Some(owner) => self.give_link_to(name, owner),
+            None => Ok(()),
+        }
+    }
+
+    fn give_link_to(&self, name: &CStr, (uid, gid): (u32, u32)) -> Result<()> {
         let path = self.join(OsStr::from_bytes(name.to_bytes()));
         let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: a valid C string relative to a directory descriptor we own.
@@ -974,17 +978,21 @@ impl Dir {
     /// Each entry is chowned by name relative to its directory's handle, never
     /// following a link (`AT_SYMLINK_NOFOLLOW`).
     pub fn hand_over_tree(&self) -> Result<()> {
+        match owner_for(&self.path) {
+            Some(owner) => self.hand_over_tree_to(owner),
+            None => Ok(()),
+        }
+    }
+
+    fn hand_over_tree_to(&self, (uid, gid): (u32, u32)) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
-        let Some((uid, gid)) = owner_for(&self.path) else {
-            return Ok(());
-        };
         if self.metadata()?.uid() == uid {
             return Ok(());
         }
         for name in self.entries()? {
             let c = cstring(&name)?;
             match kind_at(self.fd.as_raw_fd(), &c) {
-                Some(Kind::Dir) => self.open_dir(&name)?.hand_over_tree()?,
+                Some(Kind::Dir) => self.open_dir(&name)?.hand_over_tree_to((uid, gid))?,
                 Some(_) => {
                     // SAFETY: a valid C string relative to a directory descriptor we own.
                     let rc = unsafe {
@@ -1005,7 +1013,12 @@ impl Dir {
                 None => {}
             }
         }
-        give(self.fd.as_raw_fd(), &self.path, &self.path)
+        // SAFETY: fchown on a descriptor we own.
+        if unsafe { libc::fchown(self.fd.as_raw_fd(), uid, gid) } != 0 {
+            return Err(last_error())
+                .with_context(|| format!("giving {} to {uid}:{gid}", self.path.display()));
+        }
+        Ok(())
     }
 }
 
@@ -1014,6 +1027,79 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
+
+    fn root() -> bool {
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root {
+            eprintln!("SKIPPED: chown needs root");
+        }
+        root
+    }
+
+    fn owner(p: &Path) -> (u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::symlink_metadata(p).unwrap();
+        (m.uid(), m.gid())
+    }
+
+    const THEIRS: (u32, u32) = (54_322, 54_323);
+
+    #[test]
+    fn handing_a_tree_over_never_follows_a_link_or_enters_what_is_theirs() {
+        if !root() {
+            return;
+        }
+        let outside = tempfile::tempdir().unwrap();
+        let precious = outside.path().join("precious");
+        fs::write(&precious, "root's").unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("staging");
+        fs::create_dir_all(tree.join("bin/deep")).unwrap();
+        fs::write(tree.join("bin/deep/run"), "x").unwrap();
+        std::os::unix::fs::symlink(&precious, tree.join("bin/link")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), tree.join("dirlink")).unwrap();
+        // A directory already theirs: its entries are theirs to plant, so not entered.
+        fs::create_dir(tree.join("theirs")).unwrap();
+        fs::hard_link(&precious, tree.join("theirs/planted")).unwrap();
+        std::os::unix::fs::lchown(tree.join("theirs"), Some(THEIRS.0), Some(THEIRS.1)).unwrap();
+
+        Dir::open(&tree).unwrap().hand_over_tree_to(THEIRS).unwrap();
+        for p in [
+            "",
+            "bin",
+            "bin/deep",
+            "bin/deep/run",
+            "bin/link",
+            "dirlink",
+            "theirs",
+        ] {
+            assert_eq!(owner(&tree.join(p)), THEIRS, "{p}");
+        }
+        assert_eq!(owner(&precious), (0, 0), "chowned through a link");
+        assert_eq!(owner(outside.path()), (0, 0), "chowned through a link");
+    }
+
+    #[test]
+    fn a_link_swapped_for_something_else_is_refused_not_given() {
+        if !root() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let dir = Dir::open(t.path()).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join("l")).unwrap();
+        dir.give_link_to(c"l", THEIRS).unwrap();
+        assert_eq!(owner(&t.path().join("l")), THEIRS);
+        assert_eq!(owner(Path::new("/etc/passwd")), (0, 0));
+        // A file (a hard link planted in its place) is not the link just made.
+        fs::write(t.path().join("f"), "").unwrap();
+        let err = dir.give_link_to(c"f", THEIRS).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("the symlink just made"),
+            "{err:#}"
+        );
+        assert_eq!(owner(&t.path().join("f")), (0, 0));
+    }
 
     #[test]
     fn replaces_content_and_sets_mode() {
