@@ -1046,6 +1046,16 @@ mod tests {
     const THEIRS: (u32, u32) = (54_322, 54_323);
 
     #[test]
+    fn the_umask_root_takes_is_the_units() {
+        let unit = include_str!("../systemd/ksql-msk.service");
+        assert!(
+            unit.lines()
+                .any(|l| l == format!("UMask={SERVICE_UMASK:04o}")),
+            "systemd/ksql-msk.service has another UMask= than {SERVICE_UMASK:04o}"
+        );
+    }
+
+    #[test]
     fn handing_a_tree_over_never_follows_a_link_or_enters_what_is_theirs() {
         if !root() {
             return;
