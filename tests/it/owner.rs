@@ -112,6 +112,27 @@ fn baking_host(umask: libc::mode_t) -> Fixture {
     std::fs::create_dir(&state).unwrap();
     std::os::unix::fs::lchown(&state, Some(SERVICE), Some(SERVICE)).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o750)).unwrap();
+    // The Prometheus exporter too, trusted on first use: root fetches it into
+    // <state_dir>/exporter/ and records its hash in trust.toml.
+    let jar = "/jmx_exporter/1.6.0/jmx_prometheus_javaagent-1.6.0.jar";
+    let url = fx.art.put(jar, b"PK\x03\x04 stand-in exporter".to_vec());
+    fx.art.put(
+        &format!("{jar}.sha256"),
+        format!(
+            "{}  jmx_prometheus_javaagent-1.6.0.jar\n",
+            crate::install::sha256_hex(b"PK\x03\x04 stand-in exporter")
+        ),
+    );
+    let rules = root.join("rules.yml");
+    std::fs::write(&rules, "rules:\n  - pattern: \".*\"\n").unwrap();
+    fx.host.write_dropin(
+        "60-metrics.toml",
+        &format!(
+            "[metrics]\nprometheus_port = {}\nexporter_url = \"{url}\"\nprometheus_rules = \"{}\"\n",
+            crate::run::free_port(),
+            rules.display()
+        ),
+    );
     let out = with_umask(fx.host.command(&["install"]), umask)
         .output()
         .unwrap();
@@ -145,6 +166,16 @@ fn serve(fx: &Fixture, notify: &Recorder) -> Agent {
 fn baked_then_served(umask: libc::mode_t) {
     let mut fx = baking_host(umask);
     let state = fx.host.state_dir();
+    for made in [
+        "exporter/jmx_prometheus_javaagent-1.6.0.jar",
+        "trust.toml",
+        "current",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(state.join(made)).is_ok(),
+            "root's install made no {made}"
+        );
+    }
     assert_all_the_services(&state, &format!("after root's install (umask {umask:03o})"));
 
     // First boot: the service starts what root baked; ksqlDB reads its properties.
