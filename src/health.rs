@@ -62,6 +62,11 @@ pub fn judge(status: u16, body: &[u8]) -> Health {
     if status == 503 {
         return Health::NotReady("ksqlDB is still starting (503)".into());
     }
+    if status == 401 {
+        return Health::NotReady(
+            "ksqlDB refused the health check's credentials (401): with ksqldb.auth = \"basic\" the agent sends the user in ksqldb.password; with \"none\" ksqlDB should not ask for one".into(),
+        );
+    }
     if status != 200 {
         return Health::NotReady(format!("health check answered HTTP {status}"));
     }
@@ -95,9 +100,21 @@ pub fn judge(status: u16, body: &[u8]) -> Health {
 }
 
 /// One probe of `url`. What it says ends up in STATUS and the journal: reqwest's errors
-/// lose the URL they would name, credentials and all.
-pub async fn probe(client: &reqwest::Client, url: &ConfigUrl) -> Health {
-    let resp = match client.get(url.expose()).send().await {
+/// lose the URL they would name, credentials and all. `auth`: the REST API credential
+/// ([`crate::auth::credential`]) with `ksqldb.auth = "basic"`, sent as HTTP basic
+/// authentication: ksqlDB 0.23–0.28 authenticate `/healthcheck` too (0.29 exempts it),
+/// and `/info` always.
+pub async fn probe(
+    client: &reqwest::Client,
+    url: &ConfigUrl,
+    auth: Option<&crate::auth::Credential>,
+) -> Health {
+    let mut request = client.get(url.expose());
+    if let Some(c) = auth {
+        // reqwest marks the header sensitive: it is never in a Debug dump.
+        request = request.basic_auth(&c.user, Some(c.password()));
+    }
+    let resp = match request.send().await {
         Ok(r) => r,
         Err(e) if e.is_connect() => {
             return Health::NoAnswer("ksqlDB is not listening".into());

@@ -25,7 +25,8 @@ pub const MAX_MESSAGE: usize = 48 * 1024;
 
 /// Stable ids of the agent's key events (`journalctl MESSAGE_ID=...`).
 pub mod message_id {
-    /// Phases 1–5 done: configuration, brokers and release ready (PHASE, VERSION, BROKERS).
+    /// Phases 1–5 done: configuration, brokers and release ready (PHASE, VERSION, BROKERS,
+    /// REST_AUTH).
     pub const PREPARED: &str = "0e1b7c5a8f2d4c6b9a3e5d7f1c2b4a60";
     /// ksqlDB was started (PID, VERSION).
     pub const STARTED: &str = "5f3a9c1e7b2d4e8fa6c0b1d2e3f40512";
@@ -58,11 +59,14 @@ pub mod message_id {
     /// the failed version is still configured (VERSION: the configured one, BACK_TO,
     /// REASON).
     pub const UPGRADE_HELD_BACK: &str = "1a23bdd11eb54e579f26f97c116ee830";
+    /// At start: ksqlDB's REST API has no authentication on a listener that is not
+    /// loopback (LISTENERS).
+    pub const REST_API_OPEN: &str = "2aceeb103d17454f857cd6caabba41e1";
 
     /// Every id above: each has an entry in packaging/ksql-msk.catalog (checked by a
     /// test).
     #[cfg(test)]
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         PREPARED,
         STARTED,
         HEALTHY,
@@ -77,6 +81,7 @@ pub mod message_id {
         STOPPED,
         UPGRADE_FAILED,
         UPGRADE_HELD_BACK,
+        REST_API_OPEN,
     ];
 }
 

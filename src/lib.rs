@@ -3,6 +3,7 @@
 //! One module per concern; `app` routes the command line to them.
 
 pub mod app;
+pub(crate) mod auth;
 pub(crate) mod aws_http;
 pub(crate) mod check;
 pub(crate) mod child_log;

@@ -38,7 +38,7 @@ pub use load::{
 pub use settings::{
     is_env_name, is_logger_name, log_level, property_string, table_entry_problem, AgentSettings,
     ClusterRef, Connectivity, EnvVars, Heap, IamAuthSettings, KeySource, KsqldbSettings,
-    MetricsSettings, MskSettings, Settings, AGENT_ENV, LOG_LEVELS,
+    MetricsSettings, MskSettings, RestAuth, Settings, AGENT_ENV, LOG_LEVELS,
 };
 pub use types::{ConfigUrl, Fingerprint, Sha256Digest};
 pub use values::{

@@ -96,6 +96,8 @@ macro_rules! schema {
 }
 
 pub const CONNECTIVITY: &[&str] = &["private", "public", "vpc"];
+/// `ksqldb.auth`: how ksqlDB's REST API authenticates clients.
+pub const REST_AUTH: &[&str] = &["none", "basic"];
 
 schema! {
     /// The MSK cluster by ARN (preferred). Set exactly one of `cluster_arn` and
@@ -149,6 +151,14 @@ schema! {
     /// `ksql.advertised.listener` at this listener on this host's address. Empty: none,
     /// the nodes talk on `listeners`.
     KSQLDB_INTERNAL_LISTENER = ksqldb.internal_listener: Kind::Str, r#""""#;
+    // --- REST API access (issue 15 item 3) ---
+    /// Who may use ksqlDB's REST API (SQL, including `DROP ... DELETE TOPIC` and
+    /// `TERMINATE`): `none` (anyone who can reach a listener) or `basic` (HTTP basic
+    /// authentication with a generated credential in `ksqldb.password` beside this file,
+    /// 0640 root:ksql, rotated by `ksql-msk auth rotate`). With `none` and a listener
+    /// that is not loopback the agent warns at start and `ksql-msk check` fails.
+    KSQLDB_AUTH = ksqldb.auth: Kind::OneOf(REST_AUTH), r#""none""#;
+    // --- end REST API access ---
     /// The JVM heap: `auto` (sized from the instance's memory) or a size such as
     /// `4g`.
     KSQLDB_HEAP = ksqldb.heap: Kind::Str, r#""auto""#;

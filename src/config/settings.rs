@@ -54,6 +54,24 @@ pub struct MskSettings {
     pub api_max_attempts: u32,
 }
 
+/// `ksqldb.auth`: how ksqlDB's REST API authenticates clients (src/auth.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestAuth {
+    /// Anyone who can reach a listener may use the API.
+    None,
+    /// HTTP basic authentication with the generated credential.
+    Basic,
+}
+
+impl RestAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestAuth::None => "none",
+            RestAuth::Basic => "basic",
+        }
+    }
+}
+
 /// JVM heap: sized from host memory, or a fixed -Xmx value such as "4g".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heap {
@@ -89,6 +107,8 @@ pub struct KsqldbSettings {
     pub log_level: Option<String>,
     /// `[ksqldb.loggers]`: logger name → level (upper case), in the order first defined.
     pub loggers: Vec<(String, String)>,
+    /// `ksqldb.auth`.
+    pub auth: RestAuth,
 }
 
 /// Environment variables for ksqlDB. `Debug` hides the values of secret-looking names
@@ -545,6 +565,10 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         env: env_settings(r)?,
         log_level: log_level_setting(r)?,
         loggers: logger_settings(r)?,
+        auth: match r.string(keys::KSQLDB_AUTH).as_str() {
+            "basic" => RestAuth::Basic,
+            _ => RestAuth::None,
+        },
     })
 }
 

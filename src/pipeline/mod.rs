@@ -229,6 +229,7 @@ async fn prepare_with(
         &installed.version,
         false,
     )?;
+    crate::auth::configure(&settings)?;
     if upgrade.record.good.is_none() {
         // No record yet (an agent from before it): the release this run replaced is
         // the way back.

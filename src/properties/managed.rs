@@ -126,6 +126,8 @@ pub fn managed_properties(
     put("ksql.streams.num.standby.replicas", "1".into());
     // MSK IAM brokers refuse bursts of new connections ("too many connects").
     put("reconnect.backoff.ms", "1000".into());
+    // ksqldb.auth = "basic": HTTP basic authentication (src/auth.rs).
+    props.extend(crate::auth::properties(settings));
     for (k, v) in &settings.properties {
         match props.iter_mut().find(|(key, _)| key == k) {
             Some(slot) => slot.1 = v.clone(),

@@ -151,6 +151,9 @@ pub struct Launch {
     pub log4j: Vec<u8>,
     /// The exporter java agent the JVM loads: its jar is hashed again before each start.
     pub exporter: Option<crate::exporter::Exporter>,
+    /// The REST API credential ksqlDB was started with (`ksqldb.auth = "basic"`): the
+    /// probe sends it, and a new one (`ksql-msk auth rotate`) restarts ksqlDB.
+    pub auth: Option<crate::auth::Credential>,
 }
 
 /// `PATH` for ksqlDB: the agent's, else a standard one.
@@ -198,10 +201,12 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
         .as_ref()
         .map(crate::exporter::Exporter::javaagent)
         .transpose()?;
-    let ksql_opts = match (agent_opt, settings.ksqldb.jvm_opts.as_deref()) {
+    // ksqldb.auth = "basic": the JAAS file's -D option ahead of ksqldb.jvm_opts.
+    let base = crate::auth::ksql_opts(settings, settings.ksqldb.jvm_opts.as_deref());
+    let ksql_opts = match (agent_opt, base) {
         (Some(a), Some(j)) => Some(format!("{a} {j}")),
         (Some(a), None) => Some(a),
-        (None, j) => j.map(str::to_string),
+        (None, j) => j,
     };
     let env = child_env(agent_env(), &settings.ksqldb.env, ksql_opts.as_deref(), own);
     Ok(Launch {
@@ -217,6 +222,7 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
             .map(|c| c.bytes.clone())
             .unwrap_or_default(),
         exporter: prepared.exporter.clone(),
+        auth: crate::auth::credential(settings)?,
     })
 }
 

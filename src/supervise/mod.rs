@@ -243,6 +243,7 @@ impl Supervisor {
                 ("PHASE", "prepare".into()),
                 ("VERSION", self.launch.version.clone()),
                 ("BROKERS", p.discovered.brokers.raw.clone()),
+                ("REST_AUTH", crate::auth::mode(&p.settings).into()),
             ],
         )
         .await;
@@ -259,6 +260,17 @@ impl Supervisor {
                     ("BACK_TO", f.back_to.clone()),
                     ("REASON", f.reason.clone()),
                 ],
+            )
+            .await;
+        }
+        // Once per agent start, not per reload (issue 15: "warns once at start").
+        if let Some(problem) = crate::auth::open_api_problem(&p.settings) {
+            let listeners = crate::auth::open_listeners(&p.settings).join(",");
+            self.event(
+                message_id::REST_API_OPEN,
+                priority::WARNING,
+                &problem,
+                &[("LISTENERS", listeners)],
             )
             .await;
         }
@@ -291,12 +303,13 @@ impl Supervisor {
         };
         let http = self.http.clone();
         let url = agent.health_url.clone();
+        let auth = self.launch.auth.clone();
         let probe = self.state.ksqldb_mut().map(|w| {
             let at = w.next_probe;
             w.probe.get_or_insert_with(|| {
                 tokio::spawn(async move {
                     sleep_until(at).await;
-                    health::probe(&http, &url).await
+                    health::probe(&http, &url, auth.as_ref()).await
                 })
             })
         });

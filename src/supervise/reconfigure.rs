@@ -207,6 +207,10 @@ impl Supervisor {
             });
             log_jvm(&jvm);
         }
+        if launch.auth != self.launch.auth {
+            // Never the password itself.
+            changes.push("REST API credential changed".to_string());
+        }
         let brokers = prepared.discovered.brokers.as_set();
         if brokers != self.running_brokers {
             changes.push(format!("brokers now {}", prepared.discovered.brokers.raw));
