@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{AuthCommand, Cli, Command, ConfigCommand};
 use crate::exit::{exit_code_of, one_line, ExitCode};
 use crate::{config, discovery, iam_policy};
 
@@ -115,6 +115,34 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 crate::rollback::rollback(&path).await?
             };
             crate::outln!("{done}")
+        }
+        Command::Auth(AuthCommand::Ensure) => {
+            let settings = config::load(&path)?;
+            let what = match (settings.ksqldb.auth, crate::auth::ensure(&settings)?) {
+                (config::RestAuth::None, _) => "ksqldb.auth is \"none\": no credential needed",
+                (_, true) => "created",
+                (_, false) => "present",
+            };
+            crate::outln!(
+                "{}: {what}",
+                crate::auth::password_path(&settings).display()
+            )
+        }
+        Command::Auth(AuthCommand::Rotate) => {
+            let settings = config::load(&path)?;
+            crate::auth::rotate(&settings)?;
+            let written = format!(
+                "{}: new credential written",
+                crate::auth::password_path(&settings).display()
+            );
+            match crate::control::reload() {
+                Ok(outcome) => crate::outln!("{written}; {outcome}"),
+                Err(e) if exit_code_of(&e) == ExitCode::Unavailable => crate::outln!(
+                    "{written}; no running agent to restart ksqlDB ({}): it takes effect at the next start",
+                    one_line(&e)
+                ),
+                Err(e) => Err(e.context(format!("{written}, but restarting ksqlDB failed"))),
+            }
         }
         Command::Verify => {
             let settings = config::load(&path)?;

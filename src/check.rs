@@ -154,6 +154,7 @@ async fn checklist(config_path: &Path) -> Result<()> {
     for item in metrics_items(&settings).await {
         add(item, &mut items)?;
     }
+    add(rest_api_item(&settings), &mut items)?;
 
     let failed: Vec<&Item> = items.iter().filter(|i| !i.ok).collect();
     crate::outln!(
@@ -168,6 +169,33 @@ async fn checklist(config_path: &Path) -> Result<()> {
             ExitCode::Unavailable,
             format!("{} of {} checks failed", failed.len(), items.len()),
         ))
+    }
+}
+
+/// Who may use ksqlDB's REST API (`ksqldb.auth`): an open API on the network fails.
+fn rest_api_item(settings: &Settings) -> Item {
+    if let Some(problem) = crate::auth::open_api_problem(settings) {
+        return Item::fail(format!("REST API: {problem}"));
+    }
+    match settings.ksqldb.auth {
+        config::RestAuth::None => {
+            Item::pass("REST API: no authentication, listening on loopback only")
+        }
+        config::RestAuth::Basic => {
+            let path = crate::auth::password_path(settings);
+            match crate::auth::read_credential(&path) {
+                Ok(Some(c)) => Item::pass(format!(
+                    "REST API: HTTP basic authentication, user {} in {}",
+                    c.user,
+                    path.display()
+                )),
+                Ok(None) => Item::pass(format!(
+                    "REST API: HTTP basic authentication; {} is created at the next start",
+                    path.display()
+                )),
+                Err(e) => Item::fail(format!("REST API: {}", one_line(&e))),
+            }
+        }
     }
 }
 

@@ -160,6 +160,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// ksqlDB's REST API credential (ksqldb.auth = "basic"): create or rotate it.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+/// `ksql-msk auth`: the REST API credential in /etc/ksql-msk/ksqldb.password.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Create the password file with a random credential if ksqldb.auth is "basic" and
+    /// it is missing (0640, root and the config file's group); an existing one is only
+    /// checked. Run as root: the unit's ExecStartPre=+ and ExecReload=+ do. Never prints
+    /// the password.
+    Ensure,
+    /// Replace the credential with a new random one, then ask the running agent to
+    /// reload, which restarts ksqlDB with it (done when ksqlDB is healthy again; the
+    /// old password stops working). Run as root. Never prints the password.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]

@@ -55,7 +55,11 @@ fn all_checks_pass() {
     assert!(has("disk: "), "{out:?}");
     assert!(has(&format!("port {listen} is free")), "{out:?}");
     assert!(has("artifact host 127.0.0.1:"), "{out:?}");
-    assert!(out.stdout.contains("9 of 9 checks passed"), "{out:?}");
+    assert!(
+        has("REST API: no authentication, listening on loopback only"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("10 of 10 checks passed"), "{out:?}");
     assert_eq!(sts.server.requests().len(), 1);
 }
 
@@ -125,8 +129,8 @@ fn failures_are_named_and_exit_69() {
         line(&format!("port {busy_port} is in use")).starts_with("✗"),
         "{out:?}"
     );
-    assert!(out.stdout.contains("5 of 9 checks passed"), "{out:?}");
-    assert!(out.stderr.contains("4 of 9 checks failed"), "{out:?}");
+    assert!(out.stdout.contains("6 of 10 checks passed"), "{out:?}");
+    assert!(out.stderr.contains("4 of 10 checks failed"), "{out:?}");
 }
 
 #[test]

@@ -159,6 +159,7 @@ const SOCKET: &str = "/run/ksql-msk/control.sock";
 const STATUS_FILE: &str = "/var/lib/ksql-msk/status.json";
 const UPGRADE_RECORD: &str = "/var/lib/ksql-msk/upgrade.toml";
 const ROLLBACK_DROPIN: &str = "/etc/ksql-msk/ksql-msk.d/90-rollback.toml";
+const PASSWORD: &str = "/etc/ksql-msk/ksqldb.password";
 const UNIT: &str = "/usr/lib/systemd/system/ksql-msk.service";
 const KSQL_LINK: &str = "/usr/bin/ksql";
 const EXAMPLE_DROPIN: &str = "/usr/share/doc/ksql-msk/ksql-msk.d-example.toml";
@@ -179,6 +180,7 @@ const FILES: &[(&str, &str)] = &[
     (ROLLBACK_DROPIN, "Written by ksql-msk rollback, removed by ksql-msk rollback --clear: sets ksqldb.version to the previous kept release."),
     (SOCKET, "The running agent's control socket ($RUNTIME_DIRECTORY/control.sock), there while the service runs: ksql-msk reload asks it for a reload and waits for the outcome."),
     (KSQL_LINK, "A link to ksql-msk: run under this name, ksql-msk is ksql-msk ksql with all its arguments."),
+    (PASSWORD, "ksqlDB's REST API credential with ksqldb.auth = \"basic\" (Jetty's user: password,role format; 0640 root:ksql; beside the main config file). ksql-msk auth ensure creates it, ksql-msk auth rotate replaces it."),
     (UNIT, "The systemd unit: Type=notify, User=ksql, ExecStart=ksql-msk run, ExecReload=ksql-msk reload, RestartPreventExitStatus=78 65. Override it with systemctl edit ksql-msk."),
 ];
 
@@ -515,6 +517,44 @@ ksql> SHOW TOPICS;"),
                  "ksql-msk status --json | jq -r .ksqldb.health.condition"),
             ],
             see_also: vec!["ksql-msk-verify(1)", "systemctl(1)"],
+        },
+        "auth" => Extras {
+            files: vec![MAIN_CONFIG, PASSWORD, UNIT],
+            env: cli_env,
+            exit: general(&[0, 64, 69, 70, 74, 78]),
+            examples: vec![(
+                "Replace the REST API credential; ksqlDB restarts with it:",
+                "sudo ksql-msk auth rotate",
+            )],
+            see_also: vec!["ksql-msk-auth-ensure(1)", "ksql-msk-auth-rotate(1)"],
+        },
+        "auth-ensure" => Extras {
+            files: vec![MAIN_CONFIG, PASSWORD, UNIT],
+            env: cli_env,
+            exit: with(
+                general(&[0, 64, 70, 74, 78]),
+                78,
+                "EX_CONFIG: the config is invalid, or the password file is unreadable, malformed or cannot be written (not root).",
+            ),
+            examples: vec![(
+                "What the unit runs before each start (as root, ExecStartPre=+):",
+                "sudo ksql-msk auth ensure",
+            )],
+            see_also: vec!["ksql-msk-auth-rotate(1)"],
+        },
+        "auth-rotate" => Extras {
+            files: vec![MAIN_CONFIG, PASSWORD, SOCKET],
+            env: cat(&[&["RUNTIME_DIRECTORY"], &cli_env]),
+            exit: with(
+                general(&ALL_CODES),
+                78,
+                "EX_CONFIG: ksqldb.auth is \"none\", the config is invalid, or the password file cannot be written (not root).",
+            ),
+            examples: vec![(
+                "New credential, ksqlDB restarted with it, then use it:",
+                "sudo ksql-msk auth rotate\nsudo ksql-msk ksql",
+            )],
+            see_also: vec!["ksql-msk-reload(1)", "ksql-msk-auth-ensure(1)"],
         },
         _ => return None,
     })
