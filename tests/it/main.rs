@@ -1,6 +1,7 @@
 //! Integration tests: the real `ksql-msk` binary against the fakes in tests/testkit.
 
 mod archive_links;
+mod auth;
 mod bad_luck;
 mod check;
 mod check_more;

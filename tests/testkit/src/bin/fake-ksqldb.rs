@@ -25,6 +25,15 @@
 //! separated; empty: `kafka`) failing, as ksqlDB does when it loses Kafka. It appends its pid to `fake-ksqldb.pids`
 //! and writes its environment to `fake-ksqldb.env` and arguments to `fake-ksqldb.args`.
 //!
+//! With `authentication.method=BASIC` in its properties it authenticates every request
+//! as ksqlDB 0.23–0.28 do (0.29 exempts `/healthcheck`): it finds the JAAS file in
+//! `KSQL_OPTS` (`-Djava.security.auth.login.config=`), the section named by
+//! `authentication.realm`, which must use Jetty's `PropertyFileLoginModule`, and its
+//! `file="..."` password file (`user: password,role...` lines, read once at start as
+//! Jetty caches it), and answers 401 (`error_code` 40100) unless the request carries
+//! `Authorization: Basic` for a user there with a role in `authentication.roles`
+//! (`**`: any). A JAAS setup it cannot follow is logged as an ERROR and refuses all.
+//!
 //! Only std and libc: it builds in a second and runs anywhere.
 
 use std::collections::HashMap;
@@ -177,7 +186,148 @@ fn ms(mode: &HashMap<String, String>, key: &str) -> Option<Duration> {
     mode.get(key)?.parse().ok().map(Duration::from_millis)
 }
 
+/// Jetty's JAAS property-file login module, as ksqlDB's docs configure it.
+const PROPERTY_FILE_LOGIN_MODULE: &str = "org.eclipse.jetty.jaas.spi.PropertyFileLoginModule";
+
+/// `authentication.method=BASIC`: who may come in.
+struct BasicAuth {
+    realm: String,
+    /// (user, password, roles) from the password file; empty if the setup was broken.
+    users: Vec<(String, String, Vec<String>)>,
+    allowed_roles: Vec<String>,
+}
+
+impl BasicAuth {
+    /// From the properties and `KSQL_OPTS`; `None` without `authentication.method=BASIC`.
+    fn from(props: &HashMap<String, String>) -> Option<BasicAuth> {
+        if props.get("authentication.method").map(String::as_str) != Some("BASIC") {
+            return None;
+        }
+        let realm = props
+            .get("authentication.realm")
+            .cloned()
+            .unwrap_or_default();
+        let allowed_roles = props
+            .get("authentication.roles")
+            .map(|r| {
+                r.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let users = match Self::users(&realm) {
+            Ok(u) => u,
+            Err(e) => {
+                log(
+                    "ERROR",
+                    &format!("Could not start login service: {e}"),
+                    "io.confluent.ksql.api.auth.JaasAuthProvider:112",
+                );
+                Vec::new()
+            }
+        };
+        Some(BasicAuth {
+            realm,
+            users,
+            allowed_roles,
+        })
+    }
+
+    fn users(realm: &str) -> Result<Vec<(String, String, Vec<String>)>, String> {
+        let opts = std::env::var("KSQL_OPTS").unwrap_or_default();
+        let jaas = opts
+            .split_whitespace()
+            .find_map(|o| o.strip_prefix("-Djava.security.auth.login.config="))
+            .ok_or("no -Djava.security.auth.login.config in KSQL_OPTS")?;
+        let text = std::fs::read_to_string(jaas).map_err(|e| format!("reading {jaas}: {e}"))?;
+        let start = text
+            .find(&format!("{realm} {{"))
+            .ok_or_else(|| format!("{jaas}: no section {realm:?}"))?;
+        let section = &text[start + realm.len() + 2..];
+        let section = &section[..section.find("};").ok_or("unterminated JAAS section")?];
+        let module = section.split_whitespace().next().unwrap_or_default();
+        if module != PROPERTY_FILE_LOGIN_MODULE {
+            return Err(format!(
+                "{jaas}: login module {module:?} is not {PROPERTY_FILE_LOGIN_MODULE}"
+            ));
+        }
+        let file = section
+            .split("file=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .ok_or_else(|| format!("{jaas}: no file=\"...\""))?;
+        let users = std::fs::read_to_string(file)
+            .map_err(|e| format!("reading {file}: {e}"))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with(['#', '!']))
+            .filter_map(|l| {
+                let (user, rest) = l.split_once(':')?;
+                let mut parts = rest.split(',').map(|p| p.trim().to_string());
+                let password = parts.next()?;
+                Some((user.trim().to_string(), password, parts.collect()))
+            })
+            .collect();
+        Ok(users)
+    }
+
+    /// Whether an `Authorization` header value lets the request in.
+    fn admits(&self, header: Option<&str>) -> bool {
+        let Some(encoded) = header.and_then(|h| {
+            let (scheme, rest) = h.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then_some(rest.trim())
+        }) else {
+            return false;
+        };
+        let Some(decoded) = base64_decode(encoded).and_then(|b| String::from_utf8(b).ok()) else {
+            return false;
+        };
+        let Some((user, password)) = decoded.split_once(':') else {
+            return false;
+        };
+        self.users.iter().any(|(u, p, roles)| {
+            u == user
+                && p == password
+                && (self.allowed_roles.iter().any(|r| r == "**")
+                    || roles.iter().any(|r| self.allowed_roles.contains(r)))
+        })
+    }
+}
+
+/// Standard base64 (RFC 4648, with padding), as HTTP basic authentication uses.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let n = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
+    }
+    Some(out)
+}
+
 struct Behaviour {
+    /// `authentication.method=BASIC`.
+    auth: Option<BasicAuth>,
     started: Instant,
     healthy_after: Duration,
     never_healthy: bool,
@@ -234,15 +384,37 @@ fn serve(stream: TcpStream, b: &Behaviour) {
     if reader.read_line(&mut request_line).is_err() {
         return;
     }
+    let mut authorization = None;
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) if line == "\r\n" || line == "\n" => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.trim().eq_ignore_ascii_case("authorization") {
+                        authorization = Some(value.trim().to_string());
+                    }
+                }
+            }
         }
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    if let Some(auth) = b
+        .auth
+        .as_ref()
+        .filter(|a| !a.admits(authorization.as_deref()))
+    {
+        let body = r#"{"@type":"generic_error","error_code":40100,"message":"Unauthorized"}"#;
+        let mut stream = stream;
+        let _ = write!(
+            stream,
+            "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm=\"{}\"\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            auth.realm,
+            body.len()
+        );
+        return;
+    }
     let (status, body) = match path {
         "/healthcheck" => b.health(),
         "/info" => {
@@ -413,6 +585,7 @@ fn main() {
         "OpenJDK 64-Bit Server VM warning: Options -Xverify:none and -noverify were deprecated"
     );
     let behaviour = Arc::new(Behaviour {
+        auth: BasicAuth::from(&props),
         started: Instant::now(),
         healthy_after: ms(&mode, "healthy_after_ms").unwrap_or(Duration::from_millis(300)),
         never_healthy: mode.contains_key("never_healthy"),
