@@ -328,7 +328,9 @@ pub fn configure(settings: &Settings) -> Result<()> {
     }
     let text = render_jaas(&password)?;
     if state.read(JAAS_FILE)?.as_deref() != Some(text.as_bytes()) {
-        state.write_atomic(JAAS_FILE, text.as_bytes(), 0o640)?;
+        // 0644 like ksql-server.properties: no secret in it, and a root-run `install`
+        // must leave it readable by ksqlDB (`ksql`).
+        state.write_atomic(JAAS_FILE, text.as_bytes(), 0o644)?;
     }
     Ok(())
 }
@@ -504,7 +506,10 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
         let first = credential(&s).unwrap().unwrap();
         assert_eq!(first.user, "ksql");
-        let jaas = std::fs::read_to_string(dir.path().join("state").join(JAAS_FILE)).unwrap();
+        let jaas_file = dir.path().join("state").join(JAAS_FILE);
+        let mode = std::fs::metadata(&jaas_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o644, "no secret in it; ksqlDB reads it");
+        let jaas = std::fs::read_to_string(&jaas_file).unwrap();
         assert!(
             jaas.contains(&format!("file=\"{}\"", pw.display())),
             "{jaas}"
