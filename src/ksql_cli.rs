@@ -109,7 +109,7 @@ pub fn prepare(config_path: &Path, args: Vec<OsString>) -> Result<CliLaunch> {
     ));
     Ok(CliLaunch {
         program,
-        args: cli_args(args, &settings),
+        args: cli_args(args, &settings)?,
         env: cli_env(launch::agent_env(), own),
         user,
     })
@@ -253,25 +253,48 @@ fn user_in_group(user: &str, group: &str) -> bool {
 }
 
 /// The CLI's arguments: the user's, then this host's server URL unless they name one
-/// (or ask for help or the version, which need none), then the credentials.
-pub fn cli_args(args: Vec<OsString>, settings: &Settings) -> Vec<OsString> {
+/// (or ask for help or the version, which need none), then, for this host's server
+/// with `ksqldb.auth = "basic"`, its credential. A server the user names gets none:
+/// this host's credential is not sent elsewhere.
+pub fn cli_args(args: Vec<OsString>, settings: &Settings) -> Result<Vec<OsString>> {
     let mut out = args;
-    if !names_server(&out) && !asks_help(&out) {
-        if let Some(url) = server_url(&settings.ksqldb.listeners) {
-            out.push(url.into());
-        }
+    if names_server(&out) || asks_help(&out) {
+        return Ok(out);
     }
-    out.extend(credentials(settings));
-    out
+    if let Some(url) = server_url(&settings.ksqldb.listeners) {
+        out.push(url.into());
+    }
+    if !names_user(&out) {
+        out.extend(credentials(settings)?);
+    }
+    Ok(out)
 }
 
-/// Where the operator's credentials for the REST API would go: `[ksqldb] auth = "basic"`
-/// (the REST API's basic auth) is not built yet, so there are none and the CLI asks for
-/// nothing. With it, this returns the CLI's `--user NAME` and a way to the password that
-/// keeps it off the command line (which every user on the host can read in /proc), e.g.
-/// `--config-file` naming a private file, or the CLI's own prompt.
-pub fn credentials(_settings: &Settings) -> Vec<OsString> {
-    Vec::new()
+/// The operator's credential for this host's REST API (`ksqldb.auth = "basic"`; none
+/// with "none"): `--user NAME --password PASSWORD`, read from the password file, which
+/// root and group ksql can read. The ksql CLI takes the password only as an argument
+/// or at a terminal prompt (no file, no environment variable), so it is on the CLI's
+/// command line, which other local users can read in /proc while it runs unless /proc
+/// is mounted with hidepid (README, "REST API access"); a user who passes `--user`
+/// (or `-u`) is prompted by the CLI instead.
+pub fn credentials(settings: &Settings) -> Result<Vec<OsString>> {
+    Ok(match crate::auth::credential(settings)? {
+        Some(c) => vec![
+            "--user".into(),
+            c.user.clone().into(),
+            "--password".into(),
+            c.password().into(),
+        ],
+        None => Vec::new(),
+    })
+}
+
+/// Whether the user's arguments already give a user name (`--user`, `-u`).
+fn names_user(args: &[OsString]) -> bool {
+    args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == "-u" || a == "--user" || a.starts_with("--user=")
+    })
 }
 
 /// Whether the user's arguments already name a server: a positional `http(s)://` URL.

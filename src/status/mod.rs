@@ -11,7 +11,8 @@
 //! Extending the document: add an `Option<...>` field with `#[serde(default)]` to
 //! [`StateDoc`] (an old file then still parses) and to [`report::Report`], document it
 //! in docs/STATUS.md; the [`SCHEMA_VERSION`] only changes when a field changes meaning
-//! or goes away. `upgrade` and `auth` are reserved that way.
+//! or goes away. What `status` reads from disk or the config instead (the upgrade
+//! record, the REST API's authentication) is only in the report.
 
 pub mod metrics;
 pub mod recorder;
@@ -186,11 +187,6 @@ pub struct StateDoc {
     pub download_bytes: u64,
     /// The config files in effect: the main file, then drop-ins in order.
     pub config_files: Vec<String>,
-    /// Reserved for the upgrade record (a failed upgrade rolled back, a manual
-    /// rollback); null until that lands.
-    pub upgrade: Option<serde_json::Value>,
-    /// Reserved for the REST API's authentication (none / basic); null until then.
-    pub auth: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -55,7 +55,8 @@ pub struct Report {
     /// Rollbacks: a failed upgrade rolled back by the agent, a rollback by hand
     /// (read from disk: the upgrade record and the drop-in).
     pub upgrade: Upgrade,
-    pub auth: Option<serde_json::Value>,
+    /// The REST API's authentication, from the config.
+    pub auth: Auth,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -270,8 +271,32 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
         download_bytes: doc_ref.map(|d| d.download_bytes).unwrap_or(0),
         config_files,
         upgrade: Upgrade::of(settings),
-        auth: doc_ref.and_then(|d| d.auth.clone()),
+        auth: Auth::of(settings),
     })
+}
+
+/// [`Report::auth`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Auth {
+    /// `ksqldb.auth`: `none` or `basic`.
+    pub mode: String,
+    /// The password file (with `basic`); the password itself is never shown.
+    pub password_file: Option<String>,
+    /// Listeners that serve SQL to the network without authentication (`none` and not
+    /// loopback): empty when there are none.
+    pub open_listeners: Vec<String>,
+}
+
+impl Auth {
+    fn of(settings: &Settings) -> Auth {
+        let basic = settings.ksqldb.auth == crate::config::RestAuth::Basic;
+        Auth {
+            mode: crate::auth::mode(settings).to_string(),
+            password_file: basic
+                .then(|| crate::auth::password_path(settings).display().to_string()),
+            open_listeners: crate::auth::open_listeners(settings),
+        }
+    }
 }
 
 /// [`Report::upgrade`].
@@ -581,6 +606,17 @@ pub fn human(r: &Report, now: SystemTime) -> String {
         }
         None => line("release:", "none installed".into()),
     }
+    line(
+        "REST API:",
+        match (&r.auth.password_file, r.auth.open_listeners.is_empty()) {
+            (Some(p), _) => format!("basic authentication (credential in {p})"),
+            (None, true) => "no authentication, loopback only".into(),
+            (None, false) => format!(
+                "no authentication on {}: anyone who reaches it runs SQL (set ksqldb.auth = \"basic\")",
+                r.auth.open_listeners.join(", ")
+            ),
+        },
+    );
     if let Some(f) = &r.upgrade.failed {
         line(
             "upgrade:",

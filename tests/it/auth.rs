@@ -191,6 +191,50 @@ fn basic_auth_refuses_anonymous_requests_and_the_probe_authenticates() {
             .any(|l| l.starts_with("✓ REST API: HTTP basic authentication, user ksql in ")),
         "{check:?}"
     );
+    // `status` says basic and where the credential is, never the credential.
+    let st = fx.host.run(&["status", "--json"]);
+    assert_eq!(st.code, 0, "{st:?}");
+    let doc: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(doc["auth"]["mode"], "basic", "{doc}");
+    assert_eq!(
+        doc["auth"]["password_file"],
+        password_file(&fx).display().to_string()
+    );
+    assert_eq!(doc["auth"]["open_listeners"], serde_json::json!([]));
+    let screen = fx.host.run(&["status"]);
+    assert!(
+        screen
+            .stdout
+            .contains("REST API:     basic authentication (credential in "),
+        "{screen:?}"
+    );
+    // `ksql` (the stand-in CLI prints its arguments) logs in to this host's server with
+    // the credential; a server the user names does not get it.
+    let cli = fx.host.run(&["ksql"]);
+    assert_eq!(cli.code, 0, "{cli:?}");
+    let args: Vec<&str> = cli
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("arg="))
+        .collect();
+    assert_eq!(
+        args,
+        [
+            format!("http://127.0.0.1:{port}").as_str(),
+            "--user",
+            "ksql",
+            "--password",
+            pw.as_str()
+        ],
+        "{cli:?}"
+    );
+    let elsewhere = fx.host.run(&["ksql", "http://10.0.0.9:8088"]);
+    let args: Vec<&str> = elsewhere
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("arg="))
+        .collect();
+    assert_eq!(args, ["http://10.0.0.9:8088"], "{elsewhere:?}");
     let ensure = fx.host.run(&["auth", "ensure"]);
     assert_eq!(ensure.code, 0, "{ensure:?}");
     assert!(
@@ -213,6 +257,10 @@ fn basic_auth_refuses_anonymous_requests_and_the_probe_authenticates() {
             &format!("{}{}", dry.stdout, dry.stderr),
         ),
         ("check", &format!("{}{}", check.stdout, check.stderr)),
+        (
+            "status",
+            &format!("{}{}{}", st.stdout, screen.stdout, screen.stderr),
+        ),
         (
             "auth ensure",
             &format!("{}{}", ensure.stdout, ensure.stderr),

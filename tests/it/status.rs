@@ -222,7 +222,8 @@ fn status_reports_a_running_agent_field_by_field_and_follows_a_crash() {
     assert_eq!(s["upgrade"]["failed"], Value::Null, "{s}");
     assert_eq!(s["upgrade"]["rolled_back_by_hand"], Value::Null);
     assert_eq!(s["upgrade"]["last_good"], "0.28.2");
-    assert_eq!(s["auth"], Value::Null);
+    assert_eq!(s["auth"]["mode"], "none");
+    assert_eq!(s["auth"]["password_file"], Value::Null);
     // The state file: 0640, so the service's group reads it.
     let mode = std::fs::metadata(fx.host.state_dir().join("status.json"))
         .unwrap()
