@@ -211,6 +211,17 @@ fn sandbox() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     };
     println!("  GET http://{url}/healthcheck -> {body}");
+    // What an operator sees: `status` reads the state file the agent writes in the
+    // background; wait (briefly) until it has recorded the healthy ksqlDB.
+    let state_file = dir.join("state/status.json");
+    let waited = Instant::now();
+    while waited.elapsed() < Duration::from_secs(5)
+        && !std::fs::read_to_string(&state_file).is_ok_and(|t| t.contains("\"healthy\""))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    banner("what the agent reports");
+    agent.run(&["status"])?;
     if serve {
         let release = dir.join("state/current");
         println!(
