@@ -8,12 +8,10 @@
 //! use) whenever phases 1–5 run, and again before every start of ksqlDB; `ksql-msk
 //! verify` checks it too. Fetching it is [`crate::pipeline`]'s (phase 3).
 
-use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
+use anyhow::Result;
 
 use crate::config::{Settings, Sha256Digest};
 use crate::exit::{fail, ExitCode};
@@ -247,26 +245,16 @@ fn hash_regular(path: &Path) -> Result<Sha256Digest> {
     };
     // `exporter` itself must not be a link to elsewhere, nor the jar in it.
     let dir = fsutil::Dir::open(parent)?;
-    let mut file = dir
+    let file = dir
         .open_file(name)?
         .ok_or_else(|| fail(ExitCode::Data, format!("{}: missing", path.display())))?;
-    let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        sha.update(&buf[..n]);
-    }
-    Ok(Sha256Digest(sha.finalize().into()))
+    crate::verify::sha256_of(file, path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn exporter(bind: &str) -> Exporter {
         Exporter {

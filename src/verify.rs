@@ -275,12 +275,16 @@ impl VerificationHelper for Helper<'_> {
 
 /// SHA-256 of a file (streamed; files may be large).
 pub fn sha256_file(path: &Path) -> Result<Sha256Digest> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    sha256_of(file, path)
+}
+
+/// SHA-256 of what `reader` (the open file `path`) yields, streamed in 1 MiB reads.
+pub fn sha256_of(mut reader: impl Read, path: &Path) -> Result<Sha256Digest> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file
+        let n = reader
             .read(&mut buf)
             .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {

@@ -718,18 +718,7 @@ impl Supervisor {
                     humantime::format_duration(agent.restart_window),
                     agent.restart_limit
                 );
-                self.status
-                    .failed(what, Condition::GaveUp, &self.prepared.settings);
-                self.status.flush().await;
-                self.event(
-                    message_id::GAVE_UP,
-                    priority::ERR,
-                    &msg,
-                    &[("PHASE", "supervise".into())],
-                )
-                .await;
-                self.notifier.status(&msg);
-                Err(fail(ExitCode::Temporary, msg))
+                self.give_up(what, msg).await
             }
             AfterFailure::Restart { delay, count } => {
                 self.status
@@ -749,6 +738,24 @@ impl Supervisor {
                 Ok(())
             }
         }
+    }
+
+    /// Give up for good: the state file says so (flushed: the process exits next), the
+    /// journal gets GAVE_UP and STATUS the reason; exit 75 hands over to systemd's
+    /// restart policy.
+    async fn give_up(&mut self, what: &str, msg: String) -> Result<()> {
+        self.status
+            .failed(what, Condition::GaveUp, &self.prepared.settings);
+        self.status.flush().await;
+        self.event(
+            message_id::GAVE_UP,
+            priority::ERR,
+            &msg,
+            &[("PHASE", "supervise".into())],
+        )
+        .await;
+        self.notifier.status(&msg);
+        Err(fail(ExitCode::Temporary, msg))
     }
 
     /// WaitingHealthy past `agent.start_timeout`: stop it, count a failure.

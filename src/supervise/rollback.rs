@@ -12,7 +12,7 @@ use super::launch::{launch_spec, log_jvm};
 use super::policy::{Limits, RestartPolicy};
 use super::{State, Supervisor};
 use crate::control::Outcome;
-use crate::exit::{fail, one_line, ExitCode};
+use crate::exit::{one_line, ExitCode};
 use crate::java;
 use crate::journal::{message_id, priority};
 use crate::pipeline::prepare_local;
@@ -127,14 +127,7 @@ impl Supervisor {
             "the upgrade to ksqlDB {} failed ({}) and rolling back to {} failed: {why}; exiting so that systemd's restart policy takes over",
             failed.version, failed.reason, failed.back_to
         );
-        self.event(
-            message_id::GAVE_UP,
-            priority::ERR,
-            &msg,
-            &[("PHASE", "supervise".into())],
-        )
-        .await;
-        self.notifier.status(&msg);
-        Err(fail(ExitCode::Temporary, msg))
+        // The state file says gave up too, as for any other give-up.
+        self.give_up(why, msg).await
     }
 }
