@@ -564,7 +564,13 @@ fn a_rollback_killed_or_failed_at_each_step_ends_on_the_old_release() {
             use std::os::unix::process::ExitStatusExt;
             match action {
                 "kill" => assert_eq!(out.status.signal(), Some(9), "{what}: {stderr}"),
-                _ => assert_eq!(out.status.code(), Some(75), "{what}: {stderr}"),
+                _ => {
+                    assert_eq!(out.status.code(), Some(75), "{what}: {stderr}");
+                    // Rolling back failed: the state file says the agent gave up.
+                    let state = fx.host.state_dir().join("status.json");
+                    let doc = std::fs::read_to_string(&state).unwrap_or_default();
+                    assert!(doc.contains("\"gave_up\""), "{what}: {doc}");
+                }
             }
             // Old or new, each whole; the record parses and still knows the good one.
             let now = current(&fx);
