@@ -16,9 +16,10 @@
 //! its next start; other codes are the agent's reload outcome (e.g. 69: the restarted
 //! ksqlDB failed; the agent keeps restarting it).
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::config::{self, is_version, Settings, DROPIN_DIR};
 use crate::control;
@@ -150,7 +151,15 @@ pub async fn rollback(config_path: &Path) -> Result<String> {
          [ksqldb]\nversion = \"{previous}\"\n"
     );
     let dir = fsutil::ensure_dir(fsutil::parent_dir(&dropin), 0o750)?;
-    dir.write_atomic(DROPIN, text.as_bytes(), 0o644)?;
+    // Like the config files: 0640, root and the main config file's group (ksql), so the
+    // service reads it whatever umask this root-run command has (working on the state
+    // directory, it takes the unit's 0027).
+    let gid = std::fs::metadata(&settings.source)
+        .with_context(|| format!("reading {}", settings.source.display()))?
+        .gid();
+    // SAFETY: geteuid(2) cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    dir.write_atomic_owned(DROPIN, text.as_bytes(), 0o640, (uid, gid))?;
     match control::reload_if_running()? {
         Some(outcome) => Ok(format!(
             "rolled back from ksqlDB {current} to {previous} ({} written); {outcome}",

@@ -360,6 +360,15 @@ fn rollback_by_hand_and_clear_go_through_the_running_service() {
     assert!(std::fs::read_to_string(&dropin)
         .unwrap()
         .contains("version = \"0.28.2\""));
+    // Read by the service like the config files: 0640 with the main config's group,
+    // whatever this root-run command's umask.
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(&dropin).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+        let config = std::fs::metadata(fx.host.config_path()).unwrap();
+        assert_eq!(meta.gid(), config.gid());
+    }
     assert_eq!(
         fx.host
             .run(&["config", "get", "ksqldb.version"])
