@@ -399,6 +399,25 @@ fn status_without_a_running_agent_shows_the_disk_and_a_kept_release() {
         .contains("another process"));
     assert_eq!(s["ksqldb"]["health"]["condition"], "stopped");
     assert_eq!(s["ksqldb"]["pid"], Value::Null);
+
+    // Text from the state file with C0 and C1 controls (U+009B is CSI): escaped in the
+    // JSON text, never raw on a terminal, and the same string once parsed.
+    let reason = "bad\u{1b}[2J\u{9b}31m\u{85}end";
+    let doc = serde_json::json!({
+        "schema_version": 1,
+        "written_at": "2026-01-01T00:00:00.000Z",
+        "last_failure": {"reason": reason, "at": "2026-01-01T00:00:00.000Z"}
+    });
+    std::fs::write(fx.host.state_dir().join("status.json"), doc.to_string()).unwrap();
+    let out = fx.host.run(&["status", "--json"]);
+    assert!(
+        !out.stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "raw control characters in status --json: {:?}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(r"\u009b31m\u0085end"), "{}", out.stdout);
+    let s: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(s["last_failure"]["reason"], reason, "{s}");
 }
 
 #[test]
