@@ -629,3 +629,25 @@ fn a_user_who_may_not_read_the_state_gets_one_line_and_74() {
         "{stderr}"
     );
 }
+
+/// The metrics textfile is 0644 as documented (node_exporter runs as its own user),
+/// also under the unit's `UMask=0027`; the state file stays 0640.
+#[test]
+fn the_metrics_textfile_is_0644_under_the_units_umask() {
+    let fx = Fixture::new("");
+    let prom = fx.host.dir.path().join("ksql-msk.prom");
+    let config = std::fs::read_to_string(fx.host.config_path()).unwrap();
+    std::fs::write(
+        fx.host.config_path(),
+        format!("{config}\n[metrics]\ntextfile = \"{}\"\n", prom.display()),
+    )
+    .unwrap();
+    let mut agent = fx.start_behind("umask 0027");
+    wait_for("healthy", || agent.stderr().contains("is healthy"));
+    wait_for("the textfile", || prom.exists());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&prom), 0o644);
+    assert_eq!(mode(&fx.host.state_dir().join("status.json")), 0o640);
+    assert_eq!(agent.stop(), 0);
+    assert_eq!(mode(&prom), 0o644, "rewritten at the stop");
+}
