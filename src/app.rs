@@ -155,12 +155,27 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-/// `ksql-msk install`: phases 1–5, then exit.
+/// `ksql-msk install`: phases 1–5, then exit. 69 (one line) when the configured version
+/// is held back after its upgrade failed: the release it was rolled back to stays active.
 async fn install(path: &Path, dry_run: bool) -> Result<()> {
     if dry_run {
         return crate::pipeline::dry_run(path).await;
     }
     let p = crate::pipeline::prepare(path, &crate::progress::Quiet).await?;
+    if let Some(failed) = &p.upgrade.held_back {
+        // An image-baking script must not read this as the configured version installed.
+        return Err(crate::exit::fail(
+            ExitCode::Unavailable,
+            format!(
+                "ksqlDB {} is held back: its upgrade failed ({}) and was rolled back, so {} \
+                 stays active in {}; set another ksqldb.version to try again",
+                failed.version,
+                failed.reason,
+                p.installed.version,
+                p.release_dir().display()
+            ),
+        ));
+    }
     let m = &p.installed.manifest;
     crate::outln!(
         "ksqlDB {} {} in {}",
