@@ -20,7 +20,8 @@ pub fn main(cli: Cli) -> i32 {
         // `ksql-msk iam-policy | head` must end quietly, as other CLI tools do, not panic
         // on EPIPE. The daemon keeps Rust's default (ignored), so a restarted journald
         // cannot kill it.
-        // SAFETY: setting a signal disposition before any thread is started.
+        // SAFETY: setting a signal disposition before any thread is started (neither std
+        // nor rustix sets one without `unsafe`).
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     } else {
         crate::run::one_malloc_arena();
