@@ -163,7 +163,8 @@ fn keep_mode(etc: &Dir, path: &Path) -> Result<()> {
     let meta = file
         .metadata()
         .with_context(|| format!("reading {}", path.display()))?;
-    if meta.mode() & 0o7777 != PROPERTIES_MODE {
+    // A hard link swapped in since it was read is another file's: not ours to chmod.
+    if meta.nlink() == 1 && meta.mode() & 0o7777 != PROPERTIES_MODE {
         file.set_permissions(std::fs::Permissions::from_mode(PROPERTIES_MODE))
             .with_context(|| format!("setting mode {PROPERTIES_MODE:o} on {}", path.display()))?;
         info!(
