@@ -16,6 +16,7 @@ mod health_model;
 mod hostile;
 mod iam_policy;
 mod install;
+mod kafka_broker;
 mod ksql_cli;
 mod log_levels;
 mod metrics;

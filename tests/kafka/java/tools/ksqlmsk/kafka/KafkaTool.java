@@ -39,7 +39,7 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *   KafkaTool CLIENT_PROPERTIES produce TOPIC VALUE
  *
  * Exit 0 ok; 2 authentication failed; 3 not authorized; 4 timed out; 1 anything else,
- * with one line "ERROR <exception class>: <message>" on stderr.
+ * with one line "KafkaTool ERROR <exception class>: <message>" on stderr.
  */
 public final class KafkaTool {
   private static final long WAIT_S = 60;
@@ -55,7 +55,7 @@ public final class KafkaTool {
           && c.getCause() != null) {
         c = c.getCause();
       }
-      System.err.println("ERROR " + c.getClass().getName() + ": " + c.getMessage());
+      System.err.println("KafkaTool ERROR " + c.getClass().getName() + ": " + c.getMessage());
       int code = c instanceof AuthenticationException ? 2 : c instanceof AuthorizationException ? 3
           : c instanceof TimeoutException || c instanceof java.util.concurrent.TimeoutException ? 4 : 1;
       System.exit(code);
@@ -114,6 +114,7 @@ public final class KafkaTool {
           System.out.println("{\"name\":" + json(name) + ",\"partitions\":" + d.partitions().size()
               + ",\"replication_factor\":" + d.partitions().get(0).replicas().size()
               + ",\"min_insync_replicas\":" + (minIsr == null ? "null" : json(minIsr.value()))
+              + ",\"min_insync_replicas_source\":" + (minIsr == null ? "null" : json(minIsr.source().name()))
               + ",\"replicas\":" + replicas + ",\"isr\":" + isr + "}");
           return 0;
         }
