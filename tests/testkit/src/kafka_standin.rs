@@ -20,16 +20,9 @@ pub fn standin_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../kafka/standin")
 }
 
-/// The cache `tests/kafka/fetch` fills: `$KSQL_MSK_MAVEN_CACHE`, else its default.
-pub fn maven_cache() -> PathBuf {
-    std::env::var_os("KSQL_MSK_MAVEN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/ksql-msk-test/maven"))
-}
-
 /// The verified jars of artifact set `set`, in classpath order.
 pub fn classpath(set: &str) -> Result<Vec<PathBuf>, String> {
-    let file = maven_cache().join("classpath").join(format!("{set}.txt"));
+    let file = crate::kafka::classpath_file(set);
     let text = std::fs::read_to_string(&file).map_err(|e| {
         format!(
             "the Maven artifact set '{set}' is not in the cache ({}: {e}; tests/kafka/fetch, run by tests/setup-host, fills it)",
@@ -62,7 +55,11 @@ fn hash_files(h: &mut Sha256, files: &[PathBuf]) -> Result<(), String> {
 /// A directory under the system temp dir named after what it is built from: built once
 /// by `build` (into a fresh sibling, then renamed: concurrent test processes may race,
 /// the loser's copy is dropped), reused afterwards.
-fn cached(kind: &str, key: &[u8], build: impl FnOnce(&Path) -> Result<(), String>) -> Result<PathBuf, String> {
+fn cached(
+    kind: &str,
+    key: &[u8],
+    build: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!(
         "ksql-msk-{kind}-{}",
         &hex::encode(Sha256::digest(key))[..16]
@@ -194,10 +191,7 @@ pub fn iam_all_jar(version: &str) -> Result<Vec<u8>, String> {
         for (i, jar) in jars.iter().enumerate() {
             let part = dir.join(format!("part-{i}"));
             std::fs::create_dir_all(&part).map_err(|e| e.to_string())?;
-            run(Command::new("jar")
-                .arg("xf")
-                .arg(jar)
-                .current_dir(&part))?;
+            run(Command::new("jar").arg("xf").arg(jar).current_dir(&part))?;
             merge_into(&part, &part, &merged)?;
             let _ = std::fs::remove_dir_all(&part);
         }
@@ -229,7 +223,9 @@ fn merge_into(root: &Path, dir: &Path, merged: &Path) -> Result<(), String> {
         let rel_s = rel.to_string_lossy();
         let upper = rel_s.to_ascii_uppercase();
         if upper.starts_with("META-INF/")
-            && [".SF", ".DSA", ".RSA", ".EC"].iter().any(|s| upper.ends_with(s))
+            && [".SF", ".DSA", ".RSA", ".EC"]
+                .iter()
+                .any(|s| upper.ends_with(s))
         {
             continue;
         }
