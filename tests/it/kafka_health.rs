@@ -93,13 +93,15 @@ fn outage(watchdog: Duration, outage: Duration) -> Vec<String> {
     assert_eq!(fx.standin_pids(), pids, "ksqlDB was restarted");
     let log = agent.stderr();
     assert_eq!(agent.stop(), 0);
-    assert!(
-        log.contains("Error describing command topic during health check"),
-        "the stand-in's failed Kafka check is not in the agent's log"
-    );
+    // Whether ksqlDB's Kafka check (30 s timeout, inside the request) even finished
+    // failing before the broker was back: for the report, not a requirement.
+    let failed_checks = log
+        .matches("Error describing command topic during health check")
+        .count();
     eprintln!(
         "kafka_health[outage]: {:?} outage, healthy {healed:?} after the broker was back; \
-         longest watchdog gap {gap:?}; STATUS during the outage: {during:#?}",
+         longest watchdog gap {gap:?}; {failed_checks} failed Kafka checks logged by ksqlDB; \
+         STATUS during the outage: {during:#?}",
         up.duration_since(down)
     );
     during
@@ -207,13 +209,13 @@ fn iam_without_create_topic_on_the_command_topic_then_fixed_heals_by_itself() {
     );
 }
 
-/// `now + minutes` as IMDS writes an expiry (ISO 8601, UTC).
-fn expiry_in(minutes: u64) -> String {
+/// `now + seconds` as IMDS writes an expiry (ISO 8601, UTC).
+fn expiry_in(seconds: u64) -> String {
     let out = std::process::Command::new("date")
         .args([
             "-u",
             "-d",
-            &format!("+{minutes} min"),
+            &format!("+{seconds} sec"),
             "+%Y-%m-%dT%H:%M:%SZ",
         ])
         .output()
@@ -221,14 +223,16 @@ fn expiry_in(minutes: u64) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// IMDS hands out new instance-role credentials while ksqlDB runs and the broker stops
-/// accepting the old ones; connections re-authenticate every 10 s (MSK re-authenticates
-/// its IAM sessions too): ksqlDB stays healthy throughout, signing with the new ones.
+/// IMDS hands out new instance-role credentials while ksqlDB runs, ahead of the old
+/// ones' expiry (as EC2 does), and the broker refuses the old ones once they expired;
+/// connections re-authenticate every 10 s (MSK re-authenticates its IAM sessions too):
+/// ksqlDB stays healthy throughout and signs with the new credentials.
 #[test]
 fn credentials_rotated_by_imds_cause_no_outage() {
     if !kafka::available("kafka_health (credential rotation)") {
         return;
     }
+    let lifetime = Duration::from_secs(90);
     let mut fx = KafkaFixture::start(Setup {
         kafka: KafkaOptions {
             reauth_ms: Some(10_000),
@@ -236,54 +240,46 @@ fn credentials_rotated_by_imds_cause_no_outage() {
         },
         ..Setup::default()
     });
-    // Credentials near their expiry: the SDKs fetch them again from IMDS before signing.
     let old = Credentials {
-        expiration: expiry_in(14),
+        expiration: expiry_in(lifetime.as_secs()),
         ..Credentials::default()
     };
-    fx.imds.set_credentials(old.clone());
-    fx.kafka.trust_credentials(&[old.clone()]);
-    let (mut agent, notify) = fx.run(Duration::from_secs(10));
-    wait_ready(&notify, Duration::from_secs(180), || agent.stderr());
-    fx.wait_healthy(Duration::from_secs(30)).unwrap();
+    let expires = Instant::now() + lifetime;
     let new = Credentials {
         access_key_id: "ASIAFAKEIMDSROTATED02".into(),
         secret_access_key: "rotatedFakeSecretAccessKey/DoNotLeak00000".into(),
         token: "IQoJb3JpZ2luRotatedFakeSessionTokenDoNotLeak".into(),
-        expiration: expiry_in(14),
+        expiration: expiry_in(3600),
     };
-    // IMDS rotates ahead of the expiry; the old credentials stay valid for a while.
-    fx.imds.set_credentials(new.clone());
+    fx.imds.set_credentials(old.clone());
+    // The broker knows both (as STS would); each is valid until its own expiry.
     fx.kafka.trust_credentials(&[old, new.clone()]);
-    std::thread::sleep(Duration::from_secs(15));
-    fx.kafka.trust_credentials(&[new]);
-    let revoked = Instant::now();
+    let (mut agent, notify) = fx.run(Duration::from_secs(10));
+    wait_ready(&notify, Duration::from_secs(180), || agent.stderr());
+    fx.wait_healthy(Duration::from_secs(30)).unwrap();
+    fx.imds.set_credentials(new);
+    let rotated = Instant::now();
     let pids = fx.standin_pids();
     let mut answers = 0;
-    while revoked.elapsed() < Duration::from_secs(40) {
+    while Instant::now() < expires + Duration::from_secs(40) {
         let h = fx.health();
         assert!(
             matches!(&h, Some((200, b)) if b.contains("\"isHealthy\":true")),
-            "an outage after the rotation: {h:?}; broker IAM log: {:#?}",
+            "an outage {:?} after the rotation: {h:?}; broker IAM log: {:#?}",
+            rotated.elapsed(),
             fx.kafka.iam_log().iter().rev().take(5).collect::<Vec<_>>()
         );
         answers += 1;
         std::thread::sleep(Duration::from_secs(2));
     }
-    let fails: Vec<String> = fx
-        .kafka
-        .iam_log()
-        .into_iter()
-        .filter(|l| l.contains("AUTH-FAIL"))
-        .collect();
+    let log = fx.kafka.iam_log();
+    let fails: Vec<&String> = log.iter().filter(|l| l.contains("AUTH-FAIL")).collect();
     assert_eq!(fx.standin_pids(), pids, "ksqlDB was restarted");
     assert!(fails.is_empty(), "authentications refused: {fails:#?}");
-    let oks = fx
-        .kafka
-        .iam_log()
-        .iter()
-        .filter(|l| l.contains("AUTH-OK"))
-        .count();
+    let oks = log.iter().filter(|l| l.contains("AUTH-OK")).count();
     assert_eq!(agent.stop(), 0);
-    eprintln!("kafka_health[rotation]: {answers} healthy answers over 40 s after the old credentials were revoked; {oks} authentications in all");
+    eprintln!(
+        "kafka_health[rotation]: {answers} healthy answers from the rotation to 40 s after the old credentials expired; \
+         {oks} authentications in all, none refused"
+    );
 }
