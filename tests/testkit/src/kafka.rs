@@ -468,11 +468,18 @@ impl KafkaCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         // A KRaft cluster id: 16 random bytes, base64url without padding (Uuid.toString).
-        let mut id = [0u8; 16];
-        fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut id))
-            .expect("random");
-        let cluster_id = base64url(&id);
+        // Like Kafka's Uuid.randomUuid, never one starting with '-': the storage tool's
+        // argument parser would take it for an option (1 start in 64 failed so).
+        let cluster_id = loop {
+            let mut id = [0u8; 16];
+            fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut id))
+                .expect("random");
+            let id = base64url(&id);
+            if !id.starts_with('-') {
+                break id;
+            }
+        };
         let nodes = (1..=options.brokers)
             .map(|id| {
                 let node_dir = dir.path().join(format!("broker-{id}"));
