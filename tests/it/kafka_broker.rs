@@ -172,10 +172,18 @@ fn refusals_name_what_failed_and_policy_changes_apply_while_running() {
     ok(&cluster.iam_client(v2, &imds.url(), &["create-topic", denied, "1", "1"]));
     assert!(cluster.describe_topic(denied).is_some());
 
-    // The older client meets the same refusal (1.1.1: SDK v1 credentials).
-    cluster.set_policy(&cluster.policy_without("kafka-cluster:Connect"));
+    // A policy the test broker cannot evaluate (a Condition) denies everything, loudly;
+    // the older client (1.1.1: SDK v1 credentials) meets that refusal.
+    let mut conditional = cluster.allow_all_policy();
+    conditional["Statement"][0]["Condition"] =
+        serde_json::json!({"Bool": {"aws:SecureTransport": "true"}});
+    cluster.set_policy(&conditional);
     let out = cluster.iam_client(IAM_VERSIONS[0], &imds.url(), &["list-topics"]);
     assert_eq!(out.code, 2, "{out:?}");
+    let invalid = cluster
+        .wait_for_iam_log("POLICY invalid", Duration::from_secs(5))
+        .expect("the invalid policy is logged");
+    assert!(invalid.contains("Condition"), "{invalid}");
     took("refusals", start);
 }
 
