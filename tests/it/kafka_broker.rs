@@ -114,6 +114,16 @@ fn refusals_name_what_failed_and_policy_changes_apply_while_running() {
     assert!(fail.contains("the signature does not match"), "{fail}");
     imds.set_credentials(imds::Credentials::default());
 
+    // Signed for another region (the client takes it from IMDS, as localhost names
+    // none): the credential scope does not match the cluster's.
+    let elsewhere = FakeImds::start("us-east-1", "10.0.0.5");
+    let out = cluster.iam_client(v2, &elsewhere.url(), &["list-topics"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let fail = cluster
+        .wait_for_iam_log("region is us-east-1", Duration::from_secs(5))
+        .expect("the broker logged the region");
+    assert!(fail.contains("the cluster's is eu-west-1"), "{fail}");
+
     // Credentials rotated by IMDS that the broker trusts too: accepted.
     let rotated = imds::Credentials {
         access_key_id: "ASIAFAKEIMDSKEY00002".into(),

@@ -646,7 +646,10 @@ impl KafkaCluster {
             ])
             .arg(format!("-Dlog4j.configuration=file:{}", log4j.display()))
             .arg(format!("-Dksqlmsk.parent.pid={}", std::process::id()))
-            .arg(format!("-Dksqlmsk.cleanup.dir={}", self.dir.path().display()))
+            .arg(format!(
+                "-Dksqlmsk.cleanup.dir={}",
+                self.dir.path().display()
+            ))
             .arg("-cp")
             .arg(format!(
                 "{}:{}",
