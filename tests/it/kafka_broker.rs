@@ -177,6 +177,27 @@ fn refusals_name_what_failed_and_policy_changes_apply_while_running() {
     ok(&cluster.iam_client(v2, &imds.url(), &["create-topic", "ksql-allowed", "1", "1"]));
     assert!(cluster.describe_topic("ksql-allowed").is_some());
 
+    // The idempotent producer (kafka-clients' default since 3.0) without
+    // kafka-cluster:WriteDataIdempotently: ClusterAuthorizationException, as ksqlDB met
+    // on MSK (ksql PR #8927).
+    cluster.set_policy(&cluster.policy_without("kafka-cluster:WriteDataIdempotently"));
+    let out = cluster.iam_client(v2, &imds.url(), &["produce", "ksql-allowed", "v"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.error_line()
+            .is_some_and(|l| l.contains("ClusterAuthorizationException")),
+        "{out:?}"
+    );
+    let expected = format!(
+        "action=kafka-cluster:WriteDataIdempotently resource={}",
+        cluster.cluster_arn()
+    );
+    assert!(
+        cluster.denials().iter().any(|l| l.contains(&expected)),
+        "no '{expected}' in {:#?}",
+        cluster.denials()
+    );
+
     // The policy fixed while the broker runs: the same request now passes.
     cluster.set_policy(&cluster.allow_all_policy());
     ok(&cluster.iam_client(v2, &imds.url(), &["create-topic", denied, "1", "1"]));
