@@ -11,8 +11,9 @@
 //! `KSQL_MSK_REQUIRE_KAFKA=1`).
 //!
 //! Every JVM is killed and every directory removed when the [`KafkaCluster`] drops (also
-//! while a failed test unwinds); a broker whose test process died (SIGKILL) halts by
-//! itself within a second (BrokerMain watches the parent pid). Every wait is bounded.
+//! while a failed test unwinds); a broker whose test process died (SIGKILL) removes the
+//! cluster's directory and halts by itself within a second (BrokerMain watches the parent
+//! pid). Every wait is bounded.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
@@ -645,6 +646,10 @@ impl KafkaCluster {
             ])
             .arg(format!("-Dlog4j.configuration=file:{}", log4j.display()))
             .arg(format!("-Dksqlmsk.parent.pid={}", std::process::id()))
+            .arg(format!(
+                "-Dksqlmsk.cleanup.dir={}",
+                self.dir.path().display()
+            ))
             .arg("-cp")
             .arg(format!(
                 "{}:{}",
