@@ -4,6 +4,7 @@
 //! [`skip`] for tests that cannot run on this machine.
 
 pub mod fixture;
+pub mod kafka;
 pub mod world;
 
 use std::path::{Path, PathBuf};
