@@ -1,6 +1,13 @@
 //! Is ksqlDB usable? `GET agent.health_url`: ksqlDB's `/healthcheck` answers 200 with
 //! `{"isHealthy":bool,...}` (the body decides), and 503 while it is still starting.
 //! A `/info` URL is read as cp-ansible does: `KsqlServerInfo.serverStatus == "RUNNING"`.
+//!
+//! ksqlDB runs its Kafka check inside the `/healthcheck` request (an admin-client
+//! `describeTopics` of the command topic with a 30 s timeout), so while the brokers are
+//! unreachable that request takes 30 s or more. A timed-out `/healthcheck` is therefore
+//! followed by `GET /info` on the same server, which ksqlDB answers from memory: when it
+//! answers, ksqlDB is alive and waiting for Kafka, not hung (DESIGN.md: an MSK outage
+//! must never get ksqlDB killed).
 
 use std::time::Duration;
 
@@ -17,6 +24,8 @@ pub enum Health {
     /// reach the brokers); empty when the answer named none.
     Unhealthy {
         failing: Vec<String>,
+        /// Why, when the answer itself does not say (see [`probe_alive`]).
+        why: Option<String>,
     },
     /// It answered, but is not ready (503 while starting, another status, a body that
     /// is not a health report), with a short reason for STATUS and the log.
@@ -35,10 +44,11 @@ impl Health {
     pub fn reason(&self) -> String {
         match self {
             Health::Healthy => String::new(),
-            Health::Unhealthy { failing } if failing.is_empty() => {
+            Health::Unhealthy { why: Some(why), .. } => why.clone(),
+            Health::Unhealthy { failing, .. } if failing.is_empty() => {
                 "ksqlDB reports itself unhealthy".into()
             }
-            Health::Unhealthy { failing } => {
+            Health::Unhealthy { failing, .. } => {
                 format!("ksqlDB reports unhealthy: {}", failing.join(", "))
             }
             Health::NotReady(why) | Health::NoAnswer(why) => why.clone(),
@@ -87,7 +97,7 @@ pub fn judge(status: u16, body: &[u8]) -> Health {
                     .collect()
             })
             .unwrap_or_default();
-        return Health::Unhealthy { failing };
+        return Health::Unhealthy { failing, why: None };
     }
     match v
         .pointer("/KsqlServerInfo/serverStatus")
@@ -119,14 +129,54 @@ pub async fn probe(
         Err(e) if e.is_connect() => {
             return Health::NoAnswer("ksqlDB is not listening".into());
         }
-        Err(e) if e.is_timeout() => return Health::NoAnswer("health check timed out".into()),
+        Err(e) if e.is_timeout() => return Health::NoAnswer(TIMED_OUT.into()),
         Err(e) => return Health::NoAnswer(format!("health check failed: {}", e.without_url())),
     };
     let status = resp.status().as_u16();
     match resp.bytes().await {
         Ok(body) => judge(status, &body),
-        Err(e) if e.is_timeout() => Health::NoAnswer("health check timed out".into()),
+        Err(e) if e.is_timeout() => Health::NoAnswer(TIMED_OUT.into()),
         Err(e) => Health::NoAnswer(format!("health check body: {}", e.without_url())),
+    }
+}
+
+const TIMED_OUT: &str = "health check timed out";
+
+/// `/info` beside a `/healthcheck` URL (same scheme, credentials, host and port); none
+/// for another health URL.
+fn info_url(url: &ConfigUrl) -> Option<ConfigUrl> {
+    let mut u = url::Url::parse(url.expose()).ok()?;
+    if u.path() != "/healthcheck" {
+        return None;
+    }
+    u.set_path("/info");
+    u.set_query(None);
+    ConfigUrl::parse(u.as_str()).ok()
+}
+
+/// [`probe`], and when `/healthcheck` timed out, whether ksqlDB still answers `/info`:
+/// then it is waiting for its Kafka check (reported as the `kafka` check failing), not
+/// hung.
+pub async fn probe_alive(
+    client: &reqwest::Client,
+    url: &ConfigUrl,
+    auth: Option<&crate::auth::Credential>,
+) -> Health {
+    let health = probe(client, url, auth).await;
+    if !matches!(&health, Health::NoAnswer(why) if why == TIMED_OUT) {
+        return health;
+    }
+    let Some(info) = info_url(url) else {
+        return health;
+    };
+    match probe(client, &info, auth).await {
+        Health::NoAnswer(_) => health,
+        _ => Health::Unhealthy {
+            failing: vec!["kafka".into()],
+            why: Some(
+                "its /healthcheck does not answer in time while /info does: its Kafka check is waiting for the brokers".into(),
+            ),
+        },
     }
 }
 
@@ -147,7 +197,8 @@ mod tests {
         assert_eq!(
             h,
             Health::Unhealthy {
-                failing: vec!["kafka".into()]
+                failing: vec!["kafka".into()],
+                why: None
             }
         );
         assert_eq!(h.reason(), "ksqlDB reports unhealthy: kafka");
@@ -159,5 +210,19 @@ mod tests {
         .is_healthy());
         assert!(!judge(200, b"not json").is_healthy());
         assert!(!judge(500, b"{}").is_healthy());
+    }
+
+    #[test]
+    fn info_beside_healthcheck() {
+        let u = |s: &str| ConfigUrl::parse(s).unwrap();
+        assert_eq!(
+            info_url(&u("http://127.0.0.1:8088/healthcheck")).map(|u| u.expose().to_string()),
+            Some("http://127.0.0.1:8088/info".into())
+        );
+        assert_eq!(
+            info_url(&u("https://u:p@h:8443/healthcheck?x=1")).map(|u| u.expose().to_string()),
+            Some("https://u:p@h:8443/info".into())
+        );
+        assert!(info_url(&u("http://127.0.0.1:8088/info")).is_none());
     }
 }

@@ -309,7 +309,7 @@ impl Supervisor {
             w.probe.get_or_insert_with(|| {
                 tokio::spawn(async move {
                     sleep_until(at).await;
-                    health::probe(&http, &url, auth.as_ref()).await
+                    health::probe_alive(&http, &url, auth.as_ref()).await
                 })
             })
         });

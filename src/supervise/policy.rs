@@ -152,7 +152,7 @@ pub fn judge(seen: Seen, health: &Health) -> Verdict {
             },
         },
         (Phase::Waiting, Health::Healthy) => Verdict::Ready,
-        (Phase::Waiting, Health::Unhealthy { failing }) => Verdict::ReadyButUnhealthy {
+        (Phase::Waiting, Health::Unhealthy { failing, .. }) => Verdict::ReadyButUnhealthy {
             failing: failing.clone(),
             why,
         },
@@ -165,7 +165,7 @@ pub fn judge(seen: Seen, health: &Health) -> Verdict {
         },
         (Phase::Running { unhealthy_since }, answered) => {
             let failing = match answered {
-                Health::Unhealthy { failing } => failing.clone(),
+                Health::Unhealthy { failing, .. } => failing.clone(),
                 _ => Vec::new(),
             };
             match unhealthy_since {
@@ -301,6 +301,7 @@ mod tests {
         // Up, answering its health report, but Kafka fails: started, unhealthy.
         let kafka = Health::Unhealthy {
             failing: vec!["kafka".into()],
+            why: None,
         };
         assert_eq!(
             judge(s, &kafka),
@@ -335,6 +336,7 @@ mod tests {
     fn an_unhealthy_answer_is_reported_never_a_restart() {
         let kafka = Health::Unhealthy {
             failing: vec!["kafka".into(), "commandRunner".into()],
+            why: None,
         };
         let healthy = Phase::Running {
             unhealthy_since: None,
