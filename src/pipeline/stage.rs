@@ -254,5 +254,7 @@ fn create_staging(path: &Path) -> Result<()> {
         .with_context(|| format!("{} has no file name", path.display()))?;
     // Root's until complete hands the finished tree over (fsutil::adopt_state_dir):
     // nobody else may change what the extractor writes by path into it.
-    fsutil::Dir::open(fsutil::parent_dir(path))?.create_dir_new_kept(name, 0o755)
+    fsutil::Dir::open(fsutil::parent_dir(path))?
+        .create_dir_new_kept(name, 0o755)
+        .map(drop)
 }
