@@ -91,7 +91,17 @@ impl Manifest {
     /// The manifest of the release in `release_dir`, if it has a readable one.
     pub fn load(release_dir: &Path) -> Option<Manifest> {
         let path = release_dir.join(layout::MANIFEST);
-        let text = fsutil::read_state_text(&path, fsutil::StateFile::Manifest).ok()??;
+        let text = match fsutil::read_state_text(&path, fsutil::StateFile::Manifest) {
+            Ok(text) => text?,
+            Err(e) => {
+                tracing::warn!(
+                    "not using {}: {}",
+                    path.display(),
+                    crate::exit::one_line(&e)
+                );
+                return None;
+            }
+        };
         Manifest::parse(&text)
     }
 

@@ -247,6 +247,54 @@ impl Dir {
         self.open_dir(name)
     }
 
+    /// Create the directory `name` with `mode` less the umask, as `mkdir` does; an
+    /// existing directory is fine, anything else there is refused (65). Nothing is
+    /// handed over (what an unpacker makes in its own staging directory).
+    pub fn create_dir_plain(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<()> {
+        let name = name.as_ref();
+        check_name(name)?;
+        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode)) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => match kind_at(&self.fd, name) {
+                Some(Kind::Dir) => Ok(()),
+                kind => Err(refuse_kind(
+                    &self.join(name),
+                    kind.unwrap_or(Kind::Other),
+                    "a directory",
+                )),
+            },
+            Err(e) => Err(std::io::Error::from(e))
+                .with_context(|| format!("creating {}", self.join(name).display())),
+        }
+    }
+
+    /// Remove the directory `name` and everything in it, through handles opened
+    /// beneath this one: a link inside is removed, never followed. A missing one is
+    /// fine.
+    pub fn remove_tree(&self, name: impl AsRef<OsStr>) -> Result<()> {
+        let name = name.as_ref();
+        check_name(name)?;
+        let dir = match kind_at(&self.fd, name) {
+            None => return Ok(()),
+            Some(Kind::Dir) => self.open_dir(name)?,
+            Some(_) => return self.remove_file(name).map(drop),
+        };
+        for entry in dir.entries()? {
+            match kind_at(&dir.fd, &entry) {
+                Some(Kind::Dir) => dir.remove_tree(&entry)?,
+                Some(_) => {
+                    dir.remove_file(&entry)?;
+                }
+                None => {}
+            }
+        }
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(std::io::Error::from(e))
+                .with_context(|| format!("removing {}", self.join(name).display())),
+        }
+    }
+
     /// Open `name` for reading; a symlink or anything but a regular file is refused
     /// (65). `Ok(None)` if nothing is there. Opened non-blocking, so a FIFO planted
     /// there is refused instead of waited on.

@@ -58,10 +58,19 @@ fn ids((uid, gid): (u32, u32)) -> (Option<Uid>, Option<Gid>) {
 impl Dir {
     /// `fchown` of a file or directory this process just made through this handle
     /// (its own descriptor), when this handle hands over.
+    /// Only in a directory already theirs: in one still root's own (a staging
+    /// directory, [`Dir::create_dir_new_kept`]) what is made stays root's until
+    /// [`Dir::hand_over_tree`] gives the finished tree away.
     pub(super) fn give(&self, fd: impl AsFd, path: &Path) -> Result<()> {
         let Some(owner) = self.owner else {
             return Ok(());
         };
+        let dir = rustix::fs::fstat(&self.fd)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        if dir.st_uid != owner.0 {
+            return Ok(());
+        }
         let (uid, gid) = ids(owner);
         rustix::fs::fchown(fd, uid, gid)
             .map_err(std::io::Error::from)

@@ -35,6 +35,10 @@ pub enum StateFile {
     CacheMeta,
     /// A jar hashed before use (the IAM or exporter jar).
     Jar,
+    /// A downloaded OpenPGP signature.
+    Signature,
+    /// A downloaded OpenPGP key.
+    Key,
 }
 
 impl StateFile {
@@ -49,6 +53,8 @@ impl StateFile {
             StateFile::Status => crate::status::MAX_STATE_BYTES,
             StateFile::CacheMeta => 64 << 10,
             StateFile::Jar => 256 << 20,
+            StateFile::Signature => 64 << 10,
+            StateFile::Key => 1 << 20,
         }
     }
 }
