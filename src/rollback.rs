@@ -157,8 +157,7 @@ pub async fn rollback(config_path: &Path) -> Result<String> {
     let gid = std::fs::metadata(&settings.source)
         .with_context(|| format!("reading {}", settings.source.display()))?
         .gid();
-    // SAFETY: geteuid(2) cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     dir.write_atomic_owned(DROPIN, text.as_bytes(), 0o640, (uid, gid))?;
     match control::reload_if_running()? {
         Some(outcome) => Ok(format!(

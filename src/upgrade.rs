@@ -317,9 +317,7 @@ mod tests {
         assert_eq!(load(state), Loaded::Record(Record::default()));
         // A FIFO: garbage at once (opening it for reading would block).
         std::fs::remove_file(path(state)).unwrap();
-        let c = std::ffi::CString::new(path(state).to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo with a valid C string.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::host::tests::mkfifo(&path(state));
         assert!(matches!(load(state), Loaded::Garbage(_)));
         std::fs::remove_file(path(state)).unwrap();
         // A directory: garbage; saving over it fails with an error, not a panic.
