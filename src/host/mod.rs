@@ -12,6 +12,7 @@ mod atomic;
 mod dir;
 mod handover;
 mod held;
+mod make;
 mod space;
 mod statefile;
 #[cfg(test)]
