@@ -245,10 +245,13 @@ fn hash_regular(path: &Path) -> Result<Sha256Digest> {
     };
     // `exporter` itself must not be a link to elsewhere, nor the jar in it.
     let dir = fsutil::Dir::open(parent)?;
-    let file = dir
-        .open_file(name)?
+    // Size checked before hashing: a huge sparse file there must not cost hours.
+    let (file, _) = fsutil::open_state_file(&dir, name, fsutil::StateFile::Jar)?
         .ok_or_else(|| fail(ExitCode::Data, format!("{}: missing", path.display())))?;
-    crate::verify::sha256_of(file, path)
+    crate::verify::sha256_of(
+        std::io::Read::take(file, fsutil::StateFile::Jar.limit()),
+        path,
+    )
 }
 
 #[cfg(test)]

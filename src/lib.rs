@@ -15,7 +15,9 @@ pub mod exit;
 pub(crate) mod exporter;
 pub mod failpoint;
 pub(crate) mod fetch;
-pub(crate) mod fsutil;
+pub(crate) mod host;
+// The old name, kept while other branches still use it.
+pub(crate) use host as fsutil;
 pub(crate) mod health;
 pub(crate) mod iam_policy;
 pub(crate) mod imds;

@@ -160,7 +160,7 @@ pub fn open_state_dir(dir: &Path) -> Result<Dir> {
                 .with_context(|| format!("agent.state_dir: {} has no name", dir.display()))?;
             // Exactly 0750 on the directory this call made, and on nothing else.
             if Dir::open_trusted(parent)?.create_dir(name, STATE_DIR_MODE)? {
-                return Dir::open(&lexical);
+                return fsutil::adopt_state_dir(Dir::open(&lexical)?, &[dir, &lexical]);
             }
         }
         Err(e) => {
@@ -216,8 +216,7 @@ pub fn open_state_dir(dir: &Path) -> Result<Dir> {
         );
     }
     // Root over the service user's directory (image baking): what it makes is theirs.
-    fsutil::adopt_state_dir(&handle, &[dir, &lexical])?;
-    Ok(handle)
+    fsutil::adopt_state_dir(handle, &[dir, &lexical])
 }
 
 /// Open (or create) the lock file through the state directory's handle, never

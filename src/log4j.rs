@@ -244,7 +244,12 @@ pub fn render(
 ) -> Result<Option<Log4jConfig>> {
     let etc = Dir::open_beneath(release_dir, fsutil::parent_dir(Path::new(layout::LOG4J)))?;
     let source_path = release_dir.join(layout::LOG4J);
-    let Some(source) = etc.read(file_name(&source_path)?)? else {
+    let Some(source) = fsutil::read_state_file(
+        &etc,
+        file_name(&source_path)?,
+        fsutil::StateFile::Properties,
+    )?
+    else {
         if levels.asked() {
             let why = format!("it has no {}", layout::LOG4J);
             return Err(cannot_apply(levels, version, &why));

@@ -11,12 +11,10 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sha2::{Digest, Sha256};
 use toml_edit::DocumentMut;
 
@@ -29,7 +27,7 @@ pub const TREE_FILE: &str = ".ksql-msk-tree";
 /// First line of a tree record; another format version is not read.
 const TREE_HEADER: &str = "# ksql-msk release tree 1: kind mode size sha256 path [target]";
 /// Largest tree record read: 20 000 entries (`unpack::MAX_ENTRIES`) of long paths.
-const MAX_TREE_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_TREE_BYTES: u64 = 64 << 20;
 
 /// Declares `Manifest` with one `String` field per name, and the name/value walk that
 /// writing and parsing share, so that a field is listed once.
@@ -92,7 +90,18 @@ impl Manifest {
 
     /// The manifest of the release in `release_dir`, if it has a readable one.
     pub fn load(release_dir: &Path) -> Option<Manifest> {
-        let text = std::fs::read_to_string(release_dir.join(layout::MANIFEST)).ok()?;
+        let path = release_dir.join(layout::MANIFEST);
+        let text = match fsutil::read_state_text(&path, fsutil::StateFile::Manifest) {
+            Ok(text) => text?,
+            Err(e) => {
+                tracing::warn!(
+                    "not using {}: {}",
+                    path.display(),
+                    crate::exit::one_line(&e)
+                );
+                return None;
+            }
+        };
         Manifest::parse(&text)
     }
 
@@ -296,21 +305,9 @@ impl Tree {
                 ),
             )
         };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| refused(format!("cannot open it ({e})")))?;
-        if !file.metadata().is_ok_and(|m| m.is_file()) {
-            return Err(refused("not a regular file".into()));
-        }
-        let mut bytes = Vec::new();
-        file.take(MAX_TREE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if bytes.len() as u64 > MAX_TREE_BYTES {
-            return Err(refused(format!("larger than {MAX_TREE_BYTES} bytes")));
-        }
+        let bytes = fsutil::read_state(&path, fsutil::StateFile::Tree)
+            .map_err(|e| refused(format!("cannot read it ({})", crate::exit::one_line(&e))))?
+            .ok_or_else(|| refused("missing".into()))?;
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != sha256_hex {
             return Err(refused(format!(

@@ -81,21 +81,32 @@ pub fn previous_release(
     current: &str,
     record: &upgrade::Record,
 ) -> Option<String> {
-    let releases = settings.releases_dir();
+    // Listed and opened through the handle of releases/ (beneath the held state
+    // directory): a link at releases/ or at a release is not a kept release.
+    let releases = crate::fsutil::Dir::open(&settings.releases_dir()).ok()?;
     let failed = record
         .failed
         .as_ref()
         .filter(|f| f.back_to == current)
         .map(|f| f.version.as_str());
-    let mut kept: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&releases)
+    let mut kept: Vec<(std::time::SystemTime, String)> = releases
+        .entries()
         .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_string();
-            let meta = std::fs::symlink_metadata(e.path()).ok()?;
-            let manifest = std::fs::symlink_metadata(e.path().join(layout::MANIFEST)).ok()?;
-            (meta.is_dir() && is_version(&name) && name != current && Some(name.as_str()) != failed)
-                .then(|| (manifest.modified().unwrap_or(std::time::UNIX_EPOCH), name))
+        .into_iter()
+        .filter_map(|entry| {
+            let name = entry.to_str()?.to_string();
+            if !is_version(&name) || name == current || Some(name.as_str()) == failed {
+                return None;
+            }
+            let dir = releases.open_dir(&entry).ok()?;
+            let (manifest, _) = crate::fsutil::open_state_file(
+                &dir,
+                layout::MANIFEST,
+                crate::fsutil::StateFile::Manifest,
+            )
+            .ok()??;
+            let modified = manifest.metadata().ok()?.modified().ok();
+            Some((modified.unwrap_or(std::time::UNIX_EPOCH), name))
         })
         .collect();
     if let Some(good) = record
@@ -157,8 +168,7 @@ pub async fn rollback(config_path: &Path) -> Result<String> {
     let gid = std::fs::metadata(&settings.source)
         .with_context(|| format!("reading {}", settings.source.display()))?
         .gid();
-    // SAFETY: geteuid(2) cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     dir.write_atomic_owned(DROPIN, text.as_bytes(), 0o640, (uid, gid))?;
     match control::reload_if_running()? {
         Some(outcome) => Ok(format!(

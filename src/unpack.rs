@@ -17,10 +17,10 @@
 //! when the signature verified.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -31,7 +31,11 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
 use crate::exit::{fail, ExitCode};
+use crate::fsutil::{self, Dir};
 use crate::manifest::{Entry, Kind, Tree};
 use crate::verify::{SignatureCheck, Signer};
 
@@ -156,11 +160,14 @@ pub const MIN_INFLATE_ALLOWANCE: u64 = 64 << 20;
 /// be empty).
 pub fn unpack_verified(
     archive: &Path,
-    staging: &Path,
+    staging: &Dir,
     max_size: u64,
     check: &SignatureCheck,
 ) -> Result<Unpacked> {
-    let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let (cache, name) = Dir::parent_of(archive)?;
+    let file = cache
+        .open_file(&name)?
+        .with_context(|| format!("opening {}: missing", archive.display()))?;
     let archive_len = file
         .metadata()
         .with_context(|| format!("reading {}", archive.display()))?
@@ -182,7 +189,7 @@ pub fn unpack_verified_from<R: Read + Send + Sync>(
     source: R,
     name: &str,
     archive_len: Option<u64>,
-    staging: &Path,
+    staging: &Dir,
     max_size: u64,
     check: &SignatureCheck,
 ) -> Result<Unpacked> {
@@ -250,7 +257,7 @@ pub fn unpack_verified_from<R: Read + Send + Sync>(
             e
         }
     })?;
-    check_links(staging)?;
+    check_links(staging, &stats.links)?;
     tracing::info!(
         "verified and unpacked {} files ({:.1} MB) in {:.1}s",
         stats.files,
@@ -270,6 +277,8 @@ struct Stats {
     files: u64,
     bytes: u64,
     tree: Tree,
+    /// The symlinks the archive made, to check for real once all are there.
+    links: HashSet<PathBuf>,
 }
 
 fn refuse(entry: &Path, why: &str) -> anyhow::Error {
@@ -361,21 +370,61 @@ fn resolve_link(link: &Path, target: &Path) -> Option<PathBuf> {
     Some(out.iter().collect())
 }
 
-/// Remove whatever a duplicate entry would replace (never following a symlink).
-fn clear(dst: &Path, keep_dir: bool) -> Result<()> {
-    match fs::symlink_metadata(dst) {
-        Ok(m) if m.is_dir() && keep_dir => Ok(()),
-        Ok(m) if m.is_dir() => {
-            fs::remove_dir_all(dst).with_context(|| format!("removing {}", dst.display()))
+/// Remove whatever a duplicate entry would replace at `name` in `dir` (never following
+/// a symlink). A directory removed also goes from the kept parents.
+fn clear(dir: &Dir, name: &OsStr, keep_dir: bool, parents: &mut Parents) -> Result<()> {
+    match dir.kind(name)? {
+        Some(fsutil::Kind::Dir) if keep_dir => Ok(()),
+        Some(fsutil::Kind::Dir) => {
+            parents.forget();
+            dir.remove_tree(name)
         }
-        Ok(_) => fs::remove_file(dst).with_context(|| format!("removing {}", dst.display())),
-        Err(_) => Ok(()),
+        Some(_) => dir.remove_file(name).map(drop),
+        None => Ok(()),
+    }
+}
+
+/// Opens the directories entries go into, beneath the staging handle, creating the
+/// missing ones; the last one is kept, as entries come directory by directory.
+struct Parents<'a> {
+    staging: &'a Dir,
+    last: Option<(PathBuf, Dir)>,
+}
+
+impl Parents<'_> {
+    /// The directory holding `rel` (made if missing, each one recorded in `tree` if it
+    /// is not yet), and `rel`'s name in it.
+    fn of<'r>(&mut self, rel: &'r Path, tree: &mut Tree) -> Result<(Dir, &'r OsStr)> {
+        let name = rel
+            .file_name()
+            .with_context(|| format!("{}: no file name", rel.display()))?;
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        if self.last.as_ref().is_none_or(|(p, _)| p != parent) {
+            let mut dir = self.staging.try_clone()?;
+            let mut walked = PathBuf::new();
+            for part in parent.components() {
+                walked.push(part);
+                dir.create_dir_plain(part.as_os_str(), 0o777)?;
+                dir = dir.open_dir(part.as_os_str())?;
+                if !tree.contains(&walked) {
+                    record_dir(tree, &dir, &walked)?;
+                }
+            }
+            self.last = Some((parent.to_path_buf(), dir));
+        }
+        let (_, dir) = self.last.as_ref().context("no parent directory")?;
+        Ok((dir.try_clone()?, name))
+    }
+
+    /// Forget the kept directory (an entry may have replaced it).
+    fn forget(&mut self) {
+        self.last = None;
     }
 }
 
 fn extract(
     reader: &mut ChannelReader,
-    staging: &Path,
+    staging: &Dir,
     max_size: u64,
     exceeded: Arc<AtomicBool>,
 ) -> Result<Stats> {
@@ -392,12 +441,13 @@ fn extract(
 /// check the links it made. Returns the stripped top directory and the files written.
 /// Public for the fuzz target (fuzz/fuzz_targets/tar_sanitizer.rs).
 pub fn extract_tar<R: Read>(tar: R, staging: &Path) -> Result<(String, u64)> {
-    let stats = extract_entries(tar, staging)?;
-    check_links(staging)?;
+    let staging = Dir::open(staging)?;
+    let stats = extract_entries(tar, &staging)?;
+    check_links(&staging, &stats.links)?;
     Ok((stats.top_dir, stats.files))
 }
 
-fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
+fn extract_entries<R: Read>(tar: R, staging: &Dir) -> Result<Stats> {
     let mut archive = tar::Archive::new(tar);
     let data_err = |e: io::Error| fail(ExitCode::Data, format!("reading the archive: {e}"));
     let mut top: Option<String> = None;
@@ -407,6 +457,14 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
         files: 0,
         bytes: 0,
         tree: Tree::default(),
+        links: HashSet::new(),
+    };
+    // Everything is written beneath the staging handle, never by a path from `/`: a
+    // `releases` or staging directory renamed or swapped for a link meanwhile cannot
+    // steer a write elsewhere.
+    let mut parents = Parents {
+        staging,
+        last: None,
     };
     let mut buf = vec![0u8; COPY_BUF];
     let mut count: u64 = 0;
@@ -441,28 +499,35 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
         if mode & 0o6000 != 0 {
             return Err(refuse(&raw, &format!("setuid/setgid mode {mode:o}")));
         }
-        let dst = staging.join(&rel);
-        if let Some(parent) = dst.parent() {
-            fs::create_dir_all(parent).map_err(|e| entry_io(&raw, "creating its directory", e))?;
-        }
-        record_parents(&mut stats.tree, staging, &rel)?;
+        let dst = staging.path().join(&rel);
+        let (dir, name) = parents.of(&rel, &mut stats.tree).map_err(|e| {
+            refuse(
+                &raw,
+                &format!("its directory: {}", crate::exit::one_line(&e)),
+            )
+        })?;
         match kind {
             EntryType::Directory => {
-                clear(&dst, true)?;
-                if !dst.is_dir() {
-                    fs::create_dir(&dst).map_err(|e| entry_io(&raw, "creating it", e))?;
-                }
-                record_dir(&mut stats.tree, &dst, &rel)?;
+                clear(&dir, name, true, &mut parents)?;
+                dir.create_dir_plain(name, 0o777)?;
+                record_dir(&mut stats.tree, &dir.open_dir(name)?, &rel)?;
             }
             EntryType::Regular | EntryType::Continuous => {
-                clear(&dst, false)?;
+                clear(&dir, name, false, &mut parents)?;
                 // Release files are never group- or world-writable, whatever the archive says.
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode & 0o755 | 0o600)
-                    .open(&dst)
-                    .map_err(|e| entry_io(&raw, "creating it", e))?;
+                let flags = OFlags::WRONLY
+                    | OFlags::CREATE
+                    | OFlags::EXCL
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC;
+                let mut file = rustix::fs::openat(
+                    &dir,
+                    name,
+                    flags,
+                    Mode::from_raw_mode(mode & 0o755 | 0o600),
+                )
+                .map(File::from)
+                .map_err(|e| entry_io(&raw, "creating it", e.into()))?;
                 let mut sha = Sha256::new();
                 let mut size = 0u64;
                 loop {
@@ -477,12 +542,12 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                 }
                 start_writeback(&file);
                 // The mode as the umask left it: what a later check will find.
-                let meta = file
-                    .metadata()
+                let meta = rustix::fs::fstat(&file)
+                    .map_err(io::Error::from)
                     .with_context(|| format!("inspecting {}", dst.display()))?;
                 stats
                     .tree
-                    .record_file(&rel, size, meta.mode() & 0o7777, sha.finalize().into());
+                    .record_file(&rel, size, meta.st_mode & 0o7777, sha.finalize().into());
                 stats.bytes += size;
                 stats.files += 1;
                 crate::failpoint::hit("unpack.mid_archive")?;
@@ -499,9 +564,9 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                         &format!("symlink to {} points outside the release", target.display()),
                     ));
                 }
-                clear(&dst, false)?;
-                std::os::unix::fs::symlink(&target, &dst)
-                    .map_err(|e| entry_io(&raw, "creating the symlink", e))?;
+                clear(&dir, name, false, &mut parents)?;
+                rustix::fs::symlinkat(&target, &dir, name)
+                    .map_err(|e| entry_io(&raw, "creating the symlink", e.into()))?;
                 let target = target.into_os_string().into_vec();
                 let kind = Kind::Symlink { target };
                 stats.tree.record(&rel, Entry { kind, mode: 0 });
@@ -528,7 +593,6 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                 if target_rel.ancestors().any(|a| links.contains(a)) {
                     return Err(refuse(&raw, "hard link through a symlink"));
                 }
-                let src = staging.join(&target_rel);
                 // The same inode: it is recorded as the file it links to.
                 let linked = match stats.tree.get(&target_rel) {
                     Some(e) if matches!(e.kind, Kind::File { .. }) => e.clone(),
@@ -542,8 +606,10 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
                         ))
                     }
                 };
-                clear(&dst, false)?;
-                fs::hard_link(&src, &dst).map_err(|e| entry_io(&raw, "linking it", e))?;
+                clear(&dir, name, false, &mut parents)?;
+                let (src_dir, src_name) = parents.of(&target_rel, &mut stats.tree)?;
+                rustix::fs::linkat(&src_dir, src_name, &dir, name, AtFlags::empty())
+                    .map_err(|e| entry_io(&raw, "linking it", e.into()))?;
                 stats.tree.record(&rel, linked);
                 stats.files += 1;
             }
@@ -553,26 +619,14 @@ fn extract_entries<R: Read>(tar: R, staging: &Path) -> Result<Stats> {
         }
     }
     stats.top_dir = top.ok_or_else(|| fail(ExitCode::Data, "the archive is empty"))?;
+    stats.links = links;
     Ok(stats)
 }
 
-/// Record the directories above `rel` that `create_dir_all` made without an archive
-/// entry of their own. Whatever is recorded has its parents recorded, so the walk stops
-/// at the first known one.
-fn record_parents(tree: &mut Tree, staging: &Path, rel: &Path) -> Result<()> {
-    for dir in rel.ancestors().skip(1) {
-        if dir.as_os_str().is_empty() || tree.contains(dir) {
-            break;
-        }
-        record_dir(tree, &staging.join(dir), dir)?;
-    }
-    Ok(())
-}
-
-fn record_dir(tree: &mut Tree, dst: &Path, rel: &Path) -> Result<()> {
-    let meta =
-        fs::symlink_metadata(dst).with_context(|| format!("inspecting {}", dst.display()))?;
-    let mode = meta.mode() & 0o7777;
+/// Record the directory `dir` (opened at `rel`) as it is now.
+fn record_dir(tree: &mut Tree, dir: &Dir, rel: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = dir.metadata()?.mode() & 0o7777;
     tree.record(
         rel,
         Entry {
@@ -584,36 +638,46 @@ fn record_dir(tree: &mut Tree, dst: &Path, rel: &Path) -> Result<()> {
 }
 
 /// After extraction, check every symlink for real: a chain of links that each look
-/// harmless (`a -> b/..` where `b -> ..`) can still leave the release.
-fn check_links(staging: &Path) -> Result<()> {
-    let root =
-        fs::canonicalize(staging).with_context(|| format!("resolving {}", staging.display()))?;
-    let mut stack = vec![staging.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-            let ft = entry
-                .file_type()
-                .with_context(|| format!("inspecting {}", entry.path().display()))?;
-            let path = entry.path();
-            if ft.is_dir() {
-                stack.push(path);
-            } else if ft.is_symlink() {
-                let rel = path.strip_prefix(staging).unwrap_or(&path).to_path_buf();
-                let escapes = match fs::canonicalize(&path) {
-                    Ok(real) => !real.starts_with(&root),
-                    // Dangling: only harmless if it cannot climb through another link.
-                    Err(_) => fs::read_link(&path)
-                        .map(|t| t.components().any(|c| c == Component::ParentDir))
-                        .unwrap_or(true),
-                };
-                if escapes {
-                    return Err(refuse(&rel, "symlink resolves outside the release"));
-                }
+/// harmless (`a -> b/..` where `b -> ..`) can still leave the release. Each is resolved
+/// by the kernel beneath the staging handle (`RESOLVE_BENEATH`): one that would leave
+/// it is refused.
+fn check_links(staging: &Dir, links: &HashSet<PathBuf>) -> Result<()> {
+    for rel in links {
+        if staging_kind(staging, rel) != Some(fsutil::Kind::Symlink) {
+            continue; // replaced by a later entry
+        }
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::PATH | OFlags::CLOEXEC;
+        let escapes = match rustix::fs::openat2(staging, rel, flags, Mode::empty(), how) {
+            Ok(_) => false,
+            // Dangling: only harmless if it cannot climb through another link.
+            Err(Errno::NOENT) => Dir::open_beneath(staging.path(), rel.parent().unwrap_or(Path::new("")))
+                .ok()
+                .and_then(|d| d.read_link(rel.file_name().unwrap_or_default()))
+                .is_none_or(|t| t.components().any(|c| c == Component::ParentDir)),
+            Err(Errno::NOSYS) => {
+                return Err(fail(
+                    ExitCode::Unavailable,
+                    "this kernel has no openat2 (Linux 5.6 or later is needed to check the release's links)",
+                ))
             }
+            Err(_) => true,
+        };
+        if escapes {
+            return Err(refuse(rel, "symlink resolves outside the release"));
         }
     }
     Ok(())
+}
+
+/// What is at `rel` beneath `staging`, not following a link at its end.
+fn staging_kind(staging: &Dir, rel: &Path) -> Option<fsutil::Kind> {
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let mut dir = staging.try_clone().ok()?;
+    for part in parent.components() {
+        dir = dir.open_dir(part.as_os_str()).ok()?;
+    }
+    dir.kind(rel.file_name()?).ok()?
 }
 
 /// Ask the kernel to start writing `file` back now, without waiting (dpkg does the same
@@ -623,7 +687,8 @@ fn check_links(staging: &Path) -> Result<()> {
 /// is harmless (the data is still written by `sync_tree`), so it is ignored.
 fn start_writeback(file: &File) {
     use std::os::unix::io::AsRawFd;
-    // SAFETY: a plain syscall on a descriptor we own; no memory is passed.
+    // SAFETY: a plain syscall on a descriptor we own; no memory is passed. Kept raw:
+    // neither rustix nor std offers sync_file_range.
     let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
@@ -635,19 +700,17 @@ fn start_writeback(file: &File) {
 /// system once, which is what a tree written in one go needs. It also flushes other
 /// writers' dirty data on the same file system — acceptable once per install.
 pub fn sync_tree(dir: &Path) -> Result<()> {
-    use std::os::unix::io::AsRawFd;
-    let d = File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    // SAFETY: syncfs on a descriptor we own.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("syncfs {}", dir.display()));
-    }
-    Ok(())
+    let d = Dir::open(dir)?;
+    rustix::fs::syncfs(&d)
+        .map_err(io::Error::from)
+        .with_context(|| format!("syncfs {}", dir.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn release_paths_strip_top_and_refuse_escapes() {
@@ -767,7 +830,7 @@ mod tests {
             ),
         ]);
         let dir = tempfile::tempdir().unwrap();
-        let stats = extract_entries(&tar[..], dir.path()).unwrap();
+        let stats = extract_entries(&tar[..], &Dir::open(dir.path()).unwrap()).unwrap();
         let mut disk = Tree::default();
         on_disk(dir.path(), Path::new(""), &mut disk);
         assert_eq!(stats.tree.to_text(), disk.to_text());

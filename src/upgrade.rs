@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::config::is_version;
-use crate::fsutil::Dir;
+use crate::fsutil::{Dir, StateFile};
 
 /// The record's name in the state directory.
 pub const RECORD: &str = "upgrade.toml";
@@ -93,23 +93,12 @@ pub fn load(state_dir: &Path) -> Loaded {
         Err(_) if !state_dir.exists() => return Loaded::Missing,
         Err(e) => return Loaded::Garbage(crate::exit::one_line(&e)),
     };
-    match dir.kind(RECORD) {
+    // A state file: no link followed, no FIFO waited on, owner checked, bounded.
+    let bytes = match crate::fsutil::read_state_file(&dir, RECORD, StateFile::UpgradeRecord) {
+        Ok(Some(bytes)) => bytes,
         Ok(None) => return Loaded::Missing,
-        Ok(Some(crate::fsutil::Kind::File)) => {}
-        Ok(Some(other)) => return Loaded::Garbage(format!("not a regular file ({other:?})")),
         Err(e) => return Loaded::Garbage(crate::exit::one_line(&e)),
-    }
-    let Ok(Some(file)) = dir.open_file(RECORD) else {
-        return Loaded::Garbage("cannot be opened as a regular file".into());
     };
-    let mut bytes = Vec::new();
-    let read = std::io::Read::read_to_end(
-        &mut std::io::Read::take(file, MAX_RECORD as u64 + 1),
-        &mut bytes,
-    );
-    if let Err(e) = read {
-        return Loaded::Garbage(format!("cannot be read: {e}"));
-    }
     parse(&bytes).map_or_else(Loaded::Garbage, Loaded::Record)
 }
 
@@ -328,9 +317,7 @@ mod tests {
         assert_eq!(load(state), Loaded::Record(Record::default()));
         // A FIFO: garbage at once (opening it for reading would block).
         std::fs::remove_file(path(state)).unwrap();
-        let c = std::ffi::CString::new(path(state).to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo with a valid C string.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::host::tests::mkfifo(&path(state));
         assert!(matches!(load(state), Loaded::Garbage(_)));
         std::fs::remove_file(path(state)).unwrap();
         // A directory: garbage; saving over it fails with an error, not a panic.

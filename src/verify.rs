@@ -275,8 +275,10 @@ impl VerificationHelper for Helper<'_> {
 
 /// SHA-256 of a file (streamed; files may be large).
 pub fn sha256_file(path: &Path) -> Result<Sha256Digest> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    sha256_of(file, path)
+    let (dir, name) = fsutil::Dir::parent_of(path)?;
+    let (file, _) = fsutil::open_state_file(&dir, name, fsutil::StateFile::Jar)?
+        .ok_or_else(|| fail(ExitCode::Data, format!("{}: missing", path.display())))?;
+    sha256_of(file.take(fsutil::StateFile::Jar.limit()), path)
 }
 
 /// SHA-256 of what `reader` (the open file `path`) yields, streamed in 1 MiB reads.
@@ -352,8 +354,11 @@ pub struct TrustStore {
 impl TrustStore {
     pub fn load(state_dir: &Path) -> Result<TrustStore> {
         let path = state_dir.join(TRUST_FILE);
-        let doc = match std::fs::read_to_string(&path) {
-            Ok(text) => text.parse::<DocumentMut>().map_err(|e| {
+        // The service user can write the state directory: read as a state file (no
+        // link followed, no FIFO waited on, bounded), never as root's own file.
+        let text = fsutil::read_state_text(&path, fsutil::StateFile::Trust)?;
+        let doc = match text {
+            Some(text) => text.parse::<DocumentMut>().map_err(|e| {
                 fail(
                     ExitCode::Data,
                     format!(
@@ -363,7 +368,7 @@ impl TrustStore {
                     ),
                 )
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 let mut doc = DocumentMut::new();
                 doc.decor_mut().set_prefix(
                     "# Written by ksql-msk: what was trusted on first use because the config pins\n\
@@ -371,7 +376,6 @@ impl TrustStore {
                 );
                 doc
             }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         check_recorded(&path, &doc)?;
         Ok(TrustStore { path, doc })

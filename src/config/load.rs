@@ -205,8 +205,7 @@ fn read_config_file(file: &Path, is_main: bool, euid: u32) -> Result<String> {
 }
 
 fn current_euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 fn check_owner_and_mode(path: &Path, sticky_ok: bool, euid: u32) -> Result<()> {

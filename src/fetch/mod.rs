@@ -335,8 +335,9 @@ impl Fetcher {
         meta: &Path,
     ) -> std::result::Result<(reqwest::Response, u64), AttemptError> {
         let have = file_len(part);
-        let validator = fs::read_to_string(meta)
+        let validator = fsutil::read_state_text(meta, fsutil::StateFile::CacheMeta)
             .ok()
+            .flatten()
             .map(|t| Validator::parse(&t))
             .filter(|v| v.url == url.redacted() && v.if_range().is_some());
         let mut request = self.client.get(url.expose());

@@ -2,15 +2,15 @@
 //! `current` symlink atomically, prune old releases. Also the clean-up of what a
 //! crashed run left behind.
 
-use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::stage::Staged;
 use crate::config::Settings;
+use crate::exit::{fail, ExitCode};
 use crate::failpoint;
-use crate::fsutil::{self, Dir};
+use crate::fsutil::{self, Dir, Kind};
 use crate::layout;
 
 pub const STAGING_PREFIX: &str = ".staging-";
@@ -19,26 +19,18 @@ const CURRENT_TMP_PREFIX: &str = ".current.tmp-";
 /// Create `releases/` and remove what a crashed run left: staging directories and
 /// temporary `current` links.
 pub fn prepare_releases_dir(settings: &Settings) -> Result<()> {
-    let releases = settings.releases_dir();
-    // A real directory, not a symlink planted in its place.
+    // A real directory, not a symlink planted in its place; listed and cleaned
+    // through its handle.
     let state = Dir::open(&settings.agent.state_dir)?;
     state.create_dir("releases", 0o755)?;
-    state.open_dir("releases")?;
-    let entries =
-        fs::read_dir(&releases).with_context(|| format!("listing {}", releases.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("listing {}", releases.display()))?;
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(STAGING_PREFIX)
-        {
+    let releases = state.open_dir("releases")?;
+    for name in releases.entries()? {
+        if name.to_string_lossy().starts_with(STAGING_PREFIX) {
             tracing::info!(
                 "removing {} left by an interrupted install",
-                entry.path().display()
+                releases.path().join(&name).display()
             );
-            fs::remove_dir_all(entry.path())
-                .with_context(|| format!("removing {}", entry.path().display()))?;
+            releases.remove_tree(&name)?;
         }
     }
     for name in state.entries().unwrap_or_default() {
@@ -54,7 +46,7 @@ pub fn prepare_releases_dir(settings: &Settings) -> Result<()> {
 pub fn activate(settings: &Settings, staged: Staged, release: &Path) -> Result<()> {
     let version = &settings.ksqldb.version;
     failpoint::hit("install.before_staging_rename")?;
-    place(staged.dir.path(), release)?;
+    place(&staged.dir, release)?;
     fsutil::sync_dir(&settings.releases_dir())?;
     failpoint::hit("install.after_staging_rename")?;
     let previous = current_version(settings);
@@ -83,77 +75,100 @@ pub fn point_current(settings: &Settings, version: &str) -> Result<bool> {
 
 /// The version `current` points to, if it points into `releases/`.
 pub fn current_version(settings: &Settings) -> Option<String> {
-    let target = fs::read_link(settings.current_link()).ok()?;
-    let name = target.file_name()?.to_string_lossy().into_owned();
-    (target.parent() == Some(Path::new("releases"))).then_some(name)
+    let state = Dir::open(&settings.agent.state_dir).ok()?;
+    let version = fsutil::current_target(&state).ok()?;
+    Some(version.to_string_lossy().into_owned())
 }
 
 /// After a switch, keep the new release and the one it replaced (a running ksqlDB may
 /// still use it until the restart, and it is the way back) and remove older ones, so
 /// upgrades do not fill the disk. Failing to remove one is a warning: nothing is lost.
 fn prune_releases(settings: &Settings, active: &str, previous: Option<&str>) {
-    let releases = settings.releases_dir();
-    let Ok(entries) = fs::read_dir(&releases) else {
+    let Ok(releases) = Dir::open(&settings.releases_dir()) else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for entry in releases.entries().unwrap_or_default() {
+        let name = entry.to_string_lossy().into_owned();
         let keep = name == active || Some(name.as_str()) == previous;
-        if keep || name.starts_with('.') || !entry.path().join(layout::MANIFEST).exists() {
+        let path = releases.path().join(&entry);
+        // Only real release directories, looked at through their own handle.
+        let is_release = releases
+            .open_dir(&entry)
+            .is_ok_and(|d| d.kind(layout::MANIFEST).ok().flatten() == Some(Kind::File));
+        if keep || name.starts_with('.') || !is_release {
             continue;
         }
-        match fs::remove_dir_all(entry.path()) {
-            Ok(()) => tracing::info!("removed the old release {}", entry.path().display()),
+        match releases.remove_tree(&entry) {
+            Ok(()) => tracing::info!("removed the old release {}", path.display()),
             Err(e) => tracing::warn!(
-                "could not remove the old release {}: {e}",
-                entry.path().display()
+                "could not remove the old release {}: {}",
+                path.display(),
+                crate::exit::one_line(&e)
             ),
         }
     }
 }
 
-/// Put the verified `staging` directory in place as `release`.
-fn place(staging: &Path, release: &Path) -> Result<()> {
+/// Put the verified staging directory in place as `release`, both renamed through
+/// the handle of `releases/`; the directory at the staging name must be the one this
+/// run made (device and inode), before and after, or nothing goes live.
+fn place(staging: &super::stage::StagingDir, release: &Path) -> Result<()> {
+    let (releases, release_name) = Dir::parent_of(release)?;
+    let staging_name = staging
+        .path()
+        .file_name()
+        .with_context(|| format!("{} has no file name", staging.path().display()))?;
+    let made = staging.identity();
+    let swapped_in = |what: &Path| {
+        fail(
+            ExitCode::Data,
+            format!(
+                "{} is not the staging directory this install made (renamed or replaced meanwhile): refusing to make it live",
+                what.display()
+            ),
+        )
+    };
+    if made.is_none() || releases.open_dir(staging_name)?.identity().ok() != made {
+        return Err(swapped_in(staging.path()));
+    }
     // lstat: a planted link (even a dangling one) is swapped out too, not followed.
-    if fs::symlink_metadata(release).is_ok() {
+    if releases.kind(&release_name)?.is_some() {
         // A release dir with a stale or foreign manifest, or a tree that no longer
         // matches it: swap, then drop the old one right away (it frees the space before
         // pruning; a link goes, not what it points to).
-        exchange(staging, release).map(|()| remove_staging(staging))
-    } else {
-        fs::rename(staging, release)
-            .with_context(|| format!("renaming {} to {}", staging.display(), release.display()))
-    }
-}
-
-/// Swap two directory entries atomically (`renameat2(RENAME_EXCHANGE)`), so a
-/// reinstalled version never has a moment where it does not exist.
-fn exchange(a: &Path, b: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let ca = std::ffi::CString::new(a.as_os_str().as_bytes()).context("path with NUL")?;
-    let cb = std::ffi::CString::new(b.as_os_str().as_bytes()).context("path with NUL")?;
-    // SAFETY: two valid C strings; AT_FDCWD with absolute or cwd-relative paths.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
+        rustix::fs::renameat_with(
+            &releases,
+            staging_name,
+            &releases,
+            &release_name,
+            rustix::fs::RenameFlags::EXCHANGE,
         )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("exchanging {} and {}", a.display(), b.display()));
+        .map_err(std::io::Error::from)
+        .with_context(|| {
+            format!(
+                "exchanging {} and {}",
+                staging.path().display(),
+                release.display()
+            )
+        })?;
+        let _ = releases.remove_tree(staging_name);
+    } else {
+        releases.rename(staging_name, &release_name)?;
+    }
+    if releases.open_dir(&release_name)?.identity().ok() != made {
+        return Err(swapped_in(release));
     }
     Ok(())
 }
 
 /// Remove a staging directory (a missing one is fine).
 pub fn remove_staging(staging: &Path) {
-    if let Err(e) = fs::remove_dir_all(staging) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!("cannot remove {}: {e}", staging.display());
-        }
+    let removed = Dir::parent_of(staging).and_then(|(releases, name)| releases.remove_tree(name));
+    if let Err(e) = removed {
+        tracing::warn!(
+            "cannot remove {}: {}",
+            staging.display(),
+            crate::exit::one_line(&e)
+        );
     }
 }

@@ -143,15 +143,6 @@ fn check_layout(staging: &Path, top_dir: &str, manifest: &Manifest) -> Result<()
 
 /// Read a file, refusing to follow a symlink in its last component.
 fn read_nofollow(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok(bytes)
+    fsutil::read_state(path, fsutil::StateFile::Properties)?
+        .ok_or_else(|| fail(ExitCode::Data, format!("{}: missing", path.display())))
 }

@@ -46,7 +46,7 @@ impl Staged {
 /// A staging directory under `releases/`, removed when dropped (on success it has been
 /// renamed into place by then, so there is nothing left to remove).
 #[derive(Debug)]
-pub struct StagingDir(PathBuf);
+pub struct StagingDir(PathBuf, std::sync::Mutex<Option<(u64, u64)>>);
 
 impl StagingDir {
     /// A fresh, unpredictable name for `version`'s staging directory (not created yet).
@@ -55,18 +55,33 @@ impl StagingDir {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        StagingDir(releases.join(format!(
-            "{STAGING_PREFIX}{version}-{}-{nanos:08x}",
-            std::process::id()
-        )))
+        StagingDir(
+            releases.join(format!(
+                "{STAGING_PREFIX}{version}-{}-{nanos:08x}",
+                std::process::id()
+            )),
+            std::sync::Mutex::new(None),
+        )
     }
 
     pub fn path(&self) -> &Path {
         &self.0
     }
 
-    fn create(&self) -> Result<()> {
-        create_staging(&self.0)
+    /// Create it afresh and return its handle, which everything written into it goes
+    /// through; its identity (device, inode) is kept to check before it goes live.
+    fn create(&self) -> Result<fsutil::Dir> {
+        let dir = create_staging(&self.0)?;
+        let identity = dir.identity()?;
+        if let Ok(mut kept) = self.1.lock() {
+            *kept = Some(identity);
+        }
+        Ok(dir)
+    }
+
+    /// The identity of the directory [`StagingDir::create`] made, if it made one.
+    pub fn identity(&self) -> Option<(u64, u64)> {
+        self.1.lock().ok().and_then(|kept| *kept)
     }
 }
 
@@ -171,8 +186,8 @@ async fn verify_and_unpack(
         signing_key(fetcher, &k.key, progress),
     )
     .await?;
-    let sig_bytes = fs::read(&signature.path)
-        .with_context(|| format!("reading {}", signature.path.display()))?;
+    let sig_bytes = fsutil::read_state(&signature.path, fsutil::StateFile::Signature)?
+        .with_context(|| format!("reading {}: missing", signature.path.display()))?;
     let check = SignatureCheck::new(
         &key,
         &key_origin,
@@ -180,11 +195,11 @@ async fn verify_and_unpack(
         &k.signature_url,
         signer_trust.clone(),
     )?;
-    staging.create()?;
+    let staging_dir = staging.create()?;
     progress.phase(&format!("verifying and unpacking ksqlDB {}", k.version));
     let (growth, dir, releases, url, max) = (
         growth.clone(),
-        staging.path().to_path_buf(),
+        staging_dir,
         settings.releases_dir(),
         k.archive_url.redacted(),
         settings.agent.max_release_size,
@@ -213,8 +228,8 @@ async fn signing_key(
     match key {
         KeySource::Url(u) => {
             let d = fetcher.fetch(u, "signing key", progress).await?;
-            let bytes =
-                fs::read(&d.path).with_context(|| format!("reading {}", d.path.display()))?;
+            let bytes = fsutil::read_state(&d.path, fsutil::StateFile::Key)?
+                .with_context(|| format!("reading {}: missing", d.path.display()))?;
             Ok((bytes, u.redacted()))
         }
         KeySource::File(p) => {
@@ -237,18 +252,16 @@ async fn unpack_again(
     check: SignatureCheck,
 ) -> Result<Unpacked> {
     super::activate::remove_staging(staging.path());
-    let (dir, path) = (staging.path().to_path_buf(), archive.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        create_staging(&dir)?;
-        unpack::unpack_verified(&path, &dir, max, &check)
-    })
-    .await
-    .context("the unpack task failed")?
+    let dir = staging.create()?;
+    let path = archive.to_path_buf();
+    tokio::task::spawn_blocking(move || unpack::unpack_verified(&path, &dir, max, &check))
+        .await
+        .context("the unpack task failed")?
 }
 
 /// Create a staging directory afresh in `releases/`, which must be a real directory
 /// (a symlink planted there is refused, so nothing is unpacked elsewhere).
-fn create_staging(path: &Path) -> Result<()> {
+fn create_staging(path: &Path) -> Result<fsutil::Dir> {
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;

@@ -392,23 +392,9 @@ fn read_state(dir: &Dir) -> std::result::Result<Option<StateDoc>, String> {
 /// The regular file `name` in `dir`, at most `max` bytes; a link, FIFO or device
 /// there is refused without blocking, a larger file is refused.
 fn read_bounded(dir: &Dir, name: &str, max: u64) -> std::result::Result<Option<Vec<u8>>, String> {
-    let path = dir.path().join(name);
-    let file = match dir.open_file(name) {
-        Ok(Some(f)) => f,
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(one_line(&e)),
-    };
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    if bytes.len() as u64 > max {
-        return Err(format!(
-            "{} is larger than {max} bytes: not what ksql-msk writes",
-            path.display()
-        ));
-    }
-    Ok(Some(bytes))
+    debug_assert_eq!(max, crate::fsutil::StateFile::Status.limit());
+    crate::fsutil::read_state_file(dir, name, crate::fsutil::StateFile::Status)
+        .map_err(|e| one_line(&e))
 }
 
 /// The active release (`current` and its manifest) and the others kept beside it.

@@ -3,6 +3,7 @@
 mod archive_links;
 mod auth;
 mod bad_luck;
+mod beneath;
 mod check;
 mod check_more;
 mod child_env;

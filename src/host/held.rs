@@ -1,0 +1,151 @@
+//! The state directory's handle, held for the whole process once it is opened and
+//! checked (lock::open_state_dir), and the resolution of every path under it beneath
+//! that handle.
+//!
+//! Callers name files under the state directory by path (`settings.releases_dir()`,
+//! `release_dir.join(MANIFEST)`); none of those paths is ever opened from `/`. The part
+//! below the state directory is walked from the held handle one component at a time,
+//! no link followed at any of them, each a directory owned by root, this process's
+//! user or the state directory's owner. `current`, a symlink by design, is the one
+//! name read as a link: its target must be `releases/<version>` (one plain name), and
+//! that is opened beneath the handle in its place.
+
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::Result;
+
+use super::dir::{refuse_kind, Dir, Kind};
+use crate::exit::{fail, ExitCode};
+
+/// The link to the active release; see the module comment.
+pub const CURRENT: &str = "current";
+/// The directory `current` must point into.
+pub const RELEASES: &str = "releases";
+
+#[derive(Debug)]
+struct Held {
+    /// The state directory as configured and as normalised.
+    paths: Vec<PathBuf>,
+    dir: Dir,
+    /// Owners a directory beneath may have: root, this process's user, the state
+    /// directory's owner.
+    owners: [u32; 3],
+}
+
+static HELD: OnceLock<Held> = OnceLock::new();
+
+/// Hold `state` (just opened and checked) for the rest of the process: from here on
+/// every path under `paths` is resolved beneath it. Once per process; later calls are
+/// ignored.
+pub(super) fn hold(state: &Dir, paths: &[&Path]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if HELD.get().is_some() {
+        return Ok(());
+    }
+    let owner = state.metadata()?.uid();
+    let held = Held {
+        paths: paths.iter().map(|p| p.to_path_buf()).collect(),
+        dir: state.try_clone()?,
+        owners: [0, rustix::process::geteuid().as_raw(), owner],
+    };
+    let _ = HELD.set(held);
+    Ok(())
+}
+
+/// Give the held handle the owner what is made beneath it is handed to.
+pub(super) fn set_owner(owner: (u32, u32)) {
+    let _ = OWNER.set(owner);
+}
+
+static OWNER: OnceLock<(u32, u32)> = OnceLock::new();
+
+/// The owner what is made under the held state directory is handed to, if adopted.
+pub(super) fn owner() -> Option<(u32, u32)> {
+    OWNER.get().copied()
+}
+
+/// `path` opened beneath the held state directory, if it lies under it (`None`: it
+/// does not, or nothing is held, and the caller opens it as before).
+pub(super) fn open(path: &Path) -> Result<Option<Dir>> {
+    let Some(held) = HELD.get() else {
+        return Ok(None);
+    };
+    let Some((base, rel)) = held
+        .paths
+        .iter()
+        .find_map(|p| path.strip_prefix(p).ok().map(|rel| (p, rel)))
+    else {
+        return Ok(None);
+    };
+    let mut dir = held.dir.try_clone()?;
+    dir.owner = owner();
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(fail(
+                    ExitCode::Data,
+                    format!("{}: leaves {}; refusing", path.display(), base.display()),
+                ))
+            }
+        }
+    }
+    let mut parts = parts.into_iter().peekable();
+    if parts.peek() == Some(&OsStr::new(CURRENT)) && dir.kind(CURRENT)? == Some(Kind::Symlink) {
+        parts.next();
+        let version = current_target(&dir)?;
+        dir = dir.open_dir(RELEASES)?;
+        check_owner(held, &dir)?;
+        dir = dir.open_dir(version)?;
+        check_owner(held, &dir)?;
+    }
+    for part in parts {
+        dir = dir.open_dir(part)?;
+        check_owner(held, &dir)?;
+    }
+    dir.path = path.to_path_buf();
+    Ok(Some(dir))
+}
+
+/// The version `current` (in `state`) names: its target must be `releases/<version>`,
+/// one plain name (65 otherwise).
+pub fn current_target(state: &Dir) -> Result<std::ffi::OsString> {
+    let link = state.path().join(CURRENT);
+    let target = state
+        .read_link(CURRENT)
+        .ok_or_else(|| refuse_kind(&link, Kind::Other, "a symlink"))?;
+    let mut parts = target.components();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Component::Normal(r)), Some(Component::Normal(v)), None) if r == RELEASES => {
+            Ok(v.to_os_string())
+        }
+        _ => Err(fail(
+            ExitCode::Data,
+            format!(
+                "{} points to {}, not releases/<version>: refusing to follow it \
+                 (something other than ksql-msk put it there)",
+                link.display(),
+                target.display()
+            ),
+        )),
+    }
+}
+
+fn check_owner(held: &Held, dir: &Dir) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = dir.metadata()?.uid();
+    if held.owners.contains(&uid) {
+        return Ok(());
+    }
+    Err(fail(
+        ExitCode::Data,
+        format!(
+            "{} belongs to uid {uid}, neither root, this user nor the state directory's owner: refusing it",
+            dir.path().display()
+        ),
+    ))
+}
