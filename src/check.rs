@@ -11,6 +11,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
+use crate::ca_store;
 use crate::config::{self, Settings};
 use crate::discovery::{self, BrokerAddr};
 use crate::exit::{exit_code_of, fail, one_line, ExitCode};
@@ -233,10 +234,10 @@ async fn identity(settings: &Settings) -> Item {
                     e.message().unwrap_or("")
                 ),
                 // Not a credentials problem: no TLS connection can be trusted.
-                _ if !discovery::host_has_ca_certificates() => {
+                _ if !ca_store::host_has_ca_certificates() => {
                     return Item::fail(format!(
                         "AWS identity: sts:GetCallerIdentity failed: {}",
-                        discovery::NO_CA_CERTIFICATES
+                        ca_store::NO_CA_CERTIFICATES
                     ))
                 }
                 _ => crate::exit::cause_chain(&e),
@@ -412,10 +413,10 @@ async fn probe_host(client: &reqwest::Client, host: &str, urls: &[config::Config
             Err(e) => {
                 let chain = crate::exit::cause_chain(&e);
                 // The route is fine when TLS is what failed: no NAT hint then.
-                if url.expose().starts_with("https:") && !discovery::host_has_ca_certificates() {
+                if url.expose().starts_with("https:") && !ca_store::host_has_ca_certificates() {
                     return Item::fail(format!(
                         "artifact host {host}: {url}: {}",
-                        discovery::NO_CA_CERTIFICATES
+                        ca_store::NO_CA_CERTIFICATES
                     ));
                 }
                 if chain.contains("certificate") {

@@ -13,6 +13,7 @@ use aws_sdk_kafka::types::{Cluster, ClusterState, ClusterType};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tracing::{info, warn};
 
+use crate::ca_store::{host_has_ca_certificates, NO_CA_CERTIFICATES};
 use crate::config::{ClusterRef, Connectivity, MskSettings, Settings};
 use crate::exit::{fail, ExitCode};
 use crate::progress::Progress;
@@ -99,18 +100,6 @@ impl Brokers {
     pub fn as_set(&self) -> std::collections::BTreeSet<BrokerAddr> {
         self.addrs.iter().cloned().collect()
     }
-}
-
-/// What every TLS failure on a host without CA certificates says.
-pub const NO_CA_CERTIFICATES: &str = "no trusted CA certificates on this host (the system \
-    store, or SSL_CERT_FILE / SSL_CERT_DIR if set, holds none): install the ca-certificates package";
-
-/// Whether the host trusts any CA: the store rustls-native-certs finds (SSL_CERT_FILE /
-/// SSL_CERT_DIR if set, else the system's), which both the SDK and reqwest load. Read
-/// once per process, as the SDK does.
-pub fn host_has_ca_certificates() -> bool {
-    static ANY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ANY.get_or_init(|| !rustls_native_certs::load_native_certs().certs.is_empty())
 }
 
 /// The MSK client, from the AWS default chain plus our settings. The SDK's standard

@@ -9,7 +9,7 @@ use anyhow::Result;
 use toml_edit::Value;
 
 use super::fragment::{config_error, Origin};
-use super::load::Merged;
+use super::merge::Merged;
 use super::schema::{keys, Key};
 use super::types::{ConfigUrl, Fingerprint, Sha256Digest};
 use super::values::{
@@ -122,7 +122,7 @@ impl fmt::Debug for EnvVars {
             .entries(
                 self.0
                     .iter()
-                    .map(|(k, v)| (k, crate::properties::redact::env_value_for_display(k, v))),
+                    .map(|(k, v)| (k, super::secrets::env_value_for_display(k, v))),
             )
             .finish()
     }

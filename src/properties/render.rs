@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tracing::{info, warn};
 
-use super::{java, Document, JavaString, MANAGED_MARKER};
+use super::document::{java, Document, JavaString, MANAGED_MARKER};
 use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::exit::{fail, ExitCode};
@@ -84,7 +84,7 @@ pub async fn managed_with_imds(
         None => None,
     };
     Ok(Managed {
-        keys: super::managed_properties(settings, discovered, host.as_deref()),
+        keys: super::managed::managed_properties(settings, discovered, host.as_deref()),
         config_source: settings.source.clone(),
     })
 }

@@ -3,115 +3,18 @@
 //! when what it would run changed. Both run as background tasks: the supervisor keeps
 //! answering signals, probes and exits meanwhile.
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use super::background::{Preparing, Why};
 use super::launch::{env_changes, launch_spec, log_jvm};
 use super::{Readiness, State, Supervisor};
 use crate::control::{Outcome, Responder};
-use crate::discovery::{ClientCache, Discovered};
+use crate::discovery::Discovered;
 use crate::exit::{exit_code_of, one_line};
 use crate::java;
 use crate::journal::{message_id, priority};
 use crate::pipeline::{prepare, Prepared};
-
-/// Why phases 1–5 run again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
-    Reload,
-    BrokersChanged,
-}
-
-impl Why {
-    fn phase(self) -> &'static str {
-        match self {
-            Why::Reload => "reload",
-            Why::BrokersChanged => "rediscover",
-        }
-    }
-}
-
-/// A run of phases 1–5 in the background.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Preparing {
-    Idle,
-    /// `again`: a reload was asked for while this one ran; run once more after it.
-    Running {
-        why: Why,
-        again: bool,
-    },
-}
-
-type PrepareResult = (Why, Box<anyhow::Result<Prepared>>);
-
-/// The reconfiguration jobs and their channels.
-pub struct Reconfig {
-    pub prepare_rx: mpsc::Receiver<PrepareResult>,
-    prepare_tx: mpsc::Sender<PrepareResult>,
-    preparing: Preparing,
-    pub discover_rx: mpsc::Receiver<anyhow::Result<Discovered>>,
-    discover_tx: mpsc::Sender<anyhow::Result<Discovered>>,
-    discovering: bool,
-    pub next_rediscover: Instant,
-    /// When the rediscovery in flight began (wall clock, monotonic).
-    discover_began: (crate::status::Time, std::time::Instant),
-    clients: ClientCache,
-    /// `ksql-msk reload` callers waiting for the prepare in flight (or the next).
-    waiting: Vec<Responder>,
-    /// Callers of a reload that restarted ksqlDB: answered once the new one is healthy,
-    /// or when it failed.
-    waiting_for_restart: Vec<Responder>,
-}
-
-impl Reconfig {
-    pub fn new(next_rediscover: Instant) -> Reconfig {
-        let (prepare_tx, prepare_rx) = mpsc::channel(2);
-        let (discover_tx, discover_rx) = mpsc::channel(2);
-        Reconfig {
-            prepare_rx,
-            prepare_tx,
-            preparing: Preparing::Idle,
-            discover_rx,
-            discover_tx,
-            discovering: false,
-            next_rediscover,
-            discover_began: (crate::status::Time::now(), std::time::Instant::now()),
-            clients: ClientCache::default(),
-            waiting: Vec::new(),
-            waiting_for_restart: Vec::new(),
-        }
-    }
-
-    /// Answer every caller waiting for a restarted ksqlDB.
-    pub fn restart_outcome(&mut self, outcome: Outcome) {
-        for r in self.waiting_for_restart.drain(..) {
-            let _ = r.send(outcome.clone());
-        }
-    }
-
-    /// Answer every caller, whatever it waits for (the agent stops).
-    pub fn answer_all(&mut self, outcome: Outcome) {
-        for r in self
-            .waiting
-            .drain(..)
-            .chain(self.waiting_for_restart.drain(..))
-        {
-            let _ = r.send(outcome.clone());
-        }
-    }
-
-    fn answer_waiting(&mut self, outcome: Outcome) {
-        for r in self.waiting.drain(..) {
-            let _ = r.send(outcome.clone());
-        }
-    }
-
-    /// A rediscovery may start: none runs, and no prepare (which discovers anyway).
-    pub fn can_rediscover(&self) -> bool {
-        !self.discovering && self.preparing == Preparing::Idle
-    }
-}
 
 impl Supervisor {
     /// `ksql-msk reload`: a reload whose outcome goes back to the caller.

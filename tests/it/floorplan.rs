@@ -16,7 +16,7 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 
 /// Entries (files and folders) directly in `src/`, `lib.rs` and `main.rs` included.
-const MAX_TOP_LEVEL: usize = 42;
+const MAX_TOP_LEVEL: usize = 43;
 /// Lines from a function's `fn` to its closing brace.
 const MAX_FN_LINES: usize = 80;
 /// Functions still longer, by `module::function`, each with why it waits.
@@ -29,7 +29,7 @@ const LONG_FUNCTIONS_WAITING: &[(&str, &str)] = &[
     ("properties::render::render_keys", "to split"),
     ("release::check", "to split"),
     ("config::fragment::parse_fragment", "to split"),
-    ("properties::logical_lines", "to split"),
+    ("properties::document::logical_lines", "to split"),
     ("config::settings::ksqldb_settings", "to split"),
     ("discovery::wait_for_brokers", "to split"),
     ("config::settings::metrics_settings", "to split"),
@@ -43,16 +43,10 @@ const LONG_FUNCTIONS_WAITING: &[(&str, &str)] = &[
     ),
 ];
 /// Pairs of files that still import each other (by path under src/), each with why.
-const CYCLES_WAITING: &[(&str, &str)] = &[
-    (
-        "auth.rs <-> aws_http.rs <-> config/load.rs <-> config/settings.rs <-> discovery.rs <-> \
-         properties/managed.rs <-> properties/mod.rs <-> properties/redact.rs <-> \
-         properties/render.rs",
-        "to break",
-    ),
-    ("pipeline/activate.rs <-> pipeline/stage.rs", "to break"),
-    ("supervise/mod.rs <-> supervise/reconfigure.rs", "to break"),
-];
+const CYCLES_WAITING: &[(&str, &str)] = &[(
+    "pipeline/activate.rs <-> pipeline/stage.rs",
+    "issue 21 rewrites both files' handling of staging; broken after it lands",
+)];
 
 #[test]
 fn top_level_of_src_stays_small() {
