@@ -25,10 +25,13 @@ use crate::exit::{fail, ExitCode};
 use crate::layout;
 use crate::lock;
 use crate::manifest::{Kind, Manifest, Tree};
-use crate::properties::render::MANAGED_KEYS;
 
 /// Files the agent rewrites on every run (phase 5): neither recorded nor checked.
-pub const UNRECORDED: [&str; 3] = [layout::PROPERTIES, MANAGED_KEYS, layout::LOG4J_GENERATED];
+pub const UNRECORDED: [&str; 3] = [
+    layout::PROPERTIES,
+    layout::MANAGED_KEYS,
+    layout::LOG4J_GENERATED,
+];
 
 /// How much a check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -507,7 +510,7 @@ mod tests {
                 "a=1\nbootstrap.servers=b:9098\n",
             )
             .unwrap();
-            fs::write(root.join(MANAGED_KEYS), "bootstrap.servers\n").unwrap();
+            fs::write(root.join(layout::MANAGED_KEYS), "bootstrap.servers\n").unwrap();
             let mut manifest = Manifest {
                 version: "0.29.0".into(),
                 archive_url: "http://h/a.tar.gz".into(),

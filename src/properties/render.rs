@@ -22,9 +22,6 @@ pub const HAND_MARKER: &str =
 
 /// The live file is readable by the ksql group only.
 pub const PROPERTIES_MODE: u32 = 0o640;
-/// The keys of the managed set last written, one per line, beside the live file: tells
-/// a key we wrote (and may drop) from one added by hand (kept, reported).
-pub const MANAGED_KEYS: &str = "etc/ksqldb/ksql-server.properties.managed-keys";
 
 /// What [`render`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +239,7 @@ fn render_keys(
     let upstream = doc.java_map();
     let managed_keys: Vec<JavaString> = managed.iter().map(|(k, _)| java(k)).collect();
 
-    let keys_path = release_dir.join(MANAGED_KEYS);
+    let keys_path = release_dir.join(layout::MANAGED_KEYS);
     let mut hand_added: Vec<(JavaString, JavaString)> = Vec::new();
     if let Some(live_bytes) = &live {
         match Document::parse(live_bytes) {
