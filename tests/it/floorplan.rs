@@ -91,6 +91,47 @@ fn no_function_outside_tests_is_longer_than_80_lines() {
     );
 }
 
+/// The top-level folders of src/ from the command line down (docs/ARCHITECTURE.md):
+/// a file may use its own folder and the folders of a lower layer, never a higher one;
+/// two folders on one layer do not use each other. `ksqldb` stands above `release` and
+/// `msk`: the exporter jar is verified like a release, the properties need the brokers
+/// and this host's address.
+const LAYERS: &[&[&str]] = &[
+    &["cli"],
+    &["service"],
+    &["ksqldb"],
+    &["release", "msk"],
+    &["config"],
+    &["host"],
+    &["exit", "progress"],
+];
+
+#[test]
+fn every_import_points_down_the_layers() {
+    let plan = FloorPlan::read();
+    let layer = |rel: &str| {
+        let top = rel.split('/').next().unwrap_or(rel).trim_end_matches(".rs");
+        LAYERS
+            .iter()
+            .position(|l| l.contains(&top))
+            .map(|i| (i, top.to_string()))
+    };
+    let mut up = Vec::new();
+    for ((a, b), via) in &plan.edges {
+        let (a, b) = (&plan.files[*a].rel, &plan.files[*b].rel);
+        if let (Some((la, ta)), Some((lb, tb))) = (layer(a), layer(b)) {
+            if ta != tb && la >= lb {
+                up.push(format!("{a} -> {b} (e.g. {via}): {ta} may not use {tb}"));
+            }
+        }
+    }
+    assert!(
+        up.is_empty(),
+        "imports against the layers (docs/ARCHITECTURE.md):\n  {}",
+        up.join("\n  ")
+    );
+}
+
 #[test]
 fn no_import_cycle_between_files() {
     let plan = FloorPlan::read();
