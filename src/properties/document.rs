@@ -86,113 +86,136 @@ fn line_start(src: &[u8], pos: usize) -> usize {
 /// the logical lines and whether the input ends inside a continuation (so that text
 /// appended after it would join the last logical line).
 pub(super) fn logical_lines(src: &[u8]) -> (Vec<Logical>, bool) {
-    let n = src.len();
     let mut out = Vec::new();
     let mut off = 0;
-    let mut open_at_eof = false;
-    'lines: loop {
-        let mut buf: Vec<u8> = Vec::new();
-        let mut offsets: Vec<usize> = Vec::new();
-        let mut skip_ws = true;
-        let mut appended_line_begin = false;
-        let mut preceding_backslash = false;
-        let mut start: Option<usize> = None;
-        loop {
-            if off >= n {
-                if buf.is_empty() {
-                    break 'lines;
-                }
-                if preceding_backslash {
-                    buf.pop();
-                    offsets.pop();
-                    open_at_eof = true;
-                }
-                out.push(Logical {
-                    start: start.unwrap_or(0),
-                    end: n,
-                    content: buf,
-                    offsets,
-                });
-                break 'lines;
+    loop {
+        match next_logical(src, &mut off) {
+            Next::Line(line) => out.push(line),
+            Next::Last(line, open_at_eof) => {
+                out.push(line);
+                return (out, open_at_eof);
             }
-            let c = src[off];
-            off += 1;
-            if skip_ws {
-                if is_ws(c) || (!appended_line_begin && (c == b'\r' || c == b'\n')) {
-                    continue;
-                }
-                skip_ws = false;
-                appended_line_begin = false;
-            }
-            if buf.is_empty() && (c == b'#' || c == b'!') {
-                // A comment runs to the end of its natural line; no continuation.
-                while off < n {
-                    let b = src[off];
-                    off += 1;
-                    if b == b'\r' || b == b'\n' {
-                        break;
-                    }
-                }
-                skip_ws = true;
-                start = None;
-                continue;
-            }
-            if c != b'\n' && c != b'\r' {
-                if buf.is_empty() && start.is_none() {
-                    start = Some(line_start(src, off - 1));
-                }
-                buf.push(c);
-                offsets.push(off - 1);
-                preceding_backslash = c == b'\\' && !preceding_backslash;
-                continue;
-            }
-            if buf.is_empty() {
-                // An empty logical line (e.g. a lone `\` followed by a blank line).
-                skip_ws = true;
-                start = None;
-                continue;
-            }
-            if off >= n {
-                if preceding_backslash {
-                    buf.pop();
-                    offsets.pop();
-                    open_at_eof = true;
-                }
-                out.push(Logical {
-                    start: start.unwrap_or(0),
-                    end: n,
-                    content: buf,
-                    offsets,
-                });
-                break 'lines;
-            }
-            if preceding_backslash {
-                // The backslash joins the next natural line, minus its leading whitespace.
-                buf.pop();
-                offsets.pop();
-                skip_ws = true;
-                appended_line_begin = true;
-                preceding_backslash = false;
-                if c == b'\r' && src[off] == b'\n' {
-                    off += 1;
-                }
-                continue;
-            }
-            // Java skips the `\n` of `\r\n` at the start of the next line; keep it with
-            // this one so that every entry owns its whole terminator.
-            if c == b'\r' && off < n && src[off] == b'\n' {
-                off += 1;
-            }
-            out.push(Logical {
-                start: start.unwrap_or(0),
-                end: off,
-                content: buf,
-                offsets,
-            });
-            continue 'lines;
+            Next::End => return (out, false),
         }
     }
-    (out, open_at_eof)
+}
+
+/// What [`next_logical`] found.
+enum Next {
+    Line(Logical),
+    /// The last line, and whether the input ends inside its continuation.
+    Last(Logical, bool),
+    End,
+}
+
+/// The logical line from `*off` on, one pass of `LineReader.readLine`'s loop; `*off`
+/// moves past it (terminator included).
+fn next_logical(src: &[u8], off: &mut usize) -> Next {
+    let n = src.len();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut offsets: Vec<usize> = Vec::new();
+    let mut skip_ws = true;
+    let mut appended_line_begin = false;
+    let mut preceding_backslash = false;
+    let mut start: Option<usize> = None;
+    loop {
+        if *off >= n {
+            if buf.is_empty() {
+                return Next::End;
+            }
+            return last_line(buf, offsets, start, n, preceding_backslash);
+        }
+        let c = src[*off];
+        *off += 1;
+        if skip_ws {
+            if is_ws(c) || (!appended_line_begin && (c == b'\r' || c == b'\n')) {
+                continue;
+            }
+            skip_ws = false;
+            appended_line_begin = false;
+        }
+        if buf.is_empty() && (c == b'#' || c == b'!') {
+            // A comment runs to the end of its natural line; no continuation.
+            skip_to_line_end(src, off);
+            skip_ws = true;
+            start = None;
+            continue;
+        }
+        if c != b'\n' && c != b'\r' {
+            if buf.is_empty() && start.is_none() {
+                start = Some(line_start(src, *off - 1));
+            }
+            buf.push(c);
+            offsets.push(*off - 1);
+            preceding_backslash = c == b'\\' && !preceding_backslash;
+            continue;
+        }
+        if buf.is_empty() {
+            // An empty logical line (e.g. a lone `\` followed by a blank line).
+            skip_ws = true;
+            start = None;
+            continue;
+        }
+        if *off >= n {
+            return last_line(buf, offsets, start, n, preceding_backslash);
+        }
+        if preceding_backslash {
+            // The backslash joins the next natural line, minus its leading whitespace.
+            buf.pop();
+            offsets.pop();
+            skip_ws = true;
+            appended_line_begin = true;
+            preceding_backslash = false;
+            if c == b'\r' && src[*off] == b'\n' {
+                *off += 1;
+            }
+            continue;
+        }
+        // Java skips the `\n` of `\r\n` at the start of the next line; keep it with
+        // this one so that every entry owns its whole terminator.
+        if c == b'\r' && *off < n && src[*off] == b'\n' {
+            *off += 1;
+        }
+        return Next::Line(Logical {
+            start: start.unwrap_or(0),
+            end: *off,
+            content: buf,
+            offsets,
+        });
+    }
+}
+
+/// The line the input ends in: a trailing continuation backslash is dropped, and says
+/// the input ends open.
+fn last_line(
+    mut content: Vec<u8>,
+    mut offsets: Vec<usize>,
+    start: Option<usize>,
+    end: usize,
+    preceding_backslash: bool,
+) -> Next {
+    if preceding_backslash {
+        content.pop();
+        offsets.pop();
+    }
+    let line = Logical {
+        start: start.unwrap_or(0),
+        end,
+        content,
+        offsets,
+    };
+    Next::Last(line, preceding_backslash)
+}
+
+/// Past the end of the natural line `*off` is in (its terminator's first byte).
+fn skip_to_line_end(src: &[u8], off: &mut usize) {
+    while *off < src.len() {
+        let b = src[*off];
+        *off += 1;
+        if b == b'\r' || b == b'\n' {
+            break;
+        }
+    }
 }
 
 /// `Properties.load0`: where the key ends and the value starts, and whether a `=`/`:`

@@ -22,18 +22,6 @@ const MAX_FN_LINES: usize = 80;
 /// Functions still longer, by `module::function`, each with why it waits.
 const LONG_FUNCTIONS_WAITING: &[(&str, &str)] = &[
     ("unpack::extract_entries", "issue 21 rewrites unpack.rs"),
-    ("supervise::reconfigure::on_prepared", "to split"),
-    ("properties::render::render_keys", "to split"),
-    ("release::check", "to split"),
-    ("config::fragment::parse_fragment", "to split"),
-    ("properties::document::logical_lines", "to split"),
-    ("config::settings::ksqldb_settings", "to split"),
-    ("discovery::wait_for_brokers", "to split"),
-    ("config::settings::metrics_settings", "to split"),
-    ("check::checklist", "to split"),
-    ("fetch::stream", "to split"),
-    ("config::settings::msk_settings", "to split"),
-    ("discovery::api_error", "to split"),
     (
         "unpack::unpack_verified_from",
         "issue 21 rewrites unpack.rs",
