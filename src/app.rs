@@ -20,7 +20,8 @@ pub fn main(cli: Cli) -> i32 {
         // `ksql-msk iam-policy | head` must end quietly, as other CLI tools do, not panic
         // on EPIPE. The daemon keeps Rust's default (ignored), so a restarted journald
         // cannot kill it.
-        // SAFETY: setting a signal disposition before any thread is started.
+        // SAFETY: setting a signal disposition before any thread is started (neither std
+        // nor rustix sets one without `unsafe`).
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     } else {
         crate::run::one_malloc_arena();
@@ -167,12 +168,27 @@ async fn verify(path: &Path) -> Result<()> {
     }
 }
 
-/// `ksql-msk install`: phases 1–5, then exit.
+/// `ksql-msk install`: phases 1–5, then exit. 69 (one line) when the configured version
+/// is held back after its upgrade failed: the release it was rolled back to stays active.
 async fn install(path: &Path, dry_run: bool) -> Result<()> {
     if dry_run {
         return crate::pipeline::dry_run(path).await;
     }
     let p = crate::pipeline::prepare(path, &crate::progress::Quiet).await?;
+    if let Some(failed) = &p.upgrade.held_back {
+        // An image-baking script must not read this as the configured version installed.
+        return Err(crate::exit::fail(
+            ExitCode::Unavailable,
+            format!(
+                "ksqlDB {} is held back: its upgrade failed ({}) and was rolled back, so {} \
+                 stays active in {}; set another ksqldb.version to try again",
+                failed.version,
+                failed.reason,
+                p.installed.version,
+                p.release_dir().display()
+            ),
+        ));
+    }
     let m = &p.installed.manifest;
     crate::outln!(
         "ksqlDB {} {} in {}",

@@ -122,17 +122,14 @@ pub fn generate_password() -> Result<String> {
     let mut buf = [0u8; PASSWORD_BYTES];
     let mut filled = 0;
     while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: getrandom(2) writes at most `rest.len()` bytes into `rest`.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                return Err(std::io::Error::from(e))
+                    .context("reading random bytes for the REST API password")
             }
-            return Err(err).context("reading random bytes for the REST API password");
         }
-        filled += n as usize;
     }
     Ok(hex::encode(buf))
 }
@@ -253,8 +250,7 @@ fn write_password_file(settings: &Settings, credential: &Credential) -> Result<(
     let gid = std::fs::metadata(&settings.source)
         .with_context(|| format!("reading {}", settings.source.display()))?
         .gid();
-    // SAFETY: geteuid(2) cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     let (dir, name) = Dir::parent_of(&path)?;
     dir.write_atomic_owned(
         &name,

@@ -3,15 +3,24 @@
 //! options the server gets ([`launch::java_env`]) and pointed at this host's listener.
 //!
 //! It runs as the invoking user, who must be able to read the config and the release:
-//! root, or a member of the group that owns them (`ksql`; the operator adds users with
+//! a member of the group that owns them (`ksql`; the operator adds users with
 //! `usermod -aG ksql USER`). Nothing is left in between: the agent `exec`s the script,
 //! so the terminal and signals go straight to the CLI.
 //!
-//! Not the server's: `KSQL_HEAP_OPTS` (the CLI keeps its release default), `LOG_DIR` (the
-//! CLI's file log goes to a private directory of the user, since `ksql-run-class` creates
-//! `LOG_DIR` and the user cannot write the state directory), `[ksqldb] env` and
-//! `jvm_opts` (they may hold the server's secrets or a JMX port the CLI would then try
-//! to bind as well).
+//! Never as root ([`refuse_root`]): the release belongs to the service user, who (and so
+//! a compromised ksqlDB) can rewrite `bin/ksql` at will. Run as root, that code would
+//! be root's, in root's session on root's terminal, where `TIOCSTI` lets it type
+//! commands into root's shell that run after the CLI exits. Switching to the service
+//! user does not help without a terminal of its own (`runuser -u` without `--pty` keeps
+//! root's), so root is told how to run it instead, before any of the release is looked at.
+//!
+//! The environment is an allow-list for every caller ([`cli_env`]): the code it starts
+//! is the service user's, so the caller's credentials, tokens and AWS keys stay out.
+//! Not the server's either: `KSQL_HEAP_OPTS` (the CLI keeps its release default),
+//! `LOG_DIR` (the CLI's file log goes to a private directory of the user, since
+//! `ksql-run-class` creates `LOG_DIR` and the user cannot write the state directory),
+//! `[ksqldb] env` and `jvm_opts` (they may hold the server's secrets or a JMX port the
+//! CLI would then try to bind as well).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -35,30 +44,23 @@ pub const PROGRAM: &str = "bin/ksql";
 /// (the package's sysusers.d file creates it with the `ksql` user).
 pub const DEFAULT_GROUP: &str = "ksql";
 
-/// Everything `ksql` runs: the script, its arguments, its whole environment, and as whom.
+/// Everything `ksql` runs: the script, its arguments and its whole environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliLaunch {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub env: Vec<(String, String)>,
-    /// `(uid, gid)` to switch to before the exec: root's `ksql` runs as the owner of the
-    /// release (the service user), see [`run_as`]; `None`: as the invoking user.
-    pub user: Option<(u32, u32)>,
 }
 
 /// Run the active release's CLI with `args` (replaces this process). Returns only on
-/// failure: 77 when this user may not read the config or the release, 69 when no release
-/// is installed, 78 for a bad config.
+/// failure: 77 for root ([`refuse_root`]) and for a user who may not read the config or
+/// the release, 69 when no release is installed, 78 for a bad config.
 pub fn exec(config_path: &Path, args: Vec<OsString>) -> Result<Infallible> {
     let launch = prepare(config_path, args)?;
     let mut cmd = std::process::Command::new(&launch.program);
     cmd.args(&launch.args)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)));
-    if let Some((uid, gid)) = launch.user {
-        // Supplementary groups are dropped too (std does when root sets a uid).
-        cmd.uid(uid).gid(gid);
-    }
     let err = cmd.exec();
     Err(fail(
         ExitCode::Unavailable,
@@ -66,8 +68,28 @@ pub fn exec(config_path: &Path, args: Vec<OsString>) -> Result<Infallible> {
     ))
 }
 
+/// The one line for root (real or effective uid 0), before anything of the release is
+/// read or run: how to run the CLI instead. 77 (EX_NOPERM), as for a user outside the
+/// group: in both cases the answer is to run it as someone who may.
+pub fn refuse_root() -> Result<()> {
+    if !rustix::process::getuid().is_root() && !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    Err(fail(
+        ExitCode::NoPerm,
+        format!(
+            "ksql does not run as root: the release's {PROGRAM} belongs to the service user, \
+             and as root it would run in root's session on root's terminal; run it as a \
+             member of group {DEFAULT_GROUP} (sudo usermod -aG {DEFAULT_GROUP} USER, then log \
+             in again), or as the service user on a terminal of its own: runuser -u \
+             {DEFAULT_GROUP} --pty -- ksql"
+        ),
+    ))
+}
+
 /// Work out what [`exec`] runs.
 pub fn prepare(config_path: &Path, args: Vec<OsString>) -> Result<CliLaunch> {
+    refuse_root()?;
     readable(config_path)?;
     let settings = config::load(config_path)?;
     let active = active_release(&settings)?;
@@ -101,33 +123,16 @@ pub fn prepare(config_path: &Path, args: Vec<OsString>) -> Result<CliLaunch> {
     let home = java::find_java_home(settings.ksqldb.java_home.as_deref())?;
     let java = java::identify(&home)?;
     let performance_opts = java::performance_opts(&active.version, &java);
-    let user = run_as(&active.dir)?;
     let mut own = launch::java_env(&java.home, performance_opts.as_deref());
     own.push((
         "LOG_DIR".to_string(),
-        log_dir(user)?.to_string_lossy().into_owned(),
+        log_dir()?.to_string_lossy().into_owned(),
     ));
     Ok(CliLaunch {
         program,
         args: cli_args(args, &settings)?,
         env: cli_env(launch::agent_env(), own),
-        user,
     })
-}
-
-/// Whom root's `ksql` runs as. The release belongs to the service user, who (and so a
-/// compromised ksqlDB) can change its scripts and jars at will, and nothing a root-run
-/// command starts may be planted that way (DESIGN.md, threat model): root runs the CLI
-/// as the release's owner, who can run that code anyway. Everyone else runs it as
-/// themselves (they chose to trust the service user by joining its group).
-fn run_as(release_dir: &Path) -> Result<Option<(u32, u32)>> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(None);
-    }
-    let meta = std::fs::symlink_metadata(release_dir)
-        .with_context(|| format!("inspecting {}", release_dir.display()))?;
-    Ok((meta.uid() != 0).then(|| (meta.uid(), meta.gid())))
 }
 
 /// The release `current` names, or why there is none to run.
@@ -178,8 +183,7 @@ fn refusal(path: &Path, owner_of: &Path) -> anyhow::Error {
     let group = gid
         .and_then(group_name)
         .unwrap_or_else(|| DEFAULT_GROUP.to_string());
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     let user = user_name(uid).unwrap_or_else(|| "$USER".to_string());
     let again = if user_in_group(&user, &group) {
         format!(
@@ -198,48 +202,26 @@ fn refusal(path: &Path, owner_of: &Path) -> anyhow::Error {
     )
 }
 
+/// The name of `gid` in /etc/group (the refusal's advice only: a group known only to
+/// NSS gets the default name).
 fn group_name(gid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut grp = std::mem::MaybeUninit::<libc::group>::uninit();
-    let mut found = std::ptr::null_mut();
-    // SAFETY: the buffers outlive the call; getgrgid_r writes only into them.
-    let rc = unsafe {
-        libc::getgrgid_r(
-            gid,
-            grp.as_mut_ptr(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: getgrgid_r succeeded, so grp is initialised and gr_name points into buf.
-    let name = unsafe { std::ffi::CStr::from_ptr(grp.assume_init().gr_name) };
-    Some(name.to_string_lossy().into_owned())
+    name_of_id("/etc/group", gid)
 }
 
+/// The name of `uid` in /etc/passwd, else `$USER` (the refusal's advice only).
 fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut found = std::ptr::null_mut();
-    // SAFETY: the buffers outlive the call; getpwuid_r writes only into them.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            pwd.as_mut_ptr(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: getpwuid_r succeeded, so pwd is initialised and pw_name points into buf.
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.assume_init().pw_name) };
-    Some(name.to_string_lossy().into_owned())
+    name_of_id("/etc/passwd", uid).or_else(|| std::env::var("USER").ok())
+}
+
+/// The first field of the line of `db` (`/etc/passwd` or `/etc/group` format) whose
+/// third field is `id`.
+fn name_of_id(db: &str, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(db).ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_string())
+    })
 }
 
 /// Whether /etc/group lists `user` in `group` (added, but not in this session's groups).
@@ -331,53 +313,54 @@ pub fn server_url(listeners: &str) -> Option<String> {
     })
 }
 
-/// Names that belong to the agent or to systemd's protocol with it, never to the CLI.
-fn agents_own(name: &str) -> bool {
-    name.starts_with("KSQL_MSK_")
-        || name.starts_with("WATCHDOG_")
-        || name.starts_with("LISTEN_")
-        || name == "NOTIFY_SOCKET"
+/// What passes from the caller's environment to the CLI, for every caller: the
+/// terminal (`TERM`, `COLORTERM`), its size (`COLUMNS`, `LINES`), the locale (`LANG`,
+/// `LANGUAGE`, `LC_*`) and the time zone (`TZ`). Nothing else: the code it starts is the
+/// service user's, and the caller's environment may hold credentials, tokens and AWS
+/// keys. (Proxy variables stay out too: they may carry a password, and Java does not
+/// read them.)
+fn passes_to_cli(name: &str) -> bool {
+    matches!(
+        name,
+        "TERM" | "COLORTERM" | "COLUMNS" | "LINES" | "LANG" | "LANGUAGE" | "TZ"
+    ) || name.starts_with("LC_")
 }
 
-/// The CLI's environment, sorted by name: the user's own (it is their terminal: `TERM`,
-/// `HOME`, locale, proxy...) without the agent's variables, `LANG` defaulted as for the
-/// server, and `own` ([`launch::java_env`] and `LOG_DIR`) over it.
+/// `PATH` for the CLI's scripts: the system's, not the caller's.
+pub const CLI_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The CLI's environment, sorted by name: the allow-listed part of the caller's
+/// ([`passes_to_cli`]), `LANG` defaulted as for the server, then `own`
+/// ([`launch::java_env`] and `LOG_DIR`) over it, with `PATH` fixed to [`CLI_PATH`].
 pub fn cli_env(
     inherited: impl IntoIterator<Item = (String, String)>,
     own: Vec<(String, String)>,
 ) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = inherited
         .into_iter()
-        .filter(|(k, _)| !agents_own(k))
+        .filter(|(k, _)| passes_to_cli(k))
         .collect();
     launch::default_lang(&mut env);
     env.extend(own);
+    env.insert("PATH".into(), CLI_PATH.into());
     env.into_iter().collect()
 }
 
 /// A directory only the CLI's user can write, for its `LOG_DIR`: `$XDG_RUNTIME_DIR/ksql-msk`
 /// (a login session's), else `<tmp>/ksql-msk-<uid>`. An existing one must be a real
 /// directory of that user that nobody else may write (in /tmp anyone could have made it
-/// first, or left a link there). `user`: root's switch ([`run_as`]), whose directory is
-/// made for it.
-fn log_dir(user: Option<(u32, u32)>) -> Result<PathBuf> {
-    // SAFETY: geteuid cannot fail.
-    let euid = user.map_or_else(|| unsafe { libc::geteuid() }, |(uid, _)| uid);
+/// first, or left a link there).
+fn log_dir() -> Result<PathBuf> {
+    let euid = rustix::process::geteuid().as_raw();
     let runtime = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
-        .filter(|d| user.is_none() && d.is_absolute() && private_to(d, euid).is_ok());
+        .filter(|d| d.is_absolute() && private_to(d, euid).is_ok());
     let dir = match runtime {
         Some(d) => d.join("ksql-msk"),
         None => std::env::temp_dir().join(format!("ksql-msk-{euid}")),
     };
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {
-            if let Some((uid, gid)) = user {
-                // Just made by us (create fails on anything already there): no link to follow.
-                std::os::unix::fs::lchown(&dir, Some(uid), Some(gid))
-                    .with_context(|| format!("handing {} to uid {uid}", dir.display()))?;
-            }
-        }
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => {
             return Err(e)
@@ -458,7 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cli_env_keeps_the_users_terminal_and_drops_the_agents_variables() {
+    fn the_cli_env_is_an_allow_list_of_terminal_locale_and_time_zone() {
         let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
             v.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -467,25 +450,37 @@ mod tests {
         let env = cli_env(
             pairs(&[
                 ("TERM", "xterm-256color"),
+                ("COLUMNS", "120"),
+                ("LC_TIME", "en_GB.UTF-8"),
+                ("TZ", "Europe/Berlin"),
                 ("HOME", "/home/op"),
+                ("PATH", "/home/op/bin:/usr/bin"),
+                ("AWS_SECRET_ACCESS_KEY", "marker-secret"),
+                ("GITHUB_TOKEN", "marker-token"),
+                ("HTTPS_PROXY", "http://u:pw@proxy:3128"),
+                ("KSQL_OPTS", "-Dpassword=marker"),
                 ("JAVA_HOME", "/usr/lib/jvm/other"),
                 ("KSQL_MSK_CONFIG", "/etc/x.toml"),
                 ("NOTIFY_SOCKET", "/run/n"),
-                ("WATCHDOG_USEC", "1"),
+                ("LD_PRELOAD", "/tmp/x.so"),
             ]),
             pairs(&[
                 ("JAVA_HOME", "/jdk"),
+                ("PATH", "/from/java_env"),
                 ("LOG_DIR", "/run/user/1000/ksql-msk"),
             ]),
         );
         assert_eq!(
             env,
             pairs(&[
-                ("HOME", "/home/op"),
+                ("COLUMNS", "120"),
                 ("JAVA_HOME", "/jdk"),
                 ("LANG", launch::DEFAULT_LANG),
+                ("LC_TIME", "en_GB.UTF-8"),
                 ("LOG_DIR", "/run/user/1000/ksql-msk"),
+                ("PATH", CLI_PATH),
                 ("TERM", "xterm-256color"),
+                ("TZ", "Europe/Berlin"),
             ])
         );
     }
@@ -493,8 +488,7 @@ mod tests {
     #[test]
     fn a_shared_log_dir_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = rustix::process::geteuid().as_raw();
         assert!(private_to(dir.path(), euid).is_ok());
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(private_to(dir.path(), euid)

@@ -149,6 +149,30 @@ pub(crate) fn read_optional(etc: &Dir, path: &Path, replaceable: bool) -> Result
     Ok(Some(bytes))
 }
 
+/// An unchanged live file gets [`PROPERTIES_MODE`] back all the same: it may hold
+/// secrets, and a file made world-readable (by hand, an old version) must not stay so
+/// until its content changes. Through the descriptor, never following a link.
+fn keep_mode(etc: &Dir, path: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(file) = etc.open_file(file_name(path)?)? else {
+        return Ok(());
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    // A hard link swapped in since it was read is another file's: not ours to chmod.
+    if meta.nlink() == 1 && meta.mode() & 0o7777 != PROPERTIES_MODE {
+        file.set_permissions(std::fs::Permissions::from_mode(PROPERTIES_MODE))
+            .with_context(|| format!("setting mode {PROPERTIES_MODE:o} on {}", path.display()))?;
+        info!(
+            "{}: mode {:o} set back to {PROPERTIES_MODE:o}",
+            path.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
 fn parse(path: &Path, bytes: &[u8]) -> Result<Document> {
     Document::parse(bytes).map_err(|e| {
         fail(
@@ -272,6 +296,9 @@ fn render_keys(
         info!("{}: written", path.display());
     } else if !changed {
         info!("{}: up to date", path.display());
+        if !dry_run {
+            keep_mode(&etc, &path)?;
+        }
     }
     if !dry_run {
         write_managed_keys(&etc, &keys_path, managed)?;

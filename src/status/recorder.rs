@@ -20,7 +20,7 @@ use super::{
 use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::failpoint::STATUS_POINT;
-use crate::fsutil::{self, Dir};
+use crate::fsutil::Dir;
 use crate::pipeline::Prepared;
 
 /// A failure to write the state or metrics file is logged at most this often.
@@ -301,7 +301,15 @@ fn write_snapshot(s: &Snapshot) -> Result<()> {
     let metrics_result = match &s.textfile {
         Some(path) => {
             let text = metrics::render(&s.doc, SystemTime::now());
-            fsutil::write_atomic_at(path, text.as_bytes(), TEXTFILE_MODE, STATUS_POINT)
+            // Exactly 0644 whatever the umask (the unit's UMask=0027 would make it 0640,
+            // unreadable by node_exporter's own user): the mode is set on the temp file.
+            let own = (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            );
+            Dir::parent_of(path).and_then(|(dir, name)| {
+                dir.write_atomic_owned(&name, text.as_bytes(), TEXTFILE_MODE, own)
+            })
         }
         None => Ok(()),
     };

@@ -115,7 +115,7 @@ pub fn status(config_path: &Path, json: bool) -> Result<()> {
     let settings = crate::config::load(config_path).map_err(|e| refusal(e, "the config"))?;
     let report = gather(&settings, SystemTime::now())?;
     if json {
-        let text = serde_json::to_string_pretty(&report)?;
+        let text = json_escape_c1(&serde_json::to_string_pretty(&report)?);
         crate::outln!("{text}")?;
     } else {
         crate::out!("{}", human(&report, SystemTime::now()))?;
@@ -754,6 +754,18 @@ fn short(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
+/// JSON text with DEL and the C1 controls (U+007F–U+009F) escaped as `\u00XX` too:
+/// serde_json escapes only C0, and a terminal acts on C1 (U+009B is CSI). Outside
+/// strings JSON text is ASCII, so every such character is in a string.
+fn json_escape_c1(json: &str) -> String {
+    json.chars()
+        .map(|c| match c {
+            '\u{7f}'..='\u{9f}' => format!("\\u{:04x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// Control characters escaped (`\u{1b}`), everything else as it is.
 fn clean(s: &str) -> String {
     if !s.chars().any(char::is_control) {
@@ -773,6 +785,15 @@ fn clean(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_text_has_c1_escaped_and_still_parses() {
+        let raw = serde_json::json!({"r": "a\u{1b}[2J\u{9b}31m\u{85}\u{7f}é"}).to_string();
+        let text = json_escape_c1(&raw);
+        assert_eq!(text, r#"{"r":"a\u001b[2J\u009b31m\u0085\u007fé"}"#);
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["r"], "a\u{1b}[2J\u{9b}31m\u{85}\u{7f}é");
+    }
 
     #[test]
     fn control_characters_are_not_sent_to_the_terminal() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rustix::process::{Pid, Signal};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
@@ -100,26 +101,26 @@ pub struct Child {
 }
 
 /// Send `sig` to a process group; a group that is gone is fine.
-pub fn kill_group(pgid: i32, sig: i32) {
+pub fn kill_group(pgid: i32, sig: Signal) {
     if pgid <= 1 {
         return;
     }
-    // SAFETY: kill(2) with a negative pid signals a process group; no memory involved.
-    let _ = unsafe { libc::kill(-pgid, sig) };
+    if let Some(pgid) = Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pgid, sig);
+    }
 }
 
 /// Reap every exited child; the exit of `watched`, if it was among them.
 pub fn reap(watched: Option<i32>) -> Option<Exit> {
     let mut found = None;
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: waitpid with a valid out-pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            break;
-        }
+    // Any child (wait(2)'s -1: rustix's `waitpid(None, ..)` means pid 0, this process
+    // group only, which ksqlDB, in a session of its own, is not in). No child left
+    // (ECHILD) or none exited yet: done.
+    while let Ok(Some((pid, status))) = rustix::process::wait(rustix::process::WaitOptions::NOHANG)
+    {
+        let pid = pid.as_raw_nonzero().get();
         if Some(pid) == watched {
-            found = Some(Exit::from_wait_status(status));
+            found = Some(Exit::from_wait_status(status.as_raw()));
         } else {
             tracing::debug!(pid, "reaped orphaned process");
         }
@@ -176,10 +177,9 @@ fn descends_from(pid: i32, st: Stat, ksqldb: &Child) -> bool {
 /// After ksqlDB's main process ended: SIGKILL what is left of its group and the
 /// descendants the agent adopted from it, then reap them.
 pub fn kill_leftovers(child: &Child) {
-    kill_group(child.pid, libc::SIGKILL);
-    for pid in adopted_from(child) {
-        // SAFETY: kill(2) on a process we adopted.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+    kill_group(child.pid, Signal::KILL);
+    for pid in adopted_from(child).into_iter().filter_map(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
     }
     reap(None);
 }
@@ -194,18 +194,19 @@ pub fn spawn(launch: &Launch, sink: &Arc<Sink>) -> Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (setsid, prctl, getppid, _exit) between fork
-    // and exec.
+    let parent = rustix::process::getpid();
+    // SAFETY: `pre_exec` is unsafe because the closure runs between fork and exec, where
+    // only async-signal-safe work is allowed: here three system calls (setsid, prctl,
+    // getppid) through rustix, no allocation, no lock. std has no safe way to run them
+    // in the child, and no kept library wraps spawning with them.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            rustix::process::setsid()?;
             // If the agent dies without stopping ksqlDB (SIGKILL, OOM), ksqlDB dies too.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if libc::getppid() != parent {
-                libc::_exit(1);
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The agent died before the prctl: do not start an orphan.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(rustix::io::Errno::SRCH.into());
             }
             Ok(())
         });
@@ -285,9 +286,9 @@ pub async fn stop(
         pid = child.pid,
         "stopping ksqlDB (SIGTERM to its process group)"
     );
-    kill_group(child.pid, libc::SIGTERM);
+    kill_group(child.pid, Signal::TERM);
     // A stopped (SIGSTOP, hung-looking) group handles the SIGTERM only once resumed.
-    kill_group(child.pid, libc::SIGCONT);
+    kill_group(child.pid, Signal::CONT);
     let mut exit = wait_exit(child.pid, Instant::now() + stop_timeout, chld, keepalive).await;
     if exit.is_none() {
         warn!(
@@ -295,7 +296,7 @@ pub async fn stop(
             "ksqlDB did not stop within {} (agent.stop_timeout); sending SIGKILL to its process group",
             humantime::format_duration(stop_timeout)
         );
-        kill_group(child.pid, libc::SIGKILL);
+        kill_group(child.pid, Signal::KILL);
         exit = wait_exit(child.pid, Instant::now() + KILL_WAIT, chld, keepalive).await;
     }
     if exit.is_none() {
@@ -310,12 +311,11 @@ pub fn become_subreaper() {
     if std::process::id() == 1 {
         return;
     }
-    // SAFETY: prctl with integer arguments.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    if r != 0 {
+    // Any non-zero argument sets the attribute; rustix passes the pid given.
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
         warn!(
             "cannot become a child subreaper: {}",
-            std::io::Error::last_os_error()
+            std::io::Error::from(e)
         );
     }
 }
