@@ -190,7 +190,7 @@ impl KafkaFixture {
             .filter_map(|l| l.split_once('='))
             .filter(|(k, _)| k.trim() == key)
             .map(|(_, v)| v.trim().to_string())
-            .last()
+            .next_back()
     }
 
     pub fn command_topic(&self) -> String {
