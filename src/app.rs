@@ -84,19 +84,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let found = discovery::discover(&settings, &crate::progress::Quiet).await?;
             crate::outln!("{}", found.brokers.raw)
         }
-        Command::IamPolicy { explain } => {
-            let settings = config::load(&path)?;
-            let (target, note) = iam_policy::target(&settings).await;
-            if let Some(note) = note {
-                crate::errln!("ksql-msk: note: {note}");
-            }
-            if explain {
-                crate::out!("{}", iam_policy::explain(&settings, &target))
-            } else {
-                let doc = serde_json::to_string_pretty(&iam_policy::policy(&settings, &target))?;
-                crate::outln!("{doc}")
-            }
-        }
+        Command::IamPolicy { explain } => print_iam_policy(&path, explain).await,
         Command::Config(ConfigCommand::Get { key }) => {
             let merged = config::load_merged(&path)?;
             crate::outln!("{}", config::edit::get(&merged, &key)?)
@@ -117,42 +105,66 @@ async fn dispatch(cli: Cli) -> Result<()> {
             };
             crate::outln!("{done}")
         }
-        Command::Auth(AuthCommand::Ensure) => {
-            let settings = config::load(&path)?;
-            let what = match (settings.ksqldb.auth, crate::auth::ensure(&settings)?) {
-                (config::RestAuth::None, _) => "ksqldb.auth is \"none\": no credential needed",
-                (_, true) => "created",
-                (_, false) => "present",
-            };
-            crate::outln!(
-                "{}: {what}",
-                crate::auth::password_path(&settings).display()
-            )
-        }
-        Command::Auth(AuthCommand::Rotate) => {
-            let settings = config::load(&path)?;
-            crate::auth::rotate(&settings)?;
-            let written = format!(
-                "{}: new credential written",
-                crate::auth::password_path(&settings).display()
-            );
-            match crate::control::reload() {
-                Ok(outcome) => crate::outln!("{written}; {outcome}"),
-                Err(e) if exit_code_of(&e) == ExitCode::Unavailable => crate::outln!(
-                    "{written}; no running agent to restart ksqlDB ({}): it takes effect at the next start",
-                    one_line(&e)
-                ),
-                Err(e) => Err(e.context(format!("{written}, but restarting ksqlDB failed"))),
-            }
-        }
-        Command::Verify => {
-            let settings = config::load(&path)?;
-            crate::outln!("{}", crate::release::verify_active(&settings).await?)?;
-            match crate::exporter::verify(&settings)? {
-                Some(line) => crate::outln!("{line}"),
-                None => Ok(()),
-            }
-        }
+        Command::Auth(AuthCommand::Ensure) => auth_ensure(&path),
+        Command::Auth(AuthCommand::Rotate) => auth_rotate(&path),
+        Command::Verify => verify(&path).await,
+    }
+}
+
+/// `ksql-msk iam-policy [--explain]`.
+async fn print_iam_policy(path: &Path, explain: bool) -> Result<()> {
+    let settings = config::load(path)?;
+    let (target, note) = iam_policy::target(&settings).await;
+    if let Some(note) = note {
+        crate::errln!("ksql-msk: note: {note}");
+    }
+    if explain {
+        crate::out!("{}", iam_policy::explain(&settings, &target))
+    } else {
+        let doc = serde_json::to_string_pretty(&iam_policy::policy(&settings, &target))?;
+        crate::outln!("{doc}")
+    }
+}
+
+/// `ksql-msk auth ensure`.
+fn auth_ensure(path: &Path) -> Result<()> {
+    let settings = config::load(path)?;
+    let what = match (settings.ksqldb.auth, crate::auth::ensure(&settings)?) {
+        (config::RestAuth::None, _) => "ksqldb.auth is \"none\": no credential needed",
+        (_, true) => "created",
+        (_, false) => "present",
+    };
+    crate::outln!(
+        "{}: {what}",
+        crate::auth::password_path(&settings).display()
+    )
+}
+
+/// `ksql-msk auth rotate`: a new credential, then ksqlDB restarted through the agent.
+fn auth_rotate(path: &Path) -> Result<()> {
+    let settings = config::load(path)?;
+    crate::auth::rotate(&settings)?;
+    let written = format!(
+        "{}: new credential written",
+        crate::auth::password_path(&settings).display()
+    );
+    match crate::control::reload() {
+        Ok(outcome) => crate::outln!("{written}; {outcome}"),
+        Err(e) if exit_code_of(&e) == ExitCode::Unavailable => crate::outln!(
+            "{written}; no running agent to restart ksqlDB ({}): it takes effect at the next start",
+            one_line(&e)
+        ),
+        Err(e) => Err(e.context(format!("{written}, but restarting ksqlDB failed"))),
+    }
+}
+
+/// `ksql-msk verify`: the active release, then the exporter's jar.
+async fn verify(path: &Path) -> Result<()> {
+    let settings = config::load(path)?;
+    crate::outln!("{}", crate::release::verify_active(&settings).await?)?;
+    match crate::exporter::verify(&settings)? {
+        Some(line) => crate::outln!("{line}"),
+        None => Ok(()),
     }
 }
 

@@ -28,7 +28,7 @@ use aws_smithy_runtime_api::client::runtime_components::{
 };
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::discovery::host_has_ca_certificates;
+use crate::ca_store::host_has_ca_certificates;
 
 const TLS: tls::Provider = tls::Provider::Rustls(CryptoMode::Ring);
 

@@ -11,6 +11,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
+use crate::ca_store;
 use crate::config::{self, Settings};
 use crate::discovery::{self, BrokerAddr};
 use crate::exit::{exit_code_of, fail, one_line, ExitCode};
@@ -87,75 +88,28 @@ async fn checklist(config_path: &Path) -> Result<()> {
             return Err(e);
         }
     };
-    let mut items = vec![Item::pass(format!(
+    let mut items = Items(Vec::new());
+    items.add(Item::pass(format!(
         "config: {} is valid",
         settings.source.display()
-    ))];
-    print(&items[0])?;
-    fn add(item: Item, items: &mut Vec<Item>) -> Result<()> {
-        print(&item)?;
-        items.push(item);
-        Ok(())
-    }
-
-    add(identity(&settings).await, &mut items)?;
-
-    let mut quick = settings.clone();
-    quick.msk.cluster_wait = CLUSTER_WAIT.min(settings.msk.cluster_wait);
-    match discovery::discover(&quick, &crate::progress::Quiet).await {
-        Ok(found) => {
-            add(
-                Item::pass(format!(
-                    "cluster {} is {} with IAM authentication ({} {} brokers)",
-                    found.cluster_name,
-                    found.state,
-                    found.brokers.addrs.len(),
-                    settings.msk.connectivity.as_str()
-                )),
-                &mut items,
-            )?;
-            let checks = found.brokers.addrs.iter().map(reach);
-            for item in futures_util::future::join_all(checks).await {
-                add(item, &mut items)?;
-            }
-        }
-        Err(e) => {
-            let text = one_line(&e);
-            // Discovery names msk.cluster_wait as the bound it gave up at; check's is
-            // its own, shorter one.
-            let text = match text.strip_suffix(" (msk.cluster_wait)") {
-                Some(head) => format!(
-                    "{head} (check waits at most {}; `ksql-msk run` waits up to msk.cluster_wait = {})",
-                    humantime::format_duration(quick.msk.cluster_wait),
-                    humantime::format_duration(settings.msk.cluster_wait)
-                ),
-                None => text,
-            };
-            add(Item::fail(format!("cluster: {text}")), &mut items)?;
-            add(
-                Item::fail("brokers: not checked (no broker list without the cluster)"),
-                &mut items,
-            )?;
-        }
-    }
-
-    add(java_item(&settings), &mut items)?;
-    add(disk(&settings.agent.state_dir), &mut items)?;
+    )))?;
+    items.add(identity(&settings).await)?;
+    cluster_checks(&settings, &mut items).await?;
+    items.add(java_item(&settings))?;
+    items.add(disk(&settings.agent.state_dir))?;
     for item in artifact_hosts(&settings).await {
-        add(item, &mut items)?;
+        items.add(item)?;
     }
     let internal = settings.ksqldb.internal_listener.iter().map(String::as_str);
     for listener in settings.ksqldb.listeners.split(',').chain(internal) {
-        add(
-            listener_free(listener.trim(), &settings.agent.state_dir).await,
-            &mut items,
-        )?;
+        items.add(listener_free(listener.trim(), &settings.agent.state_dir).await)?;
     }
     for item in metrics_items(&settings).await {
-        add(item, &mut items)?;
+        items.add(item)?;
     }
-    add(rest_api_item(&settings), &mut items)?;
+    items.add(rest_api_item(&settings))?;
 
+    let items = items.0;
     let failed: Vec<&Item> = items.iter().filter(|i| !i.ok).collect();
     crate::outln!(
         "{} of {} checks passed",
@@ -170,6 +124,56 @@ async fn checklist(config_path: &Path) -> Result<()> {
             format!("{} of {} checks failed", failed.len(), items.len()),
         ))
     }
+}
+
+/// The checklist so far; each item is printed as it is added.
+struct Items(Vec<Item>);
+
+impl Items {
+    fn add(&mut self, item: Item) -> Result<()> {
+        print(&item)?;
+        self.0.push(item);
+        Ok(())
+    }
+}
+
+/// The cluster (discovered with check's shorter wait), then each broker's reachability.
+async fn cluster_checks(settings: &Settings, items: &mut Items) -> Result<()> {
+    let mut quick = settings.clone();
+    quick.msk.cluster_wait = CLUSTER_WAIT.min(settings.msk.cluster_wait);
+    match discovery::discover(&quick, &crate::progress::Quiet).await {
+        Ok(found) => {
+            items.add(Item::pass(format!(
+                "cluster {} is {} with IAM authentication ({} {} brokers)",
+                found.cluster_name,
+                found.state,
+                found.brokers.addrs.len(),
+                settings.msk.connectivity.as_str()
+            )))?;
+            let checks = found.brokers.addrs.iter().map(reach);
+            for item in futures_util::future::join_all(checks).await {
+                items.add(item)?;
+            }
+        }
+        Err(e) => {
+            let text = one_line(&e);
+            // Discovery names msk.cluster_wait as the bound it gave up at; check's is
+            // its own, shorter one.
+            let text = match text.strip_suffix(" (msk.cluster_wait)") {
+                Some(head) => format!(
+                    "{head} (check waits at most {}; `ksql-msk run` waits up to msk.cluster_wait = {})",
+                    humantime::format_duration(quick.msk.cluster_wait),
+                    humantime::format_duration(settings.msk.cluster_wait)
+                ),
+                None => text,
+            };
+            items.add(Item::fail(format!("cluster: {text}")))?;
+            items.add(Item::fail(
+                "brokers: not checked (no broker list without the cluster)",
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// Who may use ksqlDB's REST API (`ksqldb.auth`): an open API on the network fails.
@@ -233,10 +237,10 @@ async fn identity(settings: &Settings) -> Item {
                     e.message().unwrap_or("")
                 ),
                 // Not a credentials problem: no TLS connection can be trusted.
-                _ if !discovery::host_has_ca_certificates() => {
+                _ if !ca_store::host_has_ca_certificates() => {
                     return Item::fail(format!(
                         "AWS identity: sts:GetCallerIdentity failed: {}",
-                        discovery::NO_CA_CERTIFICATES
+                        ca_store::NO_CA_CERTIFICATES
                     ))
                 }
                 _ => crate::exit::cause_chain(&e),
@@ -412,10 +416,10 @@ async fn probe_host(client: &reqwest::Client, host: &str, urls: &[config::Config
             Err(e) => {
                 let chain = crate::exit::cause_chain(&e);
                 // The route is fine when TLS is what failed: no NAT hint then.
-                if url.expose().starts_with("https:") && !discovery::host_has_ca_certificates() {
+                if url.expose().starts_with("https:") && !ca_store::host_has_ca_certificates() {
                     return Item::fail(format!(
                         "artifact host {host}: {url}: {}",
-                        discovery::NO_CA_CERTIFICATES
+                        ca_store::NO_CA_CERTIFICATES
                     ));
                 }
                 if chain.contains("certificate") {

@@ -13,6 +13,7 @@ use aws_sdk_kafka::types::{Cluster, ClusterState, ClusterType};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tracing::{info, warn};
 
+use crate::ca_store::{host_has_ca_certificates, NO_CA_CERTIFICATES};
 use crate::config::{ClusterRef, Connectivity, MskSettings, Settings};
 use crate::exit::{fail, ExitCode};
 use crate::progress::Progress;
@@ -101,18 +102,6 @@ impl Brokers {
     }
 }
 
-/// What every TLS failure on a host without CA certificates says.
-pub const NO_CA_CERTIFICATES: &str = "no trusted CA certificates on this host (the system \
-    store, or SSL_CERT_FILE / SSL_CERT_DIR if set, holds none): install the ca-certificates package";
-
-/// Whether the host trusts any CA: the store rustls-native-certs finds (SSL_CERT_FILE /
-/// SSL_CERT_DIR if set, else the system's), which both the SDK and reqwest load. Read
-/// once per process, as the SDK does.
-pub fn host_has_ca_certificates() -> bool {
-    static ANY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ANY.get_or_init(|| !rustls_native_certs::load_native_certs().certs.is_empty())
-}
-
 /// The MSK client, from the AWS default chain plus our settings. The SDK's standard
 /// retry (throttling, 5xx, transient network errors) is set here deliberately and we do
 /// not retry API calls again on top of it. An https endpoint on a host without CA
@@ -168,44 +157,12 @@ fn api_error<E>(err: SdkError<E, HttpResponse>, action: &str, what: &str) -> any
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let code = err.code().unwrap_or("").to_string();
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let message = err.message().unwrap_or("").to_string();
     let detail = crate::exit::cause_chain(&err);
-    match &err {
-        SdkError::ServiceError(_) => {}
-        SdkError::TimeoutError(_) => {
-            return fail(
-                ExitCode::Temporary,
-                format!("{what}: MSK API timed out ({action})"),
-            );
-        }
-        SdkError::DispatchFailure(_) if detail.contains("credential") => {
-            return fail(
-                ExitCode::Unavailable,
-                format!("{what}: no AWS credentials ({detail}); give the instance a role or set AWS credentials"),
-            );
-        }
-        SdkError::DispatchFailure(_) => {
-            return fail(
-                ExitCode::Temporary,
-                format!("{what}: cannot reach the MSK API: {detail}"),
-            );
-        }
-        SdkError::ResponseError(_) => {
-            return fail(
-                ExitCode::Unavailable,
-                format!("{what}: unreadable MSK API response: {detail}"),
-            );
-        }
-        _ if detail.contains("credential") => {
-            return fail(
-                ExitCode::Unavailable,
-                format!("{what}: no AWS credentials ({detail}); give the instance a role or set AWS credentials"),
-            );
-        }
-        _ => return fail(ExitCode::Software, format!("{what}: {detail}")),
+    if !matches!(err, SdkError::ServiceError(_)) {
+        return transport_error(&err, &detail, action, what);
     }
+    let code = err.code().unwrap_or("");
+    let status = err.raw_response().map(|r| r.status().as_u16());
     if code.is_empty() && status.is_some_and(|s| s == 429 || s >= 500) {
         // A proxy's or load balancer's page instead of the API's JSON: the SDK retried it
         // as the status says; still failing is as temporary as any 5xx. Its body (HTML)
@@ -223,17 +180,50 @@ where
             format!("{what}: unreadable MSK API response: {detail}"),
         );
     }
-    let msg = if message.is_empty() {
-        code.clone()
-    } else {
-        message.clone()
-    };
-    match code.as_str() {
+    service_error(code, err.message().unwrap_or(""), action, what)
+}
+
+/// The API was not reached, or its answer not read: timeouts, connections, credentials.
+fn transport_error<E, R>(
+    err: &SdkError<E, R>,
+    detail: &str,
+    action: &str,
+    what: &str,
+) -> anyhow::Error {
+    match err {
+        SdkError::TimeoutError(_) => fail(
+            ExitCode::Temporary,
+            format!("{what}: MSK API timed out ({action})"),
+        ),
+        SdkError::DispatchFailure(_) if detail.contains("credential") => fail(
+            ExitCode::Unavailable,
+            format!("{what}: no AWS credentials ({detail}); give the instance a role or set AWS credentials"),
+        ),
+        SdkError::DispatchFailure(_) => fail(
+            ExitCode::Temporary,
+            format!("{what}: cannot reach the MSK API: {detail}"),
+        ),
+        SdkError::ResponseError(_) => fail(
+            ExitCode::Unavailable,
+            format!("{what}: unreadable MSK API response: {detail}"),
+        ),
+        _ if detail.contains("credential") => fail(
+            ExitCode::Unavailable,
+            format!("{what}: no AWS credentials ({detail}); give the instance a role or set AWS credentials"),
+        ),
+        _ => fail(ExitCode::Software, format!("{what}: {detail}")),
+    }
+}
+
+/// The API answered with the error `code` and `message`.
+fn service_error(code: &str, message: &str, action: &str, what: &str) -> anyhow::Error {
+    let msg = if message.is_empty() { code } else { message };
+    match code {
         "AccessDeniedException"
         | "ForbiddenException"
         | "UnauthorizedException"
         | "AccessDenied" => {
-            let who = principal_in(&message)
+            let who = principal_in(message)
                 .map(|p| format!("role {p}"))
                 .unwrap_or_else(|| "the agent's AWS identity (instance role)".into());
             fail(
@@ -390,6 +380,51 @@ fn poll_delays(bound: Duration) -> (Duration, Duration) {
     (first, CREATING_POLL_MAX.min(bound / 4).max(first))
 }
 
+/// The bootstrap brokers of the cluster `arn` (ACTIVE or serving) for the configured
+/// connectivity, with the field they came from; or, while a serving cluster lacks
+/// them, what it lacks (to wait for it). An ACTIVE cluster without them is an error.
+async fn brokers_now(
+    client: &aws_sdk_kafka::Client,
+    arn: &str,
+    state: &str,
+    kind: StateKind,
+    msk: &MskSettings,
+) -> Result<std::result::Result<(String, &'static str), String>> {
+    let out = client
+        .get_bootstrap_brokers()
+        .cluster_arn(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            api_error(
+                e,
+                "kafka:GetBootstrapBrokers",
+                &format!("getting bootstrap brokers of {arn}"),
+            )
+        })?;
+    let (raw, field, missing) = pick_brokers(&out, msk.connectivity, msk.ipv6);
+    match raw.filter(|s| !s.trim().is_empty()) {
+        Some(raw) => {
+            if kind == StateKind::Serving {
+                info!(
+                    cluster = %arn,
+                    state = %state,
+                    "cluster is {state}; MSK clusters serve clients in this state, so not waiting for ACTIVE"
+                );
+            }
+            Ok(Ok((raw.to_string(), field)))
+        }
+        None if kind == StateKind::Active => Err(fail(
+            ExitCode::Unavailable,
+            format!(
+                "cluster {arn} has no {field}: {missing} (msk.connectivity = {:?})",
+                msk.connectivity.as_str()
+            ),
+        )),
+        None => Ok(Err(format!(" and has no {field} yet"))),
+    }
+}
+
 /// Wait until the cluster serves clients and has the broker string for `msk`'s
 /// connectivity, polling with capped backoff up to `msk.cluster_wait`. A cluster that
 /// is changing (UPDATING...) but already has the string is used at once; one that
@@ -423,40 +458,9 @@ async fn wait_for_brokers(
             }
             StateKind::Creating => String::new(),
             StateKind::Active | StateKind::Serving => {
-                let out = client
-                    .get_bootstrap_brokers()
-                    .cluster_arn(&arn)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        api_error(
-                            e,
-                            "kafka:GetBootstrapBrokers",
-                            &format!("getting bootstrap brokers of {arn}"),
-                        )
-                    })?;
-                let (raw, field, missing) = pick_brokers(&out, msk.connectivity, msk.ipv6);
-                match raw.filter(|s| !s.trim().is_empty()) {
-                    Some(raw) => {
-                        if kind == StateKind::Serving {
-                            info!(
-                                cluster = %arn,
-                                state = %state,
-                                "cluster is {state}; MSK clusters serve clients in this state, so not waiting for ACTIVE"
-                            );
-                        }
-                        return Ok((cluster, raw.to_string(), field));
-                    }
-                    None if kind == StateKind::Active => {
-                        return Err(fail(
-                            ExitCode::Unavailable,
-                            format!(
-                                "cluster {arn} has no {field}: {missing} (msk.connectivity = {:?})",
-                                msk.connectivity.as_str()
-                            ),
-                        ));
-                    }
-                    None => format!(" and has no {field} yet"),
+                match brokers_now(client, &arn, &state, kind, msk).await? {
+                    Ok((raw, field)) => return Ok((cluster, raw, field)),
+                    Err(lacking) => lacking,
                 }
             }
         };

@@ -1,17 +1,22 @@
-//! A minimal EC2 instance metadata (IMDSv2) client: this host's private IPv4 address
-//! for `ksql.advertised.listener`. Honours the AWS SDK's environment variables:
+//! This host's private IPv4 address for `ksql.advertised.listener`, from the EC2
+//! instance metadata through the AWS SDK's IMDSv2 client (session token, retries of
+//! 5xx and expired tokens). Honours the SDK's environment variables:
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT` (tests point it at a fake) and
 //! `AWS_EC2_METADATA_DISABLED=true`.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use aws_config::imds;
+use aws_config::provider_config::ProviderConfig;
 
 pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 pub const ENDPOINT_ENV: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
 pub const DISABLED_ENV: &str = "AWS_EC2_METADATA_DISABLED";
-const TOKEN_TTL_SECONDS: &str = "60";
+/// The session token lives one minute: it serves the one request made with it.
+const TOKEN_TTL: Duration = Duration::from_secs(60);
+const LOCAL_IPV4: &str = "/latest/meta-data/local-ipv4";
 
 /// Where IMDS is according to the environment, or `None` when it is disabled.
 pub fn endpoint() -> Option<String> {
@@ -35,42 +40,27 @@ pub fn endpoint_from(disabled: Option<&str>, endpoint: Option<&str>) -> Option<S
 
 /// This instance's private IPv4 address from IMDS at `endpoint`: a token PUT, then the
 /// GET with the token. Short timeouts: off EC2 nothing answers and we must not hang.
+/// Direct, never through a proxy: link-local, a proxy cannot reach it.
 pub async fn local_ipv4_at(endpoint: &str) -> Result<Ipv4Addr> {
-    let client = reqwest::Client::builder()
-        .no_proxy() // link-local: a proxy cannot reach it
+    let direct = aws_smithy_http_client::Builder::new().build_http();
+    let client = imds::Client::builder()
+        .configure(&ProviderConfig::without_region().with_http_client(direct))
+        .endpoint(endpoint)
+        .map_err(|e| anyhow::anyhow!("IMDS endpoint {endpoint}: {e}"))?
+        .token_ttl(TOKEN_TTL)
         .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2))
-        .build()
-        .context("building the IMDS HTTP client")?;
-    let token_url = format!("{endpoint}/latest/api/token");
-    let resp = client
-        .put(&token_url)
-        .header("x-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECONDS)
-        .send()
+        .read_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build();
+    let url = format!("{endpoint}{LOCAL_IPV4}");
+    let body = client
+        .get(LOCAL_IPV4)
         .await
-        .with_context(|| format!("PUT {token_url}"))?;
-    if !resp.status().is_success() {
-        bail!("PUT {token_url}: HTTP {}", resp.status());
-    }
-    let token = resp
-        .text()
-        .await
-        .with_context(|| format!("PUT {token_url}"))?;
-    let ip_url = format!("{endpoint}/latest/meta-data/local-ipv4");
-    let resp = client
-        .get(&ip_url)
-        .header("x-aws-ec2-metadata-token", token.trim())
-        .send()
-        .await
-        .with_context(|| format!("GET {ip_url}"))?;
-    if !resp.status().is_success() {
-        bail!("GET {ip_url}: HTTP {}", resp.status());
-    }
-    let body = resp.text().await.with_context(|| format!("GET {ip_url}"))?;
+        .map_err(|e| anyhow::anyhow!("GET {url}: {}", crate::exit::cause_chain(&e)))?;
+    let body = body.as_ref().trim();
     // The address ends up in ksql-server.properties: accept nothing but an address.
-    body.trim()
-        .parse()
-        .with_context(|| format!("GET {ip_url}: {:?} is not an IPv4 address", body.trim()))
+    body.parse()
+        .with_context(|| format!("GET {url}: {body:?} is not an IPv4 address"))
 }
 
 /// This host's private IPv4 address from the IMDS at `endpoint` (see [`endpoint`]), or

@@ -6,6 +6,7 @@
 //! When the agent does not log to the journal, the same entries go to stderr: with an
 //! sd-daemon(3) `<N>` prefix when stderr is a journal stream, else as plain lines.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use tokio::net::UnixDatagram;
@@ -178,7 +179,7 @@ impl Sink {
             }
         }
         Sink::Stderr {
-            prefix: crate::logging::stderr_is_journal(),
+            prefix: stderr_is_journal(),
         }
     }
 
@@ -239,6 +240,21 @@ fn write_stderr(prefix: bool, priority: u8, message: &str) {
         out.push('\n');
     }
     let _ = std::io::stderr().lock().write_all(out.as_bytes());
+}
+
+/// True when `$JOURNAL_STREAM` names the device and inode of our stderr: systemd's
+/// documented way to tell that stderr goes to the journal.
+pub fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse::<u64>().ok() == Some(meta.dev()) && ino.parse::<u64>().ok() == Some(meta.ino())
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ pub const LOG4J: &str = "etc/ksqldb/log4j.properties";
 /// The log4j configuration ksqlDB runs with, generated from [`LOG4J`] on every run:
 /// `[ksqldb] log_level` and `[ksqldb.loggers]` applied, log4j's timestamp dropped.
 pub const LOG4J_GENERATED: &str = "etc/ksqldb/ksql-msk-log4j.properties";
+/// The keys of the managed set last written, one per line, beside the live file: tells
+/// a key we wrote (and may drop) from one added by hand (kept, reported).
+pub const MANAGED_KEYS: &str = "etc/ksqldb/ksql-server.properties.managed-keys";
 /// The server start script.
 pub const SERVER_START: &str = "bin/ksql-server-start";
 /// What install verified about this release (archive sha256, signer, jar sha256).

@@ -5,6 +5,7 @@
 pub mod app;
 pub(crate) mod auth;
 pub(crate) mod aws_http;
+pub(crate) mod ca_store;
 pub(crate) mod check;
 pub(crate) mod child_log;
 pub mod cli;

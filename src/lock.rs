@@ -5,7 +5,6 @@
 //! SIGKILL), so a crash never leaves a stale lock behind.
 
 use std::fs::File;
-use std::os::unix::io::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,16 +23,12 @@ pub struct StateLock {
 
 /// Try once; `Ok(false)` when another process holds it.
 fn try_lock(file: &File) -> std::io::Result<bool> {
-    // SAFETY: flock on a file descriptor we own; no memory is passed.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EWOULDBLOCK) => Ok(false),
-        Some(libc::EINTR) => Ok(false),
-        _ => Err(err),
+    use rustix::fs::{flock, FlockOperation};
+    use rustix::io::Errno;
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(e) if e == Errno::WOULDBLOCK || e == Errno::INTR => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -123,6 +118,8 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// The user database (NSS) has no kept library here (rustix leaves it to libc), so this
+/// one lookup stays a libc call.
 fn uid_of(user: &str) -> Option<u32> {
     let name = std::ffi::CString::new(user).ok()?;
     let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
@@ -188,7 +185,7 @@ pub fn open_state_dir(dir: &Path) -> Result<Dir> {
     // From here on, what the handle is, not what the path now names.
     let meta = handle.metadata()?;
     let mode = meta.permissions().mode() & 0o7777;
-    if mode & libc::S_ISVTX != 0 {
+    if mode & rustix::fs::Mode::SVTX.bits() != 0 {
         return Err(refuse(
             dir,
             format!("has the sticky bit (mode {mode:04o}): a shared directory like /tmp"),
@@ -197,8 +194,7 @@ pub fn open_state_dir(dir: &Path) -> Result<Dir> {
     if mode & 0o002 != 0 {
         return Err(refuse(dir, format!("is world-writable (mode {mode:04o})")));
     }
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     let owner = meta.uid();
     let service_user = (euid == 0).then(|| uid_of(SERVICE_USER)).flatten();
     if owner != euid && Some(owner) != service_user && !handle.entries()?.is_empty() {

@@ -1,8 +1,6 @@
 //! The agent's own log: journald when stderr is connected to the journal (what systemd
 //! sets up for a service), else plain lines on stderr.
 
-use std::os::unix::fs::MetadataExt;
-
 use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -10,27 +8,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
-/// True when `$JOURNAL_STREAM` names the device and inode of our stderr: systemd's
-/// documented way to tell that stderr goes to the journal.
-pub fn stderr_is_journal() -> bool {
-    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
-        return false;
-    };
-    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
-        return false;
-    };
-    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
-        return false;
-    };
-    dev.parse::<u64>().ok() == Some(meta.dev()) && ino.parse::<u64>().ok() == Some(meta.ino())
-}
-
 /// Whether `format` sends the agent's log to the journal.
 pub fn wants_journal(format: LogFormat) -> bool {
     match format {
         LogFormat::Journald => true,
         LogFormat::Stderr => false,
-        LogFormat::Auto => stderr_is_journal(),
+        LogFormat::Auto => crate::journal::stderr_is_journal(),
     }
 }
 
@@ -54,7 +37,7 @@ pub fn init(format: LogFormat) -> bool {
     let want_journal = match format {
         LogFormat::Journald => true,
         LogFormat::Stderr => false,
-        LogFormat::Auto => stderr_is_journal(),
+        LogFormat::Auto => crate::journal::stderr_is_journal(),
     };
     if want_journal {
         if let Ok(layer) = tracing_journald::layer() {

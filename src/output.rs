@@ -80,7 +80,7 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let prefix = if crate::logging::stderr_is_journal() {
+        let prefix = if crate::journal::stderr_is_journal() {
             "<3>"
         } else {
             ""

@@ -25,10 +25,13 @@ use crate::exit::{fail, ExitCode};
 use crate::layout;
 use crate::lock;
 use crate::manifest::{Kind, Manifest, Tree};
-use crate::properties::render::MANAGED_KEYS;
 
 /// Files the agent rewrites on every run (phase 5): neither recorded nor checked.
-pub const UNRECORDED: [&str; 3] = [layout::PROPERTIES, MANAGED_KEYS, layout::LOG4J_GENERATED];
+pub const UNRECORDED: [&str; 3] = [
+    layout::PROPERTIES,
+    layout::MANAGED_KEYS,
+    layout::LOG4J_GENERATED,
+];
 
 /// How much a check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,80 +117,115 @@ pub fn check(release_dir: &Path, manifest: &Manifest, depth: Depth) -> Result<Ch
             }
             Err(e) => return Err(e).with_context(|| format!("inspecting {}", path.display())),
         };
-        let ft = meta.file_type();
-        let mode = meta.mode() & 0o7777;
+        let found = Found {
+            path: &path,
+            meta: &meta,
+            mode: meta.mode() & 0o7777,
+            differs: &|what| differs(rel, what),
+        };
         match &want.kind {
             Kind::File { size, sha256 } => {
-                if !ft.is_file() {
-                    return Err(differs(rel, format!("{}, recorded a file", kind_of(&ft))));
-                }
-                if meta.len() != *size {
-                    return Err(differs(
-                        rel,
-                        format!("{} bytes, recorded {size}", meta.len()),
-                    ));
-                }
-                if mode != want.mode {
-                    return Err(differs(
-                        rel,
-                        format!("mode {mode:o}, recorded {:o}", want.mode),
-                    ));
-                }
-                if depth == Depth::Full || quick_hashed(rel) || rel == jar {
-                    let actual = hash(&path, &mut buf)?;
-                    if actual != *sha256 {
-                        return Err(differs(
-                            rel,
-                            format!(
-                                "content changed (SHA-256 {}, recorded {})",
-                                hex::encode(actual),
-                                hex::encode(sha256)
-                            ),
-                        ));
-                    }
+                let hash_it = depth == Depth::Full || quick_hashed(rel) || rel == jar;
+                found.is_file(want.mode, *size, sha256, hash_it.then_some(&mut buf[..]))?;
+                if hash_it {
                     done.hashed += 1;
                     done.bytes_hashed += size;
                 }
                 done.files += 1;
             }
             Kind::Dir => {
-                if !ft.is_dir() {
-                    return Err(differs(
-                        rel,
-                        format!("{}, recorded a directory", kind_of(&ft)),
-                    ));
-                }
-                if mode != want.mode {
-                    return Err(differs(
-                        rel,
-                        format!("mode {mode:o}, recorded {:o}", want.mode),
-                    ));
-                }
+                found.is_dir(want.mode)?;
                 unexpected(release_dir, rel, &tree).map_err(|(p, w)| differs(&p, w))?;
             }
-            Kind::Symlink { target } => {
-                if !ft.is_symlink() {
-                    return Err(differs(
-                        rel,
-                        format!("{}, recorded a symlink", kind_of(&ft)),
-                    ));
-                }
-                let actual = fs::read_link(&path)
-                    .with_context(|| format!("reading the link {}", path.display()))?;
-                if actual.as_os_str().as_bytes() != target.as_slice() {
-                    return Err(differs(
-                        rel,
-                        format!(
-                            "links to {}, recorded {}",
-                            actual.display(),
-                            String::from_utf8_lossy(target)
-                        ),
-                    ));
-                }
-            }
+            Kind::Symlink { target } => found.is_symlink(target)?,
         }
     }
     Ok(done)
+}
+
+/// One entry of a release directory, to compare with what its tree records. A
+/// difference is `differs(what)`.
+struct Found<'a> {
+    path: &'a Path,
+    meta: &'a fs::Metadata,
+    mode: u32,
+    differs: &'a dyn Fn(String) -> anyhow::Error,
+}
+
+impl Found<'_> {
+    /// A regular file of `size` bytes and `mode`; with `buf`, also its SHA-256.
+    fn is_file(
+        &self,
+        mode: u32,
+        size: u64,
+        sha256: &[u8; 32],
+        buf: Option<&mut [u8]>,
+    ) -> Result<()> {
+        let ft = self.meta.file_type();
+        if !ft.is_file() {
+            return Err((self.differs)(format!("{}, recorded a file", kind_of(&ft))));
+        }
+        if self.meta.len() != size {
+            return Err((self.differs)(format!(
+                "{} bytes, recorded {size}",
+                self.meta.len()
+            )));
+        }
+        self.has_mode(mode)?;
+        if let Some(buf) = buf {
+            let actual = hash(self.path, buf)?;
+            if actual != *sha256 {
+                return Err((self.differs)(format!(
+                    "content changed (SHA-256 {}, recorded {})",
+                    hex::encode(actual),
+                    hex::encode(sha256)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn is_dir(&self, mode: u32) -> Result<()> {
+        let ft = self.meta.file_type();
+        if !ft.is_dir() {
+            return Err((self.differs)(format!(
+                "{}, recorded a directory",
+                kind_of(&ft)
+            )));
+        }
+        self.has_mode(mode)
+    }
+
+    fn has_mode(&self, mode: u32) -> Result<()> {
+        if self.mode != mode {
+            return Err((self.differs)(format!(
+                "mode {:o}, recorded {mode:o}",
+                self.mode
+            )));
+        }
+        Ok(())
+    }
+
+    /// A symlink to `target`, never followed.
+    fn is_symlink(&self, target: &[u8]) -> Result<()> {
+        let ft = self.meta.file_type();
+        if !ft.is_symlink() {
+            return Err((self.differs)(format!(
+                "{}, recorded a symlink",
+                kind_of(&ft)
+            )));
+        }
+        let actual = fs::read_link(self.path)
+            .with_context(|| format!("reading the link {}", self.path.display()))?;
+        if actual.as_os_str().as_bytes() != target {
+            return Err((self.differs)(format!(
+                "links to {}, recorded {}",
+                actual.display(),
+                String::from_utf8_lossy(target)
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The release `current` points to.
@@ -507,7 +545,7 @@ mod tests {
                 "a=1\nbootstrap.servers=b:9098\n",
             )
             .unwrap();
-            fs::write(root.join(MANAGED_KEYS), "bootstrap.servers\n").unwrap();
+            fs::write(root.join(layout::MANAGED_KEYS), "bootstrap.servers\n").unwrap();
             let mut manifest = Manifest {
                 version: "0.29.0".into(),
                 archive_url: "http://h/a.tar.gz".into(),

@@ -415,13 +415,7 @@ impl Fetcher {
         } = *body;
         let fatal = AttemptError::Fatal;
         let mut out = BufWriter::with_capacity(WRITE_BUF, file);
-        let started = Instant::now();
-        let start_offset = offset;
-        let mut last_log = started;
-        let mut last_report = started - REPORT_EVERY;
-        // A server that drips a few bytes now and then never goes silent, but it stalls
-        // all the same: less than STALL_MIN_BYTES per stall_timeout counts as a stall.
-        let mut window = (started, offset);
+        let mut pace = Pace::new(offset);
         loop {
             let chunk = match tokio::time::timeout(self.stall_timeout, response.chunk()).await {
                 Err(_) => {
@@ -448,17 +442,13 @@ impl Fetcher {
                 g.written(offset - out.buffer().len() as u64);
             }
             let now = Instant::now();
-            if now.duration_since(window.0) >= self.stall_timeout {
-                let moved = offset - window.1;
-                if moved < STALL_MIN_BYTES {
-                    let _ = out.flush();
-                    return Err(AttemptError::Retry(anyhow::anyhow!(
-                        "only {moved} bytes in {} at byte {offset}, less than {} KiB (agent.stall_timeout)",
-                        humantime::format_duration(self.stall_timeout),
-                        STALL_MIN_BYTES >> 10
-                    )));
-                }
-                window = (now, offset);
+            if let Some(moved) = pace.stalled(now, offset, self.stall_timeout) {
+                let _ = out.flush();
+                return Err(AttemptError::Retry(anyhow::anyhow!(
+                    "only {moved} bytes in {} at byte {offset}, less than {} KiB (agent.stall_timeout)",
+                    humantime::format_duration(self.stall_timeout),
+                    STALL_MIN_BYTES >> 10
+                )));
             }
             if total.is_some_and(|t| offset > t) {
                 drop(out);
@@ -467,15 +457,7 @@ impl Fetcher {
                     "the server sent more bytes than announced; starting over"
                 )));
             }
-            if now.duration_since(last_report) >= REPORT_EVERY {
-                last_report = now;
-                let rate = rate(offset - start_offset, now.duration_since(started));
-                progress.transfer(name, offset, total, rate);
-                if now.duration_since(last_log) >= LOG_EVERY {
-                    last_log = now;
-                    log_progress(name, offset, total, rate);
-                }
-            }
+            pace.report(now, offset, name, total, progress);
         }
         out.flush()
             .with_context(|| format!("writing {}", part.display()))
@@ -543,4 +525,63 @@ fn file_len(path: &Path) -> u64 {
         .ok()
         .filter(|m| m.is_file())
         .map_or(0, |m| m.len())
+}
+
+/// How a download moves: stalls, and progress reports at their pace.
+struct Pace {
+    started: Instant,
+    start_offset: u64,
+    last_log: Instant,
+    last_report: Instant,
+    /// Since when, and from which byte, the current stall window counts.
+    window: (Instant, u64),
+}
+
+impl Pace {
+    fn new(offset: u64) -> Pace {
+        let started = Instant::now();
+        Pace {
+            started,
+            start_offset: offset,
+            last_log: started,
+            last_report: started - REPORT_EVERY,
+            window: (started, offset),
+        }
+    }
+
+    /// A server that drips a few bytes now and then never goes silent, but it stalls
+    /// all the same: less than STALL_MIN_BYTES per stall_timeout counts as a stall.
+    /// `Some(bytes moved)` when the window that just ended was one.
+    fn stalled(&mut self, now: Instant, offset: u64, stall_timeout: Duration) -> Option<u64> {
+        if now.duration_since(self.window.0) < stall_timeout {
+            return None;
+        }
+        let moved = offset - self.window.1;
+        if moved < STALL_MIN_BYTES {
+            return Some(moved);
+        }
+        self.window = (now, offset);
+        None
+    }
+
+    /// Progress to `progress` every REPORT_EVERY, to the log every LOG_EVERY.
+    fn report(
+        &mut self,
+        now: Instant,
+        offset: u64,
+        name: &str,
+        total: Option<u64>,
+        progress: &dyn Progress,
+    ) {
+        if now.duration_since(self.last_report) < REPORT_EVERY {
+            return;
+        }
+        self.last_report = now;
+        let rate = rate(offset - self.start_offset, now.duration_since(self.started));
+        progress.transfer(name, offset, total, rate);
+        if now.duration_since(self.last_log) >= LOG_EVERY {
+            self.last_log = now;
+            log_progress(name, offset, total, rate);
+        }
+    }
 }

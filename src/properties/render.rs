@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tracing::{info, warn};
 
-use super::{java, Document, JavaString, MANAGED_MARKER};
+use super::document::{java, Document, JavaString, MANAGED_MARKER};
 use crate::config::Settings;
 use crate::discovery::Discovered;
 use crate::exit::{fail, ExitCode};
@@ -22,9 +22,6 @@ pub const HAND_MARKER: &str =
 
 /// The live file is readable by the ksql group only.
 pub const PROPERTIES_MODE: u32 = 0o640;
-/// The keys of the managed set last written, one per line, beside the live file: tells
-/// a key we wrote (and may drop) from one added by hand (kept, reported).
-pub const MANAGED_KEYS: &str = "etc/ksqldb/ksql-server.properties.managed-keys";
 
 /// What [`render`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +81,7 @@ pub async fn managed_with_imds(
         None => None,
     };
     Ok(Managed {
-        keys: super::managed_properties(settings, discovered, host.as_deref()),
+        keys: super::managed::managed_properties(settings, discovered, host.as_deref()),
         config_source: settings.source.clone(),
     })
 }
@@ -263,54 +260,11 @@ fn render_keys(
     let pristine_bytes = pristine(release_dir, &etc, live.as_deref(), dry_run)?;
     let pristine_path = release_dir.join(layout::PRISTINE_PROPERTIES);
     let mut doc = parse(&pristine_path, &pristine_bytes)?;
-    let upstream = doc.java_map();
-    let managed_keys: Vec<JavaString> = managed.iter().map(|(k, _)| java(k)).collect();
-
-    let keys_path = release_dir.join(MANAGED_KEYS);
-    let mut hand_added: Vec<(JavaString, JavaString)> = Vec::new();
-    if let Some(live_bytes) = &live {
-        match Document::parse(live_bytes) {
-            Ok(live_doc) => {
-                // Keys we wrote last time: an override since removed from the config is
-                // ours to drop, not a hand edit. Without the record (older renders), every
-                // key in our block counts as ours.
-                let written_before: Vec<JavaString> = match read_optional(&etc, &keys_path, true)? {
-                    Some(list) => String::from_utf8_lossy(&list)
-                        .lines()
-                        .filter(|l| !l.is_empty())
-                        .map(java)
-                        .collect(),
-                    None => {
-                        let before: Vec<JavaString> = live_doc
-                            .java_map_before(MANAGED_MARKER)
-                            .into_iter()
-                            .map(|(k, _)| k)
-                            .collect();
-                        live_doc
-                            .java_map()
-                            .into_iter()
-                            .map(|(k, _)| k)
-                            .filter(|k| !before.contains(k))
-                            .collect()
-                    }
-                };
-                // Anywhere in the file, also after our block (`echo k=v >> file`).
-                for (k, v) in live_doc.java_map() {
-                    // A changed value of an upstream key is not reported: it may be an
-                    // override since removed from the config, rewritten in place.
-                    let upstream_key = upstream.iter().any(|(uk, _)| *uk == k);
-                    if !upstream_key && !managed_keys.contains(&k) && !written_before.contains(&k) {
-                        hand_added.push((k, v));
-                    }
-                }
-            }
-            // It is about to be replaced; only the hand-added keys cannot be saved.
-            Err(e) => warn!(
-                "{}: {e}; replacing it without looking for keys added by hand",
-                path.display()
-            ),
-        }
-    }
+    let keys_path = release_dir.join(layout::MANAGED_KEYS);
+    let hand_added = match &live {
+        Some(live_bytes) => hand_added_keys(&etc, &path, live_bytes, &keys_path, &doc, managed)?,
+        None => Vec::new(),
+    };
     for (k, v) in &hand_added {
         doc.set_in_block(super::render::HAND_MARKER, k, v);
     }
@@ -326,18 +280,7 @@ fn render_keys(
 
     let changed = live.as_deref() != Some(rendered.as_slice());
     let diff = if changed {
-        let old = String::from_utf8_lossy(live.as_deref().unwrap_or_default());
-        let new = String::from_utf8_lossy(&rendered);
-        let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
-            .unified_diff()
-            .context_radius(3)
-            .header(
-                &format!("a/{}", layout::PROPERTIES),
-                &format!("b/{}", layout::PROPERTIES),
-            )
-            .to_string();
-        // The diff is printed and logged; the file itself keeps the secrets.
-        super::redact::redact_diff(&diff, &old, &new)
+        redacted_diff(live.as_deref().unwrap_or_default(), &rendered)
     } else {
         String::new()
     };
@@ -358,13 +301,7 @@ fn render_keys(
         }
     }
     if !dry_run {
-        let mut list: Vec<String> = managed.iter().map(|(k, _)| k.clone()).collect();
-        list.sort();
-        list.dedup();
-        let text = list.join("\n") + "\n";
-        if read_optional(&etc, &keys_path, true)?.as_deref() != Some(text.as_bytes()) {
-            etc.write_atomic(file_name(&keys_path)?, text.as_bytes(), PROPERTIES_MODE)?;
-        }
+        write_managed_keys(&etc, &keys_path, managed)?;
     }
     Ok(Configured {
         path,
@@ -372,4 +309,91 @@ fn render_keys(
         diff,
         hand_added: hand_added.iter().map(|(k, _)| lossy(k)).collect(),
     })
+}
+
+/// Keys in the live file (`live`, at `path`) that neither upstream's file (`pristine`)
+/// nor we wrote: added by hand, kept in their own block.
+fn hand_added_keys(
+    etc: &Dir,
+    path: &Path,
+    live: &[u8],
+    keys_path: &Path,
+    pristine: &Document,
+    managed: &[(String, String)],
+) -> Result<Vec<(JavaString, JavaString)>> {
+    let live_doc = match Document::parse(live) {
+        Ok(doc) => doc,
+        // It is about to be replaced; only the hand-added keys cannot be saved.
+        Err(e) => {
+            warn!(
+                "{}: {e}; replacing it without looking for keys added by hand",
+                path.display()
+            );
+            return Ok(Vec::new());
+        }
+    };
+    let upstream = pristine.java_map();
+    let managed_keys: Vec<JavaString> = managed.iter().map(|(k, _)| java(k)).collect();
+    // Keys we wrote last time: an override since removed from the config is ours to
+    // drop, not a hand edit. Without the record (older renders), every key in our
+    // block counts as ours.
+    let written_before: Vec<JavaString> = match read_optional(etc, keys_path, true)? {
+        Some(list) => String::from_utf8_lossy(&list)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(java)
+            .collect(),
+        None => {
+            let before: Vec<JavaString> = live_doc
+                .java_map_before(MANAGED_MARKER)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            live_doc
+                .java_map()
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|k| !before.contains(k))
+                .collect()
+        }
+    };
+    // Anywhere in the file, also after our block (`echo k=v >> file`). A changed value
+    // of an upstream key is not reported: it may be an override since removed from the
+    // config, rewritten in place.
+    Ok(live_doc
+        .java_map()
+        .into_iter()
+        .filter(|(k, _)| {
+            let upstream_key = upstream.iter().any(|(uk, _)| uk == k);
+            !upstream_key && !managed_keys.contains(k) && !written_before.contains(k)
+        })
+        .collect())
+}
+
+/// The unified diff from `old` to `new`, secrets redacted: it is printed and logged,
+/// the file itself keeps them.
+fn redacted_diff(old: &[u8], new: &[u8]) -> String {
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("a/{}", layout::PROPERTIES),
+            &format!("b/{}", layout::PROPERTIES),
+        )
+        .to_string();
+    super::redact::redact_diff(&diff, &old, &new)
+}
+
+/// The list of managed keys beside the live file, rewritten only when it changes.
+fn write_managed_keys(etc: &Dir, keys_path: &Path, managed: &[(String, String)]) -> Result<()> {
+    let mut list: Vec<String> = managed.iter().map(|(k, _)| k.clone()).collect();
+    list.sort();
+    list.dedup();
+    let text = list.join("\n") + "\n";
+    if read_optional(etc, keys_path, true)?.as_deref() != Some(text.as_bytes()) {
+        etc.write_atomic(file_name(keys_path)?, text.as_bytes(), PROPERTIES_MODE)?;
+    }
+    Ok(())
 }

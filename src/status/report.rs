@@ -163,20 +163,7 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
         Err(e) if not_found(&e) => None,
         Err(e) => return Err(refusal(e, "the state directory")),
     };
-    let (doc, problem) = match &dir {
-        Some(d) => match read_state(d) {
-            Ok(doc) => (doc, None),
-            Err(why) => (None, Some(why)),
-        },
-        None => (
-            None,
-            Some(format!("{} does not exist", state_dir.display())),
-        ),
-    };
-    let problem = problem.or_else(|| {
-        doc.is_none()
-            .then(|| "the agent has not written it yet".to_string())
-    });
+    let (doc, problem) = state_doc(dir.as_ref(), state_dir);
     let (release, kept) = match &dir {
         Some(d) => on_disk(d, state_dir, settings),
         None => (None, Vec::new()),
@@ -189,50 +176,7 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
         ),
         Some(d) => agent_running(d),
     };
-    let mut health = doc_ref.map(|d| d.ksqldb.health.clone()).unwrap_or_default();
-    let (mut pid, mut started_at) = (None, None);
-    if running {
-        if let Some(d) = doc_ref {
-            let k = &d.ksqldb;
-            if let (Some(p), Some(ticks)) = (k.pid, k.start_ticks) {
-                if start_ticks(p) == Some(ticks) {
-                    pid = Some(p);
-                    started_at = k.started_at;
-                }
-            }
-        }
-    } else if doc_ref.is_some() && health.condition != Condition::GaveUp {
-        health = HealthInfo {
-            condition: Condition::Stopped,
-            since: doc_ref.and_then(|d| d.written_at),
-            ..HealthInfo::default()
-        };
-    }
     let iam_jar = jar(doc_ref, release.as_ref(), settings, dir.as_ref());
-    let restarts = match doc_ref {
-        Some(d) => Restarts {
-            in_window: if running {
-                d.restarts.in_window(now)
-            } else {
-                0
-            },
-            window_seconds: d.restarts.window_seconds,
-            limit: d.restarts.limit,
-            total: d.restarts.total,
-        },
-        None => Restarts {
-            in_window: 0,
-            window_seconds: settings.agent.restart_window.as_secs(),
-            limit: settings.agent.restart_limit,
-            total: 0,
-        },
-    };
-    let config_files = match doc_ref {
-        Some(d) if running && !d.config_files.is_empty() => d.config_files.clone(),
-        _ => crate::config::config_files(&settings.source)
-            .map(|f| f.iter().map(|p| p.display().to_string()).collect())
-            .unwrap_or_else(|_| vec![settings.source.display().to_string()]),
-    };
     Ok(Report {
         schema_version: SCHEMA_VERSION,
         generated_at: Time(now),
@@ -259,20 +203,103 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
             discovered_at: b.discovered_at,
             discovery_seconds: b.discovery_seconds,
         }),
-        ksqldb: Ksqldb {
-            pid,
-            started_at,
-            uptime_seconds: started_at.map(|t| t.age(now).as_secs()),
-            health,
-        },
-        restarts,
+        ksqldb: ksqldb_now(doc_ref, running, now),
+        restarts: restarts_now(doc_ref, running, settings, now),
         last_failure: doc_ref.and_then(|d| d.last_failure.clone()),
         last_install: doc_ref.and_then(|d| d.last_install),
         download_bytes: doc_ref.map(|d| d.download_bytes).unwrap_or(0),
-        config_files,
+        config_files: config_files_now(doc_ref, running, settings),
         upgrade: Upgrade::of(settings),
         auth: Auth::of(settings),
     })
+}
+
+/// The agent's state file, or why there is none to show.
+fn state_doc(dir: Option<&Dir>, state_dir: &Path) -> (Option<StateDoc>, Option<String>) {
+    let (doc, problem) = match dir {
+        Some(d) => match read_state(d) {
+            Ok(doc) => (doc, None),
+            Err(why) => (None, Some(why)),
+        },
+        None => (
+            None,
+            Some(format!("{} does not exist", state_dir.display())),
+        ),
+    };
+    let problem = problem.or_else(|| {
+        doc.is_none()
+            .then(|| "the agent has not written it yet".to_string())
+    });
+    (doc, problem)
+}
+
+/// ksqlDB as the state file says, checked against the running system: its pid only
+/// while that process is the one the agent started; stopped when the agent is not
+/// running (unless it gave up).
+fn ksqldb_now(doc: Option<&StateDoc>, running: bool, now: SystemTime) -> Ksqldb {
+    let mut health = doc.map(|d| d.ksqldb.health.clone()).unwrap_or_default();
+    let (mut pid, mut started_at) = (None, None);
+    if running {
+        if let Some(d) = doc {
+            let k = &d.ksqldb;
+            if let (Some(p), Some(ticks)) = (k.pid, k.start_ticks) {
+                if start_ticks(p) == Some(ticks) {
+                    pid = Some(p);
+                    started_at = k.started_at;
+                }
+            }
+        }
+    } else if doc.is_some() && health.condition != Condition::GaveUp {
+        health = HealthInfo {
+            condition: Condition::Stopped,
+            since: doc.and_then(|d| d.written_at),
+            ..HealthInfo::default()
+        };
+    }
+    Ksqldb {
+        pid,
+        started_at,
+        uptime_seconds: started_at.map(|t| t.age(now).as_secs()),
+        health,
+    }
+}
+
+/// The restart counts: the state file's, with none in the window once the agent
+/// stopped; the configured limits when there is no state file.
+fn restarts_now(
+    doc: Option<&StateDoc>,
+    running: bool,
+    settings: &Settings,
+    now: SystemTime,
+) -> Restarts {
+    match doc {
+        Some(d) => Restarts {
+            in_window: if running {
+                d.restarts.in_window(now)
+            } else {
+                0
+            },
+            window_seconds: d.restarts.window_seconds,
+            limit: d.restarts.limit,
+            total: d.restarts.total,
+        },
+        None => Restarts {
+            in_window: 0,
+            window_seconds: settings.agent.restart_window.as_secs(),
+            limit: settings.agent.restart_limit,
+            total: 0,
+        },
+    }
+}
+
+/// The files the running agent loaded, else the ones that make up the config now.
+fn config_files_now(doc: Option<&StateDoc>, running: bool, settings: &Settings) -> Vec<String> {
+    match doc {
+        Some(d) if running && !d.config_files.is_empty() => d.config_files.clone(),
+        _ => crate::config::config_files(&settings.source)
+            .map(|f| f.iter().map(|p| p.display().to_string()).collect())
+            .unwrap_or_else(|_| vec![settings.source.display().to_string()]),
+    }
 }
 
 /// [`Report::auth`].
@@ -509,30 +536,48 @@ fn jar(
 /// One screen for people. Text from the state directory is untrusted: control
 /// characters are shown escaped, never sent to the terminal.
 pub fn human(r: &Report, now: SystemTime) -> String {
-    let mut out = String::new();
-    let mut line = |label: &str, text: String| {
-        out.push_str(&format!("{label:<14}{}\n", clean(&text)));
-    };
-    let svc = &r.service;
-    line(
-        "service:",
-        if svc.running {
-            format!(
-                "running (agent pid {}{}{})",
-                svc.agent_pid.unwrap_or_default(),
-                svc.agent_version
-                    .as_deref()
-                    .map(|v| format!(", ksql-msk {v}"))
-                    .unwrap_or_default(),
-                svc.agent_started_at
-                    .map(|t| format!(", since {t}, {}", ago(t, now)))
-                    .unwrap_or_default()
-            )
-        } else {
-            format!("not running: {}", svc.detail)
-        },
-    );
-    let k = &r.ksqldb;
+    let mut lines: Vec<(&str, String)> = vec![
+        ("service:", service_text(&r.service, now)),
+        ("ksqlDB:", ksqldb_text(&r.ksqldb, now)),
+        ("restarts:", restarts_text(&r.restarts)),
+        (
+            "last failure:",
+            last_failure_text(r.last_failure.as_ref(), now),
+        ),
+    ];
+    lines.extend(release_lines(r.release.as_ref()));
+    lines.push(("REST API:", auth_text(&r.auth)));
+    lines.extend(upgrade_lines(&r.upgrade));
+    lines.push(("kept:", kept_text(&r.kept_releases)));
+    lines.extend(cluster_lines(r, now));
+    lines.push(("config:", r.config_files.join(", ")));
+    lines.push(("state:", state_file_text(&r.state_file)));
+    lines
+        .iter()
+        .map(|(label, text)| format!("{label:<14}{}\n", clean(text)))
+        .collect()
+}
+
+/// The agent: running since when, or why not.
+fn service_text(svc: &Service, now: SystemTime) -> String {
+    if !svc.running {
+        return format!("not running: {}", svc.detail);
+    }
+    format!(
+        "running (agent pid {}{}{})",
+        svc.agent_pid.unwrap_or_default(),
+        svc.agent_version
+            .as_deref()
+            .map(|v| format!(", ksql-msk {v}"))
+            .unwrap_or_default(),
+        svc.agent_started_at
+            .map(|t| format!(", since {t}, {}", ago(t, now)))
+            .unwrap_or_default()
+    )
+}
+
+/// ksqlDB's health condition, for how long, its process and what fails.
+fn ksqldb_text(k: &Ksqldb, now: SystemTime) -> String {
     let h = &k.health;
     let mut health = h.condition.describe().to_string();
     if !h.failing_checks.is_empty() {
@@ -550,88 +595,102 @@ pub fn human(r: &Report, now: SystemTime) -> String {
     if !h.detail.is_empty() && h.condition != Condition::Healthy {
         health.push_str(&format!(": {}", h.detail));
     }
-    line("ksqlDB:", health);
-    line(
-        "restarts:",
-        format!(
-            "{} in the last {} (limit {}), {} since the agent started",
-            r.restarts.in_window,
-            short(Duration::from_secs(r.restarts.window_seconds)),
-            r.restarts.limit,
-            r.restarts.total
-        ),
-    );
-    line(
-        "last failure:",
-        match &r.last_failure {
-            Some(f) => match f.at {
-                Some(at) => format!("{} at {at} ({})", f.reason, ago(at, now)),
-                None => f.reason.clone(),
-            },
-            None => "none".into(),
+    health
+}
+
+fn restarts_text(r: &Restarts) -> String {
+    format!(
+        "{} in the last {} (limit {}), {} since the agent started",
+        r.in_window,
+        short(Duration::from_secs(r.window_seconds)),
+        r.limit,
+        r.total
+    )
+}
+
+fn last_failure_text(failure: Option<&Failure>, now: SystemTime) -> String {
+    match failure {
+        Some(f) => match f.at {
+            Some(at) => format!("{} at {at} ({})", f.reason, ago(at, now)),
+            None => f.reason.clone(),
         },
-    );
-    match &r.release {
-        Some(rel) => {
-            line(
-                "release:",
-                format!("ksqlDB {} in {}", rel.version, rel.path),
-            );
-            line("", format!("archive sha256 {}", rel.archive_sha256));
-            line(
-                "",
-                format!(
-                    "signed by {} ({}){}",
-                    rel.signer,
-                    rel.trust.replace('_', " "),
-                    rel.verified_at
-                        .map(|t| format!(", verified {t}"))
-                        .unwrap_or_default()
-                ),
-            );
-        }
-        None => line("release:", "none installed".into()),
+        None => "none".into(),
     }
-    line(
-        "REST API:",
-        match (&r.auth.password_file, r.auth.open_listeners.is_empty()) {
-            (Some(p), _) => format!("basic authentication (credential in {p})"),
-            (None, true) => "no authentication, loopback only".into(),
-            (None, false) => format!(
-                "no authentication on {}: anyone who reaches it runs SQL (set ksqldb.auth = \"basic\")",
-                r.auth.open_listeners.join(", ")
+}
+
+/// The active release: version and place, archive hash, signer.
+fn release_lines(release: Option<&ReleaseInfo>) -> Vec<(&'static str, String)> {
+    let Some(rel) = release else {
+        return vec![("release:", "none installed".into())];
+    };
+    vec![
+        (
+            "release:",
+            format!("ksqlDB {} in {}", rel.version, rel.path),
+        ),
+        ("", format!("archive sha256 {}", rel.archive_sha256)),
+        (
+            "",
+            format!(
+                "signed by {} ({}){}",
+                rel.signer,
+                rel.trust.replace('_', " "),
+                rel.verified_at
+                    .map(|t| format!(", verified {t}"))
+                    .unwrap_or_default()
             ),
-        },
-    );
-    if let Some(f) = &r.upgrade.failed {
-        line(
+        ),
+    ]
+}
+
+/// Who may use the REST API.
+fn auth_text(auth: &Auth) -> String {
+    match (&auth.password_file, auth.open_listeners.is_empty()) {
+        (Some(p), _) => format!("basic authentication (credential in {p})"),
+        (None, true) => "no authentication, loopback only".into(),
+        (None, false) => format!(
+            "no authentication on {}: anyone who reaches it runs SQL (set ksqldb.auth = \"basic\")",
+            auth.open_listeners.join(", ")
+        ),
+    }
+}
+
+/// A failed upgrade and a rollback by hand, when there are.
+fn upgrade_lines(upgrade: &Upgrade) -> Vec<(&'static str, String)> {
+    let mut lines = Vec::new();
+    if let Some(f) = &upgrade.failed {
+        lines.push((
             "upgrade:",
             format!(
                 "to {} failed: {}, rolled back to {} (not tried again until ksqldb.version changes)",
                 f.version, f.reason, f.rolled_back_to
             ),
-        );
+        ));
     }
-    if let Some(p) = &r.upgrade.rolled_back_by_hand {
-        line(
+    if let Some(p) = &upgrade.rolled_back_by_hand {
+        lines.push((
             "rollback:",
             format!("by hand ({p}); ksql-msk rollback --clear returns to the configured version"),
-        );
+        ));
     }
-    line(
-        "kept:",
-        if r.kept_releases.is_empty() {
-            "no other release".into()
-        } else {
-            r.kept_releases
-                .iter()
-                .map(|k| k.version.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
-    );
+    lines
+}
+
+fn kept_text(kept: &[Kept]) -> String {
+    if kept.is_empty() {
+        return "no other release".into();
+    }
+    kept.iter()
+        .map(|k| k.version.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The IAM jar, the cluster and its brokers, when known.
+fn cluster_lines(r: &Report, now: SystemTime) -> Vec<(&'static str, String)> {
+    let mut lines = Vec::new();
     if let Some(j) = &r.iam_jar {
-        line(
+        lines.push((
             "iam jar:",
             format!(
                 "{} {} sha256 {} ({})",
@@ -640,10 +699,10 @@ pub fn human(r: &Report, now: SystemTime) -> String {
                 j.sha256,
                 j.trust.replace('_', " ")
             ),
-        );
+        ));
     }
     if let Some(c) = &r.cluster {
-        line("cluster:", format!("{} {} ({})", c.name, c.arn, c.state));
+        lines.push(("cluster:", format!("{} {} ({})", c.name, c.arn, c.state)));
     }
     if let Some(b) = &r.brokers {
         let when = b
@@ -656,21 +715,20 @@ pub fn human(r: &Report, now: SystemTime) -> String {
                 )
             })
             .unwrap_or_default();
-        line(
+        lines.push((
             "brokers:",
             format!("{}: {}{when}", b.count, b.list.join(",")),
-        );
+        ));
     }
-    line("config:", r.config_files.join(", "));
-    line(
-        "state:",
-        match (&r.state_file.problem, r.state_file.written_at) {
-            (Some(p), _) => format!("unknown: {p}"),
-            (None, Some(t)) => format!("{} written {t}", r.state_file.path),
-            (None, None) => r.state_file.path.clone(),
-        },
-    );
-    out
+    lines
+}
+
+fn state_file_text(f: &StateFile) -> String {
+    match (&f.problem, f.written_at) {
+        (Some(p), _) => format!("unknown: {p}"),
+        (None, Some(t)) => format!("{} written {t}", f.path),
+        (None, None) => f.path.clone(),
+    }
 }
 
 fn ago(t: Time, now: SystemTime) -> String {

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tracing::info;
 
+use crate::config::secrets::env_value_for_display;
 use crate::config::EnvVars;
 use crate::exit::{fail, one_line, ExitCode};
 use crate::java::Jvm;
 use crate::pipeline::Prepared;
-use crate::properties::redact::env_value_for_display;
 
 /// Variables ksqlDB gets from the agent's own environment (the unit's
 /// `EnvironmentFile=/etc/sysconfig/ksql-msk`, systemd's `/etc/locale.conf`): locale and

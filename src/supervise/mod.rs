@@ -24,6 +24,7 @@
 //! waits `agent.stop_timeout`, then SIGKILLs it. The agent is a child subreaper and reaps
 //! every child (`waitpid(-1)`), so it is also safe as PID 1 of a container.
 
+mod background;
 pub(crate) mod launch;
 mod policy;
 mod process;
@@ -52,10 +53,10 @@ use crate::notify::{Notifier, Watchdog};
 use crate::pipeline::Prepared;
 use crate::status::recorder::Recorder;
 use crate::status::Condition;
+use background::{Reconfig, Why};
 use launch::{launch_spec, log_jvm, Launch};
 use policy::{AfterFailure, Limits, Phase, RestartPolicy, Verdict};
 use process::{Child, Exit};
-use reconfigure::{Reconfig, Why};
 
 /// Health probe period while waiting for ksqlDB to come up.
 const PROBE_STARTING: Duration = Duration::from_millis(500);

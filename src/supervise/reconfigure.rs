@@ -3,115 +3,18 @@
 //! when what it would run changed. Both run as background tasks: the supervisor keeps
 //! answering signals, probes and exits meanwhile.
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use super::launch::{env_changes, launch_spec, log_jvm};
+use super::background::{Preparing, Why};
+use super::launch::{env_changes, launch_spec, log_jvm, Launch};
 use super::{Readiness, State, Supervisor};
 use crate::control::{Outcome, Responder};
-use crate::discovery::{ClientCache, Discovered};
+use crate::discovery::Discovered;
 use crate::exit::{exit_code_of, one_line};
-use crate::java;
+use crate::java::{self, Jvm};
 use crate::journal::{message_id, priority};
 use crate::pipeline::{prepare, Prepared};
-
-/// Why phases 1–5 run again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
-    Reload,
-    BrokersChanged,
-}
-
-impl Why {
-    fn phase(self) -> &'static str {
-        match self {
-            Why::Reload => "reload",
-            Why::BrokersChanged => "rediscover",
-        }
-    }
-}
-
-/// A run of phases 1–5 in the background.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Preparing {
-    Idle,
-    /// `again`: a reload was asked for while this one ran; run once more after it.
-    Running {
-        why: Why,
-        again: bool,
-    },
-}
-
-type PrepareResult = (Why, Box<anyhow::Result<Prepared>>);
-
-/// The reconfiguration jobs and their channels.
-pub struct Reconfig {
-    pub prepare_rx: mpsc::Receiver<PrepareResult>,
-    prepare_tx: mpsc::Sender<PrepareResult>,
-    preparing: Preparing,
-    pub discover_rx: mpsc::Receiver<anyhow::Result<Discovered>>,
-    discover_tx: mpsc::Sender<anyhow::Result<Discovered>>,
-    discovering: bool,
-    pub next_rediscover: Instant,
-    /// When the rediscovery in flight began (wall clock, monotonic).
-    discover_began: (crate::status::Time, std::time::Instant),
-    clients: ClientCache,
-    /// `ksql-msk reload` callers waiting for the prepare in flight (or the next).
-    waiting: Vec<Responder>,
-    /// Callers of a reload that restarted ksqlDB: answered once the new one is healthy,
-    /// or when it failed.
-    waiting_for_restart: Vec<Responder>,
-}
-
-impl Reconfig {
-    pub fn new(next_rediscover: Instant) -> Reconfig {
-        let (prepare_tx, prepare_rx) = mpsc::channel(2);
-        let (discover_tx, discover_rx) = mpsc::channel(2);
-        Reconfig {
-            prepare_rx,
-            prepare_tx,
-            preparing: Preparing::Idle,
-            discover_rx,
-            discover_tx,
-            discovering: false,
-            next_rediscover,
-            discover_began: (crate::status::Time::now(), std::time::Instant::now()),
-            clients: ClientCache::default(),
-            waiting: Vec::new(),
-            waiting_for_restart: Vec::new(),
-        }
-    }
-
-    /// Answer every caller waiting for a restarted ksqlDB.
-    pub fn restart_outcome(&mut self, outcome: Outcome) {
-        for r in self.waiting_for_restart.drain(..) {
-            let _ = r.send(outcome.clone());
-        }
-    }
-
-    /// Answer every caller, whatever it waits for (the agent stops).
-    pub fn answer_all(&mut self, outcome: Outcome) {
-        for r in self
-            .waiting
-            .drain(..)
-            .chain(self.waiting_for_restart.drain(..))
-        {
-            let _ = r.send(outcome.clone());
-        }
-    }
-
-    fn answer_waiting(&mut self, outcome: Outcome) {
-        for r in self.waiting.drain(..) {
-            let _ = r.send(outcome.clone());
-        }
-    }
-
-    /// A rediscovery may start: none runs, and no prepare (which discovers anyway).
-    pub fn can_rediscover(&self) -> bool {
-        !self.discovering && self.preparing == Preparing::Idle
-    }
-}
 
 impl Supervisor {
     /// `ksql-msk reload`: a reload whose outcome goes back to the caller.
@@ -145,92 +48,19 @@ impl Supervisor {
             Preparing::Running { again: true, .. }
         );
         self.reconfig.preparing = Preparing::Idle;
-        let outcome = match result.and_then(|p| {
+        let (prepared, jvm, launch) = match result.and_then(|p| {
             let jvm = java::jvm_for(&p.settings, &p.version())?;
             let launch = launch_spec(&p, &jvm)?;
             Ok((p, jvm, launch))
         }) {
             Ok(x) => x,
-            Err(e) => {
-                let code = exit_code_of(&e).code();
-                let msg = format!(
-                    "{} failed, ksqlDB keeps running as it was: {}",
-                    if why == Why::Reload {
-                        "reload"
-                    } else {
-                        "reconfiguring for new brokers"
-                    },
-                    one_line(&e)
-                );
-                error!("{msg}");
-                if !again {
-                    self.reconfig.answer_waiting(Outcome::Failed {
-                        code,
-                        message: msg.clone(),
-                    });
-                }
-                self.finish_reload(why, again, &msg);
-                return;
-            }
+            Err(e) => return self.prepare_failed(why, again, &e),
         };
-        let (prepared, jvm, launch) = outcome;
         self.status.prepared(&prepared);
         self.status.publish();
-        let mut changes = Vec::new();
-        if launch.release_dir != self.launch.release_dir {
-            changes.push(format!(
-                "release {} → {}",
-                self.launch.version, launch.version
-            ));
-        }
-        if launch.properties != self.launch.properties {
-            changes.push(format!("{} changed", prepared.properties_path().display()));
-        }
-        if launch.log4j != self.launch.log4j {
-            let path = prepared
-                .log4j
-                .as_ref()
-                .map(|c| c.path.display().to_string());
-            changes.push(format!(
-                "{} changed",
-                path.as_deref().unwrap_or("the log4j configuration")
-            ));
-        }
-        if launch.env != self.launch.env || launch.args != self.launch.args {
-            // Names and redacted values only: `[ksqldb.env]` and the passed-through
-            // AWS variables may hold secrets.
-            let what = env_changes(&self.launch.env, &launch.env);
-            changes.push(if what.is_empty() {
-                "JVM environment changed".to_string()
-            } else {
-                format!("JVM environment changed: {}", what.join(", "))
-            });
-            log_jvm(&jvm);
-        }
-        if launch.auth != self.launch.auth {
-            // Never the password itself.
-            changes.push("REST API credential changed".to_string());
-        }
-        let brokers = prepared.discovered.brokers.as_set();
-        if brokers != self.running_brokers {
-            changes.push(format!("brokers now {}", prepared.discovered.brokers.raw));
-        }
+        let changes = self.what_changed(&prepared, &launch, &jvm);
         let restart = !changes.is_empty();
-        if launch.release_dir != self.launch.release_dir {
-            // Another version: its failures are its own (an upgrade's trial counts
-            // them against agent.restart_limit from zero).
-            self.restarts = super::policy::RestartPolicy::new(super::policy::Limits::of(
-                &prepared.settings.agent,
-            ));
-        }
-        let interval_changed = prepared.settings.agent.rediscover_interval
-            != self.prepared.settings.agent.rediscover_interval;
-        self.prepared = prepared;
-        self.launch = launch;
-        if interval_changed {
-            self.reconfig.next_rediscover =
-                Instant::now() + self.prepared.settings.agent.rediscover_interval;
-        }
+        self.adopt(prepared, launch);
         let message = if restart {
             format!("restarting ksqlDB: {}", changes.join("; "))
         } else {
@@ -264,6 +94,92 @@ impl Supervisor {
             }
         }
         self.finish_reload(why, again, &message);
+    }
+
+    /// Phases 1–5 failed again: ksqlDB keeps running as it was; the callers hear why.
+    fn prepare_failed(&mut self, why: Why, again: bool, e: &anyhow::Error) {
+        let code = exit_code_of(e).code();
+        let msg = format!(
+            "{} failed, ksqlDB keeps running as it was: {}",
+            if why == Why::Reload {
+                "reload"
+            } else {
+                "reconfiguring for new brokers"
+            },
+            one_line(e)
+        );
+        error!("{msg}");
+        if !again {
+            self.reconfig.answer_waiting(Outcome::Failed {
+                code,
+                message: msg.clone(),
+            });
+        }
+        self.finish_reload(why, again, &msg);
+    }
+
+    /// What differs between what runs and `launch`, said for the journal: each is a
+    /// reason to restart ksqlDB. Empty: nothing to restart for.
+    fn what_changed(&self, prepared: &Prepared, launch: &Launch, jvm: &Jvm) -> Vec<String> {
+        let mut changes = Vec::new();
+        if launch.release_dir != self.launch.release_dir {
+            changes.push(format!(
+                "release {} → {}",
+                self.launch.version, launch.version
+            ));
+        }
+        if launch.properties != self.launch.properties {
+            changes.push(format!("{} changed", prepared.properties_path().display()));
+        }
+        if launch.log4j != self.launch.log4j {
+            let path = prepared
+                .log4j
+                .as_ref()
+                .map(|c| c.path.display().to_string());
+            changes.push(format!(
+                "{} changed",
+                path.as_deref().unwrap_or("the log4j configuration")
+            ));
+        }
+        if launch.env != self.launch.env || launch.args != self.launch.args {
+            // Names and redacted values only: `[ksqldb.env]` and the passed-through
+            // AWS variables may hold secrets.
+            let what = env_changes(&self.launch.env, &launch.env);
+            changes.push(if what.is_empty() {
+                "JVM environment changed".to_string()
+            } else {
+                format!("JVM environment changed: {}", what.join(", "))
+            });
+            log_jvm(jvm);
+        }
+        if launch.auth != self.launch.auth {
+            // Never the password itself.
+            changes.push("REST API credential changed".to_string());
+        }
+        let brokers = prepared.discovered.brokers.as_set();
+        if brokers != self.running_brokers {
+            changes.push(format!("brokers now {}", prepared.discovered.brokers.raw));
+        }
+        changes
+    }
+
+    /// Take the new settings and launch spec as the ones to run.
+    fn adopt(&mut self, prepared: Prepared, launch: Launch) {
+        if launch.release_dir != self.launch.release_dir {
+            // Another version: its failures are its own (an upgrade's trial counts
+            // them against agent.restart_limit from zero).
+            self.restarts = super::policy::RestartPolicy::new(super::policy::Limits::of(
+                &prepared.settings.agent,
+            ));
+        }
+        let interval_changed = prepared.settings.agent.rediscover_interval
+            != self.prepared.settings.agent.rediscover_interval;
+        self.prepared = prepared;
+        self.launch = launch;
+        if interval_changed {
+            self.reconfig.next_rediscover =
+                Instant::now() + self.prepared.settings.agent.rediscover_interval;
+        }
     }
 
     /// Running/WaitingHealthy → Starting with the new spec. Backing off: the next

@@ -13,6 +13,7 @@ mod config_input;
 mod crash;
 mod discovery;
 mod exit_codes;
+mod floorplan;
 mod health_model;
 mod hostile;
 mod iam_policy;
