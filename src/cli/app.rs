@@ -6,16 +6,16 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::cli::{AuthCommand, Cli, Command, ConfigCommand};
+use crate::cli::args::{AuthCommand, Cli, Command, ConfigCommand};
 use crate::exit::{exit_code_of, one_line, ExitCode};
-use crate::{config, discovery, iam_policy};
+use crate::{config, msk::discovery, msk::iam_policy};
 
 /// Run the command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     if let Command::Ksql { args } = cli.command {
         return ksql(cli.config.as_deref(), args);
     }
-    crate::output::install_panic_hook();
+    crate::host::output::install_panic_hook();
     if !matches!(cli.command, Command::Run) {
         // `ksql-msk iam-policy | head` must end quietly, as other CLI tools do, not panic
         // on EPIPE. The daemon keeps Rust's default (ignored), so a restarted journald
@@ -24,9 +24,9 @@ pub fn main(cli: Cli) -> i32 {
         // nor rustix sets one without `unsafe`).
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     } else {
-        crate::run::one_malloc_arena();
+        crate::service::run::one_malloc_arena();
     }
-    let journald = crate::logging::init(cli.log_format);
+    let journald = crate::cli::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -57,17 +57,17 @@ pub fn main(cli: Cli) -> i32 {
 }
 
 /// `ksql ARGS` (`/usr/bin/ksql`, a link to the agent) and `ksql-msk ksql ARGS`: replace
-/// this process with the active release's CLI ([`crate::ksql_cli`]). Returns only on
+/// this process with the active release's CLI ([`crate::cli::ksql_cli`]). Returns only on
 /// failure, with its exit code, having said why on one line. No async runtime and no
 /// logging set up: this is on the path of every start of the CLI.
 pub fn ksql(config: Option<&Path>, args: Vec<OsString>) -> i32 {
-    crate::output::install_panic_hook();
+    crate::host::output::install_panic_hook();
     // The CLI gets the default SIGPIPE disposition (exec keeps an ignored signal ignored,
     // and Rust's runtime ignores SIGPIPE).
     // SAFETY: setting a signal disposition before any thread is started.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let path = config::resolve_path(config);
-    match crate::ksql_cli::exec(&path, args) {
+    match crate::cli::ksql_cli::exec(&path, args) {
         Ok(never) => match never {},
         Err(err) => {
             crate::errln!("ksql-msk: error: {}", one_line(&err));
@@ -90,18 +90,23 @@ async fn dispatch(cli: Cli) -> Result<()> {
             crate::outln!("{}", config::edit::get(&merged, &key)?)
         }
         Command::Config(ConfigCommand::Set { key, value }) => config_set(&path, &key, &value),
-        Command::Run => crate::run::run(&path, crate::logging::wants_journal(cli.log_format)).await,
+        Command::Run => {
+            crate::service::run::run(&path, crate::cli::logging::wants_journal(cli.log_format))
+                .await
+        }
         Command::Install { dry_run } => install(&path, dry_run).await,
-        Command::Check => crate::check::check(&path).await,
-        Command::Reload => crate::outln!("{}", crate::control::reload()?),
-        Command::Status { json } => crate::status::report::status(&path, json),
+        Command::Check => crate::cli::check::check(&path).await,
+        Command::Reload => crate::outln!("{}", crate::service::control::reload()?),
+        Command::Status { json } => crate::service::status::report::status(&path, json),
         // `main` takes this path before the runtime starts; the same exec here.
-        Command::Ksql { args } => crate::ksql_cli::exec(&path, args).map(|never| match never {}),
+        Command::Ksql { args } => {
+            crate::cli::ksql_cli::exec(&path, args).map(|never| match never {})
+        }
         Command::Rollback { clear } => {
             let done = if clear {
-                crate::rollback::clear(&path).await?
+                crate::service::rollback::clear(&path).await?
             } else {
-                crate::rollback::rollback(&path).await?
+                crate::service::rollback::rollback(&path).await?
             };
             crate::outln!("{done}")
         }
@@ -129,26 +134,29 @@ async fn print_iam_policy(path: &Path, explain: bool) -> Result<()> {
 /// `ksql-msk auth ensure`.
 fn auth_ensure(path: &Path) -> Result<()> {
     let settings = config::load(path)?;
-    let what = match (settings.ksqldb.auth, crate::auth::ensure(&settings)?) {
+    let what = match (
+        settings.ksqldb.auth,
+        crate::ksqldb::auth::ensure(&settings)?,
+    ) {
         (config::RestAuth::None, _) => "ksqldb.auth is \"none\": no credential needed",
         (_, true) => "created",
         (_, false) => "present",
     };
     crate::outln!(
         "{}: {what}",
-        crate::auth::password_path(&settings).display()
+        crate::ksqldb::auth::password_path(&settings).display()
     )
 }
 
 /// `ksql-msk auth rotate`: a new credential, then ksqlDB restarted through the agent.
 fn auth_rotate(path: &Path) -> Result<()> {
     let settings = config::load(path)?;
-    crate::auth::rotate(&settings)?;
+    crate::ksqldb::auth::rotate(&settings)?;
     let written = format!(
         "{}: new credential written",
-        crate::auth::password_path(&settings).display()
+        crate::ksqldb::auth::password_path(&settings).display()
     );
-    match crate::control::reload() {
+    match crate::service::control::reload() {
         Ok(outcome) => crate::outln!("{written}; {outcome}"),
         Err(e) if exit_code_of(&e) == ExitCode::Unavailable => crate::outln!(
             "{written}; no running agent to restart ksqlDB ({}): it takes effect at the next start",
@@ -161,8 +169,11 @@ fn auth_rotate(path: &Path) -> Result<()> {
 /// `ksql-msk verify`: the active release, then the exporter's jar.
 async fn verify(path: &Path) -> Result<()> {
     let settings = config::load(path)?;
-    crate::outln!("{}", crate::release::verify_active(&settings).await?)?;
-    match crate::exporter::verify(&settings)? {
+    crate::outln!(
+        "{}",
+        crate::release::integrity::verify_active(&settings).await?
+    )?;
+    match crate::ksqldb::exporter::verify(&settings)? {
         Some(line) => crate::outln!("{line}"),
         None => Ok(()),
     }
@@ -172,9 +183,9 @@ async fn verify(path: &Path) -> Result<()> {
 /// is held back after its upgrade failed: the release it was rolled back to stays active.
 async fn install(path: &Path, dry_run: bool) -> Result<()> {
     if dry_run {
-        return crate::pipeline::dry_run(path).await;
+        return crate::service::pipeline::dry_run(path).await;
     }
-    let p = crate::pipeline::prepare(path, &crate::progress::Quiet).await?;
+    let p = crate::service::pipeline::prepare(path, &crate::progress::Quiet).await?;
     if let Some(failed) = &p.upgrade.held_back {
         // An image-baking script must not read this as the configured version installed.
         return Err(crate::exit::fail(
@@ -204,7 +215,7 @@ async fn install(path: &Path, dry_run: bool) -> Result<()> {
     crate::outln!("signed by: {}", m.signer)?;
     crate::outln!(
         "iam auth jar: {}/{} (sha256 {})",
-        crate::layout::JAR_DIR,
+        crate::host::layout::JAR_DIR,
         m.jar_file,
         m.jar_sha256
     )?;

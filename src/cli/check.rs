@@ -11,11 +11,11 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
-use crate::ca_store;
 use crate::config::{self, Settings};
-use crate::discovery::{self, BrokerAddr};
 use crate::exit::{exit_code_of, fail, one_line, ExitCode};
-use crate::java;
+use crate::host::ca_store;
+use crate::ksqldb::java;
+use crate::msk::discovery::{self, BrokerAddr};
 
 /// Per-broker DNS and TCP connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -178,7 +178,7 @@ async fn cluster_checks(settings: &Settings, items: &mut Items) -> Result<()> {
 
 /// Who may use ksqlDB's REST API (`ksqldb.auth`): an open API on the network fails.
 fn rest_api_item(settings: &Settings) -> Item {
-    if let Some(problem) = crate::auth::open_api_problem(settings) {
+    if let Some(problem) = crate::ksqldb::auth::open_api_problem(settings) {
         return Item::fail(format!("REST API: {problem}"));
     }
     match settings.ksqldb.auth {
@@ -186,8 +186,8 @@ fn rest_api_item(settings: &Settings) -> Item {
             Item::pass("REST API: no authentication, listening on loopback only")
         }
         config::RestAuth::Basic => {
-            let path = crate::auth::password_path(settings);
-            match crate::auth::read_credential(&path) {
+            let path = crate::ksqldb::auth::password_path(settings);
+            match crate::ksqldb::auth::read_credential(&path) {
                 Ok(Some(c)) => Item::pass(format!(
                     "REST API: HTTP basic authentication, user {} in {}",
                     c.user,
@@ -206,7 +206,7 @@ fn rest_api_item(settings: &Settings) -> Item {
 /// The STS client, from the same credential chain as the MSK client. Its endpoint is
 /// AWS's (or `AWS_ENDPOINT_URL_STS`), not `msk.endpoint_url`.
 pub async fn sts_client(settings: &Settings) -> aws_sdk_sts::Client {
-    let http = crate::aws_http::client();
+    let http = crate::msk::aws_http::client();
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
         .operation_timeout(Duration::from_secs(30))
@@ -332,7 +332,7 @@ fn gib(bytes: u64) -> String {
 }
 
 fn disk(state_dir: &Path) -> Item {
-    match crate::fsutil::free_space_near(state_dir) {
+    match crate::host::free_space_near(state_dir) {
         Ok((free, on)) if free >= MIN_FREE_BYTES => Item::pass(format!(
             "disk: {} free for {} (on {})",
             gib(free),
@@ -368,7 +368,7 @@ async fn artifact_hosts(settings: &Settings) -> Vec<Item> {
     if settings.metrics.prometheus_port.is_some() {
         urls.push(settings.metrics.exporter_url.clone());
     }
-    let fetcher = match crate::fetch::Fetcher::new(settings) {
+    let fetcher = match crate::release::fetch::Fetcher::new(settings) {
         Ok(f) => f,
         Err(e) => return vec![Item::fail(format!("artifact hosts: {}", one_line(&e)))],
     };
@@ -483,18 +483,20 @@ async fn metrics_items(settings: &Settings) -> Vec<Item> {
     let state = &settings.agent.state_dir;
     let mut items = Vec::new();
     if let Some(port) = m.jmx_port {
-        items.push(port_free("metrics.jmx_port", crate::jmx::HOST, port, state).await);
+        items.push(port_free("metrics.jmx_port", crate::ksqldb::jmx::HOST, port, state).await);
     }
     if let Some(port) = m.prometheus_port {
         let bind = m.prometheus_bind.to_string();
         items.push(port_free("metrics.prometheus_port", &bind, port, state).await);
-        items.push(match crate::exporter::check_rules(&m.prometheus_rules) {
-            Ok(()) => Item::pass(format!(
-                "metrics.prometheus_rules: {} is readable",
-                m.prometheus_rules.display()
-            )),
-            Err(e) => Item::fail(one_line(&e)),
-        });
+        items.push(
+            match crate::ksqldb::exporter::check_rules(&m.prometheus_rules) {
+                Ok(()) => Item::pass(format!(
+                    "metrics.prometheus_rules: {} is readable",
+                    m.prometheus_rules.display()
+                )),
+                Err(e) => Item::fail(one_line(&e)),
+            },
+        );
     }
     items
 }

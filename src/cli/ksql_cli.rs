@@ -33,9 +33,9 @@ use anyhow::{Context, Result};
 
 use crate::config::{self, Settings};
 use crate::exit::{fail, ExitCode};
-use crate::java;
-use crate::release::{self, Active};
-use crate::supervise::launch;
+use crate::ksqldb::java;
+use crate::release::integrity::{self, Active};
+use crate::service::supervise::launch;
 
 /// The CLI's script inside a release.
 pub const PROGRAM: &str = "bin/ksql";
@@ -137,7 +137,7 @@ pub fn prepare(config_path: &Path, args: Vec<OsString>) -> Result<CliLaunch> {
 
 /// The release `current` names, or why there is none to run.
 fn active_release(settings: &Settings) -> Result<Active> {
-    match release::active(settings) {
+    match integrity::active(settings) {
         Ok(Some(active)) => Ok(active),
         Ok(None) => Err(fail(
             ExitCode::Unavailable,
@@ -260,7 +260,7 @@ pub fn cli_args(args: Vec<OsString>, settings: &Settings) -> Result<Vec<OsString
 /// is mounted with hidepid (README, "REST API access"); a user who passes `--user`
 /// (or `-u`) is prompted by the CLI instead.
 pub fn credentials(settings: &Settings) -> Result<Vec<OsString>> {
-    Ok(match crate::auth::credential(settings)? {
+    Ok(match crate::ksqldb::auth::credential(settings)? {
         Some(c) => vec![
             "--user".into(),
             c.user.clone().into(),

@@ -6,21 +6,21 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+use crate::cli::args::LogFormat;
 
 /// Whether `format` sends the agent's log to the journal.
 pub fn wants_journal(format: LogFormat) -> bool {
     match format {
         LogFormat::Journald => true,
         LogFormat::Stderr => false,
-        LogFormat::Auto => crate::journal::stderr_is_journal(),
+        LogFormat::Auto => crate::host::journal::stderr_is_journal(),
     }
 }
 
 /// Journal priorities of the agent's log levels. tracing-journald's default sends INFO
 /// as NOTICE (5), so `journalctl -p notice` would show every routine line; here INFO
 /// is informational (6) and what deserves a human's attention is sent at NOTICE on
-/// purpose by [`crate::journal::Sink`] (e.g. HEALTHY, BROKERS_CHANGED).
+/// purpose by [`crate::host::journal::Sink`] (e.g. HEALTHY, BROKERS_CHANGED).
 pub fn priority_mappings() -> PriorityMappings {
     PriorityMappings {
         error: Priority::Error,
@@ -37,7 +37,7 @@ pub fn init(format: LogFormat) -> bool {
     let want_journal = match format {
         LogFormat::Journald => true,
         LogFormat::Stderr => false,
-        LogFormat::Auto => crate::journal::stderr_is_journal(),
+        LogFormat::Auto => crate::host::journal::stderr_is_journal(),
     };
     if want_journal {
         if let Ok(layer) = tracing_journald::layer() {

@@ -23,7 +23,7 @@ pub const DROPIN_DIR: &str = "ksql-msk.d";
 /// The files that make up the configuration: the main file, then drop-ins in lexical order.
 pub fn config_files(main: &Path) -> Result<Vec<PathBuf>> {
     let mut files = vec![main.to_path_buf()];
-    let dir = crate::fsutil::parent_dir(main).join(DROPIN_DIR);
+    let dir = crate::host::parent_dir(main).join(DROPIN_DIR);
     match std::fs::read_dir(&dir) {
         Ok(entries) => {
             let mut dropins = Vec::new();
@@ -68,7 +68,7 @@ pub fn load_merged(main: &Path) -> Result<Merged> {
 /// checks its edit before writing it) and of each drop-in, in order.
 pub(super) fn fragments(main: &Path, main_text: Option<&str>) -> Result<Vec<Fragment>> {
     let euid = current_euid();
-    let main_dir = crate::fsutil::parent_dir(main);
+    let main_dir = crate::host::parent_dir(main);
     check_owner_and_mode(main_dir, true, euid)?;
     let dropin_dir = main_dir.join(DROPIN_DIR);
     if let Ok(meta) = std::fs::metadata(&dropin_dir) {
@@ -182,7 +182,7 @@ pub fn load(main: &Path) -> Result<Settings> {
 
 /// [`load`] with `ksqldb.version` set to `version` over every file, as a last drop-in at
 /// `origin` would set it: how the automatic rollback (the state directory's upgrade
-/// record, src/upgrade.rs) and `ksql-msk rollback`'s check look at another kept release
+/// record, src/service/upgrade.rs) and `ksql-msk rollback`'s check look at another kept release
 /// with everything else configured as it is.
 pub fn load_with_version(main: &Path, version: &str, origin: &Path) -> Result<Settings> {
     let mut merged = load_merged(main)?;

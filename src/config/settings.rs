@@ -54,7 +54,7 @@ pub struct MskSettings {
     pub api_max_attempts: u32,
 }
 
-/// `ksqldb.auth`: how ksqlDB's REST API authenticates clients (src/auth.rs).
+/// `ksqldb.auth`: how ksqlDB's REST API authenticates clients (src/ksqldb/auth.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestAuth {
     /// Anyone who can reach a listener may use the API.

@@ -27,7 +27,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     write_atomic_at(path, contents, mode, "fsutil.mid_write")
 }
 
-/// [`write_atomic`] with the failure point (src/failpoint.rs) passed halfway through
+/// [`write_atomic`] with the failure point (src/host/failpoint.rs) passed halfway through
 /// writing the temp file named: a crash there must leave `path` as it was.
 pub fn write_atomic_at(path: &Path, contents: &[u8], mode: u32, point: &str) -> Result<()> {
     let (dir, name) = Dir::parent_of(path)?;
@@ -115,7 +115,7 @@ impl Dir {
             let (head, tail) = contents.split_at(contents.len() / 2);
             file.write_all(head)
                 .with_context(|| format!("writing {}", tmp.display()))?;
-            crate::failpoint::hit(point)?;
+            crate::host::failpoint::hit(point)?;
             file.write_all(tail)
                 .with_context(|| format!("writing {}", tmp.display()))
         })
@@ -187,7 +187,7 @@ impl Dir {
         let tmp = self.create_temp(name, |tmp| rustix::fs::symlinkat(target, &self.fd, tmp))?;
         let swapped = self
             .give_link(&tmp)
-            .and_then(|()| crate::failpoint::hit(point))
+            .and_then(|()| crate::host::failpoint::hit(point))
             .and_then(|()| self.rename(&tmp, name));
         if swapped.is_err() {
             let _ = self.remove_file(&tmp);

@@ -265,7 +265,7 @@ mod tests {
     /// those: `-- <id>` then Subject: and Defined-By: ksql-msk.
     #[test]
     fn catalog_has_an_entry_for_every_message_id() {
-        let catalog = include_str!("../packaging/ksql-msk.catalog");
+        let catalog = include_str!("../../packaging/ksql-msk.catalog");
         let mut ids = Vec::new();
         let mut lines = catalog.lines().peekable();
         while let Some(line) = lines.next() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::exit::{fail, ExitCode};
-use crate::fsutil::{self, Dir, Kind};
+use crate::host::{self, Dir, Kind};
 
 pub const LOCK_FILE: &str = ".lock";
 
@@ -149,7 +149,7 @@ pub fn open_state_dir(dir: &Path) -> Result<Dir> {
     }
     match std::fs::symlink_metadata(&lexical) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let parent = fsutil::parent_dir(&lexical);
+            let parent = host::parent_dir(&lexical);
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating state directory {}", dir.display()))?;
             let name = lexical
@@ -157,7 +157,7 @@ pub fn open_state_dir(dir: &Path) -> Result<Dir> {
                 .with_context(|| format!("agent.state_dir: {} has no name", dir.display()))?;
             // Exactly 0750 on the directory this call made, and on nothing else.
             if Dir::open_trusted(parent)?.create_dir(name, STATE_DIR_MODE)? {
-                return fsutil::adopt_state_dir(Dir::open(&lexical)?, &[dir, &lexical]);
+                return host::adopt_state_dir(Dir::open(&lexical)?, &[dir, &lexical]);
             }
         }
         Err(e) => {
@@ -212,7 +212,7 @@ pub fn open_state_dir(dir: &Path) -> Result<Dir> {
         );
     }
     // Root over the service user's directory (image baking): what it makes is theirs.
-    fsutil::adopt_state_dir(handle, &[dir, &lexical])
+    host::adopt_state_dir(handle, &[dir, &lexical])
 }
 
 /// Open (or create) the lock file through the state directory's handle, never

@@ -30,7 +30,7 @@ pub fn stderr(args: fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {
-        $crate::output::stdout(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::host::output::stdout(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -38,7 +38,7 @@ macro_rules! outln {
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {
-        $crate::output::stdout(format_args!($($arg)*))
+        $crate::host::output::stdout(format_args!($($arg)*))
     };
 }
 
@@ -46,7 +46,7 @@ macro_rules! out {
 #[macro_export]
 macro_rules! errln {
     ($($arg:tt)*) => {
-        $crate::output::stderr(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::host::output::stderr(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -80,7 +80,7 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let prefix = if crate::journal::stderr_is_journal() {
+        let prefix = if crate::host::journal::stderr_is_journal() {
             "<3>"
         } else {
             ""

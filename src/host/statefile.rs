@@ -46,11 +46,11 @@ impl StateFile {
     pub fn limit(self) -> u64 {
         match self {
             StateFile::Manifest => 1 << 20,
-            StateFile::Tree => crate::manifest::MAX_TREE_BYTES,
+            StateFile::Tree => crate::release::manifest::MAX_TREE_BYTES,
             StateFile::Trust => 1 << 20,
             StateFile::UpgradeRecord => 1 << 20,
             StateFile::Properties => 4 << 20,
-            StateFile::Status => crate::status::MAX_STATE_BYTES,
+            StateFile::Status => crate::service::status::MAX_STATE_BYTES,
             StateFile::CacheMeta => 64 << 10,
             StateFile::Jar => 256 << 20,
             StateFile::Signature => 64 << 10,

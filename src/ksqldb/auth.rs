@@ -31,7 +31,7 @@ use anyhow::{Context, Result};
 
 use crate::config::{RestAuth, Settings};
 use crate::exit::{fail, ExitCode};
-use crate::fsutil::{self, Dir};
+use crate::host::{self, Dir};
 
 /// The JAAS section, and so `authentication.realm` (the name ksqlDB's docs use).
 pub const REALM: &str = "KsqlServer-Props";
@@ -84,7 +84,7 @@ impl Credential {
 
 /// Where the password file is: beside the main config file.
 pub fn password_path(settings: &Settings) -> PathBuf {
-    fsutil::parent_dir(&settings.source).join(PASSWORD_FILE)
+    host::parent_dir(&settings.source).join(PASSWORD_FILE)
 }
 
 /// Where the JAAS file is: in the state directory.

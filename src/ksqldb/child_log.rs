@@ -4,7 +4,7 @@
 //!
 //! The release's console pattern is `[%d] %p %m (%c:%L)%n`:
 //! `[2024-01-01 12:00:00,123] INFO Server up (io.confluent.ksql.rest.server.KsqlRestApplication:123)`;
-//! the configuration the agent generates from it ([`crate::log4j`]) drops the date, which
+//! the configuration the agent generates from it ([`crate::ksqldb::log4j`]) drops the date, which
 //! the journal adds: `INFO Server up (io.confluent.ksql.rest.server.KsqlRestApplication:123)`.
 //! A line that starts neither with `[` nor with a log4j level and a space (`\tat ...`,
 //! `Caused by: ...`, `\t... 12 more`, the rest of a multi-line message) continues the
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::journal::{priority, Sink, KSQLDB_IDENTIFIER};
+use crate::host::journal::{priority, Sink, KSQLDB_IDENTIFIER};
 
 /// A pending entry is written when no continuation line came for this long.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(150);

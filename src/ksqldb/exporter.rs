@@ -6,7 +6,7 @@
 //! `share/java/*`), and it outlives release switches. The `ksql` user can write the
 //! state directory, so the jar is hashed against its pin (or the hash recorded on first
 //! use) whenever phases 1–5 run, and again before every start of ksqlDB; `ksql-msk
-//! verify` checks it too. Fetching it is [`crate::pipeline`]'s (phase 3).
+//! verify` checks it too. Fetching it is [`crate::service::pipeline`]'s (phase 3).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -15,8 +15,8 @@ use anyhow::Result;
 
 use crate::config::{Settings, Sha256Digest};
 use crate::exit::{fail, ExitCode};
-use crate::fsutil;
-use crate::verify::{ExpectedHash, TrustStore};
+use crate::host;
+use crate::release::verify::{ExpectedHash, TrustStore};
 
 /// The directory under the state directory that holds the exporter jar.
 pub const DIR: &str = "exporter";
@@ -183,8 +183,8 @@ pub fn installed(settings: &Settings, expected: &ExpectedHash) -> Result<Option<
 /// Put the checked jar `src` in place atomically (through a handle that refuses a
 /// symlinked `exporter/`) and remove other exporter jars there.
 pub fn install(settings: &Settings, src: &Path) -> Result<PathBuf> {
-    fsutil::ensure_dir(&settings.agent.state_dir, 0o755)?;
-    let dir = fsutil::Dir::create_beneath(&settings.agent.state_dir, Path::new(DIR), 0o755)?;
+    host::ensure_dir(&settings.agent.state_dir, 0o755)?;
+    let dir = host::Dir::create_beneath(&settings.agent.state_dir, Path::new(DIR), 0o755)?;
     let name = file_name(settings);
     dir.copy_atomic(&name, src, 0o644)?;
     for entry in dir.entries()? {
@@ -244,12 +244,12 @@ fn hash_regular(path: &Path) -> Result<Sha256Digest> {
         ));
     };
     // `exporter` itself must not be a link to elsewhere, nor the jar in it.
-    let dir = fsutil::Dir::open(parent)?;
+    let dir = host::Dir::open(parent)?;
     // Size checked before hashing: a huge sparse file there must not cost hours.
-    let (file, _) = fsutil::open_state_file(&dir, name, fsutil::StateFile::Jar)?
+    let (file, _) = host::open_state_file(&dir, name, host::StateFile::Jar)?
         .ok_or_else(|| fail(ExitCode::Data, format!("{}: missing", path.display())))?;
-    crate::verify::sha256_of(
-        std::io::Read::take(file, fsutil::StateFile::Jar.limit()),
+    crate::release::verify::sha256_of(
+        std::io::Read::take(file, host::StateFile::Jar.limit()),
         path,
     )
 }

@@ -111,13 +111,13 @@ pub fn judge(status: u16, body: &[u8]) -> Health {
 
 /// One probe of `url`. What it says ends up in STATUS and the journal: reqwest's errors
 /// lose the URL they would name, credentials and all. `auth`: the REST API credential
-/// ([`crate::auth::credential`]) with `ksqldb.auth = "basic"`, sent as HTTP basic
+/// ([`crate::ksqldb::auth::credential`]) with `ksqldb.auth = "basic"`, sent as HTTP basic
 /// authentication: ksqlDB 0.23–0.28 authenticate `/healthcheck` too (0.29 exempts it),
 /// and `/info` always.
 pub async fn probe(
     client: &reqwest::Client,
     url: &ConfigUrl,
-    auth: Option<&crate::auth::Credential>,
+    auth: Option<&crate::ksqldb::auth::Credential>,
 ) -> Health {
     let mut request = client.get(url.expose());
     if let Some(c) = auth {
@@ -160,7 +160,7 @@ fn info_url(url: &ConfigUrl) -> Option<ConfigUrl> {
 pub async fn probe_alive(
     client: &reqwest::Client,
     url: &ConfigUrl,
-    auth: Option<&crate::auth::Credential>,
+    auth: Option<&crate::ksqldb::auth::Credential>,
 ) -> Health {
     let health = probe(client, url, auth).await;
     if !matches!(&health, Health::NoAnswer(why) if why == TIMED_OUT) {

@@ -13,14 +13,14 @@
 //!   [`MARKER`];
 //! - the pattern of every console appender without log4j's date (`%d`): journald stamps
 //!   each entry. The level (`%p`) stays first, for the entry's priority
-//!   ([`crate::child_log::line_priority`]).
+//!   ([`crate::ksqldb::child_log::line_priority`]).
 //!
 //! The file is generated whatever the keys say, so that the console pattern loses its
 //! date; with both keys empty it holds the release's levels. Like the properties file,
 //! it is written atomically by rename in a directory opened without following links (a
 //! link the `ksql` user plants at its name is replaced, never written through), only
 //! when its bytes change, and it is one of the files a release may hold unrecorded
-//! ([`crate::release::UNRECORDED`]). The launch spec holds its bytes: a reload
+//! ([`crate::release::integrity::UNRECORDED`]). The launch spec holds its bytes: a reload
 //! restarts ksqlDB only when they changed.
 //!
 //! A release whose file is not of that shape (missing, no `log4j.rootLogger`: a log4j2
@@ -35,10 +35,10 @@ use tracing::{info, warn};
 use crate::config::schema::keys;
 use crate::config::Settings;
 use crate::exit::{fail, ExitCode};
-use crate::fsutil::{self, Dir};
-use crate::layout;
-use crate::properties::render::read_optional;
-use crate::properties::Document;
+use crate::host::layout;
+use crate::host::{self, Dir};
+use crate::ksqldb::properties::render::read_optional;
+use crate::ksqldb::properties::Document;
 
 /// The comment that opens the block of loggers the agent adds.
 pub const MARKER: &str = "# --- loggers set by ksql-msk ([ksqldb.loggers] in ksql-msk.toml) ---";
@@ -242,13 +242,10 @@ pub fn render(
     version: &str,
     dry_run: bool,
 ) -> Result<Option<Log4jConfig>> {
-    let etc = Dir::open_beneath(release_dir, fsutil::parent_dir(Path::new(layout::LOG4J)))?;
+    let etc = Dir::open_beneath(release_dir, host::parent_dir(Path::new(layout::LOG4J)))?;
     let source_path = release_dir.join(layout::LOG4J);
-    let Some(source) = fsutil::read_state_file(
-        &etc,
-        file_name(&source_path)?,
-        fsutil::StateFile::Properties,
-    )?
+    let Some(source) =
+        host::read_state_file(&etc, file_name(&source_path)?, host::StateFile::Properties)?
     else {
         if levels.asked() {
             let why = format!("it has no {}", layout::LOG4J);

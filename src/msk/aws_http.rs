@@ -28,7 +28,7 @@ use aws_smithy_runtime_api::client::runtime_components::{
 };
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::ca_store::host_has_ca_certificates;
+use crate::host::ca_store::host_has_ca_certificates;
 
 const TLS: tls::Provider = tls::Provider::Rustls(CryptoMode::Ring);
 
@@ -73,7 +73,7 @@ pub fn client() -> SharedHttpClient {
     SharedHttpClient::new(Split {
         direct,
         proxied,
-        imds: crate::imds::endpoint().and_then(|e| Origin::of(&e)),
+        imds: crate::msk::imds::endpoint().and_then(|e| Origin::of(&e)),
     })
 }
 

@@ -13,9 +13,9 @@ use aws_sdk_kafka::types::{Cluster, ClusterState, ClusterType};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tracing::{info, warn};
 
-use crate::ca_store::{host_has_ca_certificates, NO_CA_CERTIFICATES};
 use crate::config::{ClusterRef, Connectivity, MskSettings, Settings};
 use crate::exit::{fail, ExitCode};
+use crate::host::ca_store::{host_has_ca_certificates, NO_CA_CERTIFICATES};
 use crate::progress::Progress;
 
 /// What discovery found.
@@ -121,7 +121,7 @@ pub async fn kafka_client(msk: &MskSettings) -> Result<aws_sdk_kafka::Client> {
             format!("{what}: {NO_CA_CERTIFICATES}"),
         ));
     }
-    let http = crate::aws_http::client();
+    let http = crate::msk::aws_http::client();
     let retry = RetryConfig::standard()
         .with_max_attempts(msk.api_max_attempts)
         .with_initial_backoff(Duration::from_millis(500))

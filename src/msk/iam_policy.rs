@@ -87,7 +87,7 @@ pub(crate) async fn target(settings: &Settings) -> (Target, Option<String>) {
     };
     let mut msk = settings.msk.clone();
     msk.api_max_attempts = msk.api_max_attempts.min(2);
-    let client = match crate::discovery::kafka_client(&msk).await {
+    let client = match crate::msk::discovery::kafka_client(&msk).await {
         Ok(client) => client,
         Err(e) => return fallback(name, msk.region.as_deref(), &e),
     };
@@ -95,7 +95,7 @@ pub(crate) async fn target(settings: &Settings) -> (Target, Option<String>) {
     let shown = region
         .clone()
         .unwrap_or_else(|| "the configured region".into());
-    let found = crate::discovery::resolve(&client, &msk.cluster, &shown).await;
+    let found = crate::msk::discovery::resolve(&client, &msk.cluster, &shown).await;
     let arn = found.and_then(|c| {
         let arn = c.cluster_arn().unwrap_or_default();
         ClusterArn::parse(arn).map_err(|e| anyhow::anyhow!("MSK returned a cluster ARN {e}"))

@@ -8,7 +8,7 @@
 //! stay fast, so it hashes what runs or is read first and checks the shape of the rest.
 //!
 //! The Prometheus exporter's jar is not part of a release (it must stay off the
-//! classpath these scripts build): [`crate::exporter`] checks it, at every start and for
+//! classpath these scripts build): [`crate::ksqldb::exporter`] checks it, at every start and for
 //! `ksql-msk verify`, which reports the two results on separate lines.
 
 use std::fs::{self, File};
@@ -22,9 +22,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
 use crate::exit::{fail, ExitCode};
-use crate::layout;
-use crate::lock;
-use crate::manifest::{Kind, Manifest, Tree};
+use crate::host::layout;
+use crate::host::lock;
+use crate::release::manifest::{Kind, Manifest, Tree};
 
 /// Files the agent rewrites on every run (phase 5): neither recorded nor checked.
 pub const UNRECORDED: [&str; 3] = [
@@ -473,7 +473,7 @@ fn hash(path: &Path, buf: &mut [u8]) -> Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Entry, TREE_FILE};
+    use crate::release::manifest::{Entry, TREE_FILE};
     use std::os::unix::fs::PermissionsExt;
 
     const JAR: &str = "aws-msk-iam-auth-2.2.0-all.jar";

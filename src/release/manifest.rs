@@ -1,6 +1,6 @@
 //! The release manifest (`layout::MANIFEST`): what install verified about a release. A
 //! later run with the same inputs trusts it instead of downloading and hashing again,
-//! after [`crate::release::check`] has compared the tree on disk with the [`Tree`] the
+//! after [`crate::release::integrity::check`] has compared the tree on disk with the [`Tree`] the
 //! manifest binds.
 //!
 //! The tree is a sidecar file ([`TREE_FILE`]) whose SHA-256 is in the manifest, not a
@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use toml_edit::DocumentMut;
 
 use crate::exit::{fail, ExitCode};
-use crate::fsutil;
-use crate::layout;
+use crate::host;
+use crate::host::layout;
 
 /// The tree record beside the manifest, in the release directory.
 pub const TREE_FILE: &str = ".ksql-msk-tree";
@@ -91,7 +91,7 @@ impl Manifest {
     /// The manifest of the release in `release_dir`, if it has a readable one.
     pub fn load(release_dir: &Path) -> Option<Manifest> {
         let path = release_dir.join(layout::MANIFEST);
-        let text = match fsutil::read_state_text(&path, fsutil::StateFile::Manifest) {
+        let text = match host::read_state_text(&path, host::StateFile::Manifest) {
             Ok(text) => text?,
             Err(e) => {
                 tracing::warn!(
@@ -106,7 +106,7 @@ impl Manifest {
     }
 
     pub fn save(&self, release_dir: &Path) -> Result<()> {
-        fsutil::write_atomic(
+        host::write_atomic(
             &release_dir.join(layout::MANIFEST),
             self.to_toml().as_bytes(),
             0o644,
@@ -118,7 +118,7 @@ impl Manifest {
     /// release is refused and installed again), never one vouching for an unrecorded tree.
     pub fn save_with_tree(&mut self, release_dir: &Path, tree: &Tree) -> Result<()> {
         let text = tree.to_text();
-        fsutil::write_atomic(&release_dir.join(TREE_FILE), text.as_bytes(), 0o644)?;
+        host::write_atomic(&release_dir.join(TREE_FILE), text.as_bytes(), 0o644)?;
         self.tree_sha256 = hex::encode(Sha256::digest(text.as_bytes()));
         self.save(release_dir)
     }
@@ -305,7 +305,7 @@ impl Tree {
                 ),
             )
         };
-        let bytes = fsutil::read_state(&path, fsutil::StateFile::Tree)
+        let bytes = host::read_state(&path, host::StateFile::Tree)
             .map_err(|e| refused(format!("cannot read it ({})", crate::exit::one_line(&e))))?
             .ok_or_else(|| refused("missing".into()))?;
         let actual = hex::encode(Sha256::digest(&bytes));

@@ -35,9 +35,9 @@ use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::exit::{fail, ExitCode};
-use crate::fsutil::{self, Dir};
-use crate::manifest::{Entry, Kind, Tree};
-use crate::verify::{SignatureCheck, Signer};
+use crate::host::{self, Dir};
+use crate::release::manifest::{Entry, Kind, Tree};
+use crate::release::verify::{SignatureCheck, Signer};
 
 /// Chunk size read from the archive file; also the unit handed to the extractor.
 const CHUNK: usize = 1 << 20;
@@ -374,8 +374,8 @@ fn resolve_link(link: &Path, target: &Path) -> Option<PathBuf> {
 /// a symlink). A directory removed also goes from the kept parents.
 fn clear(dir: &Dir, name: &OsStr, keep_dir: bool, parents: &mut Parents) -> Result<()> {
     match dir.kind(name)? {
-        Some(fsutil::Kind::Dir) if keep_dir => Ok(()),
-        Some(fsutil::Kind::Dir) => {
+        Some(host::Kind::Dir) if keep_dir => Ok(()),
+        Some(host::Kind::Dir) => {
             parents.forget();
             dir.remove_tree(name)
         }
@@ -550,7 +550,7 @@ fn extract_entries<R: Read>(tar: R, staging: &Dir) -> Result<Stats> {
                     .record_file(&rel, size, meta.st_mode & 0o7777, sha.finalize().into());
                 stats.bytes += size;
                 stats.files += 1;
-                crate::failpoint::hit("unpack.mid_archive")?;
+                crate::host::failpoint::hit("unpack.mid_archive")?;
             }
             EntryType::Symlink => {
                 let target = entry
@@ -643,7 +643,7 @@ fn record_dir(tree: &mut Tree, dir: &Dir, rel: &Path) -> Result<()> {
 /// it is refused.
 fn check_links(staging: &Dir, links: &HashSet<PathBuf>) -> Result<()> {
     for rel in links {
-        if staging_kind(staging, rel) != Some(fsutil::Kind::Symlink) {
+        if staging_kind(staging, rel) != Some(host::Kind::Symlink) {
             continue; // replaced by a later entry
         }
         let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
@@ -671,7 +671,7 @@ fn check_links(staging: &Dir, links: &HashSet<PathBuf>) -> Result<()> {
 }
 
 /// What is at `rel` beneath `staging`, not following a link at its end.
-fn staging_kind(staging: &Dir, rel: &Path) -> Option<fsutil::Kind> {
+fn staging_kind(staging: &Dir, rel: &Path) -> Option<host::Kind> {
     let parent = rel.parent().unwrap_or(Path::new(""));
     let mut dir = staging.try_clone().ok()?;
     for part in parent.components() {

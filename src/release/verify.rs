@@ -23,7 +23,7 @@ use toml_edit::{DocumentMut, Item, Table};
 
 use crate::config::{self, ConfigUrl, Sha256Digest};
 use crate::exit::{fail, ExitCode};
-use crate::fsutil;
+use crate::host;
 
 /// Who signed the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,10 +275,10 @@ impl VerificationHelper for Helper<'_> {
 
 /// SHA-256 of a file (streamed; files may be large).
 pub fn sha256_file(path: &Path) -> Result<Sha256Digest> {
-    let (dir, name) = fsutil::Dir::parent_of(path)?;
-    let (file, _) = fsutil::open_state_file(&dir, name, fsutil::StateFile::Jar)?
+    let (dir, name) = host::Dir::parent_of(path)?;
+    let (file, _) = host::open_state_file(&dir, name, host::StateFile::Jar)?
         .ok_or_else(|| fail(ExitCode::Data, format!("{}: missing", path.display())))?;
-    sha256_of(file.take(fsutil::StateFile::Jar.limit()), path)
+    sha256_of(file.take(host::StateFile::Jar.limit()), path)
 }
 
 /// SHA-256 of what `reader` (the open file `path`) yields, streamed in 1 MiB reads.
@@ -356,7 +356,7 @@ impl TrustStore {
         let path = state_dir.join(TRUST_FILE);
         // The service user can write the state directory: read as a state file (no
         // link followed, no FIFO waited on, bounded), never as root's own file.
-        let text = fsutil::read_state_text(&path, fsutil::StateFile::Trust)?;
+        let text = host::read_state_text(&path, host::StateFile::Trust)?;
         let doc = match text {
             Some(text) => text.parse::<DocumentMut>().map_err(|e| {
                 fail(
@@ -526,7 +526,7 @@ impl TrustStore {
     }
 
     pub fn save(&self) -> Result<()> {
-        fsutil::write_atomic(&self.path, self.doc.to_string().as_bytes(), 0o644)
+        host::write_atomic(&self.path, self.doc.to_string().as_bytes(), 0o644)
     }
 }
 

@@ -22,24 +22,22 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::config::{self, is_version, Settings, DROPIN_DIR};
-use crate::control;
 use crate::exit::{fail, one_line, ExitCode};
-use crate::fsutil;
-use crate::layout;
-use crate::lock;
-use crate::pipeline::{current_version, Plan};
-use crate::release::{self, Depth};
-use crate::upgrade;
-use crate::verify::TrustStore;
+use crate::host;
+use crate::host::layout;
+use crate::host::lock;
+use crate::release::integrity::{self, Depth};
+use crate::release::verify::TrustStore;
+use crate::service::control;
+use crate::service::pipeline::{current_version, Plan};
+use crate::service::upgrade;
 
 /// The drop-in's name in `ksql-msk.d/`.
 pub const DROPIN: &str = "90-rollback.toml";
 
 /// `ksql-msk.d/90-rollback.toml` beside the config file `config_path`.
 pub fn dropin_path(config_path: &Path) -> PathBuf {
-    fsutil::parent_dir(config_path)
-        .join(DROPIN_DIR)
-        .join(DROPIN)
+    host::parent_dir(config_path).join(DROPIN_DIR).join(DROPIN)
 }
 
 /// Facts for `ksql-msk status`: what the rollback drop-in and the upgrade record say.
@@ -83,7 +81,7 @@ pub fn previous_release(
 ) -> Option<String> {
     // Listed and opened through the handle of releases/ (beneath the held state
     // directory): a link at releases/ or at a release is not a kept release.
-    let releases = crate::fsutil::Dir::open(&settings.releases_dir()).ok()?;
+    let releases = crate::host::Dir::open(&settings.releases_dir()).ok()?;
     let failed = record
         .failed
         .as_ref()
@@ -99,10 +97,10 @@ pub fn previous_release(
                 return None;
             }
             let dir = releases.open_dir(&entry).ok()?;
-            let (manifest, _) = crate::fsutil::open_state_file(
+            let (manifest, _) = crate::host::open_state_file(
                 &dir,
                 layout::MANIFEST,
-                crate::fsutil::StateFile::Manifest,
+                crate::host::StateFile::Manifest,
             )
             .ok()??;
             let modified = manifest.metadata().ok()?.modified().ok();
@@ -161,7 +159,7 @@ pub async fn rollback(config_path: &Path) -> Result<String> {
          # and returns to the configured version.\n\
          [ksqldb]\nversion = \"{previous}\"\n"
     );
-    let dir = fsutil::ensure_dir(fsutil::parent_dir(&dropin), 0o750)?;
+    let dir = host::ensure_dir(host::parent_dir(&dropin), 0o750)?;
     // Like the config files: 0640, root and the main config file's group (ksql), so the
     // service reads it whatever umask this root-run command has (working on the state
     // directory, it takes the unit's 0027).
@@ -205,7 +203,7 @@ pub async fn clear(config_path: &Path) -> Result<String> {
             format!("cannot remove {}: {e}", dropin.display()),
         )
     })?;
-    fsutil::sync_dir(fsutil::parent_dir(&dropin))?;
+    host::sync_dir(host::parent_dir(&dropin))?;
     let version = config::load(config_path)?.ksqldb.version;
     match control::reload_if_running()? {
         Some(outcome) => Ok(format!(
@@ -252,7 +250,7 @@ async fn check_release(
         }
     };
     let _lock = lock::acquire(&settings.agent.state_dir, settings.agent.lock_timeout).await?;
-    release::check(&release, &manifest, Depth::Full).map_err(|e| refused(one_line(&e)))?;
+    integrity::check(&release, &manifest, Depth::Full).map_err(|e| refused(one_line(&e)))?;
     Ok(())
 }
 

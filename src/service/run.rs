@@ -1,15 +1,15 @@
-//! `ksql-msk run`: phases 1–5 ([`crate::pipeline::prepare`]), then phase 6
-//! ([`crate::supervise`]).
+//! `ksql-msk run`: phases 1–5 ([`crate::service::pipeline::prepare`]), then phase 6
+//! ([`crate::service::supervise`]).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::journal::Sink;
-use crate::notify::Notifier;
-use crate::pipeline::prepare;
-use crate::supervise::{Signals, Supervisor};
+use crate::host::journal::Sink;
+use crate::service::notify::Notifier;
+use crate::service::pipeline::prepare;
+use crate::service::supervise::{Signals, Supervisor};
 
 /// `ksql-msk run`. `journal`: the agent logs to the journal, so ksqlDB's lines go there
 /// too, natively.

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::config::is_version;
-use crate::fsutil::{Dir, StateFile};
+use crate::host::{Dir, StateFile};
 
 /// The record's name in the state directory.
 pub const RECORD: &str = "upgrade.toml";
@@ -94,7 +94,7 @@ pub fn load(state_dir: &Path) -> Loaded {
         Err(e) => return Loaded::Garbage(crate::exit::one_line(&e)),
     };
     // A state file: no link followed, no FIFO waited on, owner checked, bounded.
-    let bytes = match crate::fsutil::read_state_file(&dir, RECORD, StateFile::UpgradeRecord) {
+    let bytes = match crate::host::read_state_file(&dir, RECORD, StateFile::UpgradeRecord) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Loaded::Missing,
         Err(e) => return Loaded::Garbage(crate::exit::one_line(&e)),

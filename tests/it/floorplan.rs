@@ -16,15 +16,18 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 
 /// Entries (files and folders) directly in `src/`, `lib.rs` and `main.rs` included.
-const MAX_TOP_LEVEL: usize = 43;
+const MAX_TOP_LEVEL: usize = 12;
 /// Lines from a function's `fn` to its closing brace.
 const MAX_FN_LINES: usize = 80;
 /// Functions still longer, by `module::function`, each with why it waits.
 const LONG_FUNCTIONS_WAITING: &[(&str, &str)] = &[
-    ("unpack::extract_entries", "issue 21 rewrites unpack.rs"),
     (
-        "unpack::unpack_verified_from",
-        "issue 21 rewrites unpack.rs",
+        "release::unpack::extract_entries",
+        "issue 21 rewrites release/unpack.rs",
+    ),
+    (
+        "release::unpack::unpack_verified_from",
+        "issue 21 rewrites release/unpack.rs",
     ),
 ];
 /// Files that still import each other, as pairs (by path under src/), each with why: a
@@ -34,7 +37,7 @@ const LONG_FUNCTIONS_WAITING: &[(&str, &str)] = &[
 /// not landed yet).
 const CYCLES_WAITING: &[(&str, &str)] = &[
     (
-        "pipeline/activate.rs <-> pipeline/stage.rs",
+        "service/pipeline/activate.rs <-> service/pipeline/stage.rs",
         "issue 21 rewrites both files' handling of staging; broken after it lands",
     ),
     (
@@ -42,7 +45,7 @@ const CYCLES_WAITING: &[(&str, &str)] = &[
         "issue 21's split of fsutil (dir, held, atomic); broken after it lands",
     ),
     (
-        "host/statefile.rs <-> manifest.rs",
+        "host/statefile.rs <-> release/manifest.rs",
         "issue 21's bounded state-file reader takes the manifest's size limit; broken after it lands",
     ),
 ];

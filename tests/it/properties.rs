@@ -7,10 +7,12 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use ksql_msk::config::Settings;
-use ksql_msk::discovery::{Brokers, Discovered};
 use ksql_msk::exit::{exit_code_of, one_line, ExitCode};
-use ksql_msk::layout;
-use ksql_msk::properties::{managed_with_imds, render, Configured, Document, MANAGED_MARKER};
+use ksql_msk::host::layout;
+use ksql_msk::ksqldb::properties::{
+    managed_with_imds, render, Configured, Document, MANAGED_MARKER,
+};
+use ksql_msk::msk::discovery::{Brokers, Discovered};
 use ksql_msk_testkit::imds::FakeImds;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;

@@ -1,5 +1,5 @@
 //! Upgrades that roll back by themselves, and `ksql-msk rollback [--clear]`
-//! (src/upgrade.rs, src/supervise/rollback.rs, src/rollback.rs): a new version served by
+//! (src/service/upgrade.rs, src/service/supervise/rollback.rs, src/service/rollback.rs): a new version served by
 //! the fake artifact server, configured by a drop-in and reloaded, is downloaded while
 //! the old ksqlDB keeps serving; one that never becomes healthy, or crash-loops, is
 //! rolled back to the release before it and not tried again until the configured

@@ -1,5 +1,5 @@
 //! The man pages. `ksql-msk(1)` and one page per subcommand are clap_mangen's (NAME,
-//! SYNOPSIS, DESCRIPTION, OPTIONS, SUBCOMMANDS, from `ksql_msk::cli::Cli`) with FILES,
+//! SYNOPSIS, DESCRIPTION, OPTIONS, SUBCOMMANDS, from `ksql_msk::cli::args::Cli`) with FILES,
 //! ENVIRONMENT, EXIT STATUS, EXAMPLES and SEE ALSO added from the tables below, page by
 //! page; `ksql-msk.toml(5)` is written from the config schema (`schema::KEYS`: every
 //! key with its kind, default and doc), so neither can drift from the code. A

@@ -1,13 +1,13 @@
 use super::*;
-use crate::child_log::line_priority;
 use crate::exit::exit_code_of;
-use crate::properties::Document;
+use crate::ksqldb::child_log::line_priority;
+use crate::ksqldb::properties::Document;
 
 /// The settings of upstream's console-only file, two stored versions
 /// (tests/fixtures/log4j/README.md).
-const CONSOLE: &[u8] = include_bytes!("../../tests/fixtures/log4j/upstream-console.properties");
+const CONSOLE: &[u8] = include_bytes!("../../../tests/fixtures/log4j/upstream-console.properties");
 const RATE_FILTER: &[u8] =
-    include_bytes!("../../tests/fixtures/log4j/upstream-rate-filter.properties");
+    include_bytes!("../../../tests/fixtures/log4j/upstream-rate-filter.properties");
 const FIXTURES: [(&str, &[u8]); 2] = [("console", CONSOLE), ("rate-filter", RATE_FILTER)];
 
 const NO_LOGGERS: &[(String, String)] = &[];

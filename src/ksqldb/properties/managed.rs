@@ -3,7 +3,7 @@
 //! win over everything.
 
 use crate::config::Settings;
-use crate::discovery::Discovered;
+use crate::msk::discovery::Discovered;
 
 pub const IAM_LOGIN_MODULE: &str = "software.amazon.msk.auth.iam.IAMLoginModule";
 pub const IAM_CALLBACK_HANDLER: &str = "software.amazon.msk.auth.iam.IAMClientCallbackHandler";
@@ -126,8 +126,8 @@ pub fn managed_properties(
     put("ksql.streams.num.standby.replicas", "1".into());
     // MSK IAM brokers refuse bursts of new connections ("too many connects").
     put("reconnect.backoff.ms", "1000".into());
-    // ksqldb.auth = "basic": HTTP basic authentication (src/auth.rs).
-    props.extend(crate::auth::properties(settings));
+    // ksqldb.auth = "basic": HTTP basic authentication (src/ksqldb/auth.rs).
+    props.extend(crate::ksqldb::auth::properties(settings));
     for (k, v) in &settings.properties {
         match props.iter_mut().find(|(key, _)| key == k) {
             Some(slot) => slot.1 = v.clone(),
@@ -140,7 +140,7 @@ pub fn managed_properties(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::Brokers;
+    use crate::msk::discovery::Brokers;
 
     const ARN: &str =
         "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abcd1234-5678-90ab-cdef-1234567890ab-3";

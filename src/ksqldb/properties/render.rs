@@ -10,10 +10,10 @@ use tracing::{info, warn};
 
 use super::document::{java, Document, JavaString, MANAGED_MARKER};
 use crate::config::Settings;
-use crate::discovery::Discovered;
 use crate::exit::{fail, ExitCode};
-use crate::fsutil::{self, Dir, Kind};
-use crate::{imds, layout};
+use crate::host::{self, Dir, Kind};
+use crate::msk::discovery::Discovered;
+use crate::{host::layout, msk::imds};
 
 /// Keys someone added to the live file by hand are kept in a block of their own, so the
 /// next render still tells them from the managed ones.
@@ -105,10 +105,7 @@ fn check_role_arn(settings: &Settings) -> Result<()> {
 /// The directory of the release's properties files, opened without following a
 /// symlink below the release (`etc -> /etc` planted by the ksql user is refused, 65).
 fn etc_dir(release_dir: &Path) -> Result<Dir> {
-    Dir::open_beneath(
-        release_dir,
-        fsutil::parent_dir(Path::new(layout::PROPERTIES)),
-    )
+    Dir::open_beneath(release_dir, host::parent_dir(Path::new(layout::PROPERTIES)))
 }
 
 /// Read `path` (a file in `etc`) without following a symlink. A symlink, special file
@@ -285,14 +282,14 @@ fn render_keys(
         String::new()
     };
     if changed && !dry_run {
-        crate::failpoint::hit("properties.before_write")?;
+        crate::host::failpoint::hit("properties.before_write")?;
         etc.write_atomic_at(
             file_name(&path)?,
             &rendered,
             PROPERTIES_MODE,
             "properties.mid_write",
         )?;
-        crate::failpoint::hit("properties.after_write")?;
+        crate::host::failpoint::hit("properties.after_write")?;
         info!("{}: written", path.display());
     } else if !changed {
         info!("{}: up to date", path.display());

@@ -30,7 +30,7 @@ use reqwest::StatusCode;
 
 use crate::config::{ConfigUrl, Settings};
 use crate::exit::{fail, ExitCode};
-use crate::fsutil;
+use crate::host;
 use crate::progress::Progress;
 
 use cache::{cache_path, discard, meta_path, part_path, Validator};
@@ -184,7 +184,7 @@ impl Fetcher {
         growth: Option<&Growth>,
     ) -> Result<Download> {
         // A real directory: a symlink planted as `cache` would send downloads elsewhere.
-        fsutil::ensure_dir(&self.cache_dir, 0o755)?;
+        host::ensure_dir(&self.cache_dir, 0o755)?;
         // Named by the redacted URL: no trace of a password in the cache.
         let path = cache_path(&self.cache_dir, &url.redacted());
         match fs::symlink_metadata(&path) {
@@ -289,7 +289,7 @@ impl Fetcher {
             _ => response.content_length(),
         };
         if let Some(total) = total {
-            fsutil::check_space(&self.cache_dir, total.saturating_sub(offset))
+            host::check_space(&self.cache_dir, total.saturating_sub(offset))
                 .map_err(AttemptError::Fatal)?;
         }
         let mut file = self.open_part(url, &part, &meta, offset, response.headers(), growth)?;
@@ -335,7 +335,7 @@ impl Fetcher {
         meta: &Path,
     ) -> std::result::Result<(reqwest::Response, u64), AttemptError> {
         let have = file_len(part);
-        let validator = fsutil::read_state_text(meta, fsutil::StateFile::CacheMeta)
+        let validator = host::read_state_text(meta, host::StateFile::CacheMeta)
             .ok()
             .flatten()
             .map(|t| Validator::parse(&t))
@@ -375,7 +375,7 @@ impl Fetcher {
         let fatal = AttemptError::Fatal;
         // Through the cache directory's handle: a link swapped in for `cache/` meanwhile
         // does not redirect the file either.
-        let cache = fsutil::Dir::open(&self.cache_dir).map_err(fatal)?;
+        let cache = host::Dir::open(&self.cache_dir).map_err(fatal)?;
         let name = part.file_name().unwrap_or_default();
         if offset > 0 {
             return cache.open_append(name).map_err(fatal);
@@ -388,7 +388,7 @@ impl Fetcher {
         // The sidecar keeps the redacted URL: a password never lands on disk.
         let validator = Validator::from_headers(&url.redacted(), headers);
         if validator.if_range().is_some() {
-            fsutil::write_atomic(meta, validator.render().as_bytes(), 0o644).map_err(fatal)?;
+            host::write_atomic(meta, validator.render().as_bytes(), 0o644).map_err(fatal)?;
         } else {
             let _ = fs::remove_file(meta);
         }
@@ -482,7 +482,7 @@ impl Fetcher {
         fs::rename(part, path)
             .with_context(|| format!("renaming {} to {}", part.display(), path.display()))?;
         let _ = fs::remove_file(meta);
-        fsutil::sync_dir(&self.cache_dir)
+        host::sync_dir(&self.cache_dir)
     }
 }
 

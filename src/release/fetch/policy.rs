@@ -88,10 +88,10 @@ pub(super) fn classify(url: &ConfigUrl, e: reqwest::Error) -> AttemptError {
     let chain = crate::exit::one_line(&anyhow::Error::new(e.without_url()));
     if chain.contains("certificate") {
         // A host that trusts no CA at all needs its store, not a private CA.
-        let fix = if crate::ca_store::host_has_ca_certificates() {
+        let fix = if crate::host::ca_store::host_has_ca_certificates() {
             "set agent.extra_ca for a private CA"
         } else {
-            crate::ca_store::NO_CA_CERTIFICATES
+            crate::host::ca_store::NO_CA_CERTIFICATES
         };
         return AttemptError::Fatal(fail(
             ExitCode::Unavailable,

@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 use super::stage::Staged;
 use crate::config::Settings;
 use crate::exit::{fail, ExitCode};
-use crate::failpoint;
-use crate::fsutil::{self, Dir, Kind};
-use crate::layout;
+use crate::host::failpoint;
+use crate::host::layout;
+use crate::host::{self, Dir, Kind};
 
 pub const STAGING_PREFIX: &str = ".staging-";
 const CURRENT_TMP_PREFIX: &str = ".current.tmp-";
@@ -47,7 +47,7 @@ pub fn activate(settings: &Settings, staged: Staged, release: &Path) -> Result<(
     let version = &settings.ksqldb.version;
     failpoint::hit("install.before_staging_rename")?;
     place(&staged.dir, release)?;
-    fsutil::sync_dir(&settings.releases_dir())?;
+    host::sync_dir(&settings.releases_dir())?;
     failpoint::hit("install.after_staging_rename")?;
     let previous = current_version(settings);
     point_current(settings, version)?;
@@ -76,7 +76,7 @@ pub fn point_current(settings: &Settings, version: &str) -> Result<bool> {
 /// The version `current` points to, if it points into `releases/`.
 pub fn current_version(settings: &Settings) -> Option<String> {
     let state = Dir::open(&settings.agent.state_dir).ok()?;
-    let version = fsutil::current_target(&state).ok()?;
+    let version = host::current_target(&state).ok()?;
     Some(version.to_string_lossy().into_owned())
 }
 

@@ -11,14 +11,14 @@ use super::jar;
 use super::stage::Staged;
 use crate::config::Settings;
 use crate::exit::{fail, ExitCode};
-use crate::failpoint;
-use crate::fsutil;
-use crate::layout;
-use crate::log4j::{self, Levels};
-use crate::manifest::Manifest;
-use crate::properties::{self, Managed};
-use crate::release::{self, Depth};
-use crate::unpack;
+use crate::host;
+use crate::host::failpoint;
+use crate::host::layout;
+use crate::ksqldb::log4j::{self, Levels};
+use crate::ksqldb::properties::{self, Managed};
+use crate::release::integrity::{self, Depth};
+use crate::release::manifest::Manifest;
+use crate::release::unpack;
 
 /// `managed`: the managed properties; a new release is rendered while it is still
 /// staging (properties and log4j file), so `current` never points at a release with an
@@ -51,21 +51,21 @@ pub async fn complete(staged: &Staged, settings: &Settings, managed: &Managed) -
         // Read without following a link and written by rename: a `.dist` link or a hard
         // link that came out of the archive cannot aim this write at another file.
         let upstream = read_nofollow(&staging.join(layout::PROPERTIES))?;
-        fsutil::write_atomic(&staging.join(layout::PRISTINE_PROPERTIES), &upstream, 0o644)?;
-        release::record_written(&mut tree, &staging, layout::PRISTINE_PROPERTIES)?;
+        host::write_atomic(&staging.join(layout::PRISTINE_PROPERTIES), &upstream, 0o644)?;
+        integrity::record_written(&mut tree, &staging, layout::PRISTINE_PROPERTIES)?;
         jar::install(&staging, &jar_path, &manifest.jar_file, &jar_sha, &mut tree)?;
         properties::render(&staging, &managed, false)?;
         // Likewise the generated log4j file (not recorded, like the live properties): a
         // crash after the switch must not leave `current` without it.
         log4j::render(&staging, &Levels::of(&settings), &manifest.version, false)?;
-        release::unrecord(&mut tree);
+        integrity::unrecord(&mut tree);
         failpoint::hit("install.before_manifest")?;
         manifest.save_with_tree(&staging, &tree)?;
         // The copies and the render came after the unpack: a link out of the archive can
         // aim one of them at another file. Only a release as recorded goes live.
-        release::check(&staging, &manifest, Depth::Quick)?;
+        integrity::check(&staging, &manifest, Depth::Quick)?;
         // Under a state directory root adopted, the release is its owner's.
-        fsutil::Dir::open(&staging)?.hand_over_tree()?;
+        host::Dir::open(&staging)?.hand_over_tree()?;
         unpack::sync_tree(&staging)?;
         Ok(manifest)
     })
@@ -143,6 +143,6 @@ fn check_layout(staging: &Path, top_dir: &str, manifest: &Manifest) -> Result<()
 
 /// Read a file, refusing to follow a symlink in its last component.
 fn read_nofollow(path: &Path) -> Result<Vec<u8>> {
-    fsutil::read_state(path, fsutil::StateFile::Properties)?
+    host::read_state(path, host::StateFile::Properties)?
         .ok_or_else(|| fail(ExitCode::Data, format!("{}: missing", path.display())))
 }

@@ -1,16 +1,16 @@
 //! Phase 3 for the Prometheus JMX exporter jar: when `metrics.prometheus_port` is set,
 //! the jar in `<state_dir>/exporter/` is used if it hashes to its pin (or to what was
 //! recorded on first use); otherwise it is fetched, checked as the IAM auth jar is, and
-//! put in place. Where it lives and how it is loaded is [`crate::exporter`]'s.
+//! put in place. Where it lives and how it is loaded is [`crate::ksqldb::exporter`]'s.
 
 use anyhow::Result;
 
 use super::jar::{self, PinnedJar};
 use crate::config::Settings;
-use crate::exporter::{self, Exporter};
-use crate::fetch::Fetcher;
+use crate::ksqldb::exporter::{self, Exporter};
 use crate::progress::Progress;
-use crate::verify::TrustStore;
+use crate::release::fetch::Fetcher;
+use crate::release::verify::TrustStore;
 
 /// The exporter ready to load, or `None` when `metrics.prometheus_port` is 0. The
 /// caller holds the state directory's lock.

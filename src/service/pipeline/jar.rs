@@ -9,12 +9,12 @@ use anyhow::{Context, Result};
 
 use crate::config::{ConfigUrl, Settings, Sha256Digest};
 use crate::exit::{fail, ExitCode};
-use crate::fetch::{Download, Fetcher};
-use crate::fsutil;
-use crate::layout;
-use crate::manifest::{Manifest, Tree};
+use crate::host;
+use crate::host::layout;
 use crate::progress::Progress;
-use crate::verify::{self, ExpectedHash, TrustStore};
+use crate::release::fetch::{Download, Fetcher};
+use crate::release::manifest::{Manifest, Tree};
+use crate::release::verify::{self, ExpectedHash, TrustStore};
 
 const JAR_PREFIX: &str = "aws-msk-iam-auth-";
 
@@ -144,7 +144,7 @@ pub fn install(
 ) -> Result<()> {
     // Through handles that refuse a symlink below the release (`share -> /usr/share`).
     let rel = Path::new(layout::JAR_DIR);
-    let dir = fsutil::Dir::create_beneath(release, rel, 0o755)?;
+    let dir = host::Dir::create_beneath(release, rel, 0o755)?;
     dir.copy_atomic(file_name, jar, 0o644)?;
     // Size and mode as they are on disk; the content is the checked jar's.
     let copied = dir
@@ -165,7 +165,7 @@ pub fn install(
     dir.sync()
 }
 
-/// [`crate::pipeline::Plan::JarOnly`]: put the checked jar into an installed release
+/// [`crate::service::pipeline::Plan::JarOnly`]: put the checked jar into an installed release
 /// and record it in its manifest.
 pub fn replace(
     settings: &Settings,

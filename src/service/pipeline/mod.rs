@@ -22,18 +22,18 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::config::{self, Settings};
-use crate::discovery::{self, Discovered};
 use crate::exit::{exit_code_of, ExitCode};
-use crate::fetch::Fetcher;
-use crate::layout;
-use crate::lock;
-use crate::log4j::{self, Levels, Log4jConfig};
-use crate::manifest::Manifest;
+use crate::host::layout;
+use crate::host::lock;
+use crate::ksqldb::log4j::{self, Levels, Log4jConfig};
+use crate::ksqldb::properties::{self, Configured, Managed};
+use crate::msk::discovery::{self, Discovered};
 use crate::progress::{Progress, Quiet};
-use crate::properties::{self, Configured, Managed};
-use crate::status::{Span, Time};
-use crate::upgrade;
-use crate::verify::TrustStore;
+use crate::release::fetch::Fetcher;
+use crate::release::manifest::Manifest;
+use crate::release::verify::TrustStore;
+use crate::service::status::{Span, Time};
+use crate::service::upgrade;
 
 pub use activate::{current_version, STAGING_PREFIX};
 pub use plan::Plan;
@@ -49,7 +49,7 @@ pub struct Prepared {
     pub log4j: Option<Log4jConfig>,
     /// The Prometheus JMX exporter ksqlDB loads (`metrics.prometheus_port`), its jar
     /// checked.
-    pub exporter: Option<crate::exporter::Exporter>,
+    pub exporter: Option<crate::ksqldb::exporter::Exporter>,
     /// When discovery and install (phases 3–5) ran and how long they took.
     pub timings: Timings,
     pub upgrade: Upgrade,
@@ -62,7 +62,7 @@ pub struct Timings {
     pub install: Span,
 }
 
-/// What the upgrade record (src/upgrade.rs) made of the configured version.
+/// What the upgrade record (src/service/upgrade.rs) made of the configured version.
 #[derive(Debug, Clone)]
 pub struct Upgrade {
     /// The record as it stands after this run of phases 1–5.
@@ -229,7 +229,7 @@ async fn prepare_with(
         &installed.version,
         false,
     )?;
-    crate::auth::configure(&settings)?;
+    crate::ksqldb::auth::configure(&settings)?;
     if upgrade.record.good.is_none() {
         // No record yet (an agent from before it): the release this run replaced is
         // the way back.

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{KeySource, Settings};
-use crate::layout;
-use crate::manifest::Manifest;
-use crate::release::{self, Depth};
-use crate::verify::{Signer, TrustStore};
+use crate::host::layout;
+use crate::release::integrity::{self, Depth};
+use crate::release::manifest::Manifest;
+use crate::release::verify::{Signer, TrustStore};
 
 /// The plan for the configured release.
 #[derive(Debug, Clone)]
@@ -97,7 +97,7 @@ impl Plan {
 /// Does the release still hold what install verified? (The warm start's check.)
 fn quick_check(release: &Path, manifest: &Manifest) -> bool {
     let started = std::time::Instant::now();
-    match release::check(release, manifest, Depth::Quick) {
+    match integrity::check(release, manifest, Depth::Quick) {
         Ok(c) => {
             tracing::debug!(
                 "{}: {} files as recorded, {} hashed ({:.1} MB) in {:.1} ms",

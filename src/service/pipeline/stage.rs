@@ -13,13 +13,13 @@ use super::jar::{self, CheckedJar};
 use super::STAGING_PREFIX;
 use crate::config::{KeySource, Settings};
 use crate::exit::{fail, ExitCode};
-use crate::failpoint;
-use crate::fetch::{Download, Fetcher, Growth};
-use crate::fsutil;
+use crate::host;
+use crate::host::failpoint;
+use crate::release::fetch::{Download, Fetcher, Growth};
 
 use crate::progress::Progress;
-use crate::unpack::{self, Unpacked};
-use crate::verify::{SignatureCheck, SignerTrust, TrustStore};
+use crate::release::unpack::{self, Unpacked};
+use crate::release::verify::{SignatureCheck, SignerTrust, TrustStore};
 
 /// Unpacked size estimate per archive byte, for the free-space check: the release is
 /// mostly jars, which gzip barely shrinks.
@@ -70,7 +70,7 @@ impl StagingDir {
 
     /// Create it afresh and return its handle, which everything written into it goes
     /// through; its identity (device, inode) is kept to check before it goes live.
-    fn create(&self) -> Result<fsutil::Dir> {
+    fn create(&self) -> Result<host::Dir> {
         let dir = create_staging(&self.0)?;
         let identity = dir.identity()?;
         if let Ok(mut kept) = self.1.lock() {
@@ -186,7 +186,7 @@ async fn verify_and_unpack(
         signing_key(fetcher, &k.key, progress),
     )
     .await?;
-    let sig_bytes = fsutil::read_state(&signature.path, fsutil::StateFile::Signature)?
+    let sig_bytes = host::read_state(&signature.path, host::StateFile::Signature)?
         .with_context(|| format!("reading {}: missing", signature.path.display()))?;
     let check = SignatureCheck::new(
         &key,
@@ -208,7 +208,7 @@ async fn verify_and_unpack(
         let total = growth.wait_total();
         let r = total
             .map_or(Ok(()), |t| {
-                crate::fsutil::check_space(&releases, (t as f64 * UNPACK_RATIO) as u64)
+                crate::host::check_space(&releases, (t as f64 * UNPACK_RATIO) as u64)
             })
             .and_then(|()| {
                 unpack::unpack_verified_from(growth.follower(), &url, total, &dir, max, &check)
@@ -228,7 +228,7 @@ async fn signing_key(
     match key {
         KeySource::Url(u) => {
             let d = fetcher.fetch(u, "signing key", progress).await?;
-            let bytes = fsutil::read_state(&d.path, fsutil::StateFile::Key)?
+            let bytes = host::read_state(&d.path, host::StateFile::Key)?
                 .with_context(|| format!("reading {}: missing", d.path.display()))?;
             Ok((bytes, u.redacted()))
         }
@@ -261,11 +261,11 @@ async fn unpack_again(
 
 /// Create a staging directory afresh in `releases/`, which must be a real directory
 /// (a symlink planted there is refused, so nothing is unpacked elsewhere).
-fn create_staging(path: &Path) -> Result<fsutil::Dir> {
+fn create_staging(path: &Path) -> Result<host::Dir> {
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
-    // Root's until complete hands the finished tree over (fsutil::adopt_state_dir):
+    // Root's until complete hands the finished tree over (host::adopt_state_dir):
     // nobody else may change what the extractor writes by path into it.
-    fsutil::Dir::open(fsutil::parent_dir(path))?.create_dir_new_kept(name, 0o755)
+    host::Dir::open(host::parent_dir(path))?.create_dir_new_kept(name, 0o755)
 }

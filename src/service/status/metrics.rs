@@ -235,7 +235,7 @@ impl Collector for Families {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{HealthInfo, ReleaseInfo, Span, Time};
+    use crate::service::status::{HealthInfo, ReleaseInfo, Span, Time};
 
     #[test]
     fn every_family_has_help_and_type_and_one_condition_is_set() {

@@ -18,10 +18,10 @@ use super::{
     ReleaseInfo, Span, StateDoc, Time, SCHEMA_VERSION, STATE_FILE,
 };
 use crate::config::Settings;
-use crate::discovery::Discovered;
-use crate::failpoint::STATUS_POINT;
-use crate::fsutil::Dir;
-use crate::pipeline::Prepared;
+use crate::host::failpoint::STATUS_POINT;
+use crate::host::Dir;
+use crate::msk::discovery::Discovered;
+use crate::service::pipeline::Prepared;
 
 /// A failure to write the state or metrics file is logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(600);
@@ -213,7 +213,7 @@ impl Recorder {
 
     fn snapshot(&mut self) -> Snapshot {
         self.doc.written_at = Some(Time::now());
-        self.doc.download_bytes = crate::fetch::downloaded_bytes();
+        self.doc.download_bytes = crate::release::fetch::downloaded_bytes();
         self.seq += 1;
         Snapshot {
             seq: self.seq,
@@ -245,7 +245,7 @@ pub fn jar_trust(s: &Settings) -> &'static str {
 /// When the manifest of `release_dir` was written: when install verified the release.
 fn manifest_time(release_dir: &std::path::Path) -> Option<Time> {
     let dir = Dir::open(release_dir).ok()?;
-    let file = dir.open_file(crate::layout::MANIFEST).ok()??;
+    let file = dir.open_file(crate::host::layout::MANIFEST).ok()??;
     file.metadata().ok()?.modified().ok().map(Time)
 }
 

@@ -24,9 +24,9 @@ use super::{
 };
 use crate::config::Settings;
 use crate::exit::{fail, one_line, ExitCode};
-use crate::fsutil::{Dir, Kind};
-use crate::layout;
-use crate::manifest::Manifest;
+use crate::host::layout;
+use crate::host::{Dir, Kind};
+use crate::release::manifest::Manifest;
 
 /// Largest manifest read (they are under 1 KiB).
 const MAX_MANIFEST_BYTES: u64 = 64 << 10;
@@ -318,10 +318,13 @@ impl Auth {
     fn of(settings: &Settings) -> Auth {
         let basic = settings.ksqldb.auth == crate::config::RestAuth::Basic;
         Auth {
-            mode: crate::auth::mode(settings).to_string(),
-            password_file: basic
-                .then(|| crate::auth::password_path(settings).display().to_string()),
-            open_listeners: crate::auth::open_listeners(settings),
+            mode: crate::ksqldb::auth::mode(settings).to_string(),
+            password_file: basic.then(|| {
+                crate::ksqldb::auth::password_path(settings)
+                    .display()
+                    .to_string()
+            }),
+            open_listeners: crate::ksqldb::auth::open_listeners(settings),
         }
     }
 }
@@ -350,7 +353,7 @@ pub struct FailedUpgrade {
 
 impl Upgrade {
     fn of(settings: &Settings) -> Upgrade {
-        let f = crate::rollback::facts(settings);
+        let f = crate::service::rollback::facts(settings);
         Upgrade {
             rolled_back_by_hand: f.rolled_back_by_hand.map(|p| p.display().to_string()),
             failed: f.failed_upgrade.map(|f| FailedUpgrade {
@@ -419,8 +422,8 @@ fn read_state(dir: &Dir) -> std::result::Result<Option<StateDoc>, String> {
 /// The regular file `name` in `dir`, at most `max` bytes; a link, FIFO or device
 /// there is refused without blocking, a larger file is refused.
 fn read_bounded(dir: &Dir, name: &str, max: u64) -> std::result::Result<Option<Vec<u8>>, String> {
-    debug_assert_eq!(max, crate::fsutil::StateFile::Status.limit());
-    crate::fsutil::read_state_file(dir, name, crate::fsutil::StateFile::Status)
+    debug_assert_eq!(max, crate::host::StateFile::Status.limit());
+    crate::host::read_state_file(dir, name, crate::host::StateFile::Status)
         .map_err(|e| one_line(&e))
 }
 

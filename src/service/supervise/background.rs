@@ -4,9 +4,9 @@
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::control::{Outcome, Responder};
-use crate::discovery::{ClientCache, Discovered};
-use crate::pipeline::Prepared;
+use crate::msk::discovery::{ClientCache, Discovered};
+use crate::service::control::{Outcome, Responder};
+use crate::service::pipeline::Prepared;
 
 /// Why phases 1–5 run again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct Reconfig {
     pub(super) discovering: bool,
     pub next_rediscover: Instant,
     /// When the rediscovery in flight began (wall clock, monotonic).
-    pub(super) discover_began: (crate::status::Time, std::time::Instant),
+    pub(super) discover_began: (crate::service::status::Time, std::time::Instant),
     pub(super) clients: ClientCache,
     /// `ksql-msk reload` callers waiting for the prepare in flight (or the next).
     pub(super) waiting: Vec<Responder>,
@@ -68,7 +68,10 @@ impl Reconfig {
             discover_tx,
             discovering: false,
             next_rediscover,
-            discover_began: (crate::status::Time::now(), std::time::Instant::now()),
+            discover_began: (
+                crate::service::status::Time::now(),
+                std::time::Instant::now(),
+            ),
             clients: ClientCache::default(),
             waiting: Vec::new(),
             waiting_for_restart: Vec::new(),

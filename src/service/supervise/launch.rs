@@ -10,8 +10,8 @@ use tracing::info;
 use crate::config::secrets::env_value_for_display;
 use crate::config::EnvVars;
 use crate::exit::{fail, one_line, ExitCode};
-use crate::java::Jvm;
-use crate::pipeline::Prepared;
+use crate::ksqldb::java::Jvm;
+use crate::service::pipeline::Prepared;
 
 /// Variables ksqlDB gets from the agent's own environment (the unit's
 /// `EnvironmentFile=/etc/sysconfig/ksql-msk`, systemd's `/etc/locale.conf`): locale and
@@ -150,10 +150,10 @@ pub struct Launch {
     /// The log4j configuration's bytes when the spec was made (empty: none).
     pub log4j: Vec<u8>,
     /// The exporter java agent the JVM loads: its jar is hashed again before each start.
-    pub exporter: Option<crate::exporter::Exporter>,
+    pub exporter: Option<crate::ksqldb::exporter::Exporter>,
     /// The REST API credential ksqlDB was started with (`ksqldb.auth = "basic"`): the
     /// probe sends it, and a new one (`ksql-msk auth rotate`) restarts ksqlDB.
-    pub auth: Option<crate::auth::Credential>,
+    pub auth: Option<crate::ksqldb::auth::Credential>,
 }
 
 /// `PATH` for ksqlDB: the agent's, else a standard one.
@@ -169,7 +169,7 @@ fn child_path() -> String {
 pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
     let settings = &prepared.settings;
     let release = prepared.release_dir();
-    let program = release.join(crate::layout::SERVER_START);
+    let program = release.join(crate::host::layout::SERVER_START);
     let properties = std::fs::read(prepared.properties_path())
         .with_context(|| format!("reading {}", prepared.properties_path().display()))
         .map_err(|e| fail(ExitCode::Unavailable, one_line(&e)))?;
@@ -182,7 +182,7 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
         log_dir.to_string_lossy().into_owned(),
     ));
     own.push(("KSQL_HEAP_OPTS".to_string(), jvm.heap_opts.clone()));
-    // The console-only log4j config generated from the release's (crate::log4j), named
+    // The console-only log4j config generated from the release's (crate::ksqldb::log4j), named
     // explicitly so that nothing in the environment can swap it for a file appender:
     // its lines must reach the journal.
     if let Some(log4j) = &prepared.log4j {
@@ -194,15 +194,18 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
     // [metrics]: JMX on loopback (KSQL_JMX_OPTS), the exporter's java agent (KSQL_OPTS,
     // before `ksqldb.jvm_opts`).
     if let Some(port) = settings.metrics.jmx_port {
-        own.push(("KSQL_JMX_OPTS".to_string(), crate::jmx::options(port)));
+        own.push((
+            "KSQL_JMX_OPTS".to_string(),
+            crate::ksqldb::jmx::options(port),
+        ));
     }
     let agent_opt = prepared
         .exporter
         .as_ref()
-        .map(crate::exporter::Exporter::javaagent)
+        .map(crate::ksqldb::exporter::Exporter::javaagent)
         .transpose()?;
     // ksqldb.auth = "basic": the JAAS file's -D option ahead of ksqldb.jvm_opts.
-    let base = crate::auth::ksql_opts(settings, settings.ksqldb.jvm_opts.as_deref());
+    let base = crate::ksqldb::auth::ksql_opts(settings, settings.ksqldb.jvm_opts.as_deref());
     let ksql_opts = match (agent_opt, base) {
         (Some(a), Some(j)) => Some(format!("{a} {j}")),
         (Some(a), None) => Some(a),
@@ -222,7 +225,7 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
             .map(|c| c.bytes.clone())
             .unwrap_or_default(),
         exporter: prepared.exporter.clone(),
-        auth: crate::auth::credential(settings)?,
+        auth: crate::ksqldb::auth::credential(settings)?,
     })
 }
 

@@ -44,15 +44,15 @@ use tracing::{info, warn};
 
 pub use signals::Signals;
 
-use crate::discovery::BrokerAddr;
 use crate::exit::{fail, ExitCode};
-use crate::health::{self, Health};
-use crate::java;
-use crate::journal::{message_id, priority, Sink};
-use crate::notify::{Notifier, Watchdog};
-use crate::pipeline::Prepared;
-use crate::status::recorder::Recorder;
-use crate::status::Condition;
+use crate::host::journal::{message_id, priority, Sink};
+use crate::ksqldb::health::{self, Health};
+use crate::ksqldb::java;
+use crate::msk::discovery::BrokerAddr;
+use crate::service::notify::{Notifier, Watchdog};
+use crate::service::pipeline::Prepared;
+use crate::service::status::recorder::Recorder;
+use crate::service::status::Condition;
 use background::{Reconfig, Why};
 use launch::{launch_spec, log_jvm, Launch};
 use policy::{AfterFailure, Limits, Phase, RestartPolicy, Verdict};
@@ -156,7 +156,7 @@ enum Readiness {
 enum Event {
     Stop(&'static str),
     Reload,
-    ReloadRequest(crate::control::Responder),
+    ReloadRequest(crate::service::control::Responder),
     ChildSignal,
     Probe(Health),
     Watchdog,
@@ -164,7 +164,7 @@ enum Event {
     StartTimeout,
     Rediscover,
     Prepared(Why, Box<Result<Prepared>>),
-    Discovered(Result<crate::discovery::Discovered>),
+    Discovered(Result<crate::msk::discovery::Discovered>),
 }
 
 /// The supervisor.
@@ -185,7 +185,7 @@ pub struct Supervisor {
     watchdog: Watchdog,
     reconfig: Reconfig,
     /// `ksql-msk reload` requests from the control socket.
-    control: tokio::sync::mpsc::Receiver<crate::control::Responder>,
+    control: tokio::sync::mpsc::Receiver<crate::service::control::Responder>,
     /// The state `ksql-msk status` and the metrics textfile show.
     status: Recorder,
 }
@@ -218,7 +218,7 @@ impl Supervisor {
             last_extend: now,
             watchdog: Watchdog::new(&notifier),
             notifier,
-            control: crate::control::listen()?,
+            control: crate::service::control::listen()?,
         })
     }
 
@@ -244,7 +244,7 @@ impl Supervisor {
                 ("PHASE", "prepare".into()),
                 ("VERSION", self.launch.version.clone()),
                 ("BROKERS", p.discovered.brokers.raw.clone()),
-                ("REST_AUTH", crate::auth::mode(&p.settings).into()),
+                ("REST_AUTH", crate::ksqldb::auth::mode(&p.settings).into()),
             ],
         )
         .await;
@@ -265,8 +265,8 @@ impl Supervisor {
             .await;
         }
         // Once per agent start, not per reload (issue 15: "warns once at start").
-        if let Some(problem) = crate::auth::open_api_problem(&p.settings) {
-            let listeners = crate::auth::open_listeners(&p.settings).join(",");
+        if let Some(problem) = crate::ksqldb::auth::open_api_problem(&p.settings) {
+            let listeners = crate::ksqldb::auth::open_listeners(&p.settings).join(",");
             self.event(
                 message_id::REST_API_OPEN,
                 priority::WARNING,
@@ -580,7 +580,7 @@ impl Supervisor {
     /// running; upgrade to 0.29.0 failed: never healthy in 5m, rolled back`.
     fn running_line(&self, version: &str, pid: i32) -> String {
         match &self.prepared.upgrade.held_back {
-            Some(f) => crate::upgrade::held_back_status(version, f),
+            Some(f) => crate::service::upgrade::held_back_status(version, f),
             None => format!("ksqlDB {version} is running (pid {pid})"),
         }
     }
@@ -656,7 +656,9 @@ impl Supervisor {
             self.readiness = Readiness::Sent;
         }
         self.reconfig
-            .restart_outcome(crate::control::Outcome::Done(format!("reloaded: {line}")));
+            .restart_outcome(crate::service::control::Outcome::Done(format!(
+                "reloaded: {line}"
+            )));
     }
 
     /// SIGCHLD: reap; if it was ksqlDB, WaitingHealthy/Running → BackingOff (or exit 75).
@@ -698,7 +700,7 @@ impl Supervisor {
 
     /// Count a failure: → BackingOff, or give up with exit 75 when there were too many.
     async fn failed(&mut self, what: &str) -> Result<()> {
-        self.reconfig.restart_outcome(crate::control::Outcome::Failed {
+        self.reconfig.restart_outcome(crate::service::control::Outcome::Failed {
             code: ExitCode::Unavailable.code(),
             message: format!(
                 "the reload restarted ksqlDB {} and it failed: {what}; the agent keeps restarting it (journalctl -u ksql-msk)",
@@ -810,10 +812,11 @@ impl Supervisor {
         self.notifier.stopping("stopping ksqlDB");
         self.status.set_health(Condition::Stopping, &[], why);
         self.status.publish();
-        self.reconfig.answer_all(crate::control::Outcome::Failed {
-            code: ExitCode::Unavailable.code(),
-            message: format!("the agent is stopping ({why})"),
-        });
+        self.reconfig
+            .answer_all(crate::service::control::Outcome::Failed {
+                code: ExitCode::Unavailable.code(),
+                message: format!("the agent is stopping ({why})"),
+            });
         let child = self.state.take_ksqldb(State::Stopping);
         let pid = child.as_ref().map(|c| c.pid);
         if let Some(mut child) = child {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::AgentSettings;
-use crate::health::Health;
+use crate::ksqldb::health::Health;
 
 /// What to do after ksqlDB failed (exited, never became healthy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

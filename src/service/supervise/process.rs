@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use super::launch::Launch;
 use crate::exit::{fail, ExitCode};
-use crate::journal::Sink;
+use crate::host::journal::Sink;
 
 /// How a SIGKILLed group may take to disappear before we stop waiting for it.
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -243,7 +243,7 @@ fn forward(
 ) -> Result<JoinHandle<()>> {
     let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
         .with_context(|| format!("reading ksqlDB's {stream}"))?;
-    Ok(tokio::spawn(crate::child_log::forward(
+    Ok(tokio::spawn(crate::ksqldb::child_log::forward(
         rx,
         stream,
         pid as u32,

@@ -9,12 +9,12 @@ use tracing::{error, info, warn};
 use super::background::{Preparing, Why};
 use super::launch::{env_changes, launch_spec, log_jvm, Launch};
 use super::{Readiness, State, Supervisor};
-use crate::control::{Outcome, Responder};
-use crate::discovery::Discovered;
 use crate::exit::{exit_code_of, one_line};
-use crate::java::{self, Jvm};
-use crate::journal::{message_id, priority};
-use crate::pipeline::{prepare, Prepared};
+use crate::host::journal::{message_id, priority};
+use crate::ksqldb::java::{self, Jvm};
+use crate::msk::discovery::Discovered;
+use crate::service::control::{Outcome, Responder};
+use crate::service::pipeline::{prepare, Prepared};
 
 impl Supervisor {
     /// `ksql-msk reload`: a reload whose outcome goes back to the caller.
@@ -213,7 +213,10 @@ impl Supervisor {
         let clients = self.reconfig.clients.clone();
         let tx = self.reconfig.discover_tx.clone();
         self.reconfig.discovering = true;
-        self.reconfig.discover_began = (crate::status::Time::now(), std::time::Instant::now());
+        self.reconfig.discover_began = (
+            crate::service::status::Time::now(),
+            std::time::Instant::now(),
+        );
         tokio::spawn(async move {
             let _ = tx.send(clients.discover(&settings).await).await;
         });
@@ -232,7 +235,7 @@ impl Supervisor {
             Ok(found) => {
                 let (at, began) = self.reconfig.discover_began;
                 self.status
-                    .discovered(&found, crate::status::Span::since(at, began));
+                    .discovered(&found, crate::service::status::Span::since(at, began));
                 self.status.publish();
                 if found.brokers.as_set() == self.running_brokers {
                     tracing::debug!("brokers unchanged");

@@ -1,4 +1,4 @@
-//! The automatic rollback of a failed upgrade (src/upgrade.rs has the record and the
+//! The automatic rollback of a failed upgrade (src/service/upgrade.rs has the record and the
 //! rules). A ksqlDB of another version than the record's `good` one is on trial until it
 //! becomes ready; if it fails the trial, the supervisor writes the failure into the
 //! record first and then runs phases 1 and 3–5 again without discovery
@@ -11,12 +11,12 @@ use tracing::{info, warn};
 use super::launch::{launch_spec, log_jvm};
 use super::policy::{Limits, RestartPolicy};
 use super::{State, Supervisor};
-use crate::control::Outcome;
 use crate::exit::{one_line, ExitCode};
-use crate::java;
-use crate::journal::{message_id, priority};
-use crate::pipeline::prepare_local;
-use crate::upgrade;
+use crate::host::journal::{message_id, priority};
+use crate::ksqldb::java;
+use crate::service::control::Outcome;
+use crate::service::pipeline::prepare_local;
+use crate::service::upgrade;
 
 impl Supervisor {
     /// The version the ksqlDB being started is on trial against, if it is an upgrade.
