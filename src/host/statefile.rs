@@ -43,14 +43,15 @@ pub enum StateFile {
 
 impl StateFile {
     /// The most bytes a file of this kind may hold.
-    pub fn limit(self) -> u64 {
+    pub const fn limit(self) -> u64 {
         match self {
             StateFile::Manifest => 1 << 20,
-            StateFile::Tree => crate::release::manifest::MAX_TREE_BYTES,
+            // 20 000 entries (`unpack::MAX_ENTRIES`) of long paths.
+            StateFile::Tree => 64 << 20,
             StateFile::Trust => 1 << 20,
             StateFile::UpgradeRecord => 1 << 20,
             StateFile::Properties => 4 << 20,
-            StateFile::Status => crate::service::status::MAX_STATE_BYTES,
+            StateFile::Status => 1 << 20,
             StateFile::CacheMeta => 64 << 10,
             StateFile::Jar => 256 << 20,
             StateFile::Signature => 64 << 10,

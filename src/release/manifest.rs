@@ -26,8 +26,6 @@ use crate::host::layout;
 pub const TREE_FILE: &str = ".ksql-msk-tree";
 /// First line of a tree record; another format version is not read.
 const TREE_HEADER: &str = "# ksql-msk release tree 1: kind mode size sha256 path [target]";
-/// Largest tree record read: 20 000 entries (`unpack::MAX_ENTRIES`) of long paths.
-pub(crate) const MAX_TREE_BYTES: u64 = 64 << 20;
 
 /// Declares `Manifest` with one `String` field per name, and the name/value walk that
 /// writing and parsing share, so that a field is listed once.

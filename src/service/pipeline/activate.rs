@@ -6,14 +6,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::stage::Staged;
+use super::stage::{Staged, STAGING_PREFIX};
 use crate::config::Settings;
 use crate::exit::{fail, ExitCode};
 use crate::host::failpoint;
 use crate::host::layout;
 use crate::host::{self, Dir, Kind};
 
-pub const STAGING_PREFIX: &str = ".staging-";
 const CURRENT_TMP_PREFIX: &str = ".current.tmp-";
 
 /// Create `releases/` and remove what a crashed run left: staging directories and
@@ -159,16 +158,4 @@ fn place(staging: &super::stage::StagingDir, release: &Path) -> Result<()> {
         return Err(swapped_in(release));
     }
     Ok(())
-}
-
-/// Remove a staging directory (a missing one is fine).
-pub fn remove_staging(staging: &Path) {
-    let removed = Dir::parent_of(staging).and_then(|(releases, name)| releases.remove_tree(name));
-    if let Err(e) = removed {
-        tracing::warn!(
-            "cannot remove {}: {}",
-            staging.display(),
-            crate::exit::one_line(&e)
-        );
-    }
 }

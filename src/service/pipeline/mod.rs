@@ -35,7 +35,7 @@ use crate::release::verify::TrustStore;
 use crate::service::status::{Span, Time};
 use crate::service::upgrade;
 
-pub use activate::{current_version, STAGING_PREFIX};
+pub use activate::current_version;
 pub use plan::Plan;
 
 /// Everything phases 1–5 produce and the supervisor needs.

@@ -10,7 +10,6 @@ use anyhow::{Context, Result};
 use futures_util::future::{abortable, join3, try_join, Aborted};
 
 use super::jar::{self, CheckedJar};
-use super::STAGING_PREFIX;
 use crate::config::{KeySource, Settings};
 use crate::exit::{fail, ExitCode};
 use crate::host;
@@ -20,6 +19,9 @@ use crate::release::fetch::{Download, Fetcher, Growth};
 use crate::progress::Progress;
 use crate::release::unpack::{self, Unpacked};
 use crate::release::verify::{SignatureCheck, SignerTrust, TrustStore};
+
+/// A staging directory under `releases/` starts with this (leftovers are removed).
+pub const STAGING_PREFIX: &str = ".staging-";
 
 /// Unpacked size estimate per archive byte, for the free-space check: the release is
 /// mostly jars, which gzip barely shrinks.
@@ -87,7 +89,7 @@ impl StagingDir {
 
 impl Drop for StagingDir {
     fn drop(&mut self) {
-        super::activate::remove_staging(&self.0);
+        remove_staging(&self.0);
     }
 }
 
@@ -251,7 +253,7 @@ async fn unpack_again(
     max: u64,
     check: SignatureCheck,
 ) -> Result<Unpacked> {
-    super::activate::remove_staging(staging.path());
+    remove_staging(staging.path());
     let dir = staging.create()?;
     let path = archive.to_path_buf();
     tokio::task::spawn_blocking(move || unpack::unpack_verified(&path, &dir, max, &check))
@@ -268,4 +270,17 @@ fn create_staging(path: &Path) -> Result<host::Dir> {
     // Root's until complete hands the finished tree over (host::adopt_state_dir):
     // nobody else may change what the extractor writes by path into it.
     host::Dir::open(host::parent_dir(path))?.create_dir_new_kept(name, 0o755)
+}
+
+/// Remove a staging directory (a missing one is fine).
+pub fn remove_staging(staging: &Path) {
+    let removed = crate::host::Dir::parent_of(staging)
+        .and_then(|(releases, name)| releases.remove_tree(name));
+    if let Err(e) = removed {
+        tracing::warn!(
+            "cannot remove {}: {}",
+            staging.display(),
+            crate::exit::one_line(&e)
+        );
+    }
 }

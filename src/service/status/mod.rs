@@ -28,7 +28,7 @@ pub const STATE_FILE: &str = "status.json";
 /// change (a field removed or changing meaning), never for an added field.
 pub const SCHEMA_VERSION: u32 = 1;
 /// Largest state file read: what the agent writes is a few KiB.
-pub const MAX_STATE_BYTES: u64 = 1 << 20;
+pub const MAX_STATE_BYTES: u64 = crate::host::StateFile::Status.limit();
 
 /// A wall-clock instant, written as RFC 3339 UTC (`2026-12-02T01:23:04.123Z`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
