@@ -14,6 +14,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use super::dir::{check_name, not_found, Dir};
+use super::held::parent_dir;
 
 /// Tries at a fresh random temp name before giving up: a clash is already 1 in 2^64.
 const TEMP_TRIES: usize = 8;
@@ -37,14 +38,6 @@ pub fn write_atomic_at(path: &Path, contents: &[u8], mode: u32, point: &str) -> 
 /// fsync a directory so that renames and creations in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     Dir::open_trusted(dir)?.sync()
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-pub fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 /// The directory `path`, created with exactly `mode` if missing (its parents as

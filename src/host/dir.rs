@@ -1,19 +1,19 @@
 //! [`Dir`]: a directory handle whose every operation is relative to it and never
 //! follows a link at the name it is given, and the walk that opens one beneath another
-//! one component at a time.
+//! one component at a time (`openat2` with no link at all, or `O_NOFOLLOW` on a kernel
+//! without it).
 //!
-//! Everything under the state directory is reached from the handle held for it
-//! ([`super::held`]): a path under the state directory given to [`Dir::open`],
-//! [`Dir::open_trusted`] or [`Dir::parent_of`] is resolved beneath that handle, never
-//! by name from `/`, so a `releases` or release directory swapped for a link (into
-//! `/etc`, or into `/proc/<pid>/root` of a process the service user owns) is refused
-//! instead of followed.
+//! Everything under the state directory is reached from the handle held for it: the
+//! constructors that take a path ([`Dir::open`], [`Dir::open_trusted`],
+//! [`Dir::parent_of`], ...) live with that handle in [`super::held`], which resolves a
+//! path under the state directory beneath it, never by name from `/`. This file names
+//! neither: it is the handle only.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
@@ -74,27 +74,12 @@ fn dir_flags() -> OFlags {
 }
 
 impl Dir {
-    /// Open `path` as a directory; a symlink as its last component is refused (65).
-    /// Under the state directory the whole path below it is resolved beneath its held
-    /// handle; elsewhere the components before the last are the caller's to trust.
-    pub fn open(path: &Path) -> Result<Dir> {
-        if let Some(dir) = super::held::open(path)? {
-            return Ok(dir);
-        }
-        Dir::open_path(path, true)
-    }
-
-    /// Open `path` as a directory following symlinks, as a path does: for directories
-    /// outside anyone else's reach (the state directory's parents). Under the state
-    /// directory it is [`Dir::open`]: nothing there is trusted.
-    pub fn open_trusted(path: &Path) -> Result<Dir> {
-        if let Some(dir) = super::held::open(path)? {
-            return Ok(dir);
-        }
-        Dir::open_path(path, false)
-    }
-
-    fn open_path(path: &Path, nofollow: bool) -> Result<Dir> {
+    /// `path` opened as a directory by its path, following a symlink at its last
+    /// component only if not `nofollow` (refused with 65 then); the components before it
+    /// are the caller's to trust. For [`Dir::open`] and [`Dir::open_trusted`] (in
+    /// [`super::held`]), which resolve a path under the state directory beneath its held
+    /// handle instead.
+    pub(super) fn open_path(path: &Path, nofollow: bool) -> Result<Dir> {
         let fd = open_dir_fd(rustix::fs::CWD, path.as_os_str(), nofollow, false)
             .map_err(|e| dir_error(e, path))?;
         Ok(Dir {
@@ -102,38 +87,6 @@ impl Dir {
             path: path.to_path_buf(),
             owner: None,
         })
-    }
-
-    /// The directory of `path` and the file name in it: what the path-based functions
-    /// work on ([`Dir::open_trusted`] of the parent).
-    pub(crate) fn parent_of(path: &Path) -> Result<(Dir, OsString)> {
-        let name = path
-            .file_name()
-            .with_context(|| format!("{} has no file name", path.display()))?;
-        let dir = Dir::open_trusted(super::parent_dir(path))?;
-        Ok((dir, name.to_os_string()))
-    }
-
-    /// `root/rel` with each component of `rel` opened beneath the one before it,
-    /// following no link: a symlink anywhere below `root` (or at `root` itself) is
-    /// refused with 65, as is a `..` or an absolute `rel`.
-    pub fn open_beneath(root: &Path, rel: &Path) -> Result<Dir> {
-        let mut dir = Dir::open(root)?;
-        for part in rel_parts(root, rel)? {
-            dir = dir.open_dir(part)?;
-        }
-        Ok(dir)
-    }
-
-    /// [`Dir::open_beneath`], creating the missing directories of `rel` with `mode`
-    /// (exactly, whatever the umask; existing ones are left as they are).
-    pub fn create_beneath(root: &Path, rel: &Path, mode: u32) -> Result<Dir> {
-        let mut dir = Dir::open(root)?;
-        for part in rel_parts(root, rel)? {
-            dir.create_dir(part, mode)?;
-            dir = dir.open_dir(part)?;
-        }
-        Ok(dir)
     }
 
     /// Another handle of the same directory (same owner to hand over to).
@@ -348,24 +301,6 @@ pub(super) fn check_name(name: &OsStr) -> Result<()> {
 pub(super) fn not_found(path: &Path) -> anyhow::Error {
     anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound))
         .context(format!("opening {}", path.display()))
-}
-
-/// The components of `rel` below `root`: plain names only.
-pub(super) fn rel_parts<'a>(root: &Path, rel: &'a Path) -> Result<Vec<&'a OsStr>> {
-    let mut parts = Vec::new();
-    for c in rel.components() {
-        match c {
-            Component::Normal(n) => parts.push(n),
-            Component::CurDir => {}
-            _ => {
-                return Err(fail(
-                    ExitCode::Data,
-                    format!("{}: {} leaves it; refusing", root.display(), rel.display()),
-                ))
-            }
-        }
-    }
-    Ok(parts)
 }
 
 pub(super) fn refuse_kind(path: &Path, kind: Kind, wanted: &str) -> anyhow::Error {

@@ -9,12 +9,20 @@
 //! user or the state directory's owner. `current`, a symlink by design, is the one
 //! name read as a link: its target must be `releases/<version>` (one plain name), and
 //! that is opened beneath the handle in its place.
+//!
+//! Here too are [`Dir`]'s constructors that take a path ([`Dir::open`],
+//! [`Dir::open_trusted`], [`Dir::parent_of`], [`Dir::open_beneath`],
+//! [`Dir::create_beneath`]): a path under the state directory is resolved beneath the
+//! held handle, never by name from `/`, so a `releases` or release directory swapped
+//! for a link (into `/etc`, or into `/proc/<pid>/root` of a process the service user
+//! owns) is refused instead of followed. `dir.rs` names neither this file nor the
+//! held handle: this file uses it, never the other way round.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::dir::{refuse_kind, Dir, Kind};
 use crate::exit::{fail, ExitCode};
@@ -64,6 +72,86 @@ static OWNER: OnceLock<(u32, u32)> = OnceLock::new();
 /// The owner what is made under the held state directory is handed to, if adopted.
 pub(super) fn owner() -> Option<(u32, u32)> {
     OWNER.get().copied()
+}
+
+impl Dir {
+    /// Open `path` as a directory; a symlink as its last component is refused (65).
+    /// Under the state directory the whole path below it is resolved beneath its held
+    /// handle; elsewhere the components before the last are the caller's to trust.
+    pub fn open(path: &Path) -> Result<Dir> {
+        if let Some(dir) = open(path)? {
+            return Ok(dir);
+        }
+        Dir::open_path(path, true)
+    }
+
+    /// Open `path` as a directory following symlinks, as a path does: for directories
+    /// outside anyone else's reach (the state directory's parents). Under the state
+    /// directory it is [`Dir::open`]: nothing there is trusted.
+    pub fn open_trusted(path: &Path) -> Result<Dir> {
+        if let Some(dir) = open(path)? {
+            return Ok(dir);
+        }
+        Dir::open_path(path, false)
+    }
+
+    /// The directory of `path` and the file name in it: what the path-based functions
+    /// work on ([`Dir::open_trusted`] of the parent).
+    pub(crate) fn parent_of(path: &Path) -> Result<(Dir, OsString)> {
+        let name = path
+            .file_name()
+            .with_context(|| format!("{} has no file name", path.display()))?;
+        let dir = Dir::open_trusted(parent_dir(path))?;
+        Ok((dir, name.to_os_string()))
+    }
+
+    /// `root/rel` with each component of `rel` opened beneath the one before it,
+    /// following no link: a symlink anywhere below `root` (or at `root` itself) is
+    /// refused with 65, as is a `..` or an absolute `rel`.
+    pub fn open_beneath(root: &Path, rel: &Path) -> Result<Dir> {
+        let mut dir = Dir::open(root)?;
+        for part in rel_parts(root, rel)? {
+            dir = dir.open_dir(part)?;
+        }
+        Ok(dir)
+    }
+
+    /// [`Dir::open_beneath`], creating the missing directories of `rel` with `mode`
+    /// (exactly, whatever the umask; existing ones are left as they are).
+    pub fn create_beneath(root: &Path, rel: &Path, mode: u32) -> Result<Dir> {
+        let mut dir = Dir::open(root)?;
+        for part in rel_parts(root, rel)? {
+            dir.create_dir(part, mode)?;
+            dir = dir.open_dir(part)?;
+        }
+        Ok(dir)
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The components of `rel` below `root`: plain names only.
+fn rel_parts<'a>(root: &Path, rel: &'a Path) -> Result<Vec<&'a OsStr>> {
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(fail(
+                    ExitCode::Data,
+                    format!("{}: {} leaves it; refusing", root.display(), rel.display()),
+                ))
+            }
+        }
+    }
+    Ok(parts)
 }
 
 /// `path` opened beneath the held state directory, if it lies under it (`None`: it

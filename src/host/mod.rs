@@ -18,12 +18,12 @@ mod statefile;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use atomic::{ensure_dir, parent_dir, sync_dir, write_atomic};
+pub use atomic::{ensure_dir, sync_dir, write_atomic};
 pub use dir::{Dir, Kind};
 pub use handover::adopt_state_dir;
 #[cfg(test)]
 pub use handover::SERVICE_UMASK;
-pub use held::current_target;
+pub use held::{current_target, parent_dir};
 pub use space::{check_space, free_space_near};
 pub use statefile::{open_state_file, read_state, read_state_file, read_state_text, StateFile};
 pub(crate) mod ca_store;

@@ -41,10 +41,6 @@ const CYCLES_WAITING: &[(&str, &str)] = &[
         "issue 21 rewrites both files' handling of staging; broken after it lands",
     ),
     (
-        "host/dir.rs <-> host/held.rs",
-        "issue 21's split of fsutil (dir, held, atomic); broken after it lands",
-    ),
-    (
         "host/statefile.rs <-> release/manifest.rs",
         "issue 21's bounded state-file reader takes the manifest's size limit; broken after it lands",
     ),
