@@ -449,29 +449,71 @@ pub fn extract_tar<R: Read>(tar: R, staging: &Path) -> Result<(String, u64)> {
 
 fn extract_entries<R: Read>(tar: R, staging: &Dir) -> Result<Stats> {
     let mut archive = tar::Archive::new(tar);
-    let data_err = |e: io::Error| fail(ExitCode::Data, format!("reading the archive: {e}"));
-    let mut top: Option<String> = None;
-    let mut links: HashSet<PathBuf> = HashSet::new();
-    let mut stats = Stats {
-        top_dir: String::new(),
-        files: 0,
-        bytes: 0,
-        tree: Tree::default(),
-        links: HashSet::new(),
-    };
-    // Everything is written beneath the staging handle, never by a path from `/`: a
-    // `releases` or staging directory renamed or swapped for a link meanwhile cannot
-    // steer a write elsewhere.
-    let mut parents = Parents {
+    let mut extraction = Extraction {
         staging,
-        last: None,
+        // Everything is written beneath the staging handle, never by a path from `/`: a
+        // `releases` or staging directory renamed or swapped for a link meanwhile cannot
+        // steer a write elsewhere.
+        parents: Parents {
+            staging,
+            last: None,
+        },
+        top: None,
+        stats: Stats {
+            top_dir: String::new(),
+            files: 0,
+            bytes: 0,
+            tree: Tree::default(),
+            links: HashSet::new(),
+        },
+        buf: vec![0u8; COPY_BUF],
+        count: 0,
     };
-    let mut buf = vec![0u8; COPY_BUF];
-    let mut count: u64 = 0;
     for entry in archive.entries().map_err(data_err)? {
-        let mut entry = entry.map_err(data_err)?;
-        count += 1;
-        if count > MAX_ENTRIES {
+        extraction.entry(entry.map_err(data_err)?)?;
+    }
+    let mut stats = extraction.stats;
+    stats.top_dir = extraction
+        .top
+        .ok_or_else(|| fail(ExitCode::Data, "the archive is empty"))?;
+    Ok(stats)
+}
+
+/// The tar stream itself is unreadable: a data error (65).
+fn data_err(e: io::Error) -> anyhow::Error {
+    fail(ExitCode::Data, format!("reading the archive: {e}"))
+}
+
+/// One pass of [`extract_entries`]: what it has written so far, and where.
+struct Extraction<'a> {
+    staging: &'a Dir,
+    parents: Parents<'a>,
+    /// The archive's single top directory, once the first entry named it.
+    top: Option<String>,
+    /// What was written; `links` are the symlinks the archive made, through which
+    /// nothing may be written.
+    stats: Stats,
+    buf: Vec<u8>,
+    count: u64,
+}
+
+/// Where an entry goes: its name in the archive (for messages), its path in the
+/// release, and the directory (beneath the staging handle) and name it is made at.
+struct Place<'p> {
+    raw: &'p Path,
+    rel: &'p Path,
+    dir: Dir,
+    name: &'p OsStr,
+}
+
+impl Extraction<'_> {
+    /// Sanitise one entry, then make it as its kind says. The refusals come in this
+    /// order: too many entries, a path that leaves the top directory, a parent that is a
+    /// symlink the archive made, a set-id mode, a directory that cannot be made, then
+    /// the kind's own (a device node, a FIFO, a link that leaves the release, ...).
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+        self.count += 1;
+        if self.count > MAX_ENTRIES {
             return Err(fail(
                 ExitCode::Data,
                 format!(
@@ -482,145 +524,172 @@ fn extract_entries<R: Read>(tar: R, staging: &Dir) -> Result<Stats> {
         }
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
-            continue;
+            return Ok(());
         }
         let raw = entry.path().map_err(data_err)?.into_owned();
-        let Some(rel) = release_path(&raw, &mut top)? else {
+        let Some(rel) = release_path(&raw, &mut self.top)? else {
             if kind.is_dir() {
-                continue;
+                return Ok(());
             }
             return Err(refuse(&raw, "the top directory is not a directory"));
         };
         // Nothing may be written through a symlink the archive made.
-        if rel.ancestors().skip(1).any(|a| links.contains(a)) {
+        if rel
+            .ancestors()
+            .skip(1)
+            .any(|a| self.stats.links.contains(a))
+        {
             return Err(refuse(&raw, "its parent directory is a symlink"));
         }
         let mode = entry.header().mode().map_err(data_err)?;
         if mode & 0o6000 != 0 {
             return Err(refuse(&raw, &format!("setuid/setgid mode {mode:o}")));
         }
-        let dst = staging.path().join(&rel);
-        let (dir, name) = parents.of(&rel, &mut stats.tree).map_err(|e| {
+        let (dir, name) = self.parents.of(&rel, &mut self.stats.tree).map_err(|e| {
             refuse(
                 &raw,
                 &format!("its directory: {}", crate::exit::one_line(&e)),
             )
         })?;
+        let at = Place {
+            raw: &raw,
+            rel: &rel,
+            dir,
+            name,
+        };
         match kind {
-            EntryType::Directory => {
-                clear(&dir, name, true, &mut parents)?;
-                dir.create_dir_plain(name, 0o777)?;
-                record_dir(&mut stats.tree, &dir.open_dir(name)?, &rel)?;
-            }
-            EntryType::Regular | EntryType::Continuous => {
-                clear(&dir, name, false, &mut parents)?;
-                // Release files are never group- or world-writable, whatever the archive says.
-                let flags = OFlags::WRONLY
-                    | OFlags::CREATE
-                    | OFlags::EXCL
-                    | OFlags::NOFOLLOW
-                    | OFlags::CLOEXEC;
-                let mut file = rustix::fs::openat(
-                    &dir,
-                    name,
-                    flags,
-                    Mode::from_raw_mode(mode & 0o755 | 0o600),
-                )
-                .map(File::from)
-                .map_err(|e| entry_io(&raw, "creating it", e.into()))?;
-                let mut sha = Sha256::new();
-                let mut size = 0u64;
-                loop {
-                    let n = entry.read(&mut buf).map_err(data_err)?;
-                    if n == 0 {
-                        break;
-                    }
-                    file.write_all(&buf[..n])
-                        .map_err(|e| entry_io(&raw, "writing it", e))?;
-                    sha.update(&buf[..n]);
-                    size += n as u64;
-                }
-                start_writeback(&file);
-                // The mode as the umask left it: what a later check will find.
-                let meta = rustix::fs::fstat(&file)
-                    .map_err(io::Error::from)
-                    .with_context(|| format!("inspecting {}", dst.display()))?;
-                stats
-                    .tree
-                    .record_file(&rel, size, meta.st_mode & 0o7777, sha.finalize().into());
-                stats.bytes += size;
-                stats.files += 1;
-                crate::host::failpoint::hit("unpack.mid_archive")?;
-            }
-            EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(data_err)?
-                    .ok_or_else(|| refuse(&raw, "symlink without a target"))?
-                    .into_owned();
-                if resolve_link(&rel, &target).is_none() {
-                    return Err(refuse(
-                        &raw,
-                        &format!("symlink to {} points outside the release", target.display()),
-                    ));
-                }
-                clear(&dir, name, false, &mut parents)?;
-                rustix::fs::symlinkat(&target, &dir, name)
-                    .map_err(|e| entry_io(&raw, "creating the symlink", e.into()))?;
-                let target = target.into_os_string().into_vec();
-                let kind = Kind::Symlink { target };
-                stats.tree.record(&rel, Entry { kind, mode: 0 });
-                links.insert(rel);
-            }
-            EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(data_err)?
-                    .ok_or_else(|| refuse(&raw, "hard link without a target"))?
-                    .into_owned();
-                let inside = release_path(&target, &mut top).map_err(|_| {
-                    refuse(
-                        &raw,
-                        &format!(
-                            "hard link to {} points outside the release",
-                            target.display()
-                        ),
-                    )
-                })?;
-                let Some(target_rel) = inside else {
-                    return Err(refuse(&raw, "hard link to the top directory"));
-                };
-                if target_rel.ancestors().any(|a| links.contains(a)) {
-                    return Err(refuse(&raw, "hard link through a symlink"));
-                }
-                // The same inode: it is recorded as the file it links to.
-                let linked = match stats.tree.get(&target_rel) {
-                    Some(e) if matches!(e.kind, Kind::File { .. }) => e.clone(),
-                    _ => {
-                        return Err(refuse(
-                            &raw,
-                            &format!(
-                                "hard link to {}, which is not an earlier file",
-                                target.display()
-                            ),
-                        ))
-                    }
-                };
-                clear(&dir, name, false, &mut parents)?;
-                let (src_dir, src_name) = parents.of(&target_rel, &mut stats.tree)?;
-                rustix::fs::linkat(&src_dir, src_name, &dir, name, AtFlags::empty())
-                    .map_err(|e| entry_io(&raw, "linking it", e.into()))?;
-                stats.tree.record(&rel, linked);
-                stats.files += 1;
-            }
-            EntryType::Char | EntryType::Block => return Err(refuse(&raw, "device node")),
-            EntryType::Fifo => return Err(refuse(&raw, "fifo")),
-            other => return Err(refuse(&raw, &format!("unsupported entry type {other:?}"))),
+            EntryType::Directory => self.directory(&at),
+            EntryType::Regular | EntryType::Continuous => self.regular_file(&mut entry, &at, mode),
+            EntryType::Symlink => self.symlink(&entry, &at),
+            EntryType::Link => self.hard_link(&entry, &at),
+            EntryType::Char | EntryType::Block => Err(refuse(&raw, "device node")),
+            EntryType::Fifo => Err(refuse(&raw, "fifo")),
+            other => Err(refuse(&raw, &format!("unsupported entry type {other:?}"))),
         }
     }
-    stats.top_dir = top.ok_or_else(|| fail(ExitCode::Data, "the archive is empty"))?;
-    stats.links = links;
-    Ok(stats)
+
+    /// A directory: made if missing (an existing one is kept as it is) and recorded.
+    fn directory(&mut self, at: &Place) -> Result<()> {
+        clear(&at.dir, at.name, true, &mut self.parents)?;
+        at.dir.create_dir_plain(at.name, 0o777)?;
+        record_dir(&mut self.stats.tree, &at.dir.open_dir(at.name)?, at.rel)
+    }
+
+    /// A regular file: created exclusively (whatever was at its name removed first),
+    /// written from the archive and hashed from the same buffer, then recorded.
+    fn regular_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        at: &Place,
+        mode: u32,
+    ) -> Result<()> {
+        clear(&at.dir, at.name, false, &mut self.parents)?;
+        // Release files are never group- or world-writable, whatever the archive says.
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut file = rustix::fs::openat(
+            &at.dir,
+            at.name,
+            flags,
+            Mode::from_raw_mode(mode & 0o755 | 0o600),
+        )
+        .map(File::from)
+        .map_err(|e| entry_io(at.raw, "creating it", e.into()))?;
+        let mut sha = Sha256::new();
+        let mut size = 0u64;
+        loop {
+            let n = entry.read(&mut self.buf).map_err(data_err)?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&self.buf[..n])
+                .map_err(|e| entry_io(at.raw, "writing it", e))?;
+            sha.update(&self.buf[..n]);
+            size += n as u64;
+        }
+        start_writeback(&file);
+        // The mode as the umask left it: what a later check will find.
+        let dst = self.staging.path().join(at.rel);
+        let meta = rustix::fs::fstat(&file)
+            .map_err(io::Error::from)
+            .with_context(|| format!("inspecting {}", dst.display()))?;
+        self.stats
+            .tree
+            .record_file(at.rel, size, meta.st_mode & 0o7777, sha.finalize().into());
+        self.stats.bytes += size;
+        self.stats.files += 1;
+        crate::host::failpoint::hit("unpack.mid_archive")
+    }
+
+    /// A symlink: its target must stay inside the release as written (the links are
+    /// checked for real once all are made, [`check_links`]).
+    fn symlink<R: Read>(&mut self, entry: &tar::Entry<'_, R>, at: &Place) -> Result<()> {
+        let target = entry
+            .link_name()
+            .map_err(data_err)?
+            .ok_or_else(|| refuse(at.raw, "symlink without a target"))?
+            .into_owned();
+        if resolve_link(at.rel, &target).is_none() {
+            return Err(refuse(
+                at.raw,
+                &format!("symlink to {} points outside the release", target.display()),
+            ));
+        }
+        clear(&at.dir, at.name, false, &mut self.parents)?;
+        rustix::fs::symlinkat(&target, &at.dir, at.name)
+            .map_err(|e| entry_io(at.raw, "creating the symlink", e.into()))?;
+        let target = target.into_os_string().into_vec();
+        let kind = Kind::Symlink { target };
+        self.stats.tree.record(at.rel, Entry { kind, mode: 0 });
+        self.stats.links.insert(at.rel.to_path_buf());
+        Ok(())
+    }
+
+    /// A hard link: only to a file of this release written earlier, not through a
+    /// symlink; recorded as the file it links to (the same inode).
+    fn hard_link<R: Read>(&mut self, entry: &tar::Entry<'_, R>, at: &Place) -> Result<()> {
+        let raw = at.raw;
+        let target = entry
+            .link_name()
+            .map_err(data_err)?
+            .ok_or_else(|| refuse(raw, "hard link without a target"))?
+            .into_owned();
+        let inside = release_path(&target, &mut self.top).map_err(|_| {
+            refuse(
+                raw,
+                &format!(
+                    "hard link to {} points outside the release",
+                    target.display()
+                ),
+            )
+        })?;
+        let Some(target_rel) = inside else {
+            return Err(refuse(raw, "hard link to the top directory"));
+        };
+        if target_rel.ancestors().any(|a| self.stats.links.contains(a)) {
+            return Err(refuse(raw, "hard link through a symlink"));
+        }
+        // The same inode: it is recorded as the file it links to.
+        let linked = match self.stats.tree.get(&target_rel) {
+            Some(e) if matches!(e.kind, Kind::File { .. }) => e.clone(),
+            _ => {
+                return Err(refuse(
+                    raw,
+                    &format!(
+                        "hard link to {}, which is not an earlier file",
+                        target.display()
+                    ),
+                ))
+            }
+        };
+        clear(&at.dir, at.name, false, &mut self.parents)?;
+        let (src_dir, src_name) = self.parents.of(&target_rel, &mut self.stats.tree)?;
+        rustix::fs::linkat(&src_dir, src_name, &at.dir, at.name, AtFlags::empty())
+            .map_err(|e| entry_io(raw, "linking it", e.into()))?;
+        self.stats.tree.record(at.rel, linked);
+        self.stats.files += 1;
+        Ok(())
+    }
 }
 
 /// Record the directory `dir` (opened at `rel`) as it is now.
