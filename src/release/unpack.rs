@@ -193,15 +193,62 @@ pub fn unpack_verified_from<R: Read + Send + Sync>(
     max_size: u64,
     check: &SignatureCheck,
 ) -> Result<Unpacked> {
-    let limit = archive_len.map_or(max_size, |len| {
+    let limit = inflate_limit(archive_len, max_size);
+    let started = Instant::now();
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let (verified, extracted) = verify_and_extract(source, staging, limit, &exceeded, check);
+    // The signature speaks first: a tampered archive usually also breaks gzip or tar,
+    // and "bad signature" is the true story then.
+    let signer = verified?;
+    let (stats, sha) = extracted.map_err(|e| {
+        if exceeded.load(Ordering::Relaxed) {
+            too_big(name, archive_len, limit, max_size)
+        } else {
+            e
+        }
+    })?;
+    check_links(staging, &stats.links)?;
+    tracing::info!(
+        "verified and unpacked {} files ({:.1} MB) in {:.1}s",
+        stats.files,
+        stats.bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Unpacked {
+        archive_sha256: hex::encode(sha),
+        signer,
+        top_dir: stats.top_dir,
+        tree: stats.tree,
+    })
+}
+
+/// How far the archive may inflate: [`MAX_INFLATE_RATIO`] times its length when known
+/// (at least [`MIN_INFLATE_ALLOWANCE`]), never more than `max_size`.
+fn inflate_limit(archive_len: Option<u64>, max_size: u64) -> u64 {
+    archive_len.map_or(max_size, |len| {
         len.saturating_mul(MAX_INFLATE_RATIO)
             .max(MIN_INFLATE_ALLOWANCE)
             .min(max_size)
-    });
-    let started = Instant::now();
+    })
+}
+
+/// The streaming set-up: the verifier thread reads `source` and hashes it for the
+/// signature, handing each chunk over the bounded channel to the extractor on this
+/// thread, which hashes it with SHA-256 and unpacks it into `staging` (at most `limit`
+/// bytes inflated; `exceeded` says whether that was the trouble). Both results, the
+/// signature's first.
+fn verify_and_extract<R: Read + Send + Sync>(
+    source: R,
+    staging: &Dir,
+    limit: u64,
+    exceeded: &Arc<AtomicBool>,
+    check: &SignatureCheck,
+) -> (
+    Result<Signer>,
+    Result<(Stats, sha2::digest::Output<Sha256>)>,
+) {
     let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
-    let exceeded = Arc::new(AtomicBool::new(false));
-    let (verified, extracted) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let verifier = scope.spawn(move || {
             let tee = Tee {
                 source,
@@ -230,46 +277,31 @@ pub fn unpack_verified_from<R: Read + Send + Sync>(
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the verifier thread panicked")));
         (verified, extracted)
-    });
-    // The signature speaks first: a tampered archive usually also breaks gzip or tar,
-    // and "bad signature" is the true story then.
-    let signer = verified?;
-    let (stats, sha) = extracted.map_err(|e| {
-        if exceeded.load(Ordering::Relaxed) && limit == max_size {
-            fail(
-                ExitCode::Data,
-                format!(
-                    "{name}: unpacks to more than agent.max_release_size ({} MB); refusing it",
-                    max_size / 1_000_000
-                ),
-            )
-        } else if exceeded.load(Ordering::Relaxed) {
-            fail(
-                ExitCode::Data,
-                format!(
-                    "{name}: unpacks to more than {MAX_INFLATE_RATIO} times its size of {} bytes \
-                     ({} MB); a ksqlDB release does not inflate like that (a gzip bomb?); refusing it",
-                    archive_len.unwrap_or_default(),
-                    limit / 1_000_000
-                ),
-            )
-        } else {
-            e
-        }
-    })?;
-    check_links(staging, &stats.links)?;
-    tracing::info!(
-        "verified and unpacked {} files ({:.1} MB) in {:.1}s",
-        stats.files,
-        stats.bytes as f64 / 1e6,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(Unpacked {
-        archive_sha256: hex::encode(sha),
-        signer,
-        top_dir: stats.top_dir,
-        tree: stats.tree,
     })
+}
+
+/// The refusal of an archive that inflated past `limit`: past the configured
+/// `agent.max_release_size` when that is what bound it, else past its inflation ratio.
+fn too_big(name: &str, archive_len: Option<u64>, limit: u64, max_size: u64) -> anyhow::Error {
+    if limit == max_size {
+        fail(
+            ExitCode::Data,
+            format!(
+                "{name}: unpacks to more than agent.max_release_size ({} MB); refusing it",
+                max_size / 1_000_000
+            ),
+        )
+    } else {
+        fail(
+            ExitCode::Data,
+            format!(
+                "{name}: unpacks to more than {MAX_INFLATE_RATIO} times its size of {} bytes \
+                 ({} MB); a ksqlDB release does not inflate like that (a gzip bomb?); refusing it",
+                archive_len.unwrap_or_default(),
+                limit / 1_000_000
+            ),
+        )
+    }
 }
 
 struct Stats {
