@@ -22,20 +22,8 @@ const MAX_FN_LINES: usize = 80;
 /// Functions still longer, by `module::function`, each with why it waits.
 const LONG_FUNCTIONS_WAITING: &[(&str, &str)] = &[];
 /// Files that still import each other, as pairs (by path under src/), each with why: a
-/// loop is let through while it holds one of these pairs. Issue 21 lands its host/
-/// split in parallel with this list; its two loops are listed so that either order of
-/// merging stays green, and a pair that is in no loop is not an error (it is gone, or
-/// not landed yet).
-const CYCLES_WAITING: &[(&str, &str)] = &[
-    (
-        "service/pipeline/activate.rs <-> service/pipeline/stage.rs",
-        "issue 21 rewrites both files' handling of staging; broken after it lands",
-    ),
-    (
-        "host/statefile.rs <-> release/manifest.rs",
-        "issue 21's bounded state-file reader takes the manifest's size limit; broken after it lands",
-    ),
-];
+/// loop is let through while it holds one of these pairs (none now: keep it that way).
+const CYCLES_WAITING: &[(&str, &str)] = &[];
 
 #[test]
 fn top_level_of_src_stays_small() {
