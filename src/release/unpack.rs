@@ -752,16 +752,15 @@ fn check_links(staging: &Dir, links: &HashSet<PathBuf>) -> Result<()> {
         let escapes = match rustix::fs::openat2(staging, rel, flags, Mode::empty(), how) {
             Ok(_) => false,
             // Dangling: only harmless if it cannot climb through another link.
-            Err(Errno::NOENT) => Dir::open_beneath(staging.path(), rel.parent().unwrap_or(Path::new("")))
-                .ok()
-                .and_then(|d| d.read_link(rel.file_name().unwrap_or_default()))
-                .is_none_or(|t| t.components().any(|c| c == Component::ParentDir)),
-            Err(Errno::NOSYS) => {
-                return Err(fail(
-                    ExitCode::Unavailable,
-                    "this kernel has no openat2 (Linux 5.6 or later is needed to check the release's links)",
-                ))
+            Err(Errno::NOENT) => {
+                Dir::open_beneath(staging.path(), rel.parent().unwrap_or(Path::new("")))
+                    .ok()
+                    .and_then(|d| d.read_link(rel.file_name().unwrap_or_default()))
+                    .is_none_or(|t| t.components().any(|c| c == Component::ParentDir))
             }
+            // No openat2 here (an old kernel, or a seccomp filter such as
+            // systemd-nspawn 252's that answers ENOSYS): the same walk in user space.
+            Err(Errno::NOSYS) => escapes_walking(staging, rel),
             Err(_) => true,
         };
         if escapes {
@@ -769,6 +768,80 @@ fn check_links(staging: &Dir, links: &HashSet<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Most links followed while resolving one path (the kernel's ELOOP limit).
+const MAX_LINK_HOPS: usize = 40;
+
+/// Whether the symlink at `rel` resolves outside `staging`, walked in user space the way
+/// `RESOLVE_BENEATH` resolves it: every link met on the way (its own target included) is
+/// read beneath the staging handle and followed; an absolute target, a `..` above the
+/// top or more than [`MAX_LINK_HOPS`] links escape. A component that does not exist (a
+/// dangling end) is taken as a plain name, so only what climbs decides.
+fn escapes_walking(staging: &Dir, rel: &Path) -> bool {
+    let mut at: Vec<std::ffi::OsString> = match rel.parent() {
+        Some(p) => p.components().map(|c| c.as_os_str().to_owned()).collect(),
+        None => Vec::new(),
+    };
+    let Some(first) = staging_read_link(staging, rel) else {
+        return true;
+    };
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> = Default::default();
+    let mut hops = 1;
+    if push_target(&mut pending, &first).is_err() {
+        return true;
+    }
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            if at.pop().is_none() {
+                return true;
+            }
+            continue;
+        }
+        let here: PathBuf = at.iter().chain(std::iter::once(&part)).collect();
+        if staging_kind(staging, &here) == Some(host::Kind::Symlink) {
+            hops += 1;
+            let target = staging_read_link(staging, &here);
+            match target {
+                Some(t) if hops <= MAX_LINK_HOPS && push_target(&mut pending, &t).is_ok() => {}
+                _ => return true,
+            }
+        } else {
+            at.push(part);
+        }
+    }
+    false
+}
+
+/// Puts a link target's components in front of `pending`; an absolute target is an error
+/// (it leaves the release).
+fn push_target(
+    pending: &mut std::collections::VecDeque<std::ffi::OsString>,
+    target: &Path,
+) -> std::result::Result<(), ()> {
+    let mut parts = Vec::new();
+    for c in target.components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_owned()),
+            Component::ParentDir => parts.push("..".into()),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return Err(()),
+        }
+    }
+    for p in parts.into_iter().rev() {
+        pending.push_front(p);
+    }
+    Ok(())
+}
+
+/// The target of the symlink at `rel` beneath `staging`, no link followed on the way.
+fn staging_read_link(staging: &Dir, rel: &Path) -> Option<PathBuf> {
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let mut dir = staging.try_clone().ok()?;
+    for part in parent.components() {
+        dir = dir.open_dir(part.as_os_str()).ok()?;
+    }
+    dir.read_link(rel.file_name()?)
 }
 
 /// What is at `rel` beneath `staging`, not following a link at its end.
@@ -812,6 +885,56 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::MetadataExt;
+
+    /// The user-space walk (for kernels or seccomp filters without openat2) agrees with
+    /// RESOLVE_BENEATH on links that stay, links that climb out directly or through other
+    /// links, absolute targets, dangling ends and loops.
+    #[test]
+    fn the_user_space_walk_finds_the_links_that_leave() {
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("staging");
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::write(root.join("a/file"), b"x").unwrap();
+        let link = |at: &str, to: &str| std::os::unix::fs::symlink(to, root.join(at)).unwrap();
+        link("a/ok", "file");
+        link("a/b/up_ok", "../file");
+        link("a/out", "../../x");
+        link("a/abs", "/etc/passwd");
+        link("a/b/hop", "..");
+        link("a/chain_out", "b/hop/../../x");
+        link("a/chain_ok", "b/hop/file");
+        link("a/dangling", "nothing/here");
+        link("a/loop1", "loop2");
+        link("a/loop2", "loop1");
+        let staging = Dir::open(&root).unwrap();
+        let kernel = |rel: &str| {
+            let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+            match rustix::fs::openat2(
+                &staging,
+                rel,
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+                how,
+            ) {
+                Ok(_) | Err(Errno::NOENT) => false,
+                Err(Errno::NOSYS) => panic!("no openat2 to compare with"),
+                Err(_) => true,
+            }
+        };
+        for (rel, leaves) in [
+            ("a/ok", false),
+            ("a/b/up_ok", false),
+            ("a/out", true),
+            ("a/abs", true),
+            ("a/chain_out", true),
+            ("a/chain_ok", false),
+            ("a/dangling", false),
+            ("a/loop1", true),
+        ] {
+            assert_eq!(escapes_walking(&staging, Path::new(rel)), leaves, "{rel}");
+            assert_eq!(kernel(rel), leaves, "the kernel on {rel}");
+        }
+    }
 
     #[test]
     fn release_paths_strip_top_and_refuse_escapes() {
