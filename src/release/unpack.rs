@@ -916,9 +916,9 @@ mod tests {
                 Mode::empty(),
                 how,
             ) {
-                Ok(_) | Err(Errno::NOENT) => false,
-                Err(Errno::NOSYS) => panic!("no openat2 to compare with"),
-                Err(_) => true,
+                Ok(_) | Err(Errno::NOENT) => Some(false),
+                Err(Errno::NOSYS) => None, // a build root under seccomp: nothing to compare with
+                Err(_) => Some(true),
             }
         };
         for (rel, leaves) in [
@@ -932,7 +932,9 @@ mod tests {
             ("a/loop1", true),
         ] {
             assert_eq!(escapes_walking(&staging, Path::new(rel)), leaves, "{rel}");
-            assert_eq!(kernel(rel), leaves, "the kernel on {rel}");
+            if let Some(kernel) = kernel(rel) {
+                assert_eq!(kernel, leaves, "the kernel on {rel}");
+            }
         }
     }
 
