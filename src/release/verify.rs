@@ -441,16 +441,9 @@ impl TrustStore {
         pinned: Option<&Sha256Digest>,
         url: &ConfigUrl,
     ) -> Option<ExpectedHash> {
-        match pinned {
-            Some(h) => Some(ExpectedHash {
-                sha256: *h,
-                origin: "iam_auth.sha256".into(),
-            }),
-            None => self.jar_sha256(&url.redacted()).map(|h| ExpectedHash {
-                sha256: h,
-                origin: "recorded on first use in trust.toml".into(),
-            }),
-        }
+        expected(pinned, "iam_auth.sha256", || {
+            self.jar_sha256(&url.redacted())
+        })
     }
 
     /// Record what an install accepted on first use (a signer, a jar URL in its redacted
@@ -500,16 +493,9 @@ impl TrustStore {
         pinned: Option<&Sha256Digest>,
         url: &ConfigUrl,
     ) -> Option<ExpectedHash> {
-        match pinned {
-            Some(h) => Some(ExpectedHash {
-                sha256: *h,
-                origin: "metrics.exporter_sha256".into(),
-            }),
-            None => self.exporter_sha256(&url.redacted()).map(|h| ExpectedHash {
-                sha256: h,
-                origin: "recorded on first use in trust.toml".into(),
-            }),
-        }
+        expected(pinned, "metrics.exporter_sha256", || {
+            self.exporter_sha256(&url.redacted())
+        })
     }
 
     /// Record the exporter jar accepted on first use (its redacted URL and hash), and
@@ -554,6 +540,25 @@ fn check_recorded(path: &Path, doc: &DocumentMut) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A jar's expected hash: the pin named `key`, else what `recorded` finds in the trust
+/// record; `None`: trust on first use.
+fn expected(
+    pinned: Option<&Sha256Digest>,
+    key: &str,
+    recorded: impl FnOnce() -> Option<Sha256Digest>,
+) -> Option<ExpectedHash> {
+    match pinned {
+        Some(h) => Some(ExpectedHash {
+            sha256: *h,
+            origin: key.into(),
+        }),
+        None => recorded().map(|h| ExpectedHash {
+            sha256: h,
+            origin: "recorded on first use in trust.toml".into(),
+        }),
+    }
 }
 
 #[cfg(test)]
