@@ -138,20 +138,25 @@ pub fn parent_dir(path: &Path) -> &Path {
 
 /// The components of `rel` below `root`: plain names only.
 fn rel_parts<'a>(root: &Path, rel: &'a Path) -> Result<Vec<&'a OsStr>> {
+    plain_parts(rel).ok_or_else(|| {
+        fail(
+            ExitCode::Data,
+            format!("{}: {} leaves it; refusing", root.display(), rel.display()),
+        )
+    })
+}
+
+/// The plain names of `rel` (`.` skipped); `None` when any component is not one.
+fn plain_parts(rel: &Path) -> Option<Vec<&OsStr>> {
     let mut parts = Vec::new();
     for c in rel.components() {
         match c {
             Component::Normal(n) => parts.push(n),
             Component::CurDir => {}
-            _ => {
-                return Err(fail(
-                    ExitCode::Data,
-                    format!("{}: {} leaves it; refusing", root.display(), rel.display()),
-                ))
-            }
+            _ => return None,
         }
     }
-    Ok(parts)
+    Some(parts)
 }
 
 /// `path` opened beneath the held state directory, if it lies under it (`None`: it
@@ -169,19 +174,12 @@ pub(super) fn open(path: &Path) -> Result<Option<Dir>> {
     };
     let mut dir = held.dir.try_clone()?;
     dir.owner = owner();
-    let mut parts = Vec::new();
-    for c in rel.components() {
-        match c {
-            Component::Normal(n) => parts.push(n),
-            Component::CurDir => {}
-            _ => {
-                return Err(fail(
-                    ExitCode::Data,
-                    format!("{}: leaves {}; refusing", path.display(), base.display()),
-                ))
-            }
-        }
-    }
+    let parts = plain_parts(rel).ok_or_else(|| {
+        fail(
+            ExitCode::Data,
+            format!("{}: leaves {}; refusing", path.display(), base.display()),
+        )
+    })?;
     let mut parts = parts.into_iter().peekable();
     if parts.peek() == Some(&OsStr::new(CURRENT)) && dir.kind(CURRENT)? == Some(Kind::Symlink) {
         parts.next();
