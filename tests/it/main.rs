@@ -7,6 +7,7 @@ mod check;
 mod check_more;
 mod child_env;
 mod cli;
+mod cloudformation;
 mod cluster;
 mod config_input;
 mod crash;
