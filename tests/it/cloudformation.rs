@@ -157,7 +157,7 @@ fn the_user_data_is_a_bash_script_that_configures_the_cluster() {
         "ksql-msk config set properties.ksql.service.id 'demo_'".into(),
         "ksql-msk config set iam_auth.policy_topics '*'".into(),
         "systemctl enable --now ksql-msk || rc=$?".into(),
-        "baseurl=https://repo.test/ksql-msk/$basearch".into(),
+        "baseurl=https://repo.test/ksql-msk".into(),
         "repo_gpgcheck=1".into(),
     ] {
         assert!(
