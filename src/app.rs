@@ -103,7 +103,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Config(ConfigCommand::Set { key, value }) => config_set(&path, &key, &value),
         Command::Run => crate::run::run(&path, crate::logging::wants_journal(cli.log_format)).await,
         Command::Install { dry_run } => install(&path, dry_run).await,
-        Command::Check => crate::check::check(&path).await,
+        Command::Check { json } => crate::check::check(&path, json).await,
         Command::Reload => crate::outln!("{}", crate::control::reload()?),
         Command::Status { json } => crate::status::report::status(&path, json),
         // `main` takes this path before the runtime starts; the same exec here.

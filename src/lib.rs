@@ -22,6 +22,7 @@ pub(crate) mod imds;
 pub(crate) mod java;
 pub(crate) mod jmx;
 pub(crate) mod journal;
+pub mod kafka;
 pub(crate) mod ksql_cli;
 pub mod layout;
 pub(crate) mod lock;

@@ -17,6 +17,7 @@ mod hostile;
 mod iam_policy;
 mod install;
 mod kafka_broker;
+mod kafka_doctor;
 mod ksql_cli;
 mod log_levels;
 mod metrics;

@@ -1,0 +1,212 @@
+//! The Kafka doctor (`ksql-msk check`'s Kafka lines) against the real broker of the
+//! Kafka test world (tests/kafka/README.md): a KRaft broker that authenticates
+//! `AWS_MSK_IAM` and authorizes from an IAM policy file like MSK. Skipped (loudly)
+//! without the Maven artifacts, unless KSQL_MSK_REQUIRE_KAFKA=1.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use ksql_msk_testkit::imds;
+use ksql_msk_testkit::kafka::{self, KafkaCluster, KafkaOptions};
+use ksql_msk_testkit::sts::{FakeSts, ARN};
+use serde_json::Value;
+
+use crate::support::fixture::{free_port, Fixture};
+use crate::support::{skip, Output};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn kafka_world(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    if let Some(why) = kafka::unavailable() {
+        skip(kafka::REQUIRE_SWITCH, &format!("{test}: {why}"));
+        return None;
+    }
+    Some(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// A host whose config points at `cluster` (through the fake MSK), signing with the
+/// credentials the brokers trust, trusting the test CA.
+struct Doctor {
+    fx: Fixture,
+    _sts: FakeSts,
+}
+
+impl Doctor {
+    fn new(options: KafkaOptions, extra_properties: &str) -> (Doctor, KafkaCluster) {
+        let fx = Fixture::new("");
+        let options = KafkaOptions {
+            cluster_arn: fx.cluster.arn.clone(),
+            ..options
+        };
+        let cluster = KafkaCluster::start(options);
+        let doctor = Doctor::on(fx, &cluster.bootstrap(), &cluster, extra_properties);
+        (doctor, cluster)
+    }
+
+    fn on(mut fx: Fixture, bootstrap: &str, cluster: &KafkaCluster, extra: &str) -> Doctor {
+        let sts = FakeSts::start();
+        fx.msk.set_brokers(
+            &fx.cluster.arn,
+            "bootstrapBrokerStringSaslIam",
+            Some(bootstrap),
+        );
+        let listen = free_port();
+        fx.host.write_dropin(
+            "50-listen.toml",
+            &format!(
+                "[ksqldb]\nlisteners = \"http://127.0.0.1:{listen}\"\n\n[properties]\n{extra}"
+            ),
+        );
+        let creds = imds::Credentials::default();
+        fx.host
+            .env("AWS_ENDPOINT_URL_STS", &sts.url())
+            .env("AWS_ACCESS_KEY_ID", &creds.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
+            .env("AWS_SESSION_TOKEN", &creds.token)
+            .env("SSL_CERT_FILE", &cluster.ca_pem().display().to_string());
+        Doctor { fx, _sts: sts }
+    }
+
+    fn check(&self) -> Output {
+        self.fx.host.run(&["check"])
+    }
+
+    fn policy(&self) -> Value {
+        let out = self.fx.host.run(&["iam-policy"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        serde_json::from_str(&out.stdout).expect("policy JSON")
+    }
+}
+
+fn kafka_lines(out: &Output) -> Vec<&str> {
+    out.stdout
+        .lines()
+        .filter(|l| l.contains("broker ") && l.contains(": ") || l.contains(" Kafka "))
+        .filter(|l| l.starts_with('✓') || l.starts_with('✗'))
+        .collect()
+}
+
+fn failures(out: &Output) -> Vec<&str> {
+    out.stdout.lines().filter(|l| l.starts_with('✗')).collect()
+}
+
+/// The policy without `action` in any statement.
+fn without(policy: &Value, action: &str) -> Value {
+    let mut p = policy.clone();
+    for s in p["Statement"].as_array_mut().expect("statements") {
+        if let Some(actions) = s["Action"].as_array_mut() {
+            actions.retain(|a| a != action);
+        }
+    }
+    p["Statement"]
+        .as_array_mut()
+        .expect("statements")
+        .retain(|s| s["Action"].as_array().is_none_or(|a| !a.is_empty()));
+    p
+}
+
+fn kafka_actions(policy: &Value) -> Vec<String> {
+    let mut out: Vec<String> = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .flat_map(|s| s["Action"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .filter(|a| a.starts_with("kafka-cluster:"))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn iam_policy_passes_and_each_action_denied_is_named() {
+    let Some(_one) = kafka_world("iam_policy_passes_and_each_action_denied_is_named") else {
+        return;
+    };
+    let (doctor, cluster) = Doctor::new(
+        KafkaOptions::default(),
+        "\"processing.guarantee\" = \"exactly_once_v2\"\n",
+    );
+    let policy = doctor.policy();
+    cluster.set_policy(&policy);
+    let started = Instant::now();
+    let out = doctor.check();
+    eprintln!("check with the fixed policy: {:?}", started.elapsed());
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines = kafka_lines(&out);
+    for step in ["DNS", "TCP", "TLS", "SASL", "authentication"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with('✓') && l.contains(&format!(": {step}: "))),
+            "no ✓ {step} line: {out:?}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("allowed on") && l.contains("_command_topic")),
+        "{out:?}"
+    );
+    let json = doctor.fx.host.run(&["check", "--json"]);
+    assert_eq!(json.code, 0, "{json:?}");
+    let doc: Value = serde_json::from_str(&json.stdout).expect("one JSON document");
+    assert_eq!(doc["ok"], true, "{doc}");
+    assert!(doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["kafka"]["step"] == "authorization"));
+
+    let actions = kafka_actions(&policy);
+    assert!(actions.len() >= 17, "{actions:?}");
+    for action in &actions {
+        cluster.set_policy(&without(&policy, action));
+        let out = doctor.check();
+        assert_eq!(out.code, 69, "{action}: {out:?}");
+        let failed = failures(&out);
+        let denials: Vec<&&str> = failed.iter().filter(|l| l.contains("IAM denies")).collect();
+        assert!(!denials.is_empty(), "{action}: no denial line: {out:?}");
+        for line in &denials {
+            assert!(
+                line.contains(&format!("IAM denies {action} on arn:aws:kafka:")),
+                "{action}: {line}\n{out:?}"
+            );
+            assert!(
+                line.contains("`ksql-msk iam-policy` statement Ksql"),
+                "{action}: {line}"
+            );
+        }
+        // Every other ✗ is a need that could not be asked because of this denial.
+        for line in &failed {
+            assert!(
+                line.contains("IAM denies")
+                    || line.contains(&format!("needs {action} first"))
+                    || (action == "kafka-cluster:Connect"
+                        && line
+                            .contains(": authentication: the broker refused the signed payload")),
+                "{action}: unexpected ✗ {line}\n{out:?}"
+            );
+        }
+        let resource_kind = match action.as_str() {
+            a if a.contains("Topic") || a.contains("Data") && !a.contains("Idempotently") => {
+                "topic/"
+            }
+            a if a.contains("Group") => "group/",
+            a if a.contains("TransactionalId") => "transactional-id/",
+            _ => "cluster/",
+        };
+        assert!(
+            denials
+                .iter()
+                .all(|l| l.contains(&format!(":{resource_kind}"))),
+            "{action}: {denials:?}"
+        );
+        if action == "kafka-cluster:Connect" {
+            assert!(denials[0].contains(ARN), "{out:?}");
+        }
+    }
+    cluster.set_policy(&policy);
+    assert_eq!(doctor.check().code, 0);
+}
