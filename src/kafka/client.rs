@@ -229,6 +229,10 @@ pub async fn connect(
         )));
         return (lines, None, None);
     }
+    if h.error_code == code::ILLEGAL_SASL_STATE {
+        lines.push(line(Step::Sasl, false, started, "AWS_MSK_IAM is not offered (this listener does not use SASL: a TLS-only or plaintext listener): IAM access control is not enabled on this cluster, or this is not its IAM port (9098 private, 9198 public)".to_string()));
+        return (lines, None, None);
+    }
     if h.error_code != code::NONE {
         lines.push(line(
             Step::Sasl,

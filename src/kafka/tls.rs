@@ -65,6 +65,7 @@ pub fn explain(e: &std::io::Error) -> String {
 fn certificate(c: &CertificateError) -> String {
     match c {
         CertificateError::UnknownIssuer => "the broker's certificate is not trusted by this host (unknown issuer; the host's CA store, or SSL_CERT_FILE if set, lacks its CA)".to_string(),
+        CertificateError::BadSignature => "the broker's certificate is not trusted by this host: it names a CA this host trusts, but that CA did not sign it".to_string(),
         CertificateError::NotValidForName => {
             "the broker's certificate is for another host name".to_string()
         }

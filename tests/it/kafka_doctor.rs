@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+use ksql_msk_testkit::hostile::{TestCa, TlsFront};
 use ksql_msk_testkit::imds;
 use ksql_msk_testkit::kafka::{self, KafkaCluster, KafkaOptions};
 use ksql_msk_testkit::sts::{FakeSts, ARN};
@@ -209,4 +210,204 @@ fn iam_policy_passes_and_each_action_denied_is_named() {
     }
     cluster.set_policy(&policy);
     assert_eq!(doctor.check().code, 0);
+}
+
+fn line<'a>(out: &'a Output, needle: &str) -> &'a str {
+    out.stdout
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?}: {out:?}"))
+}
+
+/// A listener that accepts and never says a word (a black hole behind TCP).
+fn silent_port() -> (u16, std::net::TcpListener) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (l.local_addr().unwrap().port(), l)
+}
+
+#[test]
+fn connection_failures_are_named_per_step() {
+    let Some(_one) = kafka_world("connection_failures_are_named_per_step") else {
+        return;
+    };
+    let (mut doctor, cluster) = Doctor::new(KafkaOptions::default(), "");
+    cluster.set_policy(&doctor.policy());
+    let run = |doctor: &Doctor, brokers: &str| {
+        doctor.fx.msk.set_brokers(
+            &doctor.fx.cluster.arn,
+            "bootstrapBrokerStringSaslIam",
+            Some(brokers),
+        );
+        let started = Instant::now();
+        let out = doctor.check();
+        (out, started.elapsed())
+    };
+
+    // Kafka's PLAINTEXT listener where TLS was expected: it closes on the ClientHello.
+    let plain = cluster.internal_bootstrap();
+    let plain = plain.split(',').next().unwrap();
+    let (out, _) = run(&doctor, plain);
+    assert_eq!(out.code, 69, "{out:?}");
+    let tls = line(&out, &format!("broker {plain}: TLS: "));
+    assert!(tls.starts_with('✗') && tls.contains("plain TCP"), "{out:?}");
+
+    // TLS in front of that listener: a broker without SASL, so without AWS_MSK_IAM.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::generate(&dir.path().join("ca"));
+    let front = TlsFront::start(&ca, plain.parse().unwrap());
+    doctor
+        .fx
+        .host
+        .env("SSL_CERT_FILE", &ca.ca_pem.display().to_string());
+    let (out, _) = run(&doctor, &front.addr.to_string());
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(line(&out, ": TLS: ").starts_with('✓'), "{out:?}");
+    let sasl = line(&out, ": SASL: ");
+    assert!(
+        sasl.starts_with('✗')
+            && sasl.contains(
+                "IAM access control is not enabled on this cluster, or this is not its IAM port"
+            ),
+        "{out:?}"
+    );
+
+    // The same front, its CA not trusted by this host.
+    doctor
+        .fx
+        .host
+        .env("SSL_CERT_FILE", &cluster.ca_pem().display().to_string());
+    let (out, _) = run(&doctor, &front.addr.to_string());
+    let tls = line(&out, ": TLS: ");
+    assert!(
+        tls.starts_with('✗') && tls.contains("not trusted"),
+        "{out:?}"
+    );
+
+    // A trusted certificate for another host.
+    let other = TestCa::generate_for(&dir.path().join("other"), "DNS:elsewhere.invalid");
+    let front = TlsFront::start(&other, plain.parse().unwrap());
+    doctor
+        .fx
+        .host
+        .env("SSL_CERT_FILE", &other.ca_pem.display().to_string());
+    let (out, _) = run(&doctor, &front.addr.to_string());
+    let tls = line(&out, ": TLS: ");
+    assert!(
+        tls.starts_with('✗')
+            && tls.contains("for another host")
+            && tls.contains("elsewhere.invalid"),
+        "{out:?}"
+    );
+
+    // A port that accepts TCP and then says nothing: bounded, named.
+    let (port, _held) = silent_port();
+    let (out, took) = run(&doctor, &format!("127.0.0.1:{port}"));
+    let tls = line(&out, ": TLS: ");
+    assert!(
+        tls.starts_with('✗') && tls.contains("no TLS answer within 3s"),
+        "{out:?}"
+    );
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+}
+
+#[test]
+fn credential_failures_are_told_apart() {
+    let Some(_one) = kafka_world("credential_failures_are_told_apart") else {
+        return;
+    };
+    let (mut doctor, cluster) = Doctor::new(KafkaOptions::default(), "");
+    cluster.set_policy(&doctor.policy());
+    let sts = FakeSts::start();
+    doctor.fx.host.env("AWS_ENDPOINT_URL_STS", &sts.url());
+
+    // A wrong secret: the broker refuses the signature, STS says why.
+    doctor.fx.host.env(
+        "AWS_SECRET_ACCESS_KEY",
+        "wrongSecretAccessKey/000000000000000000000",
+    );
+    for _ in 0..2 {
+        // check's identity line, then the doctor's question.
+        sts.fail_next(
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+        );
+    }
+    let out = doctor.check();
+    assert_eq!(out.code, 69, "{out:?}");
+    let auth = line(&out, "Kafka authentication: ");
+    assert!(
+        auth.starts_with('✗')
+            && auth.contains("invalid credentials")
+            && auth.contains("SignatureDoesNotMatch"),
+        "{out:?}"
+    );
+    assert!(
+        line(&out, ": authentication: the broker refused").contains("Access denied"),
+        "{out:?}"
+    );
+
+    // The same refusal while this host's clock is an hour off STS's.
+    sts.set_date(Some("Mon, 07 Dec 2020 17:00:00 GMT"));
+    let out = doctor.check();
+    let auth = line(&out, "Kafka authentication: ");
+    assert!(
+        auth.starts_with('✗') && auth.contains("clock skew") && auth.contains("ahead of STS"),
+        "{out:?}"
+    );
+    sts.set_date(None);
+
+    // Credentials the brokers know as expired.
+    let creds = imds::Credentials::default();
+    doctor
+        .fx
+        .host
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key);
+    cluster.trust_credentials(&[imds::Credentials {
+        expiration: "2020-01-01T00:00:00Z".into(),
+        ..creds.clone()
+    }]);
+    for _ in 0..2 {
+        sts.fail_next(
+            403,
+            "ExpiredToken",
+            "The security token included in the request is expired",
+        );
+    }
+    let out = doctor.check();
+    let auth = line(&out, "Kafka authentication: ");
+    assert!(
+        auth.starts_with('✗') && auth.contains("expired credentials"),
+        "{out:?}"
+    );
+
+    // Trusted again: all passes.
+    cluster.trust_credentials(&[creds]);
+    let out = doctor.check();
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
+/// Three brokers: every broker's steps, and the time (printed; the bound is generous,
+/// the figure is for the notes).
+#[test]
+fn three_brokers_each_get_their_steps() {
+    let Some(_one) = kafka_world("three_brokers_each_get_their_steps") else {
+        return;
+    };
+    let (doctor, cluster) = Doctor::new(KafkaOptions::default().brokers(3), "");
+    cluster.set_policy(&doctor.policy());
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let out = doctor.check();
+        times.push(started.elapsed());
+        assert_eq!(out.code, 0, "{out:?}");
+        for b in cluster.bootstrap().split(',') {
+            assert!(
+                line(&out, &format!("broker {b}: authentication: ")).starts_with('✓'),
+                "{out:?}"
+            );
+        }
+    }
+    eprintln!("check against 3 brokers: {times:?}");
 }
