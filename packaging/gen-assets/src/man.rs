@@ -201,7 +201,8 @@ const ENV: &[(&[&str], &str)] = &[
     (&["AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME"], "Credentials from a web identity token (a role assumed with it)."),
     (&["AWS_EC2_METADATA_DISABLED", "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"], "The instance metadata service (IMDSv2) that gives the instance role's credentials, the region and this host's address: true turns it off; another endpoint, or IPv6."),
     (&["AWS_ENDPOINT_URL_KAFKA"], "The MSK API endpoint (e.g. a VPC interface endpoint) when msk.endpoint_url is empty."),
-    (&["AWS_ENDPOINT_URL_STS"], "The STS endpoint of check's AWS identity line."),
+    (&["AWS_ENDPOINT_URL_STS"], "The STS endpoint of check's AWS identity line (and of the Kafka doctor's question why the brokers refused authentication)."),
+    (&["SSL_CERT_FILE", "SSL_CERT_DIR"], "The CA certificates check trusts for the brokers' TLS instead of the system store (MSK's certificates chain to Amazon Trust Services, which the system store has)."),
     (&["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"], "The proxy for the downloads (archive, signature, key, jar) and the AWS API calls (MSK, and STS in check), in upper or lower case: HTTPS_PROXY for https URLs, HTTP_PROXY for http ones. NO_PROXY lists the names (with their subdomains), addresses and CIDR ranges reached direct; nothing else is, loopback included, so an msk.endpoint_url or a mirror on this host needs 127.0.0.1 or localhost there. The instance metadata and the health check never use the proxy. ksqlDB gets these variables too: keep 169.254.169.254 in NO_PROXY for it."),
     (&["LANG", "LC_ALL", "TZ"], "Passed on to ksqlDB, as are LANGUAGE, the other LC_* variables, the proxy variables and the AWS variables its IAM module reads; nothing else of the agent's environment is. Without LANG, LC_ALL or LC_CTYPE, ksqlDB gets LANG=C.UTF-8. ksqldb.env adds to them and wins over them."),
 ];
@@ -333,15 +334,17 @@ fn extras(id: &str) -> Option<Extras> {
         },
         "check" => Extras {
             files: cat(&[&cfg, &[STATE_DIR]]),
-            env: cat(&[&cli_env, &["JAVA_HOME"], &AWS_ENV, &["AWS_ENDPOINT_URL_STS"]]),
+            env: cat(&[&cli_env, &["JAVA_HOME"], &AWS_ENV, &["AWS_ENDPOINT_URL_STS", "SSL_CERT_FILE", "SSL_CERT_DIR"]]),
             exit: with(
                 with(general(&[0, 64, 69, 70, 74, 78]), 0, "Every item of the checklist passed."),
                 69,
-                "Some item failed; its line says what to fix.",
+                "Some item failed (a broker step, an IAM action Kafka denies, ...); its line says what to fix.",
             ),
             examples: vec![
                 ("The checklist as the service user, before the first start:",
                  "sudo -u ksql ksql-msk check"),
+                ("The IAM actions Kafka denies, with their resources and iam-policy statements:",
+                 "ksql-msk check --json | jq '.checks[].kafka | select(.ok == false and .action)'"),
                 ("A candidate config before it goes live:",
                  "ksql-msk --config /tmp/candidate/ksql-msk.toml check"),
             ],
