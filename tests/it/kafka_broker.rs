@@ -114,6 +114,16 @@ fn refusals_name_what_failed_and_policy_changes_apply_while_running() {
     assert!(fail.contains("the signature does not match"), "{fail}");
     imds.set_credentials(imds::Credentials::default());
 
+    // Signed for another region (the client takes it from IMDS, as localhost names
+    // none): the credential scope does not match the cluster's.
+    let elsewhere = FakeImds::start("us-east-1", "10.0.0.5");
+    let out = cluster.iam_client(v2, &elsewhere.url(), &["list-topics"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let fail = cluster
+        .wait_for_iam_log("region is us-east-1", Duration::from_secs(5))
+        .expect("the broker logged the region");
+    assert!(fail.contains("the cluster's is eu-west-1"), "{fail}");
+
     // Credentials rotated by IMDS that the broker trusts too: accepted.
     let rotated = imds::Credentials {
         access_key_id: "ASIAFAKEIMDSKEY00002".into(),
@@ -167,15 +177,44 @@ fn refusals_name_what_failed_and_policy_changes_apply_while_running() {
     ok(&cluster.iam_client(v2, &imds.url(), &["create-topic", "ksql-allowed", "1", "1"]));
     assert!(cluster.describe_topic("ksql-allowed").is_some());
 
+    // The idempotent producer (kafka-clients' default since 3.0) without
+    // kafka-cluster:WriteDataIdempotently: ClusterAuthorizationException, as ksqlDB met
+    // on MSK (ksql PR #8927).
+    cluster.set_policy(&cluster.policy_without("kafka-cluster:WriteDataIdempotently"));
+    let out = cluster.iam_client(v2, &imds.url(), &["produce", "ksql-allowed", "v"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.error_line()
+            .is_some_and(|l| l.contains("ClusterAuthorizationException")),
+        "{out:?}"
+    );
+    let expected = format!(
+        "action=kafka-cluster:WriteDataIdempotently resource={}",
+        cluster.cluster_arn()
+    );
+    assert!(
+        cluster.denials().iter().any(|l| l.contains(&expected)),
+        "no '{expected}' in {:#?}",
+        cluster.denials()
+    );
+
     // The policy fixed while the broker runs: the same request now passes.
     cluster.set_policy(&cluster.allow_all_policy());
     ok(&cluster.iam_client(v2, &imds.url(), &["create-topic", denied, "1", "1"]));
     assert!(cluster.describe_topic(denied).is_some());
 
-    // The older client meets the same refusal (1.1.1: SDK v1 credentials).
-    cluster.set_policy(&cluster.policy_without("kafka-cluster:Connect"));
+    // A policy the test broker cannot evaluate (a Condition) denies everything, loudly;
+    // the older client (1.1.1: SDK v1 credentials) meets that refusal.
+    let mut conditional = cluster.allow_all_policy();
+    conditional["Statement"][0]["Condition"] =
+        serde_json::json!({"Bool": {"aws:SecureTransport": "true"}});
+    cluster.set_policy(&conditional);
     let out = cluster.iam_client(IAM_VERSIONS[0], &imds.url(), &["list-topics"]);
     assert_eq!(out.code, 2, "{out:?}");
+    let invalid = cluster
+        .wait_for_iam_log("POLICY invalid", Duration::from_secs(5))
+        .expect("the invalid policy is logged");
+    assert!(invalid.contains("Condition"), "{invalid}");
     took("refusals", start);
 }
 

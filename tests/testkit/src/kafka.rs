@@ -11,8 +11,9 @@
 //! `KSQL_MSK_REQUIRE_KAFKA=1`).
 //!
 //! Every JVM is killed and every directory removed when the [`KafkaCluster`] drops (also
-//! while a failed test unwinds); a broker whose test process died (SIGKILL) halts by
-//! itself within a second (BrokerMain watches the parent pid). Every wait is bounded.
+//! while a failed test unwinds); a broker whose test process died (SIGKILL) removes the
+//! cluster's directory and halts by itself within a second (BrokerMain watches the parent
+//! pid). Every wait is bounded.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
@@ -468,11 +469,18 @@ impl KafkaCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         // A KRaft cluster id: 16 random bytes, base64url without padding (Uuid.toString).
-        let mut id = [0u8; 16];
-        fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut id))
-            .expect("random");
-        let cluster_id = base64url(&id);
+        // Like Kafka's Uuid.randomUuid, never one starting with '-': the storage tool's
+        // argument parser would take it for an option (1 start in 64 failed so).
+        let cluster_id = loop {
+            let mut id = [0u8; 16];
+            fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut id))
+                .expect("random");
+            let id = base64url(&id);
+            if !id.starts_with('-') {
+                break id;
+            }
+        };
         let nodes = (1..=options.brokers)
             .map(|id| {
                 let node_dir = dir.path().join(format!("broker-{id}"));
@@ -638,6 +646,10 @@ impl KafkaCluster {
             ])
             .arg(format!("-Dlog4j.configuration=file:{}", log4j.display()))
             .arg(format!("-Dksqlmsk.parent.pid={}", std::process::id()))
+            .arg(format!(
+                "-Dksqlmsk.cleanup.dir={}",
+                self.dir.path().display()
+            ))
             .arg("-cp")
             .arg(format!(
                 "{}:{}",

@@ -3,7 +3,6 @@ package ksqlmsk.kafka;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 
@@ -21,7 +20,7 @@ final class Credentials {
   private static final ObjectMapper MAPPER = new ObjectMapper();
 
   static Entry lookup(Path file, String accessKeyId) throws IOException {
-    JsonNode root = MAPPER.readTree(Files.readAllBytes(file));
+    JsonNode root = MAPPER.readTree(Policy.readSmallFile(file));
     for (JsonNode c : root.path("Credentials")) {
       if (accessKeyId.equals(c.path("AccessKeyId").asText(null))) {
         String exp = c.path("Expiration").asText(null);

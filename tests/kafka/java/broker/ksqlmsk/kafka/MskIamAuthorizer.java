@@ -166,9 +166,12 @@ public final class MskIamAuthorizer implements Authorizer {
     if (d == Policy.Decision.ALLOW) {
       return AuthorizationResult.ALLOWED;
     }
-    // Kafka's cluster-level CREATE check is only a shortcut before the per-topic one.
-    boolean quiet = !a.logIfDenied() || ar == null && a.resourcePattern().resourceType() == ResourceType.CLUSTER
-        && a.operation() == AclOperation.CREATE;
+    // Kafka's cluster-level CREATE check is only a shortcut before the per-topic one. Kafka
+    // asks IDEMPOTENT_WRITE quietly because its own authorizer may still allow through
+    // authorizeByResourceType; here that fallback is always denied, so this denial decides.
+    boolean cluster = a.resourcePattern().resourceType() == ResourceType.CLUSTER;
+    boolean decisive = cluster && a.operation() == AclOperation.IDEMPOTENT_WRITE;
+    boolean quiet = !a.logIfDenied() && !decisive || ar == null && cluster && a.operation() == AclOperation.CREATE;
     LOG.info("MSK-IAM {} principal={} action={} resource={} decision={} kafka={} {}:{}",
         quiet ? "FILTER" : "DENY", principal, ar == null ? "(none)" : ar[0], ar == null ? "(none)" : ar[1], d,
         a.operation(), a.resourcePattern().resourceType(), a.resourcePattern().name());

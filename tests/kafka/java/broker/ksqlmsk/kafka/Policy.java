@@ -129,6 +129,15 @@ final class Policy {
     return out;
   }
 
+  /** A regular file of at most 1 MiB (no FIFO can hang a broker thread), not following a link. */
+  static byte[] readSmallFile(Path path) throws IOException {
+    BasicFileAttributes a = Files.readAttributes(path, BasicFileAttributes.class, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+    if (!a.isRegularFile() || a.size() > 1 << 20) {
+      throw new IOException(path + " is not a regular file of at most 1 MiB");
+    }
+    return Files.readAllBytes(path);
+  }
+
   /** The policy file, re-read when it changes. */
   static final class File {
     private final Path path;
@@ -157,7 +166,7 @@ final class Policy {
       }
       seen = key;
       try {
-        policy = parse(Files.readAllBytes(path));
+        policy = parse(readSmallFile(path));
         LOG.info("MSK-IAM POLICY loaded {} ({} statements)", path, policy.statements.size());
       } catch (IOException e) {
         policy = null;
