@@ -17,7 +17,7 @@ mod messages;
 mod probes;
 mod sasl_iam;
 mod tls;
-pub(crate) mod wire;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::config::{ClusterArn, Settings};
 use crate::discovery::BrokerAddr;
 
-pub use messages::{decode_any, DECODED};
+pub use messages::{decode_any, Api, DECODED};
 
 /// The step of a broker connection a line is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
