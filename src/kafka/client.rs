@@ -2,6 +2,7 @@
 //! handshake `AWS_MSK_IAM`, SaslAuthenticate; then requests. Every step is bounded by
 //! [`STEP_TIMEOUT`] and ends in a [`Finding`] line that names what failed.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -9,10 +10,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::finding::{Finding, Step};
 use super::messages::{self, code, Api, ApiRange};
+use super::sasl_iam;
 use super::wire::{self, MAX_FRAME};
-use super::{sasl_iam, Finding, Step};
-use crate::discovery::BrokerAddr;
+use crate::msk::discovery::BrokerAddr;
 
 /// The bound of each step (DNS, TCP, TLS, each request): a silent peer (a security
 /// group dropping packets, a black-hole port) costs at most this per step.
@@ -57,97 +59,128 @@ pub async fn connect(
     signer: Result<&Signer, &str>,
 ) -> (Vec<Finding>, Option<Conn>, Option<AuthFailure>) {
     let mut lines = Vec::new();
-    let name = broker.to_string();
-    let host = broker
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let line = |step: Step, ok: bool, started: Instant, text: String| {
-        Finding::step(&name, step, ok, started.elapsed(), text)
+    let at = At::new(broker);
+    let Some(addr) = keep(&mut lines, resolve(&at).await) else {
+        return (lines, None, None);
     };
+    let Some(tcp) = keep(&mut lines, tcp_connect(&at, addr).await) else {
+        return (lines, None, None);
+    };
+    let Some(stream) = keep(&mut lines, tls_handshake(&at, tcp).await) else {
+        return (lines, None, None);
+    };
+    let mut conn = Conn {
+        stream,
+        next_id: 1,
+        versions: Vec::new(),
+        broker: broker.clone(),
+    };
+    let Some(()) = keep(&mut lines, sasl_handshake(&at, &mut conn).await) else {
+        return (lines, None, None);
+    };
+    match authenticate(&at, &mut conn, signer).await {
+        Ok(line) => {
+            lines.push(line);
+            (lines, Some(conn), None)
+        }
+        Err((line, failure)) => {
+            lines.push(line);
+            (lines, None, Some(failure))
+        }
+    }
+}
 
-    // DNS
+/// A step's line, and what the next step needs when it passed.
+type StepResult<T> = Result<(Finding, T), Finding>;
+
+/// Keep the step's line; what it gave when it passed.
+fn keep<T>(lines: &mut Vec<Finding>, result: StepResult<T>) -> Option<T> {
+    match result {
+        Ok((line, value)) => {
+            lines.push(line);
+            Some(value)
+        }
+        Err(line) => {
+            lines.push(line);
+            None
+        }
+    }
+}
+
+/// The broker a connection's lines are about.
+struct At {
+    name: String,
+    /// Without an IPv6 literal's brackets.
+    host: String,
+    port: u16,
+}
+
+impl At {
+    fn new(broker: &BrokerAddr) -> At {
+        At {
+            name: broker.to_string(),
+            host: broker
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: broker.port,
+        }
+    }
+
+    fn line(&self, step: Step, ok: bool, started: Instant, text: String) -> Finding {
+        Finding::step(&self.name, step, ok, started.elapsed(), text)
+    }
+}
+
+async fn resolve(at: &At) -> StepResult<SocketAddr> {
     let started = Instant::now();
-    let addrs = match tokio::time::timeout(
-        STEP_TIMEOUT,
-        tokio::net::lookup_host((host.as_str(), broker.port)),
-    )
-    .await
-    {
+    let host = &at.host;
+    let fail = |text: String| at.line(Step::Dns, false, started, text);
+    let lookup = tokio::net::lookup_host((host.as_str(), at.port));
+    let addrs = match tokio::time::timeout(STEP_TIMEOUT, lookup).await {
         Ok(Ok(a)) => a.collect::<Vec<_>>(),
         Ok(Err(e)) => {
-            lines.push(line(
-                Step::Dns,
-                false,
-                started,
-                format!(
-                    "cannot resolve {host}: {e} (VPC DNS settings, or another VPC's private name?)"
-                ),
-            ));
-            return (lines, None, None);
+            return Err(fail(format!(
+                "cannot resolve {host}: {e} (VPC DNS settings, or another VPC's private name?)"
+            )))
         }
         Err(_) => {
-            lines.push(line(
-                Step::Dns,
-                false,
-                started,
-                format!(
-                    "resolving {host} timed out after {}s",
-                    STEP_TIMEOUT.as_secs()
-                ),
-            ));
-            return (lines, None, None);
+            return Err(fail(format!(
+                "resolving {host} timed out after {}s",
+                STEP_TIMEOUT.as_secs()
+            )))
         }
     };
     let Some(addr) = addrs.first().copied() else {
-        lines.push(line(
-            Step::Dns,
-            false,
-            started,
-            format!("{host} has no address"),
-        ));
-        return (lines, None, None);
+        return Err(fail(format!("{host} has no address")));
     };
-    lines.push(line(
-        Step::Dns,
-        true,
-        started,
-        format!("{host} is {}", addr.ip()),
-    ));
+    let text = format!("{host} is {}", addr.ip());
+    Ok((at.line(Step::Dns, true, started, text), addr))
+}
 
-    // TCP
+async fn tcp_connect(at: &At, addr: SocketAddr) -> StepResult<TcpStream> {
     let started = Instant::now();
+    let fail = |text: String| at.line(Step::Tcp, false, started, text);
     let tcp = match tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            lines.push(line(
-                Step::Tcp,
-                false,
-                started,
-                format!("connect to {addr} failed: {e}"),
-            ));
-            return (lines, None, None);
-        }
-        Err(_) => {
-            lines.push(line(Step::Tcp, false, started, format!(
-                "no answer within {}s from {addr}: the MSK cluster's security group must allow inbound TCP {} from this instance's security group (or its address)",
-                STEP_TIMEOUT.as_secs(), broker.port
-            )));
-            return (lines, None, None);
-        }
+        Ok(Err(e)) => return Err(fail(format!("connect to {addr} failed: {e}"))),
+        // Dropped packets, not a refusal: what a security group does.
+        Err(_) => return Err(fail(format!(
+            "no answer within {}s from {addr}: the MSK cluster's security group must allow inbound TCP {} from this instance's security group (or its address)",
+            STEP_TIMEOUT.as_secs(), at.port
+        ))),
     };
     let _ = tcp.set_nodelay(true);
-    lines.push(line(
-        Step::Tcp,
-        true,
-        started,
-        format!("connected to {addr}"),
-    ));
+    let text = format!("connected to {addr}");
+    Ok((at.line(Step::Tcp, true, started, text), tcp))
+}
 
-    // TLS
+async fn tls_handshake(at: &At, tcp: TcpStream) -> StepResult<TlsStream<TcpStream>> {
     let started = Instant::now();
-    let tls = match super::tls::config().and_then(|c| Ok((c, super::tls::server_name(&host)?))) {
+    let host = &at.host;
+    let setup = super::tls::config().and_then(|c| Ok((c, super::tls::server_name(host)?)));
+    let tls = match setup {
         Ok((config, server)) => {
             let connector = tokio_rustls::TlsConnector::from(config);
             match tokio::time::timeout(STEP_TIMEOUT, connector.connect(server, tcp)).await {
@@ -161,36 +194,26 @@ pub async fn connect(
         }
         Err(e) => Err(e),
     };
-    let stream = match tls {
-        Ok(s) => s,
-        Err(text) => {
-            lines.push(line(Step::Tls, false, started, text));
-            return (lines, None, None);
-        }
-    };
+    let stream = tls.map_err(|text| at.line(Step::Tls, false, started, text))?;
     let (_, session) = stream.get_ref();
     let version = session
         .protocol_version()
         .map(|v| format!("{v:?}"))
         .unwrap_or_default();
-    lines.push(line(
-        Step::Tls,
-        true,
-        started,
-        format!(
-            "{} with a certificate trusted for {host}",
-            version.replace('_', ".")
-        ),
-    ));
-    let mut conn = Conn {
-        stream,
-        next_id: 1,
-        versions: Vec::new(),
-        broker: broker.clone(),
-    };
+    let text = format!(
+        "{} with a certificate trusted for {host}",
+        version.replace('_', ".")
+    );
+    Ok((at.line(Step::Tls, true, started, text), stream))
+}
 
-    // SASL handshake (ApiVersions first, as Kafka's clients do).
+/// What a listener without `AWS_MSK_IAM` is, in one line.
+const NOT_IAM: &str = "IAM access control is not enabled on this cluster, or this is not its IAM port (9098 private, 9198 public)";
+
+/// ApiVersions (as Kafka's clients do first), then SaslHandshake `AWS_MSK_IAM`.
+async fn sasl_handshake(at: &At, conn: &mut Conn) -> StepResult<()> {
     let started = Instant::now();
+    let fail = |text: String| at.line(Step::Sasl, false, started, text);
     let handshake = async {
         let v = conn
             .request(messages::API_VERSIONS, &messages::api_versions_request())
@@ -211,76 +234,52 @@ pub async fn connect(
             .await?;
         messages::sasl_handshake_response(&h).map_err(|e| e.to_string())
     };
-    let h = match handshake.await {
-        Ok(h) => h,
-        Err(e) => {
-            lines.push(line(Step::Sasl, false, started, e));
-            return (lines, None, None);
+    let h = handshake.await.map_err(fail)?;
+    match h.error_code {
+        code::NONE => Ok((
+            at.line(Step::Sasl, true, started, "AWS_MSK_IAM offered".into()),
+            (),
+        )),
+        code::UNSUPPORTED_SASL_MECHANISM => {
+            let offered = if h.mechanisms.is_empty() {
+                "none".to_string()
+            } else {
+                h.mechanisms.join(", ")
+            };
+            Err(fail(format!(
+                "AWS_MSK_IAM is not offered (this listener offers {offered}): {NOT_IAM}"
+            )))
         }
-    };
-    if h.error_code == code::UNSUPPORTED_SASL_MECHANISM {
-        let offered = if h.mechanisms.is_empty() {
-            "none".to_string()
-        } else {
-            h.mechanisms.join(", ")
-        };
-        lines.push(line(Step::Sasl, false, started, format!(
-            "AWS_MSK_IAM is not offered (this listener offers {offered}): IAM access control is not enabled on this cluster, or this is not its IAM port (9098 private, 9198 public)"
-        )));
-        return (lines, None, None);
+        code::ILLEGAL_SASL_STATE => Err(fail(format!(
+            "AWS_MSK_IAM is not offered (this listener does not use SASL: a TLS-only or plaintext listener): {NOT_IAM}"
+        ))),
+        other => Err(fail(format!(
+            "SaslHandshake answered {}",
+            messages::error_name(other)
+        ))),
     }
-    if h.error_code == code::ILLEGAL_SASL_STATE {
-        lines.push(line(Step::Sasl, false, started, "AWS_MSK_IAM is not offered (this listener does not use SASL: a TLS-only or plaintext listener): IAM access control is not enabled on this cluster, or this is not its IAM port (9098 private, 9198 public)".to_string()));
-        return (lines, None, None);
-    }
-    if h.error_code != code::NONE {
-        lines.push(line(
-            Step::Sasl,
-            false,
-            started,
-            format!(
-                "SaslHandshake answered {}",
-                messages::error_name(h.error_code)
-            ),
-        ));
-        return (lines, None, None);
-    }
-    lines.push(line(
-        Step::Sasl,
-        true,
-        started,
-        "AWS_MSK_IAM offered".into(),
-    ));
+}
 
-    // Authentication
+/// One SaslAuthenticate with the signed `AWS_MSK_IAM` payload.
+async fn authenticate(
+    at: &At,
+    conn: &mut Conn,
+    signer: Result<&Signer, &str>,
+) -> Result<Finding, (Finding, AuthFailure)> {
     let started = Instant::now();
-    let signer = match signer {
-        Ok(s) => s,
-        Err(why) => {
-            lines.push(line(Step::Authentication, false, started, why.to_string()));
-            return (lines, None, Some(AuthFailure::Other));
-        }
-    };
-    let Some(region) = signer.region_for(&host) else {
-        lines.push(line(Step::Authentication, false, started, format!(
+    let host = &at.host;
+    let fail =
+        |text: String, why: AuthFailure| (at.line(Step::Authentication, false, started, text), why);
+    let signer = signer.map_err(|why| fail(why.to_string(), AuthFailure::Other))?;
+    let Some(region) = signer.region_for(host) else {
+        return Err(fail(format!(
             "no region to sign for: {host} names none and neither msk.region nor the AWS default chain gives one"
-        )));
-        return (lines, None, Some(AuthFailure::Other));
+        ), AuthFailure::Other));
     };
     let user_agent = format!("ksql-msk/{}", env!("CARGO_PKG_VERSION"));
-    let payload = match sasl_iam::payload(
-        &host,
-        region,
-        &signer.credentials,
-        SystemTime::now(),
-        &user_agent,
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            lines.push(line(Step::Authentication, false, started, e));
-            return (lines, None, Some(AuthFailure::Other));
-        }
-    };
+    let credentials = &signer.credentials;
+    let payload = sasl_iam::payload(host, region, credentials, SystemTime::now(), &user_agent)
+        .map_err(|e| fail(e, AuthFailure::Other))?;
     let answer = async {
         let a = conn
             .request(
@@ -290,43 +289,27 @@ pub async fn connect(
             .await?;
         messages::sasl_authenticate_response(&a).map_err(|e| e.to_string())
     };
-    match answer.await {
-        Ok(a) if a.error_code == code::NONE => {
-            lines.push(line(
-                Step::Authentication,
-                true,
-                started,
-                format!("signed for {region} and accepted"),
-            ));
-            (lines, Some(conn), None)
-        }
-        Ok(a) if a.error_code == code::SASL_AUTHENTICATION_FAILED => {
+    let a = answer.await.map_err(|e| fail(e, AuthFailure::Other))?;
+    match a.error_code {
+        code::NONE => Ok(at.line(
+            Step::Authentication,
+            true,
+            started,
+            format!("signed for {region} and accepted"),
+        )),
+        code::SASL_AUTHENTICATION_FAILED => {
             let message = a.error_message.unwrap_or_default();
-            lines.push(line(
-                Step::Authentication,
-                false,
-                started,
-                format!("the broker refused the signed payload: {message}"),
-            ));
-            (lines, None, Some(AuthFailure::Denied(message)))
+            let text = format!("the broker refused the signed payload: {message}");
+            Err(fail(text, AuthFailure::Denied(message)))
         }
-        Ok(a) => {
-            lines.push(line(
-                Step::Authentication,
-                false,
-                started,
-                format!(
-                    "SaslAuthenticate answered {}: {}",
-                    messages::error_name(a.error_code),
-                    a.error_message.unwrap_or_default()
-                ),
-            ));
-            (lines, None, Some(AuthFailure::Other))
-        }
-        Err(e) => {
-            lines.push(line(Step::Authentication, false, started, e));
-            (lines, None, Some(AuthFailure::Other))
-        }
+        other => Err(fail(
+            format!(
+                "SaslAuthenticate answered {}: {}",
+                messages::error_name(other),
+                a.error_message.unwrap_or_default()
+            ),
+            AuthFailure::Other,
+        )),
     }
 }
 

@@ -17,9 +17,9 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use super::client::Signer;
-use super::{Finding, Step};
+use super::finding::{Finding, Step};
 use crate::config::Settings;
-use crate::iam_policy::Target;
+use crate::msk::iam_policy::Target;
 
 /// The bound of resolving credentials (IMDS, AssumeRole) and of the STS call.
 const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,7 +30,7 @@ const SKEW_LIMIT: Duration = Duration::from_secs(300);
 
 async fn sdk_config(settings: &Settings) -> aws_config::SdkConfig {
     let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).http_client(crate::aws_http::client());
+        aws_config::defaults(BehaviorVersion::latest()).http_client(crate::msk::aws_http::client());
     if let Some(region) = &settings.msk.region {
         loader = loader.region(Region::new(region.clone()));
     }
@@ -131,9 +131,6 @@ pub async fn explain_denial(
     signer: Option<&Signer>,
 ) -> Finding {
     let started = Instant::now();
-    let connect = "kafka-cluster:Connect";
-    let cluster = target.cluster();
-    let sid = crate::iam_policy::granting_sid(settings, target, connect, &cluster);
     let mut f = Finding {
         ok: false,
         step: Step::Authentication,
@@ -148,28 +145,17 @@ pub async fn explain_denial(
         f.text = format!("the brokers refused authentication ({message})");
         return f;
     };
+    let key = signer.credentials.access_key_id();
     if let Some(expiry) = signer.credentials.expiry() {
         if expiry <= SystemTime::now() {
             f.text = format!(
-                "the credentials (access key {}) have expired: the brokers refused them ({message})",
-                signer.credentials.access_key_id()
+                "the credentials (access key {key}) have expired: the brokers refused them ({message})"
             );
             return f;
         }
     }
-    let sdk = sdk_config(settings).await;
-    let conf = aws_sdk_sts::config::Builder::from(&sdk)
-        .credentials_provider(SharedCredentialsProvider::new(signer.credentials.clone()))
-        .build();
-    let sts = aws_sdk_sts::Client::from_conf(conf);
-    let date = ServerDate::default();
-    let asked = sts
-        .get_caller_identity()
-        .customize()
-        .interceptor(date.clone())
-        .send();
-    let answer = tokio::time::timeout(CREDENTIALS_TIMEOUT, asked).await;
-    let server_date = date.0.lock().ok().and_then(|d| d.clone());
+    let (answer, server_date) = caller_identity(settings, signer).await;
+    f.millis = started.elapsed().as_millis() as u64;
     if let Some((off, ahead)) = server_date
         .as_deref()
         .and_then(|d| skew(d, SystemTime::now()))
@@ -180,21 +166,10 @@ pub async fn explain_denial(
             if ahead { "ahead of" } else { "behind" },
             server_date.unwrap_or_default()
         );
-        f.millis = started.elapsed().as_millis() as u64;
         return f;
     }
-    f.millis = started.elapsed().as_millis() as u64;
     match answer {
-        Ok(Ok(out)) => {
-            let who = out.arn().unwrap_or("?");
-            f.action = Some(connect.into());
-            f.resource = Some(cluster.clone());
-            f.sid = sid.map(str::to_string);
-            f.text = format!(
-                "IAM denies {connect} on {cluster} for {who}: grant it with `ksql-msk iam-policy` statement {} (or an explicit Deny, SCP or permission boundary refuses it) ({message})",
-                sid.unwrap_or("(none: not in iam-policy)")
-            );
-        }
+        Ok(Ok(out)) => connect_denied(settings, target, &mut f, out.arn().unwrap_or("?"), message),
         Ok(Err(SdkError::ServiceError(e))) => {
             let code = e.err().code().unwrap_or("error");
             let text = e.err().message().unwrap_or("");
@@ -207,8 +182,7 @@ pub async fn explain_denial(
                 _ => "credentials STS does not accept",
             };
             f.text = format!(
-                "{kind} (access key {}): STS GetCallerIdentity says {code}: {text}; the brokers refused them too ({message})",
-                signer.credentials.access_key_id()
+                "{kind} (access key {key}): STS GetCallerIdentity says {code}: {text}; the brokers refused them too ({message})"
             );
         }
         Ok(Err(e)) => {
@@ -225,6 +199,47 @@ pub async fn explain_denial(
         }
     }
     f
+}
+
+type CallerIdentity = Result<
+    Result<
+        aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput,
+        SdkError<aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError>,
+    >,
+    tokio::time::error::Elapsed,
+>;
+
+/// STS GetCallerIdentity with the signer's credentials (bounded), and the `Date` of
+/// STS's answer when there was one.
+async fn caller_identity(settings: &Settings, signer: &Signer) -> (CallerIdentity, Option<String>) {
+    let sdk = sdk_config(settings).await;
+    let conf = aws_sdk_sts::config::Builder::from(&sdk)
+        .credentials_provider(SharedCredentialsProvider::new(signer.credentials.clone()))
+        .build();
+    let sts = aws_sdk_sts::Client::from_conf(conf);
+    let date = ServerDate::default();
+    let asked = sts
+        .get_caller_identity()
+        .customize()
+        .interceptor(date.clone())
+        .send();
+    let answer = tokio::time::timeout(CREDENTIALS_TIMEOUT, asked).await;
+    let server_date = date.0.lock().ok().and_then(|d| d.clone());
+    (answer, server_date)
+}
+
+/// Credentials and clock are fine: the policy lacks `kafka-cluster:Connect` for `who`.
+fn connect_denied(settings: &Settings, target: &Target, f: &mut Finding, who: &str, message: &str) {
+    let connect = "kafka-cluster:Connect";
+    let cluster = target.cluster();
+    let sid = crate::msk::iam_policy::granting_sid(settings, target, connect, &cluster);
+    f.text = format!(
+        "IAM denies {connect} on {cluster} for {who}: grant it with `ksql-msk iam-policy` statement {} (or an explicit Deny, SCP or permission boundary refuses it) ({message})",
+        sid.unwrap_or("(none: not in iam-policy)")
+    );
+    f.action = Some(connect.into());
+    f.resource = Some(cluster);
+    f.sid = sid.map(str::to_string);
 }
 
 #[cfg(test)]

@@ -26,11 +26,11 @@
 use std::time::{Duration, Instant};
 
 use super::client::{self, Conn, Signer};
+use super::finding::{Finding, Step};
 use super::messages::{self, code};
-use super::{Finding, Step};
 use crate::config::Settings;
-use crate::discovery::BrokerAddr;
-use crate::iam_policy::Target;
+use crate::msk::discovery::BrokerAddr;
+use crate::msk::iam_policy::Target;
 
 /// The name part of probe resources that must not be ksqlDB's own.
 pub const PROBE: &str = "ksql-msk-probe";
@@ -140,7 +140,7 @@ pub fn plan(settings: &Settings) -> Vec<Need> {
     add(
         INTERNAL_TOPIC,
         Kind::Topic,
-        crate::iam_policy::processing_log_topic(settings),
+        crate::msk::iam_policy::processing_log_topic(settings),
         "processing log".into(),
     );
     for pattern in &settings.iam_auth.policy_topics {
@@ -285,7 +285,35 @@ pub async fn run(
     let needs = plan(settings);
     let mut pool = Pool { conns, signer };
     let mut verdicts: Vec<(Verdict, Duration)> = Vec::with_capacity(needs.len());
-    let mut cluster_ops = None;
+    let (cluster_ops, cluster_error, cluster_took) = describe_cluster(&mut pool).await;
+    let topics = TopicAnswers::ask(&needs, &mut pool).await;
+    for need in &needs {
+        let started = Instant::now();
+        let (verdict, took) = match need.kind {
+            Kind::Cluster => {
+                let v = cluster_need(need, &cluster_ops, &cluster_error, &mut pool).await;
+                (v, cluster_took + started.elapsed())
+            }
+            Kind::Topic => topics.verdict(need),
+            // Asked below, by coordinator.
+            Kind::Group | Kind::TransactionalId => {
+                (Verdict::Unknown(String::new()), Duration::ZERO)
+            }
+        };
+        verdicts.push((verdict, took));
+    }
+    coordinated(&needs, &mut pool, &mut verdicts).await;
+    report(settings, t, &needs, &verdicts)
+}
+
+/// The cluster's authorized operations and brokers (DescribeCluster), or why not.
+async fn describe_cluster(
+    pool: &mut Pool<'_>,
+) -> (
+    Option<(i32, Vec<messages::Broker>)>,
+    Option<String>,
+    Duration,
+) {
     let started = Instant::now();
     let cluster = async {
         let body = pool
@@ -298,105 +326,115 @@ pub async fn run(
         messages::describe_cluster_response(&body).map_err(|e| e.to_string())
     }
     .await;
-    let cluster_took = started.elapsed();
-    let mut cluster_error = None;
+    let took = started.elapsed();
     match cluster {
         Ok(c) if c.error_code == code::NONE => {
-            cluster_ops = Some((c.authorized_operations, c.brokers))
+            (Some((c.authorized_operations, c.brokers)), None, took)
         }
         Ok(c) => {
-            cluster_error = Some(format!(
+            let why = format!(
                 "DescribeCluster answered {} {}",
                 messages::error_name(c.error_code),
                 c.error_message.unwrap_or_default()
-            ))
+            );
+            (None, Some(why), took)
         }
-        Err(e) => cluster_error = Some(e),
+        Err(e) => (None, Some(e), took),
     }
+}
 
-    // Topics: one Metadata and one dry-run CreateTopics for all of them.
-    let topics: Vec<&str> = {
-        let mut v: Vec<&str> = needs
+/// The topics' answers: one Metadata and one dry-run CreateTopics for all of them.
+struct TopicAnswers {
+    metadata: Result<messages::Metadata, String>,
+    metadata_took: Duration,
+    created: Result<Vec<(String, i16, Option<String>)>, String>,
+    create_took: Duration,
+}
+
+impl TopicAnswers {
+    async fn ask(needs: &[Need], pool: &mut Pool<'_>) -> TopicAnswers {
+        let mut topics: Vec<&str> = needs
             .iter()
             .filter(|n| n.kind == Kind::Topic)
             .map(|n| n.name.as_str())
             .collect();
-        v.dedup();
-        v
-    };
-    let started = Instant::now();
-    let metadata = async {
-        let body = pool
-            .first()
-            .request(messages::METADATA, &messages::metadata_request(&topics))
-            .await?;
-        messages::metadata_response(&body).map_err(|e| e.to_string())
-    }
-    .await;
-    let metadata_took = started.elapsed();
-    let started = Instant::now();
-    let created = async {
-        let body = pool
-            .first()
-            .request(
-                messages::CREATE_TOPICS,
-                &messages::create_topics_dry_run(&topics, 5000),
-            )
-            .await?;
-        messages::create_topics_response(&body).map_err(|e| e.to_string())
-    }
-    .await;
-    let create_took = started.elapsed();
-
-    for need in &needs {
+        topics.dedup();
         let started = Instant::now();
-        let verdict = match need.kind {
-            Kind::Cluster => cluster_need(need, &cluster_ops, &cluster_error, &mut pool).await,
-            Kind::Topic if need.action == "kafka-cluster:CreateTopic" => match &created {
-                Ok(list) => match list.iter().find(|(n, _, _)| *n == need.name) {
-                    Some((_, c, _)) if *c == code::TOPIC_AUTHORIZATION_FAILED => Verdict::Denied(
-                        "CreateTopics (validate only) answered TOPIC_AUTHORIZATION_FAILED".into(),
-                    ),
-                    Some(_) => Verdict::Allowed,
-                    None => Verdict::Unknown("CreateTopics did not answer for it".into()),
-                },
-                Err(e) => Verdict::Unknown(e.clone()),
-            },
-            Kind::Topic => match &metadata {
-                Ok(m) => match m.topics.iter().find(|t| t.name == need.name) {
-                    Some(tm) if tm.error_code == code::TOPIC_AUTHORIZATION_FAILED => {
-                        if need.action == "kafka-cluster:DescribeTopic" {
-                            Verdict::Denied("Metadata answered TOPIC_AUTHORIZATION_FAILED".into())
-                        } else {
-                            Verdict::Unknown("needs kafka-cluster:DescribeTopic first".into())
-                        }
-                    }
-                    Some(tm)
-                        if tm.error_code == code::NONE
-                            || tm.error_code == code::UNKNOWN_TOPIC_OR_PARTITION =>
-                    {
-                        from_ops(tm.authorized_operations, need.action, "Metadata")
-                    }
-                    Some(tm) => Verdict::Unknown(format!(
-                        "Metadata answered {}",
-                        messages::error_name(tm.error_code)
-                    )),
-                    None => Verdict::Unknown("Metadata did not answer for it".into()),
-                },
-                Err(e) => Verdict::Unknown(e.clone()),
-            },
-            Kind::Group | Kind::TransactionalId => Verdict::Unknown(String::new()), // below
-        };
-        let took = match need.kind {
-            Kind::Cluster => cluster_took + started.elapsed(),
-            Kind::Topic if need.action == "kafka-cluster:CreateTopic" => create_took,
-            Kind::Topic => metadata_took,
-            _ => Duration::ZERO,
-        };
-        verdicts.push((verdict, took));
+        let metadata = async {
+            let body = pool
+                .first()
+                .request(messages::METADATA, &messages::metadata_request(&topics))
+                .await?;
+            messages::metadata_response(&body).map_err(|e| e.to_string())
+        }
+        .await;
+        let metadata_took = started.elapsed();
+        let started = Instant::now();
+        let created = async {
+            let body = pool
+                .first()
+                .request(
+                    messages::CREATE_TOPICS,
+                    &messages::create_topics_dry_run(&topics, 5000),
+                )
+                .await?;
+            messages::create_topics_response(&body).map_err(|e| e.to_string())
+        }
+        .await;
+        TopicAnswers {
+            metadata,
+            metadata_took,
+            created,
+            create_took: started.elapsed(),
+        }
     }
 
-    // Groups and transactional ids, each name once.
+    fn verdict(&self, need: &Need) -> (Verdict, Duration) {
+        if need.action == "kafka-cluster:CreateTopic" {
+            return (self.create_verdict(need), self.create_took);
+        }
+        let v = match &self.metadata {
+            Ok(m) => match m.topics.iter().find(|t| t.name == need.name) {
+                Some(tm) if tm.error_code == code::TOPIC_AUTHORIZATION_FAILED => {
+                    if need.action == "kafka-cluster:DescribeTopic" {
+                        Verdict::Denied("Metadata answered TOPIC_AUTHORIZATION_FAILED".into())
+                    } else {
+                        Verdict::Unknown("needs kafka-cluster:DescribeTopic first".into())
+                    }
+                }
+                Some(tm)
+                    if tm.error_code == code::NONE
+                        || tm.error_code == code::UNKNOWN_TOPIC_OR_PARTITION =>
+                {
+                    from_ops(tm.authorized_operations, need.action, "Metadata")
+                }
+                Some(tm) => Verdict::Unknown(format!(
+                    "Metadata answered {}",
+                    messages::error_name(tm.error_code)
+                )),
+                None => Verdict::Unknown("Metadata did not answer for it".into()),
+            },
+            Err(e) => Verdict::Unknown(e.clone()),
+        };
+        (v, self.metadata_took)
+    }
+
+    fn create_verdict(&self, need: &Need) -> Verdict {
+        match &self.created {
+            Ok(list) => match list.iter().find(|(n, _, _)| *n == need.name) {
+                Some((_, c, _)) if *c == code::TOPIC_AUTHORIZATION_FAILED => Verdict::Denied(
+                    "CreateTopics (validate only) answered TOPIC_AUTHORIZATION_FAILED".into(),
+                ),
+                Some(_) => Verdict::Allowed,
+                None => Verdict::Unknown("CreateTopics did not answer for it".into()),
+            },
+            Err(e) => Verdict::Unknown(e.clone()),
+        }
+    }
+}
+
+/// Groups and transactional ids, each name once, asked of its coordinator.
+async fn coordinated(needs: &[Need], pool: &mut Pool<'_>, verdicts: &mut [(Verdict, Duration)]) {
     let mut i = 0;
     while i < needs.len() {
         let need = &needs[i];
@@ -407,7 +445,7 @@ pub async fn run(
         match need.kind {
             Kind::Group => {
                 let started = Instant::now();
-                let answers = group(&need.name, &mut pool).await;
+                let answers = group(&need.name, pool).await;
                 for j in same {
                     verdicts[j] = (answers(needs[j].action), started.elapsed());
                 }
@@ -415,7 +453,7 @@ pub async fn run(
             Kind::TransactionalId => {
                 for j in same {
                     let started = Instant::now();
-                    let v = transactional_id(&needs[j], &mut pool).await;
+                    let v = transactional_id(&needs[j], pool).await;
                     verdicts[j] = (v, started.elapsed());
                 }
             }
@@ -423,7 +461,6 @@ pub async fn run(
         }
         i = next;
     }
-    report(settings, t, &needs, &verdicts)
 }
 
 async fn cluster_need(
@@ -657,7 +694,7 @@ fn report(
             let (verdict, d) = &verdicts[j];
             took = took.max(*d);
             let need = &needs[j];
-            let sid = crate::iam_policy::granting_sid(settings, t, need.action, &resource);
+            let sid = crate::msk::iam_policy::granting_sid(settings, t, need.action, &resource);
             let grant = match sid {
                 Some(s) => format!("`ksql-msk iam-policy` statement {s} grants it"),
                 None => "no `ksql-msk iam-policy` statement grants it".into(),

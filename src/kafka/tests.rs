@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use super::messages::{self, DECODED};
 use super::wire::{self, Writer, MAX_FRAME};
 use crate::config::{ClusterArn, Settings};
-use crate::iam_policy::{self, Target};
+use crate::msk::iam_policy::{self, Target};
 
 /// A well-formed Metadata v8 answer with `topics` topics, to cut and corrupt.
 fn metadata_body(topics: usize) -> Vec<u8> {

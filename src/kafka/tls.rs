@@ -18,7 +18,7 @@ pub fn config() -> Result<Arc<ClientConfig>, String> {
             let found = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(found.certs);
             if roots.is_empty() {
-                return Err(crate::discovery::NO_CA_CERTIFICATES.to_string());
+                return Err(crate::host::ca_store::NO_CA_CERTIFICATES.to_string());
             }
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = ClientConfig::builder_with_provider(provider)

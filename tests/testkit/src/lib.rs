@@ -6,6 +6,7 @@ pub mod hostile;
 pub mod http;
 pub mod imds;
 pub mod kafka;
+pub mod kafka_standin;
 pub mod msk;
 pub mod proxy;
 pub mod signing;
