@@ -71,6 +71,33 @@ impl Finding {
         }
     }
 
+    /// One short line for STATUS and the journal: what is wrong, without the advice and
+    /// with ARNs cut to their resource (`cluster/demo/…`, `topic/demo/…/name`):
+    /// `IAM denies kafka-cluster:Connect on cluster/demo/1a2b… for arn:aws:sts::…`.
+    pub fn summary(&self) -> String {
+        const ADVICE: [&str; 3] = [
+            ": grant it with",
+            ": `ksql-msk iam-policy`",
+            ": no `ksql-msk",
+        ];
+        let mut text = self.text.as_str();
+        for cut in ADVICE {
+            if let Some(at) = text.find(cut) {
+                text = &text[..at];
+            }
+        }
+        let text = short_arns(text);
+        let line = match &self.broker {
+            Some(b) => format!("broker {b}: {}: {text}", self.step.label()),
+            None => text,
+        };
+        let mut line = line.replace(['\n', '\r'], " ");
+        if line.chars().count() > SUMMARY_CHARS {
+            line = line.chars().take(SUMMARY_CHARS - 1).collect::<String>() + "…";
+        }
+        line
+    }
+
     /// The checklist line, without the ✓/✗ mark.
     pub fn line(&self) -> String {
         let what = match &self.broker {
@@ -93,5 +120,68 @@ impl Diagnosis {
     }
     pub fn first_failure(&self) -> Option<&Finding> {
         self.findings.iter().find(|f| !f.ok)
+    }
+}
+
+/// The longest [`Finding::summary`] (systemd shows STATUS on one line).
+const SUMMARY_CHARS: usize = 240;
+
+/// `arn:aws:kafka:<region>:<account>:cluster/…` → `cluster/…` (the account and region
+/// are the cluster's own, shown elsewhere).
+fn short_arns(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("arn:aws:kafka:") {
+        out.push_str(&rest[..at]);
+        let arn = &rest[at..];
+        let end = arn.find([' ', ',', ')']).unwrap_or(arn.len());
+        let resource = arn[..end].splitn(6, ':').nth(5).unwrap_or(&arn[..end]);
+        out.push_str(resource);
+        rest = &arn[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denied(text: &str) -> Finding {
+        Finding {
+            ok: false,
+            step: Step::Authorization,
+            broker: None,
+            action: Some("kafka-cluster:DescribeTopic".into()),
+            resource: None,
+            sid: None,
+            text: text.into(),
+            millis: 3,
+        }
+    }
+
+    #[test]
+    fn summary_drops_the_advice_and_shortens_arns() {
+        let f = denied("IAM denies kafka-cluster:DescribeTopic on arn:aws:kafka:us-east-1:123456789012:topic/demo/abc-1/_confluent-ksql-x_command_topic (command topic): `ksql-msk iam-policy` statement KsqlDbInternalTopics grants it (Metadata answered TOPIC_AUTHORIZATION_FAILED)");
+        assert_eq!(
+            f.summary(),
+            "IAM denies kafka-cluster:DescribeTopic on topic/demo/abc-1/_confluent-ksql-x_command_topic (command topic)"
+        );
+        let f = denied("IAM denies kafka-cluster:Connect on arn:aws:kafka:us-east-1:123456789012:cluster/demo/abc-1 for arn:aws:sts::123456789012:assumed-role/ksql-msk/i-0: grant it with `ksql-msk iam-policy` statement KsqlDbConnect (or …)");
+        assert_eq!(
+            f.summary(),
+            "IAM denies kafka-cluster:Connect on cluster/demo/abc-1 for arn:aws:sts::123456789012:assumed-role/ksql-msk/i-0"
+        );
+    }
+
+    #[test]
+    fn summary_of_a_step_names_the_broker_and_stays_one_short_line() {
+        let mut f = denied(&format!("a\nb {}", "x".repeat(500)));
+        f.broker = Some("b-1:9098".into());
+        f.step = Step::Tls;
+        let s = f.summary();
+        assert!(s.starts_with("broker b-1:9098: TLS: a b x"), "{s}");
+        assert_eq!(s.chars().count(), SUMMARY_CHARS);
+        assert!(!s.contains('\n'));
     }
 }

@@ -23,6 +23,7 @@ mod kafka_doctor;
 mod kafka_health;
 mod kafka_metrics;
 mod kafka_run;
+mod kafka_wait;
 mod ksql_cli;
 mod log_levels;
 mod metrics;
