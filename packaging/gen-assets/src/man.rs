@@ -203,7 +203,7 @@ const ENV: &[(&[&str], &str)] = &[
     (&["AWS_EC2_METADATA_DISABLED", "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"], "The instance metadata service (IMDSv2) that gives the instance role's credentials, the region and this host's address: true turns it off; another endpoint, or IPv6."),
     (&["AWS_ENDPOINT_URL_KAFKA"], "The MSK API endpoint (e.g. a VPC interface endpoint) when msk.endpoint_url is empty."),
     (&["AWS_ENDPOINT_URL_STS"], "The STS endpoint of check's AWS identity line (and of the Kafka doctor's question why the brokers refused authentication)."),
-    (&["SSL_CERT_FILE", "SSL_CERT_DIR"], "The CA certificates check trusts for the brokers' TLS instead of the system store (MSK's certificates chain to Amazon Trust Services, which the system store has)."),
+    (&["SSL_CERT_FILE", "SSL_CERT_DIR"], "The CA certificates check and the running agent's Kafka doctor trust for the brokers' TLS instead of the system store (MSK's certificates chain to Amazon Trust Services, which the system store has)."),
     (&["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"], "The proxy for the downloads (archive, signature, key, jar) and the AWS API calls (MSK, and STS in check), in upper or lower case: HTTPS_PROXY for https URLs, HTTP_PROXY for http ones. NO_PROXY lists the names (with their subdomains), addresses and CIDR ranges reached direct; nothing else is, loopback included, so an msk.endpoint_url or a mirror on this host needs 127.0.0.1 or localhost there. The instance metadata and the health check never use the proxy. ksqlDB gets these variables too: keep 169.254.169.254 in NO_PROXY for it."),
     (&["LANG", "LC_ALL", "TZ"], "Passed on to ksqlDB, as are LANGUAGE, the other LC_* variables, the proxy variables and the AWS variables its IAM module reads; nothing else of the agent's environment is. Without LANG, LC_ALL or LC_CTYPE, ksqlDB gets LANG=C.UTF-8. ksqldb.env adds to them and wins over them."),
 ];
@@ -297,7 +297,7 @@ fn extras(id: &str) -> Option<Extras> {
         },
         "run" => Extras {
             files: cat(&[&cfg, &[SYSCONFIG], &STATE_FILES, &[SOCKET, UNIT]]),
-            env: cat(&[&cli_env, &["RUNTIME_DIRECTORY", "JAVA_HOME"], &AWS_ENV, &["LANG"]]),
+            env: cat(&[&cli_env, &["RUNTIME_DIRECTORY", "JAVA_HOME"], &AWS_ENV, &["AWS_ENDPOINT_URL_STS", "SSL_CERT_FILE", "LANG"]]),
             exit: with(
                 with(general(&ALL_CODES), 0, "Stopped by SIGTERM (systemctl stop), ksqlDB stopped cleanly."),
                 75,
@@ -308,6 +308,8 @@ fn extras(id: &str) -> Option<Extras> {
                  "sudo systemctl start ksql-msk\nsystemctl status ksql-msk"),
                 ("In the foreground as the service user, with the agent's debug log on stderr:",
                  "sudo -u ksql env KSQL_MSK_LOG=debug ksql-msk --log-format stderr run"),
+                ("Why ksqlDB waits for Kafka, as the agent's Kafka doctor found it (it runs only while ksqlDB says Kafka is unhealthy, at most once a minute):",
+                 "journalctl -u ksql-msk MESSAGE_ID=32dafb062518454daaa9ad6fa6938e0f"),
             ],
             see_also: vec!["ksql-msk-reload(1)", "ksql-msk-install(1)", "systemctl(1)", "journalctl(1)"],
         },
@@ -339,7 +341,7 @@ fn extras(id: &str) -> Option<Extras> {
         },
         "check" => Extras {
             files: cat(&[&cfg, &[STATE_DIR]]),
-            env: cat(&[&cli_env, &["JAVA_HOME"], &AWS_ENV, &["AWS_ENDPOINT_URL_STS", "SSL_CERT_FILE", "SSL_CERT_DIR"]]),
+            env: cat(&[&cli_env, &["JAVA_HOME"], &AWS_ENV, &["AWS_ENDPOINT_URL_STS", "SSL_CERT_FILE"]]),
             exit: with(
                 with(general(&[0, 64, 69, 70, 74, 78]), 0, "Every item of the checklist passed."),
                 69,
@@ -535,6 +537,8 @@ ksql> SHOW TOPICS;"),
                  "ksql-msk status"),
                 ("The JSON document, for scripts:",
                  "ksql-msk status --json | jq -r .ksqldb.health.condition"),
+                ("What the Kafka doctor found while ksqlDB waits for Kafka (the denied IAM action, its resource and iam-policy statement):",
+                 "ksql-msk status --json | jq .kafka.diagnosis"),
             ],
             see_also: vec!["ksql-msk-verify(1)", "systemctl(1)"],
         },
