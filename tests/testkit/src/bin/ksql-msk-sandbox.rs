@@ -299,11 +299,13 @@ fn sandbox() -> anyhow::Result<()> {
     let (code, _) = agent.run(&["install"])?;
     anyhow::ensure!(code == 0, "second install failed");
 
-    banner("preflight: check (with --kafka, the Kafka doctor asks the real broker)");
-    let check_started = Instant::now();
-    let (code, _) = agent.run(&["check"])?;
-    println!("  (check took {} ms)", check_started.elapsed().as_millis());
+    // Only with a real broker: the stand-ins' broker names are MSK-shaped and would be
+    // looked up in DNS.
     if kafka.is_some() {
+        banner("preflight: check (the Kafka doctor asks the real broker)");
+        let check_started = Instant::now();
+        let (code, _) = agent.run(&["check"])?;
+        println!("  (check took {} ms)", check_started.elapsed().as_millis());
         anyhow::ensure!(code == 0, "check failed against the real broker");
     }
 
