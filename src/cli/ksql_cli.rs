@@ -196,7 +196,7 @@ fn refusal(path: &Path, owner_of: &Path) -> anyhow::Error {
     fail(
         ExitCode::NoPerm,
         format!(
-            "permission denied: {}: ksql runs for root and members of group {group}; {again}",
+            "permission denied: {}: ksql runs for members of group {group}; {again}",
             path.display()
         ),
     )

@@ -8,6 +8,7 @@ mod check;
 mod check_more;
 mod child_env;
 mod cli;
+mod cloudformation;
 mod cluster;
 mod config_input;
 mod crash;

@@ -242,3 +242,46 @@ fn merge_into(root: &Path, dir: &Path, merged: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A Kafka world on `world`'s stand-ins: publishes the Kafka stand-in's release as ksqlDB
+/// `ksqldb_version` and aws-msk-iam-auth `iam_version` as one `-all` jar, starts one real
+/// broker for the stand-ins' cluster ARN and makes it the cluster's IAM bootstrap broker.
+/// Returns the cluster and the jar's SHA-256 (the pin for `[iam_auth]`).
+pub fn publish_kafka_world(
+    world: &crate::standins::Standins,
+    ksqldb_version: &str,
+    iam_version: &str,
+) -> Result<(crate::kafka::KafkaCluster, String), String> {
+    if let Some(why) = crate::kafka::unavailable() {
+        return Err(why);
+    }
+    world.publish_tarball(ksqldb_version, &kafka_release(ksqldb_version)?);
+    let jar = iam_all_jar(iam_version)?;
+    world
+        .art
+        .put(&crate::standins::jar_path(iam_version), jar.clone());
+    let cluster = crate::kafka::KafkaCluster::start(crate::kafka::KafkaOptions {
+        cluster_arn: world.cluster.arn.clone(),
+        ..crate::kafka::KafkaOptions::default()
+    });
+    world.msk.set_brokers(
+        &world.cluster.arn,
+        "bootstrapBrokerStringSaslIam",
+        Some(&cluster.bootstrap()),
+    );
+    Ok((cluster, crate::standins::sha256_hex(&jar)))
+}
+
+/// This host's JDK: `<home>/bin/java` of the `java` on PATH, links resolved.
+pub fn host_java_home() -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let java = std::env::split_paths(&path)
+        .map(|d| d.join("java"))
+        .find(|p| p.is_file())
+        .ok_or("java is not on PATH")?;
+    let real = std::fs::canonicalize(&java).map_err(|e| format!("{}: {e}", java.display()))?;
+    real.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| format!("{} is not <home>/bin/java", real.display()))
+}

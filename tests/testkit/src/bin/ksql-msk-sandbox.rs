@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ksql_msk_testkit::imds::FakeImds;
-use ksql_msk_testkit::kafka::{KafkaCluster, KafkaOptions};
 use ksql_msk_testkit::kafka_standin;
 use ksql_msk_testkit::msk::Cluster;
 use ksql_msk_testkit::standins::{self, Standins};
@@ -111,20 +110,6 @@ fn show_topics_over_rest(url: &str) -> anyhow::Result<(i32, String)> {
     Ok((code, stdout))
 }
 
-/// The real JDK's home (`<home>/bin/java` of the `java` on PATH, links resolved).
-fn real_java_home() -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let java = std::env::split_paths(&path)
-        .map(|d| d.join("java"))
-        .find(|p| p.is_file())
-        .context("--kafka needs java on PATH")?;
-    let real = std::fs::canonicalize(&java)?;
-    real.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .context("java is not <home>/bin/java")
-}
-
 fn sandbox() -> anyhow::Result<()> {
     let serve = !std::env::args().any(|a| a == "--once");
     let with_kafka = std::env::args().any(|a| a == "--kafka");
@@ -135,29 +120,14 @@ fn sandbox() -> anyhow::Result<()> {
     world.msk.add(Cluster::active("sandbox-2", REGION));
     let mut kafka = None;
     let iam_version = if with_kafka {
-        if let Some(why) = ksql_msk_testkit::kafka::unavailable() {
-            anyhow::bail!("--kafka: {why}");
-        }
-        let release = kafka_standin::kafka_release(KSQLDB_VERSION).map_err(anyhow::Error::msg)?;
-        world.publish_tarball(KSQLDB_VERSION, &release);
-        let jar = kafka_standin::iam_all_jar(KAFKA_IAM_VERSION).map_err(anyhow::Error::msg)?;
-        world
-            .art
-            .put(&standins::jar_path(KAFKA_IAM_VERSION), jar.clone());
-        let cluster = KafkaCluster::start(KafkaOptions {
-            cluster_arn: world.cluster.arn.clone(),
-            ..KafkaOptions::default()
-        });
-        world.msk.set_brokers(
-            &world.cluster.arn,
-            "bootstrapBrokerStringSaslIam",
-            Some(&cluster.bootstrap()),
-        );
+        let (cluster, sha256) =
+            kafka_standin::publish_kafka_world(&world, KSQLDB_VERSION, KAFKA_IAM_VERSION)
+                .map_err(|e| anyhow::anyhow!("--kafka: {e}"))?;
         println!(
             "  Apache Kafka     {} (KRaft, SASL_SSL with AWS_MSK_IAM, test CA)",
             cluster.bootstrap()
         );
-        kafka = Some((cluster, standins::sha256_hex(&jar)));
+        kafka = Some((cluster, sha256));
         KAFKA_IAM_VERSION
     } else {
         let fake = bin.with_file_name("fake-ksqldb");
@@ -181,7 +151,7 @@ fn sandbox() -> anyhow::Result<()> {
     );
 
     let jdk = if with_kafka {
-        real_java_home()?
+        kafka_standin::host_java_home().map_err(|e| anyhow::anyhow!("--kafka needs a JDK: {e}"))?
     } else {
         let jdk = dir.join("jdk");
         std::fs::create_dir_all(jdk.join("bin"))?;
