@@ -154,6 +154,14 @@ fn an_iam_denial_while_running_is_named_and_cleared_once_fixed() {
         "{human:?}"
     );
 
+    // The agent's memory after its doctor ran (for the report, not a requirement).
+    let memory = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id()))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ");
     fx.kafka.set_policy(&fx.kafka.allow_all_policy());
     let (cleared, st) = wait_status(
         &fx,
@@ -177,7 +185,7 @@ fn an_iam_denial_while_running_is_named_and_cleared_once_fixed() {
     assert_eq!(after, runs, "the doctor ran while ksqlDB was healthy");
     assert_eq!(agent.stop(), 0, "{}", log());
     eprintln!(
-        "kafka_wait: named {named:?} after the denial ({runs} doctor runs); cleared {cleared:?} after the fix; \
-         STATUS: {status_line}"
+        "kafka_wait: named {named:?} after the denial ({runs} doctor runs; agent {memory} after it ran); \
+         cleared {cleared:?} after the fix; STATUS: {status_line}"
     );
 }

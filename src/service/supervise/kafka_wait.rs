@@ -39,19 +39,21 @@ impl Supervisor {
     }
 
     /// After each probe: the doctor is needed while ksqlDB (running) says Kafka is
-    /// unhealthy, and its finding goes once ksqlDB is healthy.
+    /// unhealthy; it stops, and its finding goes, once ksqlDB is healthy.
     pub(super) fn doctor_after_probe(&mut self) {
         match self.state {
             State::Running {
                 unhealthy_since: Some(since),
                 ..
             } if self.status.condition() == Condition::WaitingForKafka => self.doctor.needed(since),
-            State::Running { .. } => {
+            State::Running { .. } if self.status.condition() == Condition::Healthy => {
                 self.doctor.not_needed();
                 if self.status.clear_diagnosis() {
                     self.status.publish();
                 }
             }
+            // Not answering for a while (perhaps Kafka too), or other checks failing:
+            // as it was until ksqlDB is healthy again.
             _ => {}
         }
     }
