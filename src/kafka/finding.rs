@@ -121,6 +121,17 @@ impl Diagnosis {
     pub fn first_failure(&self) -> Option<&Finding> {
         self.findings.iter().find(|f| !f.ok)
     }
+
+    /// What to tell an operator first: the first failure about the cluster as a whole
+    /// (why the brokers refused authentication: the denied Connect with the identity,
+    /// expired credentials, a skewed clock; or a denied action), else the first failure
+    /// of a broker's steps (DNS, TCP, TLS, SASL).
+    pub fn cause(&self) -> Option<&Finding> {
+        self.findings
+            .iter()
+            .find(|f| !f.ok && f.broker.is_none())
+            .or_else(|| self.first_failure())
+    }
 }
 
 /// The longest [`Finding::summary`] (systemd shows STATUS on one line).
@@ -158,6 +169,30 @@ mod tests {
             text: text.into(),
             millis: 3,
         }
+    }
+
+    #[test]
+    fn the_cause_is_the_cluster_wide_explanation_before_a_brokers_line() {
+        let mut refused = denied("the broker refused the signed payload: [x]: Access denied");
+        refused.step = Step::Authentication;
+        refused.broker = Some("b-1:9098".into());
+        let why =
+            denied("IAM denies kafka-cluster:Connect on arn:aws:kafka:r:1:cluster/c/u for me");
+        let ok = Finding {
+            ok: true,
+            ..refused.clone()
+        };
+        let d = Diagnosis {
+            findings: vec![ok.clone(), refused.clone(), why.clone()],
+        };
+        assert_eq!(d.first_failure(), Some(&refused));
+        assert_eq!(d.cause(), Some(&why));
+        let d = Diagnosis {
+            findings: vec![ok.clone(), refused.clone()],
+        };
+        assert_eq!(d.cause(), Some(&refused));
+        let d = Diagnosis { findings: vec![ok] };
+        assert_eq!(d.cause(), None);
     }
 
     #[test]

@@ -189,3 +189,50 @@ fn an_iam_denial_while_running_is_named_and_cleared_once_fixed() {
          cleared {cleared:?} after the fix; STATUS: {status_line}"
     );
 }
+
+/// `kafka-cluster:Connect` denied from the start: ksqlDB exits before it is ever
+/// healthy (the real client's SaslAuthenticationException), the doctor names the
+/// denial with the identity STS gives, and it goes once the policy is fixed and ksqlDB
+/// is healthy.
+#[test]
+fn connect_denied_at_start_is_named_with_the_identity() {
+    if !kafka::available("kafka_wait (Connect)") {
+        return;
+    }
+    let mut fx = KafkaFixture::start(Setup::default());
+    let ca = fx.kafka.ca_pem().display().to_string();
+    fx.host.env("SSL_CERT_FILE", &ca);
+    fx.kafka
+        .set_policy(&fx.kafka.policy_without("kafka-cluster:Connect"));
+    let (mut agent, notify) = fx.run(Duration::from_secs(10));
+    let (named, st) = wait_status(
+        &fx,
+        Duration::from_secs(90),
+        "kafka.diagnosis naming the denied Connect",
+        || agent.stderr(),
+        |st| st["kafka"]["diagnosis"]["action"] == "kafka-cluster:Connect",
+    );
+    let d = &st["kafka"]["diagnosis"];
+    assert_eq!(d["resource"], fx.kafka.cluster_arn(), "{st:#}");
+    assert_eq!(d["step"], "authentication", "{st:#}");
+    assert_eq!(d["sid"], "KsqlDbConnect", "{st:#}");
+    let summary = d["summary"].as_str().unwrap_or_default().to_string();
+    assert!(
+        summary.starts_with("IAM denies kafka-cluster:Connect on cluster/")
+            && summary.contains(" for arn:aws:sts::"),
+        "{summary}"
+    );
+    fx.kafka.set_policy(&fx.kafka.allow_all_policy());
+    wait_ready(&notify, Duration::from_secs(90), || agent.stderr());
+    let (cleared, _) = wait_status(
+        &fx,
+        Duration::from_secs(60),
+        "kafka.diagnosis cleared after the fix",
+        || agent.stderr(),
+        |st| st["kafka"]["diagnosis"].is_null() && st["ksqldb"]["health"]["condition"] == "healthy",
+    );
+    assert_eq!(agent.stop(), 0);
+    eprintln!(
+        "kafka_wait[Connect]: named {named:?} after run; cleared {cleared:?} after READY; {summary}"
+    );
+}

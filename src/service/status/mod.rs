@@ -203,7 +203,7 @@ pub struct KafkaInfo {
     pub diagnosis: Option<KafkaDiagnosis>,
 }
 
-/// The first failing finding of the doctor's last run.
+/// The finding of the doctor's last run (`kafka::Diagnosis::cause`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KafkaDiagnosis {

@@ -64,11 +64,11 @@ impl Supervisor {
         self.doctor.needed(Instant::now());
     }
 
-    /// A run ended: its first failing finding into the state, the journal (when it is
+    /// A run ended: its finding ([`Diagnosis::cause`]) into the state, the journal (when it is
     /// new) and STATUS.
     pub(super) async fn on_diagnosed(&mut self, diagnosis: Diagnosis) {
         self.doctor.ran(Instant::now());
-        let failing = diagnosis.first_failure();
+        let failing = diagnosis.cause();
         let before = self.status.diagnosis().and_then(|d| d.first_seen);
         self.status.doctor_ran(failing);
         self.status.publish();
