@@ -222,6 +222,18 @@ fn connect_denied_at_start_is_named_with_the_identity() {
             && summary.contains(" for arn:aws:sts::"),
         "{summary}"
     );
+    let start = Instant::now();
+    while !statuses(&notify.lines())
+        .iter()
+        .any(|s| s.contains("waiting for Kafka: IAM denies kafka-cluster:Connect on cluster/"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no STATUS with the diagnosis: {:#?}",
+            statuses(&notify.lines())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     fx.kafka.set_policy(&fx.kafka.allow_all_policy());
     wait_ready(&notify, Duration::from_secs(90), || agent.stderr());
     let (cleared, _) = wait_status(

@@ -101,6 +101,15 @@ impl Supervisor {
         }
     }
 
+    /// `line`, then the doctor's finding while there is one (ksqlDB restarting or
+    /// starting again after it exited for want of Kafka).
+    pub(super) fn with_diagnosis(&self, line: String) -> String {
+        match self.status.diagnosis() {
+            Some(d) => format!("{line}; waiting for Kafka: {}", d.summary),
+            None => line,
+        }
+    }
+
     /// STATUS with the doctor's finding:
     /// `ksqlDB 0.29.0 running, waiting for Kafka: IAM denies kafka-cluster:Connect on
     /// cluster/demo/… for arn:aws:sts::…:assumed-role/ksql-msk/i-… (for 1m 10s)`.

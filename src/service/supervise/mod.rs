@@ -519,10 +519,11 @@ impl Supervisor {
     /// WaitingHealthy, not healthy yet: STATUS, and EXTEND_TIMEOUT_USEC while it lasts.
     fn still_starting(&mut self, now: Instant, version: &str, why: &str) {
         if let State::WaitingHealthy { since, .. } = self.state {
-            self.notifier.status(&format!(
+            let line = format!(
                 "waiting for ksqlDB {version} to become healthy: {why} ({}s)",
                 now.duration_since(since).as_secs()
-            ));
+            );
+            self.notifier.status(&self.with_diagnosis(line));
         }
         if now.duration_since(self.last_extend) >= EXTEND_EVERY {
             self.notifier.extend();
@@ -757,10 +758,11 @@ impl Supervisor {
                     agent.restart_limit,
                     humantime::format_duration(agent.restart_window)
                 );
-                self.notifier.status(&format!(
+                let line = format!(
                     "{what}; restarting in {}",
                     humantime::format_duration(delay)
-                ));
+                );
+                self.notifier.status(&self.with_diagnosis(line));
                 self.state = State::BackingOff { until: now + delay };
                 Ok(())
             }
