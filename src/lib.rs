@@ -6,6 +6,8 @@
 //! - `cli`: the command line; `main` hands it the arguments.
 //! - `service`: the agent's core: phases 1–5, supervising ksqlDB, systemd, status.
 //! - `ksqldb`: ksqlDB's own files, options, health and logs (uses `release` and `msk`).
+//! - `kafka`: the Kafka doctor, a small Kafka client that asks the brokers what ksqlDB
+//!   will meet (beside `ksqldb`; uses `msk` for the IAM policy's statements).
 //! - `release`: fetching, verifying, unpacking and checking ksqlDB releases.
 //! - `msk`: the MSK API, the AWS HTTP client, IMDS, the IAM policy.
 //! - `config`: the config files and the typed settings.
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod host;
+pub mod kafka;
 pub mod ksqldb;
 pub mod msk;
 pub(crate) mod progress;

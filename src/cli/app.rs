@@ -95,7 +95,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 .await
         }
         Command::Install { dry_run } => install(&path, dry_run).await,
-        Command::Check => crate::cli::check::check(&path).await,
+        Command::Check { json } => crate::cli::check::check(&path, json).await,
         Command::Reload => crate::outln!("{}", crate::service::control::reload()?),
         Command::Status { json } => crate::service::status::report::status(&path, json),
         // `main` takes this path before the runtime starts; the same exec here.

@@ -59,8 +59,13 @@ pub enum Command {
     },
     /// Print the cluster's IAM bootstrap broker string.
     Brokers,
-    /// Preflight checklist: config, AWS identity, cluster, broker reachability, Java, disk.
-    Check,
+    /// Preflight checklist: config, AWS identity, cluster, per broker DNS, TCP, TLS, SASL
+    /// AWS_MSK_IAM and authentication, the IAM actions ksqlDB needs, Java, disk, ports.
+    Check {
+        /// Print the checklist as one JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read or edit the config file in place (comments and layout kept).
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -15,10 +15,8 @@ use crate::config::{self, Settings};
 use crate::exit::{exit_code_of, fail, one_line, ExitCode};
 use crate::host::ca_store;
 use crate::ksqldb::java;
-use crate::msk::discovery::{self, BrokerAddr};
+use crate::msk::discovery;
 
-/// Per-broker DNS and TCP connect timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Free space the state directory needs: a ksqlDB archive, its extracted release, the
 /// previous release kept for rollback, and room for Kafka Streams state to start.
 pub const MIN_FREE_BYTES: u64 = 2 << 30;
@@ -31,6 +29,8 @@ const CLUSTER_WAIT: Duration = Duration::from_secs(2);
 pub struct Item {
     pub ok: bool,
     pub text: String,
+    /// A Kafka doctor finding: its action, resource and statement for `--json`.
+    pub kafka: Option<crate::kafka::Finding>,
 }
 
 impl Item {
@@ -38,29 +38,53 @@ impl Item {
         Item {
             ok: true,
             text: text.into(),
+            kafka: None,
         }
     }
     fn fail(text: impl Into<String>) -> Item {
         Item {
             ok: false,
             text: text.into(),
+            kafka: None,
         }
+    }
+    fn kafka(finding: crate::kafka::Finding) -> Item {
+        Item {
+            ok: finding.ok,
+            text: finding.line(),
+            kafka: Some(finding),
+        }
+    }
+    fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({ "ok": self.ok, "text": self.text });
+        if let Some(f) = &self.kafka {
+            v["kafka"] = serde_json::to_value(f).unwrap_or_default();
+        }
+        v
     }
     pub fn line(&self) -> String {
         format!("{} {}", if self.ok { "✓" } else { "✗" }, self.text)
     }
 }
 
-/// One checklist line on stdout; stdout that cannot be written ends the check with 74.
+/// One checklist line on stdout (none with `--json`, which prints the whole list at the
+/// end); stdout that cannot be written ends the check with 74.
 fn print(item: &Item) -> Result<()> {
+    if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
     crate::outln!("{}", item.line())
 }
+
+/// `check --json`: lines are collected, not printed.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Run the checklist. The AWS SDK's own log events below ERROR are dropped while it
 /// runs: a failing credential provider logs a WARN with a Debug dump of the error
 /// before the checklist, and the checklist's own line already says it in one line.
 /// `KSQL_MSK_LOG` still decides, when set.
-pub async fn check(config_path: &Path) -> Result<()> {
+pub async fn check(config_path: &Path, json: bool) -> Result<()> {
+    JSON.store(json, std::sync::atomic::Ordering::Relaxed);
     use tracing::instrument::WithSubscriber;
     use tracing_subscriber::layer::SubscriberExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KSQL_MSK_LOG").unwrap_or_else(|_| {
@@ -84,7 +108,11 @@ async fn checklist(config_path: &Path) -> Result<()> {
         Ok(s) => s,
         Err(e) => {
             // The config error is the story (78), also when stdout is broken.
-            let _ = print(&Item::fail(format!("config: {}", one_line(&e))));
+            let item = Item::fail(format!("config: {}", one_line(&e)));
+            let _ = print(&item);
+            if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = print_json(&[item]);
+            }
             return Err(e);
         }
     };
@@ -111,11 +139,15 @@ async fn checklist(config_path: &Path) -> Result<()> {
 
     let items = items.0;
     let failed: Vec<&Item> = items.iter().filter(|i| !i.ok).collect();
-    crate::outln!(
-        "{} of {} checks passed",
-        items.len() - failed.len(),
-        items.len()
-    )?;
+    if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        print_json(&items)?;
+    } else {
+        crate::outln!(
+            "{} of {} checks passed",
+            items.len() - failed.len(),
+            items.len()
+        )?;
+    }
     if failed.is_empty() {
         Ok(())
     } else {
@@ -124,6 +156,18 @@ async fn checklist(config_path: &Path) -> Result<()> {
             format!("{} of {} checks failed", failed.len(), items.len()),
         ))
     }
+}
+
+/// `check --json`: `{"ok", "passed", "total", "checks": [{"ok", "text", "kafka"?}]}`.
+fn print_json(items: &[Item]) -> Result<()> {
+    let passed = items.iter().filter(|i| i.ok).count();
+    let doc = serde_json::json!({
+        "ok": passed == items.len(),
+        "passed": passed,
+        "total": items.len(),
+        "checks": items.iter().map(Item::json).collect::<Vec<_>>(),
+    });
+    crate::outln!("{}", serde_json::to_string_pretty(&doc)?)
 }
 
 /// The checklist so far; each item is printed as it is added.
@@ -137,7 +181,7 @@ impl Items {
     }
 }
 
-/// The cluster (discovered with check's shorter wait), then each broker's reachability.
+/// The cluster (discovered with check's shorter wait), then the Kafka doctor on each broker.
 async fn cluster_checks(settings: &Settings, items: &mut Items) -> Result<()> {
     let mut quick = settings.clone();
     quick.msk.cluster_wait = CLUSTER_WAIT.min(settings.msk.cluster_wait);
@@ -150,9 +194,17 @@ async fn cluster_checks(settings: &Settings, items: &mut Items) -> Result<()> {
                 found.brokers.addrs.len(),
                 settings.msk.connectivity.as_str()
             )))?;
-            let checks = found.brokers.addrs.iter().map(reach);
-            for item in futures_util::future::join_all(checks).await {
-                items.add(item)?;
+            match crate::config::ClusterArn::parse(&found.cluster_arn) {
+                Ok(arn) => {
+                    let diagnosis =
+                        crate::kafka::diagnose(settings, &arn, &found.brokers.addrs).await;
+                    for finding in diagnosis.findings {
+                        items.add(Item::kafka(finding))?;
+                    }
+                }
+                Err(e) => {
+                    items.add(Item::fail(format!("Kafka: MSK returned a cluster ARN {e}")))?
+                }
             }
         }
         Err(e) => {
@@ -249,55 +301,6 @@ async fn identity(settings: &Settings) -> Item {
                 "AWS identity: sts:GetCallerIdentity failed ({why}); the agent needs credentials (an instance role)"
             ))
         }
-    }
-}
-
-/// DNS and TCP reach of one broker.
-async fn reach(broker: &BrokerAddr) -> Item {
-    let host = broker
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let target = (host.as_str(), broker.port);
-    let addrs = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(target)).await
-    {
-        Ok(Ok(a)) => a.collect::<Vec<_>>(),
-        Ok(Err(e)) => {
-            return Item::fail(format!(
-                "broker {broker}: cannot resolve {}: {e} (VPC DNS settings, or another VPC's private name?)",
-                broker.host
-            ))
-        }
-        Err(_) => {
-            return Item::fail(format!(
-                "broker {broker}: resolving {} timed out after {}s",
-                broker.host,
-                CONNECT_TIMEOUT.as_secs()
-            ))
-        }
-    };
-    let Some(addr) = addrs.first().copied() else {
-        return Item::fail(format!("broker {broker}: {} has no address", broker.host));
-    };
-    let started = Instant::now();
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => Item::pass(format!(
-            "broker {broker} ({}): TCP connect in {} ms",
-            addr.ip(),
-            started.elapsed().as_millis()
-        )),
-        Ok(Err(e)) => Item::fail(format!(
-            "broker {broker} ({}): TCP connect failed: {e}",
-            addr.ip()
-        )),
-        // Dropped packets, not a refusal: what a security group does.
-        Err(_) => Item::fail(format!(
-            "broker {broker} ({}): no answer within {}s: the MSK cluster's security group must allow inbound TCP {} from this instance's security group (or its address)",
-            addr.ip(),
-            CONNECT_TIMEOUT.as_secs(),
-            broker.port
-        )),
     }
 }
 

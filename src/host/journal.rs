@@ -63,11 +63,14 @@ pub mod message_id {
     /// At start: ksqlDB's REST API has no authentication on a listener that is not
     /// loopback (LISTENERS).
     pub const REST_API_OPEN: &str = "2aceeb103d17454f857cd6caabba41e1";
+    /// While ksqlDB waits for Kafka, the agent's Kafka doctor found why: its first
+    /// failing finding (STEP, ACTION, RESOURCE, SID, BROKER when known).
+    pub const KAFKA_DIAGNOSIS: &str = "32dafb062518454daaa9ad6fa6938e0f";
 
     /// Every id above: each has an entry in packaging/ksql-msk.catalog (checked by a
     /// test).
     #[cfg(test)]
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         PREPARED,
         STARTED,
         HEALTHY,
@@ -83,6 +86,7 @@ pub mod message_id {
         UPGRADE_FAILED,
         UPGRADE_HELD_BACK,
         REST_API_OPEN,
+        KAFKA_DIAGNOSIS,
     ];
 }
 

@@ -41,7 +41,7 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn exact(arn: &ClusterArn) -> Target {
+    pub(crate) fn exact(arn: &ClusterArn) -> Target {
         Target {
             partition: arn.partition.clone(),
             region: arn.region.clone(),
@@ -61,14 +61,14 @@ impl Target {
         }
     }
 
-    fn cluster(&self) -> String {
+    pub(crate) fn cluster(&self) -> String {
         format!(
             "arn:{}:kafka:{}:{}:cluster/{}/{}",
             self.partition, self.region, self.account, self.name, self.uuid
         )
     }
 
-    fn child(&self, kind: &str, name: &str) -> String {
+    pub(crate) fn child(&self, kind: &str, name: &str) -> String {
         format!(
             "arn:{}:kafka:{}:{}:{kind}/{}/{}/{name}",
             self.partition, self.region, self.account, self.name, self.uuid
@@ -172,6 +172,10 @@ const CONNECT: &[(&str, &str)] = &[
     (
         "kafka-cluster:DescribeClusterDynamicConfiguration",
         "ksqlDB reads the brokers' configuration at start and does not start without it",
+    ),
+    (
+        "kafka-cluster:WriteDataIdempotently",
+        "ksqlDB's producers are idempotent (the Kafka 3 client default, and required by exactly-once): they ask for a producer id",
     ),
 ];
 
@@ -290,13 +294,13 @@ fn kafka_cluster_statements(settings: &Settings, t: &Target) -> Vec<Statement> {
             actions: CONNECT,
             resources: vec![t.cluster()],
         },
-        // The command topic, internal topics and the processing log (`<id>ksql_processing_log`).
+        // The command topic, internal topics and the processing log.
         Statement {
             sid: "KsqlDbInternalTopics",
             actions: INTERNAL_TOPICS,
             resources: vec![
                 t.child("topic", &format!("{internal}*")),
-                t.child("topic", &format!("{sid}ksql_processing_log")),
+                t.child("topic", &processing_log_topic(settings)),
             ],
         },
     ];
@@ -329,6 +333,78 @@ fn kafka_cluster_statements(settings: &Settings, t: &Target) -> Vec<Statement> {
         ],
     });
     out
+}
+
+/// The processing log's topic: `ksql.logging.processing.topic.name` from `[properties]`,
+/// else ksqlDB's default `<service id>ksql_processing_log`.
+pub(crate) fn processing_log_topic(settings: &Settings) -> String {
+    settings
+        .properties
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "ksql.logging.processing.topic.name")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| format!("{}ksql_processing_log", settings.service_id()))
+}
+
+/// The `kafka-cluster:` grants of the policy ksqlDB's identity gets: (Sid, action,
+/// resource patterns), what the Kafka doctor names in its findings.
+pub(crate) fn kafka_cluster_grants(
+    settings: &Settings,
+    t: &Target,
+) -> Vec<(&'static str, &'static str, Vec<String>)> {
+    kafka_cluster_statements(settings, t)
+        .into_iter()
+        .flat_map(|s| {
+            s.actions
+                .iter()
+                .map(|(a, _)| (s.sid, *a, s.resources.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The Sid of the statement that grants `action` on `resource` (an ARN), if any.
+pub(crate) fn granting_sid(
+    settings: &Settings,
+    t: &Target,
+    action: &str,
+    resource: &str,
+) -> Option<&'static str> {
+    kafka_cluster_grants(settings, t)
+        .into_iter()
+        .find(|(_, a, resources)| {
+            *a == action && resources.iter().any(|p| arn_matches(p, resource))
+        })
+        .map(|(sid, _, _)| sid)
+}
+
+/// IAM's resource wildcards: `*` any run of characters, `?` one character.
+pub(crate) fn arn_matches(pattern: &str, arn: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), arn.chars().collect());
+    // Iterative glob match with one backtrack point (linear enough for ARNs).
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
 }
 
 /// The policies, each a titled list of statements: one (the instance role's) without
@@ -402,5 +478,20 @@ mod tests {
         assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
         assert_eq!(partition_of("us-east-1"), "aws");
         assert_eq!(partition_of(""), "aws");
+    }
+
+    #[test]
+    fn wildcards_match_like_iam() {
+        assert!(arn_matches(
+            "arn:aws:kafka:r:a:topic/c/u/_confluent-ksql-x*",
+            "arn:aws:kafka:r:a:topic/c/u/_confluent-ksql-x_command_topic"
+        ));
+        assert!(arn_matches("a?c", "abc"));
+        assert!(!arn_matches("a?c", "abbc"));
+        assert!(arn_matches("*", ""));
+        assert!(!arn_matches(
+            "arn:*:topic/c/u/x",
+            "arn:aws:kafka:r:a:topic/c/u/xy"
+        ));
     }
 }

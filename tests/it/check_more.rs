@@ -176,7 +176,7 @@ fn a_broker_that_does_not_answer_gets_the_security_group_rule() {
     );
     let out = fx.host.run(&["check"]);
     assert_eq!(out.code, 69, "{out:?}");
-    let l = line(&out, &format!("broker 127.0.0.1:{port}"));
+    let l = line(&out, &format!("broker 127.0.0.1:{port}: TCP"));
     assert!(
         l.starts_with('✗') && l.contains("no answer within"),
         "{out:?}"

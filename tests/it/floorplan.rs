@@ -79,7 +79,7 @@ fn no_function_outside_tests_is_longer_than_80_lines() {
 const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["service"],
-    &["ksqldb"],
+    &["ksqldb", "kafka"],
     &["release", "msk"],
     &["config"],
     &["host"],

@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::{Condition, StateDoc};
+use super::{Condition, StateDoc, Time};
 
 /// The exposition text of `doc` at `now`.
 pub fn render(doc: &StateDoc, now: SystemTime) -> String {
@@ -26,6 +26,7 @@ pub fn render(doc: &StateDoc, now: SystemTime) -> String {
     health_families(doc, &mut families);
     restart_families(doc, now, &mut families);
     span_families(doc, &mut families);
+    kafka_families(doc, &mut families);
     if let Some(b) = &doc.brokers {
         families.push(Family::gauge(
             "ksql_msk_brokers",
@@ -158,6 +159,40 @@ fn span_families(doc: &StateDoc, out: &mut Vec<Family>) {
             Value::Float(s.seconds),
         ));
     }
+}
+
+/// The Kafka doctor: its runs, and its finding while ksqlDB waits for Kafka (one
+/// sample, the facts as labels; no sample when there is none).
+fn kafka_families(doc: &StateDoc, out: &mut Vec<Family>) {
+    let k = &doc.kafka;
+    out.push(Family {
+        name: "ksql_msk_kafka_doctor_runs",
+        help: "Runs of the agent's Kafka doctor since the agent started (only while ksqlDB says Kafka is unhealthy).",
+        kind: MetricType::Counter,
+        samples: vec![(Vec::new(), Value::Count(k.doctor_runs))],
+    });
+    let samples = match &k.diagnosis {
+        Some(d) => {
+            let label =
+                |k: &str, v: &Option<String>| (k.to_string(), v.clone().unwrap_or_default());
+            let labels = vec![
+                ("step".to_string(), d.step.clone()),
+                label("action", &d.action),
+                label("resource", &d.resource),
+                label("sid", &d.sid),
+                label("broker", &d.broker),
+            ];
+            let since = d.first_seen.map(Time::unix_seconds).unwrap_or(0.0);
+            vec![(labels, Value::Float(since))]
+        }
+        None => Vec::new(),
+    };
+    out.push(Family {
+        name: "ksql_msk_kafka_diagnosis_since_seconds",
+        help: "The Kafka doctor's first failing finding while ksqlDB waits for Kafka (labels), valued when it was first found (seconds since the Unix epoch).",
+        kind: MetricType::Gauge,
+        samples,
+    });
 }
 
 /// A sample's value: counts and flags as integers, times as floats.

@@ -187,6 +187,43 @@ pub struct StateDoc {
     pub download_bytes: u64,
     /// The config files in effect: the main file, then drop-ins in order.
     pub config_files: Vec<String>,
+    /// The Kafka doctor's runs and its finding while ksqlDB waits for Kafka.
+    pub kafka: KafkaInfo,
+}
+
+/// The agent's Kafka doctor (DESIGN.md phase 6): it runs only while ksqlDB says Kafka
+/// is unhealthy (or exits before it was ever healthy), at most once a minute.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaInfo {
+    /// Runs since the agent started.
+    pub doctor_runs: u64,
+    pub last_run: Option<Time>,
+    /// Its first failing finding; null when ksqlDB is healthy or the doctor found none.
+    pub diagnosis: Option<KafkaDiagnosis>,
+}
+
+/// The finding of the doctor's last run (`kafka::Diagnosis::cause`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaDiagnosis {
+    /// `dns`, `tcp`, `tls`, `sasl`, `authentication` or `authorization`.
+    pub step: String,
+    /// The IAM action denied (`kafka-cluster:Connect`), when it is one.
+    pub action: Option<String>,
+    /// The resource ARN it was asked for.
+    pub resource: Option<String>,
+    /// The `ksql-msk iam-policy` statement that grants it.
+    pub sid: Option<String>,
+    /// The broker (`host:port`) of a connection step.
+    pub broker: Option<String>,
+    /// The one line STATUS shows.
+    pub summary: String,
+    /// The finding in full, as `ksql-msk check` prints it.
+    pub text: String,
+    /// When the doctor first found this (same step, action, resource and broker).
+    pub first_seen: Option<Time>,
+    pub last_seen: Option<Time>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

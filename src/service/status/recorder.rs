@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::{
     metrics, AgentInfo, BrokersInfo, ClusterInfo, Condition, Failure, HealthInfo, JarInfo,
-    ReleaseInfo, Span, StateDoc, Time, SCHEMA_VERSION, STATE_FILE,
+    KafkaDiagnosis, ReleaseInfo, Span, StateDoc, Time, SCHEMA_VERSION, STATE_FILE,
 };
 use crate::config::Settings;
 use crate::host::failpoint::STATUS_POINT;
@@ -152,6 +152,54 @@ impl Recorder {
         } else {
             h.detail = detail.to_string();
         }
+    }
+
+    /// The Kafka doctor ran: its first failing finding (none: nothing found). The same
+    /// finding again keeps its `first_seen`.
+    pub fn doctor_ran(&mut self, failing: Option<&crate::kafka::Finding>) {
+        let now = Time::now();
+        let k = &mut self.doc.kafka;
+        k.doctor_runs += 1;
+        k.last_run = Some(now);
+        let Some(f) = failing else {
+            k.diagnosis = None;
+            return;
+        };
+        let step = serde_json::to_value(f.step)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let same = k.diagnosis.as_ref().is_some_and(|d| {
+            d.step == step
+                && d.action == f.action
+                && d.resource == f.resource
+                && d.broker == f.broker
+        });
+        let first_seen = match &k.diagnosis {
+            Some(d) if same => d.first_seen,
+            _ => Some(now),
+        };
+        k.diagnosis = Some(KafkaDiagnosis {
+            step,
+            action: f.action.clone(),
+            resource: f.resource.clone(),
+            sid: f.sid.clone(),
+            broker: f.broker.clone(),
+            summary: f.summary(),
+            text: f.text.clone(),
+            first_seen,
+            last_seen: Some(now),
+        });
+    }
+
+    /// ksqlDB is healthy again (or gone): the doctor's finding no longer applies.
+    pub fn clear_diagnosis(&mut self) -> bool {
+        self.doc.kafka.diagnosis.take().is_some()
+    }
+
+    /// The doctor's current finding.
+    pub fn diagnosis(&self) -> Option<&KafkaDiagnosis> {
+        self.doc.kafka.diagnosis.as_ref()
     }
 
     /// The condition [`Recorder::set_health`] last set.

@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use super::recorder::{jar_trust, signer_trust};
 use super::{
-    start_ticks, ClusterInfo, Condition, Failure, HealthInfo, JarInfo, ReleaseInfo, Span, StateDoc,
-    Time, MAX_STATE_BYTES, SCHEMA_VERSION, STATE_FILE,
+    start_ticks, ClusterInfo, Condition, Failure, HealthInfo, JarInfo, KafkaDiagnosis, KafkaInfo,
+    ReleaseInfo, Span, StateDoc, Time, MAX_STATE_BYTES, SCHEMA_VERSION, STATE_FILE,
 };
 use crate::config::Settings;
 use crate::exit::{fail, one_line, ExitCode};
@@ -57,6 +57,9 @@ pub struct Report {
     pub upgrade: Upgrade,
     /// The REST API's authentication, from the config.
     pub auth: Auth,
+    /// The Kafka doctor while ksqlDB waits for Kafka (`diagnosis` null once it is
+    /// healthy, and when the agent is not running).
+    pub kafka: KafkaInfo,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -211,7 +214,17 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
         config_files: config_files_now(doc_ref, running, settings),
         upgrade: Upgrade::of(settings),
         auth: Auth::of(settings),
+        kafka: kafka_now(doc_ref, running),
     })
+}
+
+/// The doctor's runs; its finding only while the agent that made it runs.
+fn kafka_now(doc: Option<&StateDoc>, running: bool) -> KafkaInfo {
+    let mut k = doc.map(|d| d.kafka.clone()).unwrap_or_default();
+    if !running {
+        k.diagnosis = None;
+    }
+    k
 }
 
 /// The agent's state file, or why there is none to show.
@@ -549,6 +562,9 @@ pub fn human(r: &Report, now: SystemTime) -> String {
         ),
     ];
     lines.extend(release_lines(r.release.as_ref()));
+    if let Some(d) = &r.kafka.diagnosis {
+        lines.push(("Kafka:", kafka_text(d, now)));
+    }
     lines.push(("REST API:", auth_text(&r.auth)));
     lines.extend(upgrade_lines(&r.upgrade));
     lines.push(("kept:", kept_text(&r.kept_releases)));
@@ -599,6 +615,20 @@ fn ksqldb_text(k: &Ksqldb, now: SystemTime) -> String {
         health.push_str(&format!(": {}", h.detail));
     }
     health
+}
+
+/// The doctor's finding while ksqlDB waits for Kafka, since when.
+fn kafka_text(d: &KafkaDiagnosis, now: SystemTime) -> String {
+    let since = d
+        .first_seen
+        .map(|t| format!(" (found {})", ago(t, now)))
+        .unwrap_or_default();
+    let sid = d
+        .sid
+        .as_deref()
+        .map(|s| format!("; `ksql-msk iam-policy` statement {s} grants it"))
+        .unwrap_or_default();
+    format!("{}{sid}{since}", d.summary)
 }
 
 fn restarts_text(r: &Restarts) -> String {

@@ -25,6 +25,8 @@
 //! every child (`waitpid(-1)`), so it is also safe as PID 1 of a container.
 
 mod background;
+mod doctor;
+mod kafka_wait;
 pub(crate) mod launch;
 mod policy;
 mod process;
@@ -54,6 +56,7 @@ use crate::service::pipeline::Prepared;
 use crate::service::status::recorder::Recorder;
 use crate::service::status::Condition;
 use background::{Reconfig, Why};
+use doctor::Doctor;
 use launch::{launch_spec, log_jvm, Launch};
 use policy::{AfterFailure, Limits, Phase, RestartPolicy, Verdict};
 use process::{Child, Exit};
@@ -165,6 +168,7 @@ enum Event {
     Rediscover,
     Prepared(Why, Box<Result<Prepared>>),
     Discovered(Result<crate::msk::discovery::Discovered>),
+    Diagnosed(Box<crate::kafka::Diagnosis>),
 }
 
 /// The supervisor.
@@ -188,6 +192,8 @@ pub struct Supervisor {
     control: tokio::sync::mpsc::Receiver<crate::service::control::Responder>,
     /// The state `ksql-msk status` and the metrics textfile show.
     status: Recorder,
+    /// The Kafka doctor, while ksqlDB waits for Kafka.
+    doctor: Doctor,
 }
 
 impl Supervisor {
@@ -219,6 +225,7 @@ impl Supervisor {
             watchdog: Watchdog::new(&notifier),
             notifier,
             control: crate::service::control::listen()?,
+            doctor: Doctor::default(),
         })
     }
 
@@ -291,6 +298,7 @@ impl Supervisor {
                 Event::Rediscover => self.begin_rediscover(),
                 Event::Prepared(why, result) => self.on_prepared(why, *result).await,
                 Event::Discovered(result) => self.on_discovered(result).await,
+                Event::Diagnosed(d) => self.on_diagnosed(*d).await,
             }
         }
     }
@@ -302,6 +310,8 @@ impl Supervisor {
             State::BackingOff { until } => (None, Some(*until)),
             _ => (None, None),
         };
+        self.start_doctor();
+        let agent = &self.prepared.settings.agent;
         let http = self.http.clone();
         let url = agent.health_url.clone();
         let auth = self.launch.auth.clone();
@@ -315,6 +325,8 @@ impl Supervisor {
             })
         });
         let probing = probe.is_some();
+        let doctor = self.doctor.task.as_mut();
+        let doctoring = doctor.is_some();
         let watchdog_at = self.watchdog.due();
         let rediscover_at = self.reconfig.next_rediscover;
         let can_rediscover = self.reconfig.can_rediscover();
@@ -339,6 +351,12 @@ impl Supervisor {
             }, if probing => {
                 Event::Probe(h.unwrap_or_else(|e| Health::NotReady(format!("health probe failed: {e}"))))
             }
+            d = async {
+                match doctor {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            }, if doctoring => Event::Diagnosed(Box::new(d.unwrap_or_default())),
             _ = sleep_opt(watchdog_at), if watchdog_at.is_some() => Event::Watchdog,
             _ = sleep_opt(backoff_until), if backoff_until.is_some() => Event::BackoffOver,
             _ = sleep_opt(start_deadline), if start_deadline.is_some() => Event::StartTimeout,
@@ -439,8 +457,10 @@ impl Supervisor {
                         .set_health(unhealthy_condition(&failing), &failing, &why);
                     self.status.publish();
                 }
-                self.notifier
-                    .status(&unhealthy_status(&version, &failing, &why, lasted))
+                let line = self
+                    .waiting_line(&version)
+                    .unwrap_or_else(|| unhealthy_status(&version, &failing, &why, lasted));
+                self.notifier.status(&line)
             }
             Verdict::NotAnswering { why, silent } => {
                 if matches!(self.state, State::Running { .. }) {
@@ -457,6 +477,7 @@ impl Supervisor {
             }
             Verdict::Hung { why, silent } => return self.on_hung(&why, silent).await,
         }
+        self.doctor_after_probe();
         let period = self.probe_period();
         if let Some(w) = self.state.ksqldb_mut() {
             w.next_probe = Instant::now() + period;
@@ -498,10 +519,11 @@ impl Supervisor {
     /// WaitingHealthy, not healthy yet: STATUS, and EXTEND_TIMEOUT_USEC while it lasts.
     fn still_starting(&mut self, now: Instant, version: &str, why: &str) {
         if let State::WaitingHealthy { since, .. } = self.state {
-            self.notifier.status(&format!(
+            let line = format!(
                 "waiting for ksqlDB {version} to become healthy: {why} ({}s)",
                 now.duration_since(since).as_secs()
-            ));
+            );
+            self.notifier.status(&self.with_diagnosis(line));
         }
         if now.duration_since(self.last_extend) >= EXTEND_EVERY {
             self.notifier.extend();
@@ -667,6 +689,9 @@ impl Supervisor {
         let Some(exit) = process::reap(pid) else {
             return Ok(());
         };
+        if matches!(self.state, State::WaitingHealthy { .. }) {
+            self.doctor_after_early_exit();
+        }
         let Some(child) = self.state.take_ksqldb(State::Starting) else {
             return Ok(());
         };
@@ -733,10 +758,11 @@ impl Supervisor {
                     agent.restart_limit,
                     humantime::format_duration(agent.restart_window)
                 );
-                self.notifier.status(&format!(
+                let line = format!(
                     "{what}; restarting in {}",
                     humantime::format_duration(delay)
-                ));
+                );
+                self.notifier.status(&self.with_diagnosis(line));
                 self.state = State::BackingOff { until: now + delay };
                 Ok(())
             }
@@ -809,6 +835,7 @@ impl Supervisor {
     /// Any state → Stopping: stop ksqlDB, forward its last lines, exit 0.
     async fn shutdown(&mut self, why: &str) -> Result<()> {
         info!("{why}: stopping");
+        self.doctor_stop();
         self.notifier.stopping("stopping ksqlDB");
         self.status.set_health(Condition::Stopping, &[], why);
         self.status.publish();

@@ -19,6 +19,7 @@ use ksql_msk_testkit::imds::FakeImds;
 use ksql_msk_testkit::kafka::{self, KafkaCluster, KafkaOptions};
 use ksql_msk_testkit::kafka_standin;
 use ksql_msk_testkit::standins::{self, Standins};
+use ksql_msk_testkit::sts::FakeSts;
 
 use super::fixture::{free_port, Agent, Fixture, Recorder};
 use super::{skip, Host, Output};
@@ -84,6 +85,9 @@ pub struct KafkaFixture {
     pub standins: Standins,
     pub imds: FakeImds,
     pub host: Host,
+    /// The STS the agent's Kafka doctor asks when the brokers refuse authentication
+    /// (never the real one).
+    _sts: FakeSts,
     /// ksqlDB's listener port on 127.0.0.1.
     pub port: u16,
     _one: MutexGuard<'static, ()>,
@@ -114,6 +118,8 @@ impl KafkaFixture {
             .unset_env("AWS_SECRET_ACCESS_KEY")
             .env("AWS_EC2_METADATA_DISABLED", "false")
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url());
+        let sts = FakeSts::start();
+        host.env("AWS_ENDPOINT_URL_STS", &sts.url());
         let port = free_port();
         let mut parts = standins.config(VERSION, v);
         parts.iam_auth = format!(
@@ -156,6 +162,7 @@ impl KafkaFixture {
             standins,
             imds,
             host,
+            _sts: sts,
             port,
             _one: one,
         }

@@ -98,7 +98,14 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl TestCa {
+    /// A CA and a server certificate for 127.0.0.1 and localhost.
     pub fn generate(dir: &Path) -> TestCa {
+        Self::generate_for(dir, "IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// A CA and a server certificate whose subjectAltName is `san` (e.g.
+    /// `DNS:elsewhere.invalid`: a certificate for another host).
+    pub fn generate_for(dir: &Path, san: &str) -> TestCa {
         std::fs::create_dir_all(dir).expect("ca dir");
         openssl(
             dir,
@@ -143,8 +150,10 @@ impl TestCa {
         );
         std::fs::write(
             dir.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName={san}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
         )
         .expect("ext");
         openssl(

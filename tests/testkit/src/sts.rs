@@ -13,9 +13,12 @@ pub const ARN: &str =
     "arn:aws:sts::123456789012:assumed-role/ksql-msk-test-role/i-0123456789abcdef0";
 pub const USER_ID: &str = "AROAFAKEROLEID000001:i-0123456789abcdef0";
 
+type Faults = Arc<Mutex<VecDeque<(u16, String, String)>>>;
+
 pub struct FakeSts {
     pub server: Server,
-    faults: Arc<Mutex<VecDeque<(u16, String, String)>>>,
+    faults: Faults,
+    date: Arc<Mutex<Option<String>>>,
 }
 
 fn error(status: u16, code: &str, message: &str) -> http::Response {
@@ -30,8 +33,10 @@ fn error(status: u16, code: &str, message: &str) -> http::Response {
 
 impl FakeSts {
     pub fn start() -> FakeSts {
-        let faults: Arc<Mutex<VecDeque<(u16, String, String)>>> = Arc::default();
+        let faults: Faults = Arc::default();
         let f = faults.clone();
+        let date: Arc<Mutex<Option<String>>> = Arc::default();
+        let d = date.clone();
         let server = Server::start(http::handler(move |req| {
             if req.method != "POST" {
                 return error(405, "InvalidAction", "STS takes POST");
@@ -46,6 +51,37 @@ impl FakeSts {
                     "Request is missing Authentication Token",
                 );
             }
+            let date = d.lock().expect("date").clone();
+            let answer = answer(&req, &f);
+            match date {
+                Some(date) => with_date(answer, &date),
+                None => answer,
+            }
+        }));
+        FakeSts {
+            server,
+            faults,
+            date,
+        }
+    }
+
+    /// Answer with this HTTP `Date` (e.g. an hour off the test's clock: a skewed
+    /// clock as STS sees it); None: the server's own.
+    pub fn set_date(&self, date: Option<&str>) {
+        *self.date.lock().expect("date") = date.map(str::to_string);
+    }
+}
+
+fn with_date(mut response: http::Response, date: &str) -> http::Response {
+    if let Ok(value) = date.parse() {
+        response.headers_mut().insert("date", value);
+    }
+    response
+}
+
+fn answer(req: &http::Request, f: &Faults) -> http::Response {
+    {
+        {
             if let Some((status, code, message)) = f.lock().expect("faults").pop_front() {
                 return error(status, &code, &message);
             }
@@ -69,10 +105,11 @@ impl FakeSts {
                 ),
                 other => error(400, "InvalidAction", &format!("Could not find operation {other:?}")),
             }
-        }));
-        FakeSts { server, faults }
+        }
     }
+}
 
+impl FakeSts {
     pub fn url(&self) -> String {
         self.server.url()
     }

@@ -55,6 +55,8 @@ struct Agent {
     bin: PathBuf,
     config: PathBuf,
     imds: String,
+    /// With --kafka: the fake STS and the test CA (`SSL_CERT_FILE`) for check's Kafka lines.
+    extra_env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -71,7 +73,8 @@ impl Agent {
             .env("KSQL_MSK_LOG_FORMAT", "stderr")
             .env("AWS_CONFIG_FILE", home.join("none"))
             .env("AWS_SHARED_CREDENTIALS_FILE", home.join("none"))
-            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &self.imds);
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &self.imds)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -198,10 +201,21 @@ fn sandbox() -> anyhow::Result<()> {
     banner(&format!("config {}", config.display()));
     print!("{}", std::fs::read_to_string(&config)?);
 
+    // check asks STS who the credentials are: a fake one on loopback; the brokers'
+    // certificates come from the test CA.
+    let sts = ksql_msk_testkit::sts::FakeSts::start();
+    let mut extra_env = vec![("AWS_ENDPOINT_URL_STS".to_string(), sts.url())];
+    if let Some((cluster, _)) = &kafka {
+        extra_env.push((
+            "SSL_CERT_FILE".into(),
+            cluster.ca_pem().display().to_string(),
+        ));
+    }
     let agent = Agent {
         bin,
         config,
         imds: imds.url(),
+        extra_env,
     };
     banner("phase 1-2: discover the IAM bootstrap brokers (name lookup, region and credentials from IMDS)");
     let (code, brokers) = agent.run(&["brokers"])?;
@@ -254,6 +268,16 @@ fn sandbox() -> anyhow::Result<()> {
     banner("install again: nothing to download, nothing to write");
     let (code, _) = agent.run(&["install"])?;
     anyhow::ensure!(code == 0, "second install failed");
+
+    // Only with a real broker: the stand-ins' broker names are MSK-shaped and would be
+    // looked up in DNS.
+    if kafka.is_some() {
+        banner("preflight: check (the Kafka doctor asks the real broker)");
+        let check_started = Instant::now();
+        let (code, _) = agent.run(&["check"])?;
+        println!("  (check took {} ms)", check_started.elapsed().as_millis());
+        anyhow::ensure!(code == 0, "check failed against the real broker");
+    }
 
     banner("phase 6: run (supervise ksqlDB; READY once /healthcheck answers)");
     let mut child = agent
