@@ -184,5 +184,10 @@ pub enum ConfigCommand {
     /// Print the effective value of KEY (e.g. ksqldb.version, properties.ksql.service.id).
     Get { key: String },
     /// Set KEY to VALUE in the main config file; the value is checked before writing.
-    Set { key: String, value: String },
+    /// VALUE may start with `-` (`config set ksqldb.jvm_opts "-Xss2m"`).
+    Set {
+        key: String,
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
 }

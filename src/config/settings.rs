@@ -534,7 +534,10 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
     } else {
         return Err(r.err(
             keys::KSQLDB_HEAP,
-            format!("{heap_text:?} is neither \"auto\" nor a JVM size such as \"4g\""),
+            format!(
+                "{heap_text:?} is neither \"auto\" nor a JVM size with a unit \
+                 (k, m or g, e.g. \"4g\" or \"4096m\")"
+            ),
         ));
     };
     let java_home = r.opt_string(keys::KSQLDB_JAVA_HOME).map(PathBuf::from);

@@ -177,6 +177,15 @@ fn errors_name_file_line_and_key() {
         load_err("[msk]\ncluster_name = \"demo\"\n[ksqldb]\nheap = \"lots\"\n")
             .contains("ksqldb.heap: \"lots\" is neither")
     );
+    for bare in ["4096", "0g", "g", "4gb", "-4g"] {
+        assert!(
+            load_err(&format!(
+                "[msk]\ncluster_name = \"demo\"\n[ksqldb]\nheap = \"{bare}\"\n"
+            ))
+            .contains("with a unit (k, m or g"),
+            "{bare}"
+        );
+    }
     assert!(
         load_err("[msk]\ncluster_name = \"demo\"\n[properties]\nx = [1]\n")
             .contains("properties.x: expected a string, number or boolean, found an array")

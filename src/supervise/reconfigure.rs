@@ -236,7 +236,7 @@ impl Supervisor {
         } else {
             "nothing changed; ksqlDB keeps running".to_string()
         };
-        info!("{message}");
+        // Logged once, by the event (journal or stderr alike).
         self.event(
             message_id::RELOADED,
             priority::INFO,

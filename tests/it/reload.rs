@@ -36,6 +36,21 @@ fn a_reload_reports_nothing_changed_a_restart_and_a_failure() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout.trim(), "nothing changed; ksqlDB keeps running");
     assert_eq!(fx.pids(), [first]);
+    // The agent's log says it once (it used to say it twice in stderr mode).
+    wait_for("the reload's log line", || {
+        agent
+            .stderr()
+            .contains("nothing changed; ksqlDB keeps running")
+    });
+    assert_eq!(
+        agent
+            .stderr()
+            .matches("nothing changed; ksqlDB keeps running")
+            .count(),
+        1,
+        "{}",
+        agent.stderr()
+    );
 
     // A change that restarts ksqlDB: reload returns only once the new one is healthy.
     fx.host.write_dropin(
