@@ -104,6 +104,49 @@ pub fn judge(status: u16, body: &[u8]) -> Health {
 /// ([`crate::auth::credential`]) with `ksqldb.auth = "basic"`, sent as HTTP basic
 /// authentication: ksqlDB 0.23–0.28 authenticate `/healthcheck` too (0.29 exempts it),
 /// and `/info` always.
+/// What [`probe`] lists instead of ksqlDB's `commandRunner` check when `/info` says the
+/// command runner is `DEGRADED` (not `ERROR`, a stuck command, which clears by itself).
+/// ksqlDB's HealthCheckAgent gives both as `commandRunner: false`.
+pub const COMMAND_RUNNER_DEGRADED: &str = "commandRunner=DEGRADED";
+
+/// `/info` next to the health check URL (`http://host:port/healthcheck`).
+fn info_url(health: &str) -> Option<String> {
+    let mut url = url::Url::parse(health).ok()?;
+    url.set_path("/info");
+    url.set_query(None);
+    Some(url.into())
+}
+
+/// `serverStatus` of ksqlDB's `/info` (RUNNING, ERROR or DEGRADED; since 0.12).
+async fn server_status(
+    client: &reqwest::Client,
+    health: &str,
+    auth: Option<&crate::auth::Credential>,
+) -> Option<String> {
+    let mut request = client.get(info_url(health)?);
+    if let Some(c) = auth {
+        request = request.basic_auth(&c.user, Some(c.password()));
+    }
+    let resp = request.send().await.ok()?;
+    if resp.status().as_u16() != 200 {
+        return None;
+    }
+    // Bounded: a few hundred bytes from ksqlDB.
+    let body = resp.bytes().await.ok()?;
+    if body.len() > 64 << 10 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    v.pointer("/KsqlServerInfo/serverStatus")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The command runner fails while Kafka does not: ask `/info` whether it is DEGRADED.
+fn command_runner_alone(failing: &[String]) -> bool {
+    failing.iter().any(|c| c == "commandRunner") && !failing.iter().any(|c| c == "kafka")
+}
+
 pub async fn probe(
     client: &reqwest::Client,
     url: &ConfigUrl,
@@ -124,7 +167,17 @@ pub async fn probe(
     };
     let status = resp.status().as_u16();
     match resp.bytes().await {
-        Ok(body) => judge(status, &body),
+        Ok(body) => match judge(status, &body) {
+            Health::Unhealthy { mut failing } if command_runner_alone(&failing) => {
+                if server_status(client, url.expose(), auth).await.as_deref() == Some("DEGRADED") {
+                    for c in failing.iter_mut().filter(|c| *c == "commandRunner") {
+                        *c = COMMAND_RUNNER_DEGRADED.to_string();
+                    }
+                }
+                Health::Unhealthy { failing }
+            }
+            other => other,
+        },
         Err(e) if e.is_timeout() => Health::NoAnswer("health check timed out".into()),
         Err(e) => Health::NoAnswer(format!("health check body: {}", e.without_url())),
     }

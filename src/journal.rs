@@ -62,11 +62,16 @@ pub mod message_id {
     /// At start: ksqlDB's REST API has no authentication on a listener that is not
     /// loopback (LISTENERS).
     pub const REST_API_OPEN: &str = "2aceeb103d17454f857cd6caabba41e1";
+    /// ksqlDB's command runner is DEGRADED (/healthcheck commandRunner false while
+    /// kafka is healthy, /info serverStatus DEGRADED): it met command-topic entries it
+    /// cannot process (PID, VERSION, BACKUP: the backup a restore would use). Not
+    /// restarted for: only a restore of the command topic heals it.
+    pub const COMMAND_RUNNER_DEGRADED: &str = "f4dc9a51a9574146adc01feab0615b3f";
 
     /// Every id above: each has an entry in packaging/ksql-msk.catalog (checked by a
     /// test).
     #[cfg(test)]
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         PREPARED,
         STARTED,
         HEALTHY,
@@ -82,6 +87,7 @@ pub mod message_id {
         UPGRADE_FAILED,
         UPGRADE_HELD_BACK,
         REST_API_OPEN,
+        COMMAND_RUNNER_DEGRADED,
     ];
 }
 

@@ -28,6 +28,7 @@ pub(crate) mod lock;
 pub(crate) mod log4j;
 pub(crate) mod logging;
 pub(crate) mod manifest;
+pub mod metastore;
 pub(crate) mod notify;
 pub mod output;
 pub(crate) mod pipeline;

@@ -295,6 +295,15 @@ async fn install(
     progress: &dyn Progress,
 ) -> Result<Installed> {
     activate::prepare_releases_dir(settings)?;
+    // Kept across upgrades and rollbacks: one directory for every version.
+    crate::metastore::ensure_dir(settings)?;
+    if !crate::metastore::supports_backup_location(&settings.ksqldb.version) {
+        tracing::info!(
+            "ksqlDB {} keeps no command-topic backup with {} alone (0.13 and later do): not set",
+            settings.ksqldb.version,
+            crate::metastore::LOCATION_KEY
+        );
+    }
     let mut trust = TrustStore::load(&settings.agent.state_dir)?;
     let version = settings.ksqldb.version.clone();
     let replaced = activate::current_version(settings).filter(|v| *v != version);

@@ -153,6 +153,30 @@ pub fn render(doc: &StateDoc, now: SystemTime) -> String {
         &[],
         doc.download_bytes as f64,
     );
+    if let Some(b) = &doc.metastore_backup {
+        m.family(
+            "ksql_msk_metastore_backup_bytes",
+            "gauge",
+            "Size of ksqlDB's newest command-topic backup file (0: none yet).",
+        );
+        m.sample(
+            "ksql_msk_metastore_backup_bytes",
+            &[],
+            b.latest_bytes as f64,
+        );
+        if let Some(t) = b.last_write {
+            m.family(
+                "ksql_msk_metastore_backup_last_write_seconds",
+                "gauge",
+                "When ksqlDB last wrote its command-topic backup, in seconds since the Unix epoch.",
+            );
+            m.sample(
+                "ksql_msk_metastore_backup_last_write_seconds",
+                &[],
+                t.unix_seconds(),
+            );
+        }
+    }
     m.0
 }
 

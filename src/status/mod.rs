@@ -103,6 +103,11 @@ pub enum Condition {
     WaitingForKafka,
     /// Answers `isHealthy: false`, other checks failing. Never restarted for it.
     Unhealthy,
+    /// Answers with `commandRunner` failing while `kafka` is healthy, and `/info` says
+    /// `serverStatus: DEGRADED`: ksqlDB met command-topic entries it cannot process
+    /// (after a downgrade, or a topic that no longer matches its backup). Sticky until
+    /// a restore and a restart; never restarted for it.
+    CommandRunnerDegraded,
     /// Answered before, gives no answer now; killed and restarted after
     /// `agent.hang_timeout`.
     Hung,
@@ -123,11 +128,12 @@ pub enum Condition {
 
 impl Condition {
     /// Every condition, in the order the metrics list them.
-    pub const ALL: [Condition; 10] = [
+    pub const ALL: [Condition; 11] = [
         Condition::Starting,
         Condition::Healthy,
         Condition::WaitingForKafka,
         Condition::Unhealthy,
+        Condition::CommandRunnerDegraded,
         Condition::Hung,
         Condition::Restarting,
         Condition::Stopping,
@@ -143,6 +149,7 @@ impl Condition {
             Condition::Healthy => "healthy",
             Condition::WaitingForKafka => "waiting_for_kafka",
             Condition::Unhealthy => "unhealthy",
+            Condition::CommandRunnerDegraded => "command_runner_degraded",
             Condition::Hung => "hung",
             Condition::Restarting => "restarting",
             Condition::Stopping => "stopping",
@@ -156,6 +163,9 @@ impl Condition {
     pub fn describe(self) -> &'static str {
         match self {
             Condition::WaitingForKafka => "waiting for Kafka",
+            Condition::CommandRunnerDegraded => {
+                "command runner degraded (restore the command topic from its backup)"
+            }
             Condition::GaveUp => "gave up (too many failures)",
             other => other.name(),
         }
@@ -187,6 +197,8 @@ pub struct StateDoc {
     pub download_bytes: u64,
     /// The config files in effect: the main file, then drop-ins in order.
     pub config_files: Vec<String>,
+    /// ksqlDB's command-topic backup (`<state_dir>/metastore`), as of this write.
+    pub metastore_backup: Option<crate::metastore::BackupInfo>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -57,6 +57,8 @@ pub struct Report {
     pub upgrade: Upgrade,
     /// The REST API's authentication, from the config.
     pub auth: Auth,
+    /// ksqlDB's command-topic backup, read from disk now (null: no directory).
+    pub metastore_backup: Option<crate::metastore::BackupInfo>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -272,6 +274,10 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
         config_files,
         upgrade: Upgrade::of(settings),
         auth: Auth::of(settings),
+        metastore_backup: crate::metastore::scan(
+            state_dir,
+            &crate::metastore::service_id(settings),
+        ),
     })
 }
 
@@ -675,6 +681,31 @@ pub fn human(r: &Report, now: SystemTime) -> String {
             format!("{}: {}{when}", b.count, b.list.join(",")),
         );
     }
+    line(
+        "metastore:",
+        match &r.metastore_backup {
+            None => "no backup directory yet".into(),
+            Some(b) => {
+                let mut text = match (&b.latest_file, b.last_write) {
+                    (Some(f), Some(t)) => format!(
+                        "backup {} bytes, last written {t} ({}), in {}/{f}",
+                        b.latest_bytes,
+                        ago(t, now),
+                        b.path
+                    ),
+                    (Some(f), None) => format!("backup {} bytes in {}/{f}", b.latest_bytes, b.path),
+                    (None, _) => format!("no backup yet in {}", b.path),
+                };
+                if b.foreign_files > 0 {
+                    text.push_str(&format!(
+                        "; {} other file(s) there (ksqlDB takes any file for a backup when its command topic is missing)",
+                        b.foreign_files
+                    ));
+                }
+                text
+            }
+        },
+    );
     line("config:", r.config_files.join(", "));
     line(
         "state:",

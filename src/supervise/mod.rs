@@ -432,10 +432,17 @@ impl Supervisor {
                 why,
                 lasted,
             } => {
-                if self.status.condition() == Condition::Hung {
+                let condition = unhealthy_condition(&failing);
+                if condition == Condition::CommandRunnerDegraded
+                    && self.status.condition() != condition
+                {
+                    // A stuck command runner (ERROR) that turned out DEGRADED.
+                    self.status.set_health(condition, &failing, &why);
+                    self.status.publish();
+                    self.command_runner_degraded(pid, &version).await;
+                } else if self.status.condition() == Condition::Hung {
                     // Answering (unhealthy) again after a silence.
-                    self.status
-                        .set_health(unhealthy_condition(&failing), &failing, &why);
+                    self.status.set_health(condition, &failing, &why);
                     self.status.publish();
                 }
                 self.notifier
@@ -526,6 +533,12 @@ impl Supervisor {
         self.status
             .set_health(unhealthy_condition(failing), failing, why);
         self.status.publish();
+        if unhealthy_condition(failing) == Condition::CommandRunnerDegraded {
+            self.command_runner_degraded(pid, version).await;
+            self.notifier
+                .status(&unhealthy_status(version, failing, why, Duration::ZERO));
+            return;
+        }
         self.event(
             message_id::UNHEALTHY,
             priority::WARNING,
@@ -541,6 +554,56 @@ impl Supervisor {
         .await;
         self.notifier
             .status(&unhealthy_status(version, failing, why, Duration::ZERO));
+    }
+
+    /// ksqlDB reports its command runner DEGRADED: one event naming the way out. It is
+    /// never restarted for it (DEGRADED is sticky in ksqlDB until a restore).
+    async fn command_runner_degraded(&mut self, pid: i32, version: &str) {
+        let settings = &self.prepared.settings;
+        let backup = crate::metastore::scan(
+            &settings.agent.state_dir,
+            &crate::metastore::service_id(settings),
+        )
+        .and_then(|b| b.latest_file.map(|f| format!("{}/{f}", b.path)));
+        let after_rollback = self
+            .prepared
+            .upgrade
+            .held_back
+            .as_ref()
+            .map(|f| {
+                format!(
+                    " after the rollback from {} (the newer version wrote entries {version} cannot read)",
+                    f.version
+                )
+            })
+            .unwrap_or_default();
+        // The release's own tool, with the rendered properties (IAM auth applies) and
+        // --yes (without a terminal it would die at its prompt), as the service user.
+        let restore = format!(
+            "sudo -u ksql {} --config-file {} --yes {}",
+            self.prepared
+                .release_dir()
+                .join("bin/ksql-restore-command-topic")
+                .display(),
+            self.prepared.properties_path().display(),
+            backup.as_deref().unwrap_or("BACKUP_FILE")
+        );
+        self.event(
+            message_id::COMMAND_RUNNER_DEGRADED,
+            priority::ERR,
+            &format!(
+                "ksqlDB {version} (pid {pid}) reports its command runner DEGRADED{after_rollback}: \
+                 it met command-topic entries it cannot process and runs no DDL until the command \
+                 topic is restored; not restarted for it (a restart cannot fix it). \
+                 Stop ksqlDB on every host of this service id, then: {restore}"
+            ),
+            &[
+                ("PID", pid.to_string()),
+                ("VERSION", version.to_string()),
+                ("BACKUP", backup.unwrap_or_default()),
+            ],
+        )
+        .await;
     }
 
     /// Running, unhealthy → Running, healthy.
@@ -844,7 +907,13 @@ impl Supervisor {
 /// `ksqlDB 0.29.0 running, waiting for Kafka: kafka, commandRunner unhealthy for 4m12s`.
 fn unhealthy_status(version: &str, failing: &[String], why: &str, lasted: Duration) -> String {
     let lasted = policy::short(lasted);
-    if failing.is_empty() {
+    if unhealthy_condition(failing) == Condition::CommandRunnerDegraded {
+        format!(
+            "ksqlDB {version} running, command runner DEGRADED for {lasted}: it processes no DDL; \
+             restore the command topic (journalctl -u ksql-msk MESSAGE_ID={} has the command)",
+            crate::journal::message_id::COMMAND_RUNNER_DEGRADED
+        )
+    } else if failing.is_empty() {
         format!("ksqlDB {version} running, not healthy for {lasted}: {why}")
     } else if failing.iter().any(|c| c == "kafka") {
         format!(
@@ -861,7 +930,12 @@ fn unhealthy_status(version: &str, failing: &[String], why: &str, lasted: Durati
 
 /// The condition of a ksqlDB answering `isHealthy: false` with `failing` checks.
 fn unhealthy_condition(failing: &[String]) -> Condition {
-    if failing.iter().any(|c| c == "kafka") {
+    if failing
+        .iter()
+        .any(|c| c == crate::health::COMMAND_RUNNER_DEGRADED)
+    {
+        Condition::CommandRunnerDegraded
+    } else if failing.iter().any(|c| c == "kafka") {
         Condition::WaitingForKafka
     } else {
         Condition::Unhealthy

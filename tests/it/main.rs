@@ -18,6 +18,7 @@ mod iam_policy;
 mod install;
 mod ksql_cli;
 mod log_levels;
+mod metastore;
 mod metrics;
 mod msk_5xx;
 mod no_ca;

@@ -25,6 +25,19 @@
 //! separated; empty: `kafka`) failing, as ksqlDB does when it loses Kafka. It appends its pid to `fake-ksqldb.pids`
 //! and writes its environment to `fake-ksqldb.env` and arguments to `fake-ksqldb.args`.
 //!
+//! `degraded=incompatible|corrupted` (or the file `fake-ksqldb.degraded` holding one of
+//! them) makes a ready server's command runner DEGRADED as ksqlDB's is: the WARN line
+//! `CommandRunner entering degraded state ...`, `/healthcheck` with `commandRunner`
+//! false while `kafka` is true, `/info` with `serverStatus: DEGRADED`.
+//!
+//! With `ksql.metastore.backup.location` set it keeps a backup of its "command topic"
+//! as ksqlDB does (CommandTopicBackupImpl): creates the directory (0700) if missing,
+//! fails to start (exit 255) when it is not a writable directory, reopens the file
+//! `backup__confluent-ksql-<service id>_command_topic_<ms>` with the largest timestamp
+//! or starts a new one, and appends one `<key>:<value>` line per command, here the
+//! commands listed in `fake-ksqldb.commands` beside the backup directory (a stand-in
+//! for the topic all servers share) that the file does not hold yet.
+//!
 //! With `authentication.method=BASIC` in its properties it authenticates every request
 //! as ksqlDB 0.23–0.28 do (0.29 exempts `/healthcheck`): it finds the JAAS file in
 //! `KSQL_OPTS` (`-Djava.security.auth.login.config=`), the section named by
@@ -337,9 +350,20 @@ struct Behaviour {
     service_id: String,
     /// `fake-ksqldb.unhealthy`: while it exists, these checks fail.
     unhealthy_file: PathBuf,
+    /// `degraded=` from the mode, or `fake-ksqldb.degraded`.
+    degraded: Option<String>,
+    degraded_file: PathBuf,
 }
 
 impl Behaviour {
+    fn degraded(&self) -> Option<String> {
+        self.degraded.clone().or_else(|| {
+            std::fs::read_to_string(&self.degraded_file)
+                .ok()
+                .map(|t| t.trim().to_string())
+        })
+    }
+
     fn health(&self) -> (u16, String) {
         let up = self.started.elapsed();
         if self.never_healthy || up < self.healthy_after {
@@ -362,6 +386,9 @@ impl Behaviour {
             if failing.is_empty() {
                 failing.push("kafka".into());
             }
+        }
+        if self.degraded().is_some() {
+            failing.push("commandRunner".into());
         }
         let check = |name: &str| !failing.iter().any(|f| f == name);
         (
@@ -425,8 +452,14 @@ fn serve(stream: TcpStream, b: &Behaviour) {
                 (
                     200,
                     format!(
-                        r#"{{"KsqlServerInfo":{{"version":"{}","kafkaClusterId":"fake-cluster","ksqlServiceId":"{}","serverStatus":"RUNNING"}}}}"#,
-                        b.version, b.service_id
+                        r#"{{"KsqlServerInfo":{{"version":"{}","kafkaClusterId":"fake-cluster","ksqlServiceId":"{}","serverStatus":"{}"}}}}"#,
+                        b.version,
+                        b.service_id,
+                        if b.degraded().is_some() {
+                            "DEGRADED"
+                        } else {
+                            "RUNNING"
+                        }
                     ),
                 )
             }
@@ -443,6 +476,81 @@ fn serve(stream: TcpStream, b: &Behaviour) {
         stream,
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
+    );
+}
+
+/// ksqlDB's CommandTopicBackupImpl, as far as the agent can tell (see the module doc).
+fn backup(dir: &Path, service_id: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |why: String| -> ! {
+        log(
+            "ERROR",
+            &format!("Failed to start KSQL: {why}"),
+            "io.confluent.ksql.rest.server.KsqlServerMain:68",
+        );
+        std::process::exit(255);
+    };
+    if !dir.exists() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            fail(format!(
+                "Couldn't create the backups directory: {} ({e})",
+                dir.display()
+            ));
+        }
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    if !dir.is_dir() {
+        fail(format!("{} is not a directory.", dir.display()));
+    }
+    let prefix = format!("backup__confluent-ksql-{service_id}_command_topic_");
+    let latest = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_lowercase();
+                    name.strip_prefix(&prefix)?.parse::<u64>().ok()
+                })
+                .max()
+        })
+        .unwrap_or_else(|e| {
+            fail(format!(
+                "The backups directory is not readable/writable for KSQL server: {} ({e})",
+                dir.display()
+            ))
+        });
+    let ts = latest.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    });
+    let file = dir.join(format!("{prefix}{ts}"));
+    let had = std::fs::read_to_string(&file).unwrap_or_default();
+    let topic = dir
+        .parent()
+        .map(|p| p.join("fake-ksqldb.commands"))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| {
+            r#""stream/KSQL_PROCESSING_LOG/create":{"statement":"CREATE STREAM KSQL_PROCESSING_LOG (...) WITH (KAFKA_TOPIC='default_ksql_processing_log', VALUE_FORMAT='JSON');","streamsProperties":{},"originalProperties":{},"plan":null}"#.to_string() + "\n"
+        });
+    let mut out = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+    {
+        Ok(f) => f,
+        Err(e) => fail(format!(
+            "The backups directory is not readable/writable for KSQL server: {} ({e})",
+            dir.display()
+        )),
+    };
+    for line in topic.lines().skip(had.lines().count()) {
+        let _ = writeln!(out, "{line}");
+    }
+    log(
+        "INFO",
+        &format!("Command topic will be backup on file: {}", file.display()),
+        "io.confluent.ksql.rest.server.CommandTopicBackupImpl:103",
     );
 }
 
@@ -596,7 +704,12 @@ fn main() {
             .cloned()
             .unwrap_or_else(|| "default_".into()),
         unhealthy_file: release.join("fake-ksqldb.unhealthy"),
+        degraded: mode.get("degraded").cloned(),
+        degraded_file: release.join("fake-ksqldb.degraded"),
     });
+    if let Some(location) = props.get("ksql.metastore.backup.location") {
+        backup(Path::new(location), &behaviour.service_id);
+    }
     let server = match TcpListener::bind(&addr) {
         Ok(l) => l,
         Err(e) => {
@@ -665,6 +778,18 @@ fn main() {
         &format!("Server up and running on {listener}"),
         "io.confluent.ksql.rest.server.KsqlRestApplication:363",
     );
+    if let Some(how) = behaviour.degraded() {
+        let why = if how == "corrupted" {
+            "encountering corruption between topic and backup"
+        } else {
+            "encountering an incompatible command"
+        };
+        log(
+            "WARN",
+            &format!("CommandRunner entering degraded state due to {why}"),
+            "io.confluent.ksql.rest.server.computation.CommandRunner:443",
+        );
+    }
 
     let exit_after = ms(&mode, "exit_after_ms");
     let sigstop_after = ms(&mode, "sigstop_after_ms");

@@ -1,0 +1,248 @@
+//! ksqlDB's own state: the command-topic backup ksqlDB keeps when
+//! `ksql.metastore.backup.location` is set (docs/METASTORE.md has the ksqlDB source
+//! lines this relies on).
+//!
+//! ksqlDB (0.13 and later: the key alone turns it on) appends every command-topic
+//! record it reads to `backup_<command topic>_<epoch ms>` in that directory, one line
+//! per record (`<JSON key>:<JSON value>`), reopens the file with the largest timestamp
+//! at each start and never deletes one. Since 0.23.1 (ksql PR #8257) a missing command
+//! topic plus *any* file in that directory makes ksqlDB refuse to create the topic, so
+//! the directory holds nothing but ksqlDB's files: the agent's copies go elsewhere.
+//!
+//! Everything here only reads the directory, through a handle opened beneath the state
+//! directory without following links: the service user writes it.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::fsutil::{Dir, Kind};
+use crate::status::Time;
+
+/// The directory under the state directory (DESIGN.md, host layout).
+pub const DIR: &str = "metastore";
+/// The ksqlDB server property naming it.
+pub const LOCATION_KEY: &str = "ksql.metastore.backup.location";
+/// ksqlDB's own default `ksql.service.id`.
+pub const DEFAULT_SERVICE_ID: &str = "default_";
+/// ksqlDB creates the directory `rwx------` when it is missing; so does the agent.
+const DIR_MODE: u32 = 0o700;
+/// At most this many names are looked at (a directory the service user filled with
+/// millions of files must not make `status` slow).
+const MAX_ENTRIES: usize = 100_000;
+
+/// Whether `version` sets backups on with the location alone: 0.13 and later (ksql
+/// PR #6164 removed `ksql.enable.metastore.backup`, which 0.11 and 0.12 also needed).
+pub fn supports_backup_location(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u64>()
+            .ok()
+    });
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(0), Some(minor)) => minor >= 13,
+        (Some(major), Some(_)) => major >= 1,
+        _ => false,
+    }
+}
+
+/// The directory ksqlDB writes its backup to (`<state_dir>/metastore`).
+pub fn backup_dir(settings: &Settings) -> std::path::PathBuf {
+    settings.agent.state_dir.join(DIR)
+}
+
+/// The `ksql.service.id` in effect (`[properties]` wins; else ksqlDB's default).
+pub fn service_id(settings: &Settings) -> String {
+    settings
+        .properties
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "ksql.service.id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| DEFAULT_SERVICE_ID.to_string())
+}
+
+/// The prefix of ksqlDB's backup files for `service_id`: `backup_` + the command topic
+/// (`_confluent-ksql-<id>_command_topic`) + `_`.
+pub fn file_prefix(service_id: &str) -> String {
+    format!("backup__confluent-ksql-{service_id}_command_topic_")
+}
+
+/// A live backup file's timestamp: the name is the prefix and digits only (ksqlDB
+/// 0.25+ also keeps `<file>.dirty` and, briefly, `<file>.tmp` beside it).
+pub fn timestamp_of(name: &str, prefix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Create the backup directory (0700, as ksqlDB would) if it is missing. Under a state
+/// directory that root adopted it becomes the state directory owner's, so ksqlDB (the
+/// service user) can write it.
+pub fn ensure_dir(settings: &Settings) -> Result<()> {
+    let state = Dir::open(&settings.agent.state_dir)?;
+    state.create_dir(DIR, DIR_MODE)?;
+    state.open_dir(DIR)?;
+    Ok(())
+}
+
+/// What is in the backup directory, for `status` and the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackupInfo {
+    /// The directory.
+    pub path: String,
+    /// The newest live backup file of this service id (`backup_<topic>_<ms>`).
+    pub latest_file: Option<String>,
+    /// Its size in bytes.
+    pub latest_bytes: u64,
+    /// Its last write (ksqlDB appends each new command).
+    pub last_write: Option<Time>,
+    /// Regular files in the directory and their total size.
+    pub files: usize,
+    pub total_bytes: u64,
+    /// Names that are not ksqlDB's backup files of this service id (another service
+    /// id's, or planted): with a missing command topic, ksqlDB 0.23.1+ would take any
+    /// file as a backup and not create the topic.
+    pub foreign_files: usize,
+}
+
+/// The newest live backup file in `dir` for `service_id`, as (name, timestamp).
+pub fn latest(dir: &Dir, service_id: &str) -> Result<Option<(String, u64)>> {
+    let prefix = file_prefix(service_id);
+    let mut best: Option<(String, u64)> = None;
+    for name in dir.entries()?.into_iter().take(MAX_ENTRIES) {
+        let Some(name) = name.to_str() else { continue };
+        let Some(ts) = timestamp_of(name, &prefix) else {
+            continue;
+        };
+        if dir.kind(name)? != Some(Kind::File) {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(_, b)| ts > *b) {
+            best = Some((name.to_string(), ts));
+        }
+    }
+    Ok(best)
+}
+
+/// Look at the backup directory under `state_dir`; `None` when it does not exist (or
+/// is not a real directory).
+pub fn scan(state_dir: &Path, service_id: &str) -> Option<BackupInfo> {
+    let dir = Dir::open_beneath(state_dir, Path::new(DIR)).ok()?;
+    let prefix = file_prefix(service_id);
+    let mut info = BackupInfo {
+        path: dir.path().display().to_string(),
+        ..BackupInfo::default()
+    };
+    let mut best: Option<u64> = None;
+    for name in dir.entries().ok()?.into_iter().take(MAX_ENTRIES) {
+        if dir.kind(&name).ok().flatten() != Some(Kind::File) {
+            info.foreign_files += 1;
+            continue;
+        }
+        // Opened without following a link, non-blocking, regular files only.
+        let Some(meta) = dir
+            .open_file(&name)
+            .ok()
+            .flatten()
+            .and_then(|f| f.metadata().ok())
+        else {
+            continue;
+        };
+        info.files += 1;
+        info.total_bytes = info.total_bytes.saturating_add(meta.len());
+        let text = name.to_string_lossy();
+        let live = timestamp_of(&text, &prefix);
+        let companion = [".dirty", ".tmp"].iter().any(|s| {
+            text.strip_suffix(s)
+                .is_some_and(|b| timestamp_of(b, &prefix).is_some())
+        });
+        match live {
+            Some(ts) if best.is_none_or(|b| ts > b) => {
+                best = Some(ts);
+                info.latest_file = Some(text.into_owned());
+                info.latest_bytes = meta.len();
+                info.last_write = meta.modified().ok().map(Time);
+            }
+            Some(_) => {}
+            None if companion => {}
+            None => info.foreign_files += 1,
+        }
+    }
+    Some(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn versions_that_take_the_location_alone() {
+        for v in ["0.13.0", "0.23.1", "0.29.0", "1.0.0", "0.29.0-rc1"] {
+            assert!(supports_backup_location(v), "{v}");
+        }
+        for v in ["0.12.0", "0.11.0", "0.10.2", "garbage", ""] {
+            assert!(!supports_backup_location(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn live_files_are_the_prefix_and_digits() {
+        let p = file_prefix("default_");
+        assert_eq!(p, "backup__confluent-ksql-default__command_topic_");
+        assert_eq!(
+            timestamp_of(
+                "backup__confluent-ksql-default__command_topic_1639500000000",
+                &p
+            ),
+            Some(1639500000000)
+        );
+        for bad in [
+            "backup__confluent-ksql-default__command_topic_1639500000000.dirty",
+            "backup__confluent-ksql-default__command_topic_",
+            "backup__confluent-ksql-other__command_topic_1",
+        ] {
+            assert_eq!(timestamp_of(bad, &p), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn scan_finds_the_newest_and_counts_what_is_not_ksqldbs() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = state.path().join(DIR);
+        std::fs::create_dir(&dir).unwrap();
+        let p = file_prefix("svc_");
+        std::fs::write(dir.join(format!("{p}100")), "a:b\n").unwrap();
+        std::fs::write(dir.join(format!("{p}200")), "a:b\nc:d\n").unwrap();
+        std::fs::write(dir.join(format!("{p}200.dirty")), "").unwrap();
+        std::fs::write(dir.join("notes.txt"), "x").unwrap();
+        symlink("/etc/shadow", dir.join(format!("{p}300"))).unwrap();
+        let info = scan(state.path(), "svc_").unwrap();
+        assert_eq!(info.latest_file.as_deref(), Some(&*format!("{p}200")));
+        assert_eq!(info.latest_bytes, 8);
+        assert!(info.last_write.is_some());
+        assert_eq!(info.files, 4);
+        assert_eq!(info.total_bytes, 4 + 8 + 1);
+        // notes.txt and the planted link.
+        assert_eq!(info.foreign_files, 2);
+        let d = Dir::open(&dir).unwrap();
+        assert_eq!(latest(&d, "svc_").unwrap(), Some((format!("{p}200"), 200)));
+    }
+
+    #[test]
+    fn a_planted_link_instead_of_the_directory_is_not_followed() {
+        let state = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join(format!("{}1", file_prefix("s"))), "x").unwrap();
+        symlink(elsewhere.path(), state.path().join(DIR)).unwrap();
+        assert_eq!(scan(state.path(), "s"), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! ksqlDB's own state (issue 25): the command-topic backup is on by default in
+//! `<state_dir>/metastore` and shows in `status`; a command runner ksqlDB reports
+//! DEGRADED is its own condition, reported with the restore command and never
+//! restarted for; a stuck one (ERROR, `/info` still RUNNING) is not called degraded.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use crate::run::{statuses, wait_for, Fixture};
+
+const DEGRADED_ID: &str = "f4dc9a51a9574146adc01feab0615b3f";
+const PREFIX: &str = "backup__confluent-ksql-default__command_topic_";
+
+fn with_id<'a>(
+    entries: &'a [HashMap<String, String>],
+    id: &str,
+) -> Vec<&'a HashMap<String, String>> {
+    entries
+        .iter()
+        .filter(|e| e.get("MESSAGE_ID").map(String::as_str) == Some(id))
+        .collect()
+}
+
+fn status_json(fx: &Fixture) -> serde_json::Value {
+    let out = fx.host.run(&["status", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_backup_is_on_by_default_and_shows_in_status() {
+    let fx = Fixture::new("");
+    let mut agent = fx.start();
+    wait_for("healthy", || agent.stderr().contains("is healthy"));
+    let dir = fx.host.state_dir().join("metastore");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700, "{mode:o}");
+    let props =
+        std::fs::read_to_string(fx.release.join("etc/ksqldb/ksql-server.properties")).unwrap();
+    assert!(
+        props.contains(&format!("ksql.metastore.backup.location={}", dir.display())),
+        "{props}"
+    );
+    // The stand-in wrote its backup as ksqlDB does: one file, one line per command.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with(PREFIX), "{names:?}");
+    let bytes = std::fs::metadata(dir.join(&names[0])).unwrap().len();
+    assert!(bytes > 0);
+
+    let v = status_json(&fx);
+    let b = &v["metastore_backup"];
+    assert_eq!(b["latest_file"], names[0].as_str(), "{v:#}");
+    assert_eq!(b["latest_bytes"], bytes);
+    assert!(b["last_write"].is_string(), "{v:#}");
+    assert_eq!(b["foreign_files"], 0);
+    let human = fx.host.run(&["status"]);
+    let line = human
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("metastore:"))
+        .unwrap_or_else(|| panic!("{human:?}"))
+        .to_string();
+    assert!(
+        line.contains(&format!("backup {bytes} bytes, last written")) && line.contains(&names[0]),
+        "{line}"
+    );
+
+    // A file that is not ksqlDB's is pointed out (ksqlDB 0.23.1+ would take it for a
+    // backup if the command topic went missing).
+    std::fs::write(dir.join("notes.txt"), "x").unwrap();
+    let human = fx.host.run(&["status"]);
+    assert!(human.stdout.contains("1 other file(s) there"), "{human:?}");
+    assert_eq!(agent.stop(), 0);
+
+    // Started again: the same file is reopened, nothing new beside it.
+    std::fs::remove_file(dir.join("notes.txt")).unwrap();
+    let mut agent = fx.start();
+    wait_for("healthy again", || agent.stderr().contains("is healthy"));
+    let again: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(again, names);
+    assert_eq!(agent.stop(), 0);
+}
+
+#[test]
+fn a_degraded_command_runner_is_its_own_condition_and_never_restarted() {
+    let mut fx = Fixture::new("");
+    fx.mode("healthy_after_ms=200\ndegraded=incompatible\n");
+    let notify = fx.notify_socket();
+    let journal = fx.journal_socket();
+    let mut agent = fx.start();
+    wait_for("the degraded event", || {
+        !with_id(&journal.entries(), DEGRADED_ID).is_empty()
+    });
+    let pid = fx.pids()[0];
+    let entries = journal.entries();
+    let e = with_id(&entries, DEGRADED_ID);
+    assert_eq!(e.len(), 1, "{entries:?}");
+    assert_eq!(e[0]["PRIORITY"], "3");
+    assert_eq!(e[0]["PID"], pid.to_string());
+    let backup = &e[0]["BACKUP"];
+    assert!(backup.contains(PREFIX), "{:?}", e[0]);
+    let msg = &e[0]["MESSAGE"];
+    assert!(
+        msg.contains("reports its command runner DEGRADED")
+            && msg.contains("bin/ksql-restore-command-topic --config-file ")
+            && msg.contains(&format!("--yes {backup}"))
+            && msg.contains("not restarted for it"),
+        "{msg}"
+    );
+    // Not the generic "answers but is not healthy" event.
+    assert!(
+        with_id(&entries, "3d5f7b9a1c2e4d6f8a0b2c4e6d8f0a13").is_empty(),
+        "{entries:?}"
+    );
+    let last = statuses(&notify.lines())
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        last.starts_with("ksqlDB 0.28.2 running, command runner DEGRADED for"),
+        "{last}"
+    );
+    assert!(!last.contains("waiting for Kafka"), "{last}");
+    let v = status_json(&fx);
+    assert_eq!(
+        v["ksqldb"]["health"]["condition"], "command_runner_degraded",
+        "{v:#}"
+    );
+    // Never restarted for it.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fx.pids(), [pid]);
+    assert_eq!(with_id(&journal.entries(), DEGRADED_ID).len(), 1);
+    assert_eq!(agent.stop(), 0);
+}
+
+#[test]
+fn a_stuck_command_runner_is_not_called_degraded() {
+    let mut fx = Fixture::new("");
+    fx.mode("healthy_after_ms=200\n");
+    let notify = fx.notify_socket();
+    let mut agent = fx.start();
+    wait_for("READY=1", || notify.lines().iter().any(|l| l == "READY=1"));
+    // commandRunner false, /info still RUNNING: ksqlDB's ERROR (a blocked command).
+    std::fs::write(fx.control("fake-ksqldb.unhealthy"), "commandRunner").unwrap();
+    wait_for("unhealthy", || {
+        statuses(&notify.lines())
+            .iter()
+            .any(|s| s.contains("commandRunner unhealthy for"))
+    });
+    let v = status_json(&fx);
+    assert_eq!(v["ksqldb"]["health"]["condition"], "unhealthy", "{v:#}");
+    // Then it turns DEGRADED: the condition follows.
+    std::fs::write(fx.control("fake-ksqldb.degraded"), "corrupted").unwrap();
+    wait_for("degraded", || {
+        statuses(&notify.lines())
+            .iter()
+            .any(|s| s.contains("command runner DEGRADED"))
+    });
+    let v = status_json(&fx);
+    assert_eq!(
+        v["ksqldb"]["health"]["condition"], "command_runner_degraded",
+        "{v:#}"
+    );
+    assert_eq!(agent.stop(), 0);
+}
