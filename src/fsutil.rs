@@ -427,6 +427,20 @@ impl Dir {
         Ok(())
     }
 
+    /// Remove the empty directory `name` here, through this handle.
+    pub fn remove_empty_dir(&self, name: impl AsRef<OsStr>) -> Result<()> {
+        let name = name.as_ref();
+        check_name(name)?;
+        let c = cstring(name)?;
+        // SAFETY: a valid C string relative to a directory descriptor we own; rmdir
+        // never follows a symlink at `name`.
+        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+            return Err(last_error())
+                .with_context(|| format!("removing {}", self.join(name).display()));
+        }
+        Ok(())
+    }
+
     /// Remove the file or symlink `name` (never what a symlink points to); `Ok(false)`
     /// if nothing was there.
     pub fn remove_file(&self, name: impl AsRef<OsStr>) -> Result<bool> {

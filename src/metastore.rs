@@ -12,12 +12,13 @@
 //! Everything here only reads the directory, through a handle opened beneath the state
 //! directory without following links: the service user writes it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
+use crate::failpoint;
 use crate::fsutil::{Dir, Kind};
 use crate::status::Time;
 
@@ -90,6 +91,100 @@ pub fn ensure_dir(settings: &Settings) -> Result<()> {
     state.create_dir(DIR, DIR_MODE)?;
     state.open_dir(DIR)?;
     Ok(())
+}
+
+/// The agent's copies of the backup, one directory per version switch, outside the
+/// backup directory (which must hold only ksqlDB's files).
+pub const UPGRADES_DIR: &str = "upgrades";
+/// Upgrade records kept (the oldest go first).
+pub const MAX_RECORDS: usize = 8;
+/// Largest backup copied (command topics are KiB to a few MiB; a bigger file is
+/// someone else's, or a sparse file planted to fill the disk).
+const MAX_COPY_BYTES: u64 = 256 << 20;
+/// The copies are ksqlDB's metadata: statements, not secrets, but not for everyone.
+const RECORD_MODE: u32 = 0o640;
+
+/// Before `current` switches from `from` to `to`: copy the newest backup of this
+/// service id into `upgrades/<from>-to-<to>/` under its own name (so a re-run after a
+/// crash copies to the same place, and a torn copy is never seen: the copy is atomic),
+/// cut at its last complete line (ksqlDB may be appending meanwhile). Keeps at most
+/// [`MAX_RECORDS`] records. Returns the copy, `None` when there is no backup.
+pub fn keep_for_upgrade(settings: &Settings, from: &str, to: &str) -> Result<Option<PathBuf>> {
+    use std::io::Read;
+    let state = &settings.agent.state_dir;
+    let Ok(dir) = Dir::open_beneath(state, Path::new(DIR)) else {
+        return Ok(None);
+    };
+    let Some((name, _)) = latest(&dir, &service_id(settings))? else {
+        return Ok(None);
+    };
+    let Some(file) = dir.open_file(&name)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_COPY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}/{name}", dir.path().display()))?;
+    if bytes.len() as u64 > MAX_COPY_BYTES {
+        tracing::warn!(
+            "{}/{name} is larger than {} MiB: not copied into the upgrade record",
+            dir.path().display(),
+            MAX_COPY_BYTES >> 20
+        );
+        return Ok(None);
+    }
+    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    bytes.truncate(whole);
+    failpoint::hit("upgrade.before_backup_copy")?;
+    let record = format!("{from}-to-{to}");
+    let upgrades = Dir::create_beneath(state, Path::new(UPGRADES_DIR), 0o750)?;
+    upgrades.create_dir(&record, 0o750)?;
+    let into = upgrades.open_dir(&record)?;
+    into.write_atomic_at(&name, &bytes, RECORD_MODE, "upgrade.mid_backup_copy")?;
+    prune_records(&upgrades, &record);
+    let copy = into.path().join(&name);
+    tracing::info!(
+        "ksqlDB {from} -> {to}: its command-topic backup ({} bytes) is kept in {}",
+        bytes.len(),
+        copy.display()
+    );
+    Ok(Some(copy))
+}
+
+/// Remove the oldest records beyond [`MAX_RECORDS`] (never `keep`); best effort.
+fn prune_records(upgrades: &Dir, keep: &str) {
+    let Ok(names) = upgrades.entries() else {
+        return;
+    };
+    let mut records: Vec<(std::time::SystemTime, String)> = names
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| !n.starts_with('.') && n != keep)
+        .filter_map(|n| {
+            let meta = upgrades.open_dir(&n).ok()?.metadata().ok()?;
+            Some((meta.modified().ok()?, n))
+        })
+        .collect();
+    records.sort();
+    let excess = (records.len() + 1).saturating_sub(MAX_RECORDS);
+    for (_, name) in records.into_iter().take(excess) {
+        // Beneath the held handle, never following a link.
+        let path = upgrades.path().join(&name);
+        let removed = upgrades.open_dir(&name).and_then(|d| {
+            for f in d.entries()? {
+                d.remove_file(&f)?;
+            }
+            upgrades.remove_empty_dir(&name)
+        });
+        match removed {
+            Ok(()) => tracing::info!("removed the old upgrade record {}", path.display()),
+            Err(e) => tracing::warn!(
+                "could not remove the old upgrade record {}: {}",
+                path.display(),
+                crate::exit::one_line(&e)
+            ),
+        }
+    }
 }
 
 /// What is in the backup directory, for `status` and the metrics.
@@ -182,7 +277,7 @@ pub fn scan(state_dir: &Path, service_id: &str) -> Option<BackupInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     #[test]
     fn versions_that_take_the_location_alone() {
@@ -235,6 +330,71 @@ mod tests {
         assert_eq!(info.foreign_files, 2);
         let d = Dir::open(&dir).unwrap();
         assert_eq!(latest(&d, "svc_").unwrap(), Some((format!("{p}200"), 200)));
+    }
+
+    fn settings_in(state: &Path) -> Settings {
+        let path = state.join("ksql-msk.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[msk]\ncluster_name = \"demo\"\n[agent]\nstate_dir = \"{}\"\n",
+                state.display()
+            ),
+        )
+        .unwrap();
+        crate::config::load(&path).unwrap()
+    }
+
+    #[test]
+    fn the_newest_backup_is_copied_whole_lines_only_and_records_are_bounded() {
+        let state = tempfile::tempdir().unwrap();
+        let s = settings_in(state.path());
+        assert_eq!(keep_for_upgrade(&s, "0.23.1", "0.29.0").unwrap(), None);
+        ensure_dir(&s).unwrap();
+        assert_eq!(keep_for_upgrade(&s, "0.23.1", "0.29.0").unwrap(), None);
+        let dir = state.path().join(DIR);
+        let p = file_prefix(DEFAULT_SERVICE_ID);
+        std::fs::write(dir.join(format!("{p}1")), "old:1\n").unwrap();
+        // ksqlDB in the middle of appending a line.
+        std::fs::write(dir.join(format!("{p}2")), "a:1\nb:2\nc:").unwrap();
+        let copy = keep_for_upgrade(&s, "0.23.1", "0.29.0").unwrap().unwrap();
+        assert_eq!(
+            copy,
+            state.path().join(format!("upgrades/0.23.1-to-0.29.0/{p}2"))
+        );
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), "a:1\nb:2\n");
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        // Again (a re-run after a crash): the same place, nothing beside it.
+        keep_for_upgrade(&s, "0.23.1", "0.29.0").unwrap();
+        let names: Vec<_> = std::fs::read_dir(copy.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        for i in 0..(MAX_RECORDS + 3) {
+            keep_for_upgrade(&s, &format!("0.{i}.0"), "0.29.0").unwrap();
+        }
+        let records = std::fs::read_dir(state.path().join(UPGRADES_DIR))
+            .unwrap()
+            .count();
+        assert_eq!(records, MAX_RECORDS);
+    }
+
+    #[test]
+    fn a_planted_link_as_the_backup_is_not_copied() {
+        let state = tempfile::tempdir().unwrap();
+        let s = settings_in(state.path());
+        ensure_dir(&s).unwrap();
+        let secret = state.path().join("secret");
+        std::fs::write(&secret, "root only\n").unwrap();
+        symlink(
+            &secret,
+            state
+                .path()
+                .join(DIR)
+                .join(format!("{}5", file_prefix(DEFAULT_SERVICE_ID))),
+        )
+        .unwrap();
+        assert_eq!(keep_for_upgrade(&s, "a", "b").unwrap(), None);
+        assert!(!state.path().join(UPGRADES_DIR).exists());
     }
 
     #[test]
