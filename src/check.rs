@@ -155,6 +155,12 @@ async fn checklist(config_path: &Path) -> Result<()> {
         add(item, &mut items)?;
     }
     add(rest_api_item(&settings), &mut items)?;
+    // A warning, not a failure: the upgrade may be what the operator wants.
+    if let Some(note) = crate::pipeline::current_release_version(&settings).and_then(|from| {
+        crate::metastore::version_change_note(&settings, &from, &settings.ksqldb.version)
+    }) {
+        add(Item::pass(format!("warning: {note}")), &mut items)?;
+    }
 
     let failed: Vec<&Item> = items.iter().filter(|i| !i.ok).collect();
     crate::outln!(

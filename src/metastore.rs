@@ -187,6 +187,49 @@ fn prune_records(upgrades: &Dir, keep: &str) {
     }
 }
 
+/// (major, minor) of a version string.
+fn major_minor(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    Some((major, minor))
+}
+
+/// For `check`: when the installed release (`current`) and `to` differ in their minor
+/// version before ksqlDB 1.0, what that means for the command topic and which backup
+/// the way back would use. ksqlDB's upgrade page: "Until version 1.0 of ksqlDB, each
+/// minor release will potentially have breaking changes in it".
+pub fn version_change_note(settings: &Settings, from: &str, to: &str) -> Option<String> {
+    let (a, b) = (major_minor(from)?, major_minor(to)?);
+    if a == b || (a.0 >= 1 && b.0 >= 1) {
+        return None;
+    }
+    let kept = Dir::open_beneath(&settings.agent.state_dir, Path::new(DIR))
+        .ok()
+        .and_then(|d| latest(&d, &service_id(settings)).ok().flatten())
+        .map(|(name, _)| {
+            format!(
+                "{}/{UPGRADES_DIR}/{from}-to-{to}/{name}",
+                settings.agent.state_dir.display()
+            )
+        });
+    Some(format!(
+        "ksqlDB {from} -> {to} changes the minor version before 1.0: the new version may write \
+         command-topic entries {from} cannot read (going back then needs a restore of the command \
+         topic); {}",
+        match kept {
+            Some(k) => format!("the switch keeps the current backup as {k} for that"),
+            None => "there is no command-topic backup yet to keep for that".to_string(),
+        }
+    ))
+}
+
 /// What is in the backup directory, for `status` and the metrics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -404,5 +447,23 @@ mod tests {
         std::fs::write(elsewhere.path().join(format!("{}1", file_prefix("s"))), "x").unwrap();
         symlink(elsewhere.path(), state.path().join(DIR)).unwrap();
         assert_eq!(scan(state.path(), "s"), None);
+    }
+
+    #[test]
+    fn a_minor_change_before_1_0_is_pointed_out_with_the_backup_it_keeps() {
+        let state = tempfile::tempdir().unwrap();
+        let s = settings_in(state.path());
+        assert_eq!(version_change_note(&s, "0.29.0", "0.29.1"), None);
+        assert_eq!(version_change_note(&s, "1.0.0", "1.2.0"), None);
+        let note = version_change_note(&s, "0.23.1", "0.29.0").unwrap();
+        assert!(note.contains("no command-topic backup yet"), "{note}");
+        ensure_dir(&s).unwrap();
+        let p = file_prefix(DEFAULT_SERVICE_ID);
+        std::fs::write(state.path().join(DIR).join(format!("{p}7")), "a:1\n").unwrap();
+        let note = version_change_note(&s, "0.29.0", "0.28.2").unwrap();
+        assert!(
+            note.contains(&format!("upgrades/0.29.0-to-0.28.2/{p}7")),
+            "{note}"
+        );
     }
 }
