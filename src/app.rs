@@ -144,6 +144,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 Err(e) => Err(e.context(format!("{written}, but restarting ksqlDB failed"))),
             }
         }
+        Command::Metastore(crate::cli::MetastoreCommand::Backup { file }) => {
+            let settings = config::load(&path)?;
+            let written = crate::metastore::backup_to(&settings, file.as_deref())?;
+            crate::outln!("{}", written.display())
+        }
         Command::Verify => {
             let settings = config::load(&path)?;
             crate::outln!("{}", crate::release::verify_active(&settings).await?)?;

@@ -163,6 +163,22 @@ pub enum Command {
     /// ksqlDB's REST API credential (ksqldb.auth = "basic"): create or rotate it.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// ksqlDB's command-topic backup (ksql.metastore.backup.location).
+    #[command(subcommand)]
+    Metastore(MetastoreCommand),
+}
+
+/// `ksql-msk metastore`: ksqlDB's command-topic backup in <state_dir>/metastore.
+#[derive(Debug, Subcommand)]
+pub enum MetastoreCommand {
+    /// Copy the newest command-topic backup of the service id in effect to FILE (default:
+    /// its own name in the current directory), atomically, 0640, group of the config;
+    /// every line is checked to be a record (a JSON string, `:`, a JSON object) and a
+    /// line ksqlDB is still writing is left out. Prints the file written.
+    Backup {
+        /// Where to write the copy.
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 /// `ksql-msk auth`: the REST API credential in /etc/ksql-msk/ksqldb.password.

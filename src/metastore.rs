@@ -230,6 +230,85 @@ pub fn version_change_note(settings: &Settings, from: &str, to: &str) -> Option<
     ))
 }
 
+/// The records of a backup file: each line a JSON string (the CommandId), `:`, a JSON
+/// object (the Command), as ksqlDB's BackupReplayFile writes and its restore tool reads
+/// them. Names the first line that is not (1-based).
+pub fn check_records(bytes: &[u8]) -> std::result::Result<usize, String> {
+    let mut n = 0;
+    for (i, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let bad = || format!("line {} is not a command-topic record", i + 1);
+        let text = std::str::from_utf8(line).map_err(|_| bad())?;
+        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+        let key = stream.next().and_then(|r| r.ok()).ok_or_else(bad)?;
+        let rest = &text[stream.byte_offset()..];
+        let value = rest.strip_prefix(':').ok_or_else(bad)?;
+        let value: serde_json::Value = serde_json::from_str(value).map_err(|_| bad())?;
+        if !key.is_string() || !value.is_object() {
+            return Err(bad());
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// `ksql-msk metastore backup [FILE]`: the newest backup, whole lines, checked, written
+/// atomically to `file` (default: its own name in the current directory), 0640 and the
+/// config file's group when run as root.
+pub fn backup_to(settings: &Settings, file: Option<&Path>) -> Result<PathBuf> {
+    use crate::exit::{fail, ExitCode};
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let state = &settings.agent.state_dir;
+    let none = || {
+        fail(
+            ExitCode::Unavailable,
+            format!(
+                "no command-topic backup of service id {} in {} yet",
+                service_id(settings),
+                state.join(DIR).display()
+            ),
+        )
+    };
+    let dir = Dir::open_beneath(state, Path::new(DIR)).map_err(|_| none())?;
+    let (name, _) = latest(&dir, &service_id(settings))?.ok_or_else(none)?;
+    let src = dir.path().join(&name);
+    let f = dir.open_file(&name)?.ok_or_else(none)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_COPY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", src.display()))?;
+    if bytes.len() as u64 > MAX_COPY_BYTES {
+        return Err(fail(
+            ExitCode::Data,
+            format!(
+                "{}: larger than {} MiB, not a backup ksqlDB wrote",
+                src.display(),
+                MAX_COPY_BYTES >> 20
+            ),
+        ));
+    }
+    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    bytes.truncate(whole);
+    check_records(&bytes)
+        .map_err(|why| fail(ExitCode::Data, format!("{}: {why}", src.display())))?;
+    let target = match file {
+        Some(f) => f.to_path_buf(),
+        None => PathBuf::from(&name),
+    };
+    let (out, out_name) = Dir::parent_of(&target)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let gid = std::fs::metadata(&settings.source)
+            .with_context(|| format!("reading {}", settings.source.display()))?
+            .gid();
+        out.write_atomic_owned(&out_name, &bytes, RECORD_MODE, (0, gid))?;
+    } else {
+        out.write_atomic(&out_name, &bytes, RECORD_MODE)?;
+    }
+    Ok(target)
+}
+
 /// What is in the backup directory, for `status` and the metrics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -465,5 +544,27 @@ mod tests {
             note.contains(&format!("upgrades/0.29.0-to-0.28.2/{p}7")),
             "{note}"
         );
+    }
+
+    #[test]
+    fn records_are_a_json_string_a_colon_and_a_json_object() {
+        let good = b"\"stream/S/create\":{\"statement\":\"CREATE STREAM S (a INT) WITH (x='1:2');\"}\n\"t\":{}\n";
+        assert_eq!(check_records(good), Ok(2));
+        assert_eq!(check_records(b""), Ok(0));
+        for (bad, line) in [
+            (&b"\"a\":{}\nnot json\n"[..], 2),
+            (b"{}:{}\n", 1),
+            (b"\"a\":[1]\n", 1),
+            (b"\"a\"{}\n", 1),
+            (b"\"a\":{}x\n", 1),
+            (b"\xff\n", 1),
+        ] {
+            assert_eq!(
+                check_records(bad),
+                Err(format!("line {line} is not a command-topic record")),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

@@ -171,3 +171,59 @@ fn a_stuck_command_runner_is_not_called_degraded() {
     );
     assert_eq!(agent.stop(), 0);
 }
+
+#[test]
+fn metastore_backup_copies_the_newest_checked_backup_and_refuses_garbage() {
+    let fx = Fixture::new("");
+    let out_dir = tempfile::tempdir().unwrap();
+    let copy = out_dir.path().join("copy");
+    let copy_arg = copy.display().to_string();
+    // Nothing yet: 69, one line.
+    let out = fx.host.run(&["metastore", "backup", &copy_arg]);
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("no command-topic backup of service id default_"),
+        "{out:?}"
+    );
+    let dir = fx.host.state_dir().join("metastore");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{PREFIX}1")), "\"a\":{}\n").unwrap();
+    // The newest one, without the line ksqlDB is still writing.
+    std::fs::write(
+        dir.join(format!("{PREFIX}2")),
+        "\"a\":{}\n\"b\":{\"x\":1}\n\"c\":{",
+    )
+    .unwrap();
+    let out = fx.host.run(&["metastore", "backup", &copy_arg]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), copy_arg);
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap(),
+        "\"a\":{}\n\"b\":{\"x\":1}\n"
+    );
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "{mode:o}");
+    // Not a backup: 65 naming the file and line; the earlier copy stays.
+    std::fs::write(dir.join(format!("{PREFIX}3")), "\"a\":{}\nhello world\n").unwrap();
+    let out = fx.host.run(&["metastore", "backup", &copy_arg]);
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("{PREFIX}3: line 2 is not a command-topic record")),
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap(),
+        "\"a\":{}\n\"b\":{\"x\":1}\n"
+    );
+    // A planted link as the newest backup is refused, not followed.
+    std::fs::remove_file(dir.join(format!("{PREFIX}3"))).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join(format!("{PREFIX}4"))).unwrap();
+    let out = fx.host.run(&["metastore", "backup", &copy_arg]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap(),
+        "\"a\":{}\n\"b\":{\"x\":1}\n"
+    );
+}

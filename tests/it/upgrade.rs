@@ -610,7 +610,7 @@ fn a_rollback_killed_or_failed_at_each_step_ends_on_the_old_release() {
 #[test]
 fn a_rollback_that_ends_with_a_degraded_command_runner_says_so_and_keeps_both_backups() {
     const DEGRADED_ID: &str = "f4dc9a51a9574146adc01feab0615b3f";
-    let (mut fx, notify, journal) = fixture("start_timeout = \"2s\"\n");
+    let (fx, notify, journal) = fixture("start_timeout = \"2s\"\n");
     let mut agent = started(&fx);
     let backup = |fx: &Fixture| -> Vec<String> {
         std::fs::read_dir(fx.host.state_dir().join("metastore"))
