@@ -1,44 +1,24 @@
 //! ksql-msk: run ksqlDB against Amazon MSK with IAM authentication, as a systemd service.
 //!
-//! One module per concern; `app` routes the command line to them.
+//! The folders follow the systems the agent drives (docs/ARCHITECTURE.md); each may use
+//! the ones after it in this list, never one before it:
+//!
+//! - `cli`: the command line; `main` hands it the arguments.
+//! - `service`: the agent's core: phases 1–5, supervising ksqlDB, systemd, status.
+//! - `ksqldb`: ksqlDB's own files, options, health and logs (uses `release` and `msk`).
+//! - `release`: fetching, verifying, unpacking and checking ksqlDB releases.
+//! - `msk`: the MSK API, the AWS HTTP client, IMDS, the IAM policy.
+//! - `config`: the config files and the typed settings.
+//! - `host`: the state directory and its files, locks, journal, terminal, CA store.
+//! - `exit` and `progress`: the error kinds with their exit codes, and the progress
+//!   reports, which every layer uses.
 
-pub mod app;
-pub(crate) mod auth;
-pub(crate) mod aws_http;
-pub(crate) mod check;
-pub(crate) mod child_log;
 pub mod cli;
 pub mod config;
-pub(crate) mod control;
-pub mod discovery;
 pub mod exit;
-pub(crate) mod exporter;
-pub mod failpoint;
-pub(crate) mod fetch;
-pub(crate) mod fsutil;
-pub(crate) mod health;
-pub(crate) mod iam_policy;
-pub(crate) mod imds;
-pub(crate) mod java;
-pub(crate) mod jmx;
-pub(crate) mod journal;
-pub(crate) mod ksql_cli;
-pub mod layout;
-pub(crate) mod lock;
-pub(crate) mod log4j;
-pub(crate) mod logging;
-pub(crate) mod manifest;
-pub mod metastore;
-pub(crate) mod notify;
-pub mod output;
-pub(crate) mod pipeline;
+pub mod host;
+pub mod ksqldb;
+pub mod msk;
 pub(crate) mod progress;
-pub mod properties;
-pub(crate) mod release;
-pub mod rollback;
-pub(crate) mod run;
-pub(crate) mod status;
-pub(crate) mod supervise;
-pub mod unpack;
-pub mod upgrade;
-pub(crate) mod verify;
+pub mod release;
+pub(crate) mod service;

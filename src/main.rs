@@ -10,9 +10,9 @@ fn main() {
         .and_then(|p| p.file_name())
         == Some(std::ffi::OsStr::new("ksql"))
     {
-        std::process::exit(ksql_msk::app::ksql(None, args.collect()));
+        std::process::exit(ksql_msk::cli::app::ksql(None, args.collect()));
     }
-    let cli = match ksql_msk::cli::Cli::try_parse() {
+    let cli = match ksql_msk::cli::args::Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version print and exit 0 (74 when stdout cannot be written); a
         // usage error exits EX_USAGE (64), as every other failure of the agent exits
@@ -28,5 +28,5 @@ fn main() {
             });
         }
     };
-    std::process::exit(ksql_msk::app::main(cli));
+    std::process::exit(ksql_msk::cli::app::main(cli));
 }

@@ -3,7 +3,7 @@
 //! intended (render_checked re-parses and compares what Java would read).
 #![no_main]
 
-use ksql_msk::properties::Document;
+use ksql_msk::ksqldb::properties::Document;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

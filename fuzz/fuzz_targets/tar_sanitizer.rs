@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let mut before = Vec::new();
     listing(dir.path(), &staging, &mut before);
 
-    let result = ksql_msk::unpack::extract_tar(data, &staging);
+    let result = ksql_msk::release::unpack::extract_tar(data, &staging);
 
     let mut after = Vec::new();
     listing(dir.path(), &staging, &mut after);

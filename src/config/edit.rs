@@ -289,7 +289,7 @@ fn write_keeping_owner(path: &Path, contents: &[u8]) -> Result<()> {
     let meta = std::fs::metadata(path).or_exit_with(ExitCode::Config, || {
         format!("{}: cannot stat config", path.display())
     })?;
-    let (dir, name) = crate::fsutil::Dir::parent_of(path)?;
+    let (dir, name) = crate::host::Dir::parent_of(path)?;
     dir.write_atomic_owned(
         &name,
         contents,

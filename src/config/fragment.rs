@@ -153,8 +153,7 @@ pub fn parse_fragment(file: &Path, text: &str) -> Result<Fragment> {
                 "expected a [section] table",
             ));
         };
-        let is_properties = section == schema::PROPERTIES;
-        if !is_properties && !schema::SECTIONS.contains(&section) {
+        if section != schema::PROPERTIES && !schema::SECTIONS.contains(&section) {
             return Err(config_error(
                 Some(&origin_at(section_span)),
                 section,
@@ -166,76 +165,88 @@ pub fn parse_fragment(file: &Path, text: &str) -> Result<Fragment> {
             ));
         }
         for (name, item) in table.iter() {
-            let key_span = table.key(name).and_then(|k| k.span());
-            let origin = origin_at(key_span);
-            let path = format!("{section}.{name}");
-            let table_key = schema::find(section, name).filter(|k| k.kind == Kind::StrTable);
-            if let Some(key) = table_key {
-                let entries = table_entries(item, &path, &origin, &origin_at)?;
-                let inline: toml_edit::InlineTable = entries
-                    .iter()
-                    .map(|(n, e)| (n.as_str(), e.value.clone()))
-                    .collect();
-                fragment.keys.insert(
-                    (section.to_string(), name.to_string()),
-                    Entry {
-                        value: Value::InlineTable(inline),
-                        origin,
-                    },
-                );
-                fragment
-                    .tables
-                    .insert((key.section.into(), key.name.into()), entries);
-                continue;
-            }
-            let value = match item {
-                Item::Value(v) => v.clone(),
-                _ => {
-                    return Err(config_error(
-                        Some(&origin),
-                        &path,
-                        "expected a value, found a table",
-                    ))
-                }
-            };
-            if is_properties {
-                match &value {
-                    Value::String(_) | Value::Integer(_) | Value::Boolean(_) | Value::Float(_) => {}
-                    other => {
-                        return Err(config_error(
-                            Some(&origin),
-                            &path,
-                            format!(
-                                "expected a string, number or boolean, found {}",
-                                type_name(other)
-                            ),
-                        ))
-                    }
-                }
-                fragment
-                    .properties
-                    .push((name.to_string(), Entry { value, origin }));
-                continue;
-            }
-            let Some(key) = schema::find(section, name) else {
-                return Err(config_error(
-                    Some(&origin),
-                    &path,
-                    format!(
-                        "unknown key (known in [{section}]: {})",
-                        schema::names_in(section).join(", ")
-                    ),
-                ));
-            };
-            check_kind(key, &value)
-                .map_err(|problem| config_error(Some(&origin), &path, problem))?;
-            fragment.keys.insert(
-                (section.to_string(), name.to_string()),
-                Entry { value, origin },
-            );
+            let origin = origin_at(table.key(name).and_then(|k| k.span()));
+            fragment.add(section, name, item, origin, &origin_at)?;
         }
     }
     Ok(fragment)
+}
+
+impl Fragment {
+    /// The key `section.name` set to `item` at `origin`: a table key's entries, a
+    /// `[properties]` entry, or a schema key's value of the right kind.
+    fn add(
+        &mut self,
+        section: &str,
+        name: &str,
+        item: &Item,
+        origin: Origin,
+        origin_at: &dyn Fn(Option<std::ops::Range<usize>>) -> Origin,
+    ) -> Result<()> {
+        let path = format!("{section}.{name}");
+        let table_key = schema::find(section, name).filter(|k| k.kind == Kind::StrTable);
+        if let Some(key) = table_key {
+            let entries = table_entries(item, &path, &origin, origin_at)?;
+            let inline: toml_edit::InlineTable = entries
+                .iter()
+                .map(|(n, e)| (n.as_str(), e.value.clone()))
+                .collect();
+            self.keys.insert(
+                (section.to_string(), name.to_string()),
+                Entry {
+                    value: Value::InlineTable(inline),
+                    origin,
+                },
+            );
+            self.tables
+                .insert((key.section.into(), key.name.into()), entries);
+            return Ok(());
+        }
+        let value = match item {
+            Item::Value(v) => v.clone(),
+            _ => {
+                return Err(config_error(
+                    Some(&origin),
+                    &path,
+                    "expected a value, found a table",
+                ))
+            }
+        };
+        if section == schema::PROPERTIES {
+            match &value {
+                Value::String(_) | Value::Integer(_) | Value::Boolean(_) | Value::Float(_) => {}
+                other => {
+                    return Err(config_error(
+                        Some(&origin),
+                        &path,
+                        format!(
+                            "expected a string, number or boolean, found {}",
+                            type_name(other)
+                        ),
+                    ))
+                }
+            }
+            self.properties
+                .push((name.to_string(), Entry { value, origin }));
+            return Ok(());
+        }
+        let Some(key) = schema::find(section, name) else {
+            return Err(config_error(
+                Some(&origin),
+                &path,
+                format!(
+                    "unknown key (known in [{section}]: {})",
+                    schema::names_in(section).join(", ")
+                ),
+            ));
+        };
+        check_kind(key, &value).map_err(|problem| config_error(Some(&origin), &path, problem))?;
+        self.keys.insert(
+            (section.to_string(), name.to_string()),
+            Entry { value, origin },
+        );
+        Ok(())
+    }
 }
 
 /// The entries of a table of strings (`[ksqldb.env]`, `env = { A = "1" }` or

@@ -1,7 +1,6 @@
 //! Finding the config files (the main file, then `ksql-msk.d/*.toml` in lexical order),
 //! reading them and merging their fragments over the schema defaults.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io::Read;
@@ -13,7 +12,7 @@ use anyhow::Result;
 use toml_edit::Value;
 
 use super::fragment::{parse_fragment, Entry, Fragment};
-use super::schema::Key;
+use super::merge::Merged;
 use super::settings::Settings;
 use crate::exit::{fail, ExitCode};
 
@@ -24,7 +23,7 @@ pub const DROPIN_DIR: &str = "ksql-msk.d";
 /// The files that make up the configuration: the main file, then drop-ins in lexical order.
 pub fn config_files(main: &Path) -> Result<Vec<PathBuf>> {
     let mut files = vec![main.to_path_buf()];
-    let dir = crate::fsutil::parent_dir(main).join(DROPIN_DIR);
+    let dir = crate::host::parent_dir(main).join(DROPIN_DIR);
     match std::fs::read_dir(&dir) {
         Ok(entries) => {
             let mut dropins = Vec::new();
@@ -53,92 +52,6 @@ pub fn config_files(main: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The merged view of all config files: for each key its value and origin, defaults
-/// where no file sets it.
-#[derive(Debug, Clone)]
-pub struct Merged {
-    pub main: PathBuf,
-    pub keys: BTreeMap<(String, String), Entry>,
-    pub properties: Vec<(String, Entry)>,
-    /// The entries of table keys (`ksqldb.env`), merged entry by entry: a drop-in adds
-    /// to the main file's table or replaces single entries, it does not replace the
-    /// table. `keys` holds the merged table as one inline-table value.
-    pub tables: BTreeMap<(String, String), Vec<(String, Entry)>>,
-}
-
-impl Merged {
-    pub fn from_fragments(main: &Path, fragments: Vec<Fragment>) -> Merged {
-        let mut keys = BTreeMap::new();
-        let mut properties: Vec<(String, Entry)> = Vec::new();
-        let mut tables: BTreeMap<(String, String), Vec<(String, Entry)>> = BTreeMap::new();
-        for fragment in fragments {
-            keys.extend(fragment.keys);
-            for (name, entry) in fragment.properties {
-                set_entry(&mut properties, name, entry);
-            }
-            for (key, entries) in fragment.tables {
-                let merged = tables.entry(key).or_default();
-                for (name, entry) in entries {
-                    set_entry(merged, name, entry);
-                }
-            }
-        }
-        for (key, entries) in &tables {
-            if let Some(entry) = keys.get_mut(key) {
-                entry.value = Value::InlineTable(
-                    entries
-                        .iter()
-                        .map(|(n, e)| (n.as_str(), e.value.clone()))
-                        .collect(),
-                );
-            }
-        }
-        Merged {
-            main: main.to_path_buf(),
-            keys,
-            properties,
-            tables,
-        }
-    }
-
-    /// The merged entries of a table key (`ksqldb.env`), in the order first defined.
-    pub fn table(&self, key: &Key) -> &[(String, Entry)] {
-        self.tables
-            .get(&(key.section.to_string(), key.name.to_string()))
-            .map_or(&[], Vec::as_slice)
-    }
-
-    /// The entry set by a file, if any.
-    pub fn entry(&self, key: &Key) -> Option<&Entry> {
-        self.keys
-            .get(&(key.section.to_string(), key.name.to_string()))
-    }
-
-    /// The effective value of a key: set by a file, else the default.
-    pub fn value(&self, key: &Key) -> Value {
-        match self.entry(key) {
-            Some(e) => e.value.clone(),
-            None => default_value(key),
-        }
-    }
-}
-
-/// Set `name` to `entry` in `entries`: in place if it is there, else at the end.
-fn set_entry(entries: &mut Vec<(String, Entry)>, name: String, entry: Entry) {
-    match entries.iter_mut().find(|(n, _)| *n == name) {
-        Some(slot) => slot.1 = entry,
-        None => entries.push((name, entry)),
-    }
-}
-
-/// A key's default, parsed from the schema literal.
-pub fn default_value(key: &Key) -> Value {
-    // The schema's literals are checked by a unit test, so this cannot fail at run time.
-    key.default
-        .parse::<Value>()
-        .unwrap_or_else(|_| Value::from(""))
-}
-
 /// A drop-in is `*.toml` and not hidden: editors' lock files (`.#x.toml`), swap files
 /// (`.x.toml.swp`) and backups (`x.toml~`) sit beside the real ones and are ignored.
 fn is_dropin_name(name: &OsStr) -> bool {
@@ -155,7 +68,7 @@ pub fn load_merged(main: &Path) -> Result<Merged> {
 /// checks its edit before writing it) and of each drop-in, in order.
 pub(super) fn fragments(main: &Path, main_text: Option<&str>) -> Result<Vec<Fragment>> {
     let euid = current_euid();
-    let main_dir = crate::fsutil::parent_dir(main);
+    let main_dir = crate::host::parent_dir(main);
     check_owner_and_mode(main_dir, true, euid)?;
     let dropin_dir = main_dir.join(DROPIN_DIR);
     if let Ok(meta) = std::fs::metadata(&dropin_dir) {
@@ -205,8 +118,7 @@ fn read_config_file(file: &Path, is_main: bool, euid: u32) -> Result<String> {
 }
 
 fn current_euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 fn check_owner_and_mode(path: &Path, sticky_ok: bool, euid: u32) -> Result<()> {
@@ -270,7 +182,7 @@ pub fn load(main: &Path) -> Result<Settings> {
 
 /// [`load`] with `ksqldb.version` set to `version` over every file, as a last drop-in at
 /// `origin` would set it: how the automatic rollback (the state directory's upgrade
-/// record, src/upgrade.rs) and `ksql-msk rollback`'s check look at another kept release
+/// record, src/service/upgrade.rs) and `ksql-msk rollback`'s check look at another kept release
 /// with everything else configured as it is.
 pub fn load_with_version(main: &Path, version: &str, origin: &Path) -> Result<Settings> {
     let mut merged = load_merged(main)?;

@@ -25,16 +25,19 @@
 pub mod edit;
 mod fragment;
 mod load;
+mod merge;
 pub mod schema;
+pub(crate) mod secrets;
 mod settings;
 mod types;
 mod values;
 
 pub use fragment::{check_kind, config_error, parse_fragment, Entry, Fragment, Origin};
 pub use load::{
-    config_files, default_value, load, load_merged, load_with_version, resolve_path,
-    writable_by_others, Merged, CONFIG_ENV, DEFAULT_CONFIG_PATH, DROPIN_DIR,
+    config_files, load, load_merged, load_with_version, resolve_path, writable_by_others,
+    CONFIG_ENV, DEFAULT_CONFIG_PATH, DROPIN_DIR,
 };
+pub use merge::{default_value, Merged};
 pub use settings::{
     is_env_name, is_logger_name, log_level, property_string, table_entry_problem, AgentSettings,
     ClusterRef, Connectivity, EnvVars, Heap, IamAuthSettings, KeySource, KsqldbSettings,

@@ -276,7 +276,7 @@ schema! {
     /// .sha256, recorded in `<state_dir>/trust.toml`. The jar is hashed again before
     /// every start of ksqlDB.
     METRICS_EXPORTER_SHA256 = metrics.exporter_sha256: Kind::Str, r#""""#;
-    // The agent's own state as Prometheus text (src/status/metrics.rs).
+    // The agent's own state as Prometheus text (src/service/status/metrics.rs).
     /// Where the agent writes its own state as Prometheus text metrics, atomically on
     /// every change (node_exporter's textfile collector reads `*.prom` files: name it
     /// so). The service needs write access to its directory: add `ReadWritePaths=` with

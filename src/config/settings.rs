@@ -9,7 +9,7 @@ use anyhow::Result;
 use toml_edit::Value;
 
 use super::fragment::{config_error, Origin};
-use super::load::Merged;
+use super::merge::Merged;
 use super::schema::{keys, Key};
 use super::types::{ConfigUrl, Fingerprint, Sha256Digest};
 use super::values::{
@@ -54,7 +54,7 @@ pub struct MskSettings {
     pub api_max_attempts: u32,
 }
 
-/// `ksqldb.auth`: how ksqlDB's REST API authenticates clients (src/auth.rs).
+/// `ksqldb.auth`: how ksqlDB's REST API authenticates clients (src/ksqldb/auth.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestAuth {
     /// Anyone who can reach a listener may use the API.
@@ -122,7 +122,7 @@ impl fmt::Debug for EnvVars {
             .entries(
                 self.0
                     .iter()
-                    .map(|(k, v)| (k, crate::properties::redact::env_value_for_display(k, v))),
+                    .map(|(k, v)| (k, super::secrets::env_value_for_display(k, v))),
             )
             .finish()
     }
@@ -371,7 +371,8 @@ pub fn property_string(value: &Value) -> String {
     }
 }
 
-fn msk_settings(r: &Reader) -> Result<MskSettings> {
+/// `msk.cluster_arn` or `msk.cluster_name`: exactly one, each valid.
+fn cluster_ref(r: &Reader) -> Result<ClusterRef> {
     let arn_key = keys::MSK_CLUSTER_ARN;
     let name_key = keys::MSK_CLUSTER_NAME;
     // Each value is checked on its own first, so a bad ARN is named as such even when
@@ -389,7 +390,7 @@ fn msk_settings(r: &Reader) -> Result<MskSettings> {
             ));
         }
     }
-    let cluster = match (arn, name) {
+    Ok(match (arn, name) {
         (Some(_), Some(_)) => {
             return Err(r.err(
                 name_key,
@@ -415,7 +416,11 @@ fn msk_settings(r: &Reader) -> Result<MskSettings> {
         }
         (Some(arn), None) => ClusterRef::Arn(arn),
         (None, Some(name)) => ClusterRef::Name(name),
-    };
+    })
+}
+
+fn msk_settings(r: &Reader) -> Result<MskSettings> {
+    let cluster = cluster_ref(r)?;
     let region_key = keys::MSK_REGION;
     let region = match r.opt_string(keys::MSK_REGION) {
         Some(region) if !is_region(&region) => {
@@ -464,27 +469,12 @@ fn msk_settings(r: &Reader) -> Result<MskSettings> {
     })
 }
 
-fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
-    let version = r.string(keys::KSQLDB_VERSION);
-    if !is_version(&version) {
-        return Err(r.err(
-            keys::KSQLDB_VERSION,
-            format!("{version:?} is not a ksqlDB version such as \"0.29.0\""),
-        ));
-    }
-    let mm = major_minor(&version).unwrap_or_default();
-    let vars = [("version", version.as_str()), ("major_minor", mm.as_str())];
-    let url = |key: &'static Key, vars: &[(&str, &str)]| -> Result<ConfigUrl> {
-        let expanded = expand_template(&r.url_text(key)?, vars).map_err(|e| r.err(key, e))?;
-        ConfigUrl::parse(&expanded).map_err(|e| r.err(key, e))
-    };
-    let archive_url = url(keys::KSQLDB_ARCHIVE_URL, &vars)?;
-    let with_archive = [vars[0], vars[1], ("archive_url", archive_url.expose())];
-    let signature_url = url(keys::KSQLDB_SIGNATURE_URL, &with_archive)?;
+/// `ksqldb.key_url`: a URL, or an absolute path (plain or `file://`) to a key file.
+fn key_source(r: &Reader, vars: &[(&str, &str)]) -> Result<KeySource> {
     let key_key = keys::KSQLDB_KEY_URL;
-    let key_text = expand_template(&r.url_text(keys::KSQLDB_KEY_URL)?, &with_archive)
-        .map_err(|e| r.err(key_key, e))?;
-    let key = if let Some(path) = key_text.strip_prefix("file://") {
+    let key_text =
+        expand_template(&r.url_text(keys::KSQLDB_KEY_URL)?, vars).map_err(|e| r.err(key_key, e))?;
+    Ok(if let Some(path) = key_text.strip_prefix("file://") {
         // file://etc/x would name host "etc" to a URL parser and a relative path to us.
         if !path.starts_with('/') {
             return Err(r.err(
@@ -505,12 +495,11 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
                 format!("{e} (a URL, or an absolute path to a key file)"),
             )
         })?)
-    };
-    let fp_key = keys::KSQLDB_TRUSTED_FINGERPRINTS;
-    let mut trusted_fingerprints = Vec::new();
-    for fp in r.list(keys::KSQLDB_TRUSTED_FINGERPRINTS) {
-        trusted_fingerprints.push(Fingerprint::parse(&fp).map_err(|e| r.err(fp_key, e))?);
-    }
+    })
+}
+
+/// `ksqldb.listeners` (a list of URLs) and `ksqldb.internal_listener` (one, optional).
+fn listener_settings(r: &Reader) -> Result<(String, Option<String>)> {
     let listeners = r.url_text(keys::KSQLDB_LISTENERS)?;
     for listener in listeners.split(',').map(str::trim) {
         ConfigUrl::parse(listener).map_err(|e| r.err(keys::KSQLDB_LISTENERS, e))?;
@@ -526,6 +515,11 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         }
         ConfigUrl::parse(l).map_err(|e| r.err(keys::KSQLDB_INTERNAL_LISTENER, e))?;
     }
+    Ok((listeners, internal_listener))
+}
+
+/// `ksqldb.heap` (`auto` or a JVM size) and `ksqldb.java_home` (an absolute path).
+fn jvm_settings(r: &Reader) -> Result<(Heap, Option<PathBuf>)> {
     let heap_text = r.string(keys::KSQLDB_HEAP);
     let heap = if heap_text == "auto" {
         Heap::Auto
@@ -549,6 +543,34 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
             ));
         }
     }
+    Ok((heap, java_home))
+}
+
+fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
+    let version = r.string(keys::KSQLDB_VERSION);
+    if !is_version(&version) {
+        return Err(r.err(
+            keys::KSQLDB_VERSION,
+            format!("{version:?} is not a ksqlDB version such as \"0.29.0\""),
+        ));
+    }
+    let mm = major_minor(&version).unwrap_or_default();
+    let vars = [("version", version.as_str()), ("major_minor", mm.as_str())];
+    let url = |key: &'static Key, vars: &[(&str, &str)]| -> Result<ConfigUrl> {
+        let expanded = expand_template(&r.url_text(key)?, vars).map_err(|e| r.err(key, e))?;
+        ConfigUrl::parse(&expanded).map_err(|e| r.err(key, e))
+    };
+    let archive_url = url(keys::KSQLDB_ARCHIVE_URL, &vars)?;
+    let with_archive = [vars[0], vars[1], ("archive_url", archive_url.expose())];
+    let signature_url = url(keys::KSQLDB_SIGNATURE_URL, &with_archive)?;
+    let key = key_source(r, &with_archive)?;
+    let fp_key = keys::KSQLDB_TRUSTED_FINGERPRINTS;
+    let mut trusted_fingerprints = Vec::new();
+    for fp in r.list(keys::KSQLDB_TRUSTED_FINGERPRINTS) {
+        trusted_fingerprints.push(Fingerprint::parse(&fp).map_err(|e| r.err(fp_key, e))?);
+    }
+    let (listeners, internal_listener) = listener_settings(r)?;
+    let (heap, java_home) = jvm_settings(r)?;
     let jvm_opts = r.raw(keys::KSQLDB_JVM_OPTS);
     if let Some(problem) = control_char(&jvm_opts) {
         return Err(r.err(keys::KSQLDB_JVM_OPTS, problem));
@@ -760,18 +782,9 @@ fn agent_settings(r: &Reader) -> Result<AgentSettings> {
     })
 }
 
-fn metrics_settings(r: &Reader) -> Result<MetricsSettings> {
-    let key = keys::METRICS_TEXTFILE;
-    let textfile = match r.opt_string(key) {
-        None => None,
-        Some(p) if !p.starts_with('/') => {
-            return Err(r.err(key, format!("{p:?} is not an absolute path")))
-        }
-        Some(p) if p.ends_with('/') => {
-            return Err(r.err(key, format!("{p:?} names a directory, not a file")))
-        }
-        Some(p) => Some(PathBuf::from(p)),
-    };
+/// `metrics.jmx_port` and `metrics.prometheus_port` (0: off): two different ports, and
+/// JMX not also set up through `[ksqldb.env]`.
+fn metrics_ports(r: &Reader) -> Result<(Option<u16>, Option<u16>)> {
     let port = |key: &'static Key| -> Result<Option<u16>> {
         let n = r.int(key)?;
         let port = u16::try_from(n).map_err(|_| {
@@ -811,13 +824,11 @@ fn metrics_settings(r: &Reader) -> Result<MetricsSettings> {
             ));
         }
     }
-    let bind_text = r.string(keys::METRICS_PROMETHEUS_BIND);
-    let prometheus_bind = bind_text.parse::<std::net::IpAddr>().map_err(|_| {
-        r.err(
-            keys::METRICS_PROMETHEUS_BIND,
-            format!("{bind_text:?} is not an IP address such as \"127.0.0.1\""),
-        )
-    })?;
+    Ok((jmx_port, prometheus_port))
+}
+
+/// `metrics.prometheus_rules`: an absolute path the launch script passes whole.
+fn prometheus_rules(r: &Reader) -> Result<PathBuf> {
     let rules_key = keys::METRICS_PROMETHEUS_RULES;
     let rules = r.raw(rules_key);
     if let Some(problem) = control_char(&rules) {
@@ -831,6 +842,30 @@ fn metrics_settings(r: &Reader) -> Result<MetricsSettings> {
             format!("{rules:?} is not an absolute path without spaces"),
         ));
     }
+    Ok(PathBuf::from(rules))
+}
+
+fn metrics_settings(r: &Reader) -> Result<MetricsSettings> {
+    let key = keys::METRICS_TEXTFILE;
+    let textfile = match r.opt_string(key) {
+        None => None,
+        Some(p) if !p.starts_with('/') => {
+            return Err(r.err(key, format!("{p:?} is not an absolute path")))
+        }
+        Some(p) if p.ends_with('/') => {
+            return Err(r.err(key, format!("{p:?} names a directory, not a file")))
+        }
+        Some(p) => Some(PathBuf::from(p)),
+    };
+    let (jmx_port, prometheus_port) = metrics_ports(r)?;
+    let bind_text = r.string(keys::METRICS_PROMETHEUS_BIND);
+    let prometheus_bind = bind_text.parse::<std::net::IpAddr>().map_err(|_| {
+        r.err(
+            keys::METRICS_PROMETHEUS_BIND,
+            format!("{bind_text:?} is not an IP address such as \"127.0.0.1\""),
+        )
+    })?;
+    let prometheus_rules = prometheus_rules(r)?;
     let version = r.string(keys::METRICS_EXPORTER_VERSION);
     if !is_version(&version) {
         return Err(r.err(
@@ -851,7 +886,7 @@ fn metrics_settings(r: &Reader) -> Result<MetricsSettings> {
         jmx_port,
         prometheus_port,
         prometheus_bind,
-        prometheus_rules: PathBuf::from(rules),
+        prometheus_rules,
         exporter_version: version,
         exporter_url,
         exporter_sha256,

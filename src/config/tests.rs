@@ -708,7 +708,7 @@ fn writable_by_others_is_refused_as_root_and_warned_about_otherwise() {
     // Loading as root (the tests run as root) refuses, naming the file.
     std::os::unix::fs::chown(&path, Some(0), None).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         // A plain 0644 root-owned file in a 0700 directory loads.
         let ok = tempfile::tempdir().unwrap();
         load(&write(

@@ -1,6 +1,6 @@
 //! Crash consistency (docs/RELIABILITY.md): the agent is failed or SIGKILLed at every
 //! named failure point of install and configure (a build with the `failpoints`
-//! feature, see src/failpoint.rs), and SIGKILLed at random moments of a real install.
+//! feature, see src/host/failpoint.rs), and SIGKILLed at random moments of a real install.
 //! After each, the active release is complete (the old one or the new one, never a
 //! mix), the live properties file is the old or the new one, never partial, and a
 //! re-run of `install` ends with exactly the state a clean install leaves.
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ksql_msk::failpoint::POINTS;
+use ksql_msk::host::failpoint::POINTS;
 use ksql_msk_testkit::signing::TestKey;
 use ksql_msk_testkit::tarball;
 

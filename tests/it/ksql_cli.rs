@@ -1,9 +1,13 @@
 //! `ksql` (a link to the agent) and `ksql-msk ksql`: the active release's `bin/ksql`
 //! (the testkit's stand-in, which prints its pid, arguments and environment) started in
 //! place of the agent, with the server's Java and GC fix, this host's URL unless one is
-//! given, nothing of the server's heap or log directory; one line and 69 when nothing is
-//! installed, 65 for a `current` planted outside releases/, 77 for a user who may not
-//! read the config.
+//! given, nothing of the server's heap or log directory, and of the caller's environment
+//! only terminal, locale and time zone; one line and 69 when nothing is installed, 65 for
+//! a `current` planted outside releases/, 77 for a user who may not read the config and
+//! for root (refused before anything of the release runs).
+//!
+//! The tests run `ksql` as an operator: as root they switch to `nobody` (65534) with the
+//! fixture opened to it; otherwise they run as themselves.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::support::fixture::*;
-use crate::support::{bin, error_line, Output};
+use crate::support::{as_operator, bin, error_line, is_root, Output};
 
 /// What the stand-in CLI printed.
 struct Started {
@@ -48,6 +52,13 @@ fn parse(stdout: &str) -> Started {
         args,
         env,
     }
+}
+
+/// `ksql-msk ARGS` as the operator.
+fn operator_command(fx: &Fixture, args: &[&str]) -> (Command, u32) {
+    let mut cmd = fx.host.command(args);
+    let uid = as_operator(fx.host.dir.path(), &mut cmd);
+    (cmd, uid)
 }
 
 /// Run `cmd`, returning what it printed and the pid it was started with.
@@ -98,7 +109,8 @@ fn ksql_execs_the_releases_cli_with_the_servers_java_and_this_hosts_url() {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     // `ksql-msk ksql`, no arguments: the URL of this host's listener.
-    let (out, pid) = run(fx.host.command(&["ksql"]));
+    let (cmd, uid) = operator_command(&fx, &["ksql"]);
+    let (out, pid) = run(cmd);
     assert_eq!(out.code, 0, "{out:?}");
     let s = parse(&out.stdout);
     assert_eq!(
@@ -123,14 +135,16 @@ fn ksql_execs_the_releases_cli_with_the_servers_java_and_this_hosts_url() {
     );
     assert_eq!(s.env["TERM"], "xterm-256color", "the user's terminal");
     assert_eq!(s.env["LANG"], "C.UTF-8");
-    assert!(!s.env["PATH"].is_empty());
+    assert_eq!(
+        s.env["PATH"], "/usr/local/bin:/usr/bin:/bin",
+        "not the caller's"
+    );
+    assert_eq!(s.uid, uid);
     // LOG_DIR: a private directory of this user, not the state directory.
     let log_dir = Path::new(&s.env["LOG_DIR"]);
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
     assert_eq!(
         log_dir,
-        std::env::temp_dir().join(format!("ksql-msk-{euid}"))
+        std::env::temp_dir().join(format!("ksql-msk-{uid}"))
     );
     let meta = std::fs::symlink_metadata(log_dir).unwrap();
     assert!(meta.is_dir());
@@ -147,29 +161,35 @@ fn ksql_execs_the_releases_cli_with_the_servers_java_and_this_hosts_url() {
         "JSON",
         "HTTPS://other:9443",
     ];
-    let (out, pid) = run(fx.host.command_with(&link, &args));
+    let mut cmd = fx.host.command_with(&link, &args);
+    as_operator(fx.host.dir.path(), &mut cmd);
+    let (out, pid) = run(cmd);
     assert_eq!(out.code, 0, "{out:?}");
     let s = parse(&out.stdout);
     assert_eq!(s.pid, pid);
     assert_eq!(s.args, args);
     // ... and an option the agent also has is the CLI's too.
-    let (out, _) = run(fx
+    let mut cmd = fx
         .host
-        .command_with(&link, &["--config", "x", "-e", "SHOW STREAMS;"]));
+        .command_with(&link, &["--config", "x", "-e", "SHOW STREAMS;"]);
+    as_operator(fx.host.dir.path(), &mut cmd);
+    let (out, _) = run(cmd);
     assert_eq!(
         parse(&out.stdout).args,
         ["--config", "x", "-e", "SHOW STREAMS;", &url]
     );
     // Help needs no server.
     for help in [["--help"], ["--version"]] {
-        let (out, _) = run(fx.host.command_with(&link, &help));
+        let mut cmd = fx.host.command_with(&link, &help);
+        as_operator(fx.host.dir.path(), &mut cmd);
+        let (out, _) = run(cmd);
         assert_eq!(parse(&out.stdout).args, help);
     }
-    let (out, _) = run(fx.host.command(&["ksql", "--help"]));
+    let (out, _) = run(operator_command(&fx, &["ksql", "--help"]).0);
     assert_eq!(parse(&out.stdout).args, ["--help"], "{out:?}");
     // The CLI's exit code is the command's.
-    let mut cmd = fx.host.command_with(&link, &[]);
-    cmd.env("KSQL_STANDIN_EXIT", "3");
+    let mut cmd = fx.host.command_with(&link, &["--standin-exit=3"]);
+    as_operator(fx.host.dir.path(), &mut cmd);
     assert_eq!(run(cmd).0.code, 3);
 }
 
@@ -178,16 +198,19 @@ fn on_java_11_the_cli_keeps_the_releases_own_gc_options_and_a_session_dir_holds_
     let mut fx = Fixture::with("", "11.0.21", "1.1.1");
     let runtime = fx.host.dir.path().join("run-user");
     std::fs::create_dir(&runtime).unwrap();
-    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
     fx.host
         .env("XDG_RUNTIME_DIR", &runtime.display().to_string())
         .env("KSQL_JVM_PERFORMANCE_OPTS", "-XX:+UseParallelGC");
-    let (out, _) = run(fx.host.command(&["ksql"]));
+    let (cmd, uid) = operator_command(&fx, &["ksql"]);
+    std::os::unix::fs::chown(&runtime, Some(uid), None).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (out, _) = run(cmd);
     assert_eq!(out.code, 0, "{out:?}");
     let s = parse(&out.stdout);
-    assert_eq!(
-        s.env["KSQL_JVM_PERFORMANCE_OPTS"], "-XX:+UseParallelGC",
-        "no G1 override needed on Java 11: the user's own options stay"
+    assert!(
+        !s.env.contains_key("KSQL_JVM_PERFORMANCE_OPTS"),
+        "no G1 override needed on Java 11, and the caller's JVM options are not passed: {:?}",
+        s.env
     );
     assert_eq!(
         s.env["LOG_DIR"],
@@ -198,7 +221,7 @@ fn on_java_11_the_cli_keeps_the_releases_own_gc_options_and_a_session_dir_holds_
 #[test]
 fn without_a_release_one_line_and_69() {
     let fx = Fixture::uninstalled("", "17.0.15", "1.1.1");
-    let out = fx.host.run(&["ksql"]);
+    let (out, _) = run(operator_command(&fx, &["ksql"]).0);
     assert_eq!(out.code, 69, "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
@@ -208,7 +231,9 @@ fn without_a_release_one_line_and_69() {
         "{line}"
     );
     let link = ksql_link(&fx);
-    let out = run(fx.host.command_with(&link, &["--help"])).0;
+    let mut cmd = fx.host.command_with(&link, &["--help"]);
+    as_operator(fx.host.dir.path(), &mut cmd);
+    let out = run(cmd).0;
     assert_eq!(out.code, 69, "{out:?}");
 }
 
@@ -223,7 +248,7 @@ fn a_current_link_planted_outside_releases_is_refused_and_nothing_runs() {
     let current = fx.host.state_dir().join("current");
     std::fs::remove_file(&current).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &current).unwrap();
-    let out = fx.host.run(&["ksql"]);
+    let (out, _) = run(operator_command(&fx, &["ksql"]).0);
     assert_eq!(out.code, 65, "{out:?}");
     assert!(!out.stdout.contains("PLANTED"), "{out:?}");
     assert!(error_line(&out).contains("not into releases/"), "{out:?}");
@@ -234,7 +259,7 @@ fn a_current_link_planted_outside_releases_is_refused_and_nothing_runs() {
     let release = fx.host.state_dir().join("releases/0.28.2");
     std::fs::rename(&release, fx.host.dir.path().join("moved")).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &release).unwrap();
-    let out = fx.host.run(&["ksql"]);
+    let (out, _) = run(operator_command(&fx, &["ksql"]).0);
     assert_eq!(out.code, 65, "{out:?}");
     assert!(!out.stdout.contains("PLANTED"), "{out:?}");
     assert!(error_line(&out).contains("is a symlink"), "{out:?}");
@@ -242,8 +267,7 @@ fn a_current_link_planted_outside_releases_is_refused_and_nothing_runs() {
 
 #[test]
 fn a_user_who_may_not_read_the_config_is_told_which_group_to_join() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         crate::support::skip("KSQL_MSK_TEST_ROOT", "switching to another user needs root");
         return;
     }
@@ -274,33 +298,137 @@ fn a_user_who_may_not_read_the_config_is_told_which_group_to_join() {
     assert!(!out.stdout.contains("ksql-cli-standin"), "{out:?}");
 }
 
+/// A `bin/ksql` as the service user could plant it: records that it ran and tries to
+/// push a command into the input of the terminal it was started on (`TIOCSTI`), which a
+/// root shell would run once the CLI exits.
+const INJECTING_CLI: &str = "#!/bin/sh\n\
+touch \"$(dirname \"$0\")/../planted-cli-ran\"\n\
+perl -e 'ioctl(STDIN, 0x5412, $_) for split //, \"echo INJECTED-AS-ROOT\\n\"' 2>/dev/null\n\
+exit 0\n";
+
 #[test]
-fn root_runs_the_cli_as_the_owner_of_the_release_not_as_root() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        crate::support::skip("KSQL_MSK_TEST_ROOT", "switching to another user needs root");
+fn root_is_refused_before_anything_of_the_release_runs() {
+    if !is_root() {
+        crate::support::skip("KSQL_MSK_TEST_ROOT", "the refusal is root's");
         return;
     }
     let mut fx = Fixture::new("");
     fx.host.env("XDG_RUNTIME_DIR", "");
-    // The release as the service leaves it: its user's (here nobody's); the way to it open.
-    let state = fx.host.state_dir();
-    for dir in [fx.host.dir.path(), &state, &state.join("releases")] {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_exec(&fx.release.join("bin/ksql"), INJECTING_CLI);
+    let ran = fx.release.join("planted-cli-ran");
+    let link = ksql_link(&fx);
+    for cmd in [
+        fx.host.command(&["ksql"]),
+        fx.host.command_with(&link, &["--help"]),
+    ] {
+        let (out, _) = run(cmd);
+        assert_eq!(out.code, 77, "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+        let line = error_line(&out);
+        assert!(
+            line.contains("ksql does not run as root")
+                && line.contains("member of group ksql")
+                && line.contains("runuser -u ksql --pty -- ksql"),
+            "{line}"
+        );
+        assert!(!ran.exists(), "the release's bin/ksql ran as root");
     }
-    std::os::unix::fs::lchown(&fx.release, Some(65534), Some(65534)).unwrap();
-    let log_dir = std::env::temp_dir().join("ksql-msk-65534");
-    let _ = std::fs::remove_dir(&log_dir);
-    let (out, _) = run(fx.host.command(&["ksql"]));
+}
+
+/// Root at a terminal: `ksql` started in a session whose controlling terminal is a pty
+/// the test made (root's login), the release's `bin/ksql` trying `TIOCSTI` on it.
+/// Nothing may reach the terminal's input (what root's shell would read next).
+#[test]
+fn no_keystrokes_reach_roots_terminal() {
+    if !is_root() {
+        crate::support::skip("KSQL_MSK_TEST_ROOT", "the terminal is root's");
+        return;
+    }
+    let mut fx = Fixture::new("");
+    fx.host.env("XDG_RUNTIME_DIR", "");
+    write_exec(&fx.release.join("bin/ksql"), INJECTING_CLI);
+    let pty =
+        rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+            .expect("openpt");
+    rustix::pty::grantpt(&pty).unwrap();
+    rustix::pty::unlockpt(&pty).unwrap();
+    let name = rustix::pty::ptsname(&pty, Vec::new()).unwrap();
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let mut cmd = fx.host.command(&["ksql"]);
+    cmd.stdin(tty.try_clone().unwrap())
+        .stdout(tty.try_clone().unwrap())
+        .stderr(tty.try_clone().unwrap());
+    // SAFETY: setsid and ioctl(TIOCSCTTY) only, in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    // What root's shell would read next: the terminal's pending input, non-blocking.
+    let mut termios = rustix::termios::tcgetattr(&tty).unwrap();
+    termios.local_modes -= rustix::termios::LocalModes::ICANON;
+    termios.special_codes[rustix::termios::SpecialCodeIndex::VMIN] = 0;
+    termios.special_codes[rustix::termios::SpecialCodeIndex::VTIME] = 0;
+    rustix::termios::tcsetattr(&tty, rustix::termios::OptionalActions::Now, &termios).unwrap();
+    let mut pending = vec![0u8; 4096];
+    let n = rustix::io::read(&tty, &mut pending).unwrap();
+    let pending = String::from_utf8_lossy(&pending[..n]);
+    assert!(
+        !pending.contains("INJECTED"),
+        "typed into root's terminal: {pending:?}"
+    );
+    assert_eq!(status.code(), Some(77));
+    assert!(!fx.release.join("planted-cli-ran").exists());
+}
+
+/// The caller's environment holds credentials: none of them reaches the release's CLI
+/// (the service user's code), only terminal, locale and time zone do.
+#[test]
+fn the_callers_secrets_never_reach_the_cli() {
+    let mut fx = Fixture::new("");
+    fx.host
+        .env("XDG_RUNTIME_DIR", "")
+        .env("TERM", "xterm")
+        .env("TZ", "UTC")
+        .env("AWS_SESSION_TOKEN", "MARKER-SECRET-session-token")
+        .env("GITHUB_TOKEN", "MARKER-SECRET-gh")
+        .env("DB_PASSWORD", "MARKER-SECRET-db")
+        .env("HTTPS_PROXY", "http://u:MARKER-SECRET-proxy@127.0.0.1:3128")
+        .env("KSQL_OPTS", "-Dssl.password=MARKER-SECRET-opts")
+        .env("SSH_AUTH_SOCK", "/tmp/MARKER-SECRET-agent.sock")
+        .env("LD_PRELOAD", "/tmp/MARKER-SECRET.so");
+    let (cmd, _) = operator_command(&fx, &["ksql"]);
+    let (out, _) = run(cmd);
     assert_eq!(out.code, 0, "{out:?}");
     let s = parse(&out.stdout);
-    assert_eq!(s.uid, 65534, "the CLI runs as the release's owner");
-    assert_eq!(s.env["LOG_DIR"], log_dir.display().to_string());
-    let meta = std::fs::symlink_metadata(&log_dir).unwrap();
-    use std::os::unix::fs::MetadataExt;
-    assert_eq!((meta.uid(), meta.mode() & 0o777), (65534, 0o700));
-    // A release of root's own (a root-run install): root runs it as root.
-    std::os::unix::fs::lchown(&fx.release, Some(0), Some(0)).unwrap();
-    let (out, _) = run(fx.host.command(&["ksql"]));
-    assert_eq!(parse(&out.stdout).uid, 0, "{out:?}");
+    // The host's AWS keys (support::Host sets them) and every marker stay out.
+    assert!(!out.stdout.contains("MARKER-SECRET"), "{}", out.stdout);
+    assert!(!out.stdout.contains("DoNotLeak"), "{}", out.stdout);
+    assert!(!s.env.keys().any(|k| k.starts_with("AWS_")), "{:?}", s.env);
+    let mut names: Vec<&str> = s.env.keys().map(String::as_str).collect();
+    names.sort();
+    // What the stand-in's shell adds itself (PWD, SHLVL, _) aside.
+    names.retain(|k| !["PWD", "SHLVL", "_", "OLDPWD"].contains(k));
+    assert_eq!(
+        names,
+        [
+            "JAVA_HOME",
+            "KSQL_JVM_PERFORMANCE_OPTS",
+            "LANG",
+            "LOG_DIR",
+            "PATH",
+            "TERM",
+            "TZ"
+        ],
+        "{:?}",
+        s.env
+    );
 }

@@ -7,10 +7,12 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use ksql_msk::config::Settings;
-use ksql_msk::discovery::{Brokers, Discovered};
 use ksql_msk::exit::{exit_code_of, one_line, ExitCode};
-use ksql_msk::layout;
-use ksql_msk::properties::{managed_with_imds, render, Configured, Document, MANAGED_MARKER};
+use ksql_msk::host::layout;
+use ksql_msk::ksqldb::properties::{
+    managed_with_imds, render, Configured, Document, MANAGED_MARKER,
+};
+use ksql_msk::msk::discovery::{Brokers, Discovered};
 use ksql_msk_testkit::imds::FakeImds;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -197,6 +199,32 @@ fn second_render_is_identical_and_does_not_touch_the_file() {
     assert_eq!(after.mtime(), before.mtime());
     assert_eq!(after.ino(), before.ino(), "the file was replaced");
     assert!(logs.contains("up to date"), "{logs}");
+}
+
+#[test]
+fn an_unchanged_live_file_made_world_readable_gets_its_mode_back() {
+    let Some(upstream) = fixture() else { return };
+    let release = Release::new(&upstream);
+    let cfg = tempfile::tempdir().unwrap();
+    let s = settings(cfg.path(), "");
+    let (first, _) = run(&s, release.path(), false, None);
+    assert!(first.unwrap().changed);
+    let bytes = release.read();
+    std::fs::set_permissions(release.live(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (second, logs) = run(&s, release.path(), false, None);
+    assert!(!second.unwrap().changed);
+    assert_eq!(release.read(), bytes);
+    let mode = std::fs::metadata(release.live()).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o640, "{logs}");
+    assert!(logs.contains("mode 644 set back to 640"), "{logs}");
+    // A dry run changes nothing, not even the mode.
+    std::fs::set_permissions(release.live(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (third, _) = run(&s, release.path(), true, None);
+    assert!(!third.unwrap().changed);
+    assert_eq!(
+        std::fs::metadata(release.live()).unwrap().mode() & 0o7777,
+        0o644
+    );
 }
 
 #[test]

@@ -399,6 +399,25 @@ fn status_without_a_running_agent_shows_the_disk_and_a_kept_release() {
         .contains("another process"));
     assert_eq!(s["ksqldb"]["health"]["condition"], "stopped");
     assert_eq!(s["ksqldb"]["pid"], Value::Null);
+
+    // Text from the state file with C0 and C1 controls (U+009B is CSI): escaped in the
+    // JSON text, never raw on a terminal, and the same string once parsed.
+    let reason = "bad\u{1b}[2J\u{9b}31m\u{85}end";
+    let doc = serde_json::json!({
+        "schema_version": 1,
+        "written_at": "2026-01-01T00:00:00.000Z",
+        "last_failure": {"reason": reason, "at": "2026-01-01T00:00:00.000Z"}
+    });
+    std::fs::write(fx.host.state_dir().join("status.json"), doc.to_string()).unwrap();
+    let out = fx.host.run(&["status", "--json"]);
+    assert!(
+        !out.stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "raw control characters in status --json: {:?}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(r"\u009b31m\u0085end"), "{}", out.stdout);
+    let s: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(s["last_failure"]["reason"], reason, "{s}");
 }
 
 #[test]
@@ -609,4 +628,26 @@ fn a_user_who_may_not_read_the_state_gets_one_line_and_74() {
             && stderr.contains("root and members of group ksql"),
         "{stderr}"
     );
+}
+
+/// The metrics textfile is 0644 as documented (node_exporter runs as its own user),
+/// also under the unit's `UMask=0027`; the state file stays 0640.
+#[test]
+fn the_metrics_textfile_is_0644_under_the_units_umask() {
+    let fx = Fixture::new("");
+    let prom = fx.host.dir.path().join("ksql-msk.prom");
+    let config = std::fs::read_to_string(fx.host.config_path()).unwrap();
+    std::fs::write(
+        fx.host.config_path(),
+        format!("{config}\n[metrics]\ntextfile = \"{}\"\n", prom.display()),
+    )
+    .unwrap();
+    let mut agent = fx.start_behind("umask 0027");
+    wait_for("healthy", || agent.stderr().contains("is healthy"));
+    wait_for("the textfile", || prom.exists());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&prom), 0o644);
+    assert_eq!(mode(&fx.host.state_dir().join("status.json")), 0o640);
+    assert_eq!(agent.stop(), 0);
+    assert_eq!(mode(&prom), 0o644, "rewritten at the stop");
 }

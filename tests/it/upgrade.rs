@@ -1,5 +1,5 @@
 //! Upgrades that roll back by themselves, and `ksql-msk rollback [--clear]`
-//! (src/upgrade.rs, src/supervise/rollback.rs, src/rollback.rs): a new version served by
+//! (src/service/upgrade.rs, src/service/supervise/rollback.rs, src/service/rollback.rs): a new version served by
 //! the fake artifact server, configured by a drop-in and reloaded, is downloaded while
 //! the old ksqlDB keeps serving; one that never becomes healthy, or crash-loops, is
 //! rolled back to the release before it and not tried again until the configured
@@ -670,4 +670,34 @@ fn a_rollback_that_ends_with_a_degraded_command_runner_says_so_and_keeps_both_ba
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(fx.pids().len(), pids);
     assert_eq!(agent.stop(), 0);
+}
+
+/// `sudo ksql-msk install` of a version held back by a failed-upgrade record: the old
+/// release stays active, and the command says so with 69 instead of exiting 0 (an
+/// image-baking script would read 0 as the configured version installed).
+#[test]
+fn install_of_a_held_back_version_exits_69_with_one_line() {
+    let (fx, _notify, _journal) = fixture("");
+    fx.publish_version("0.29.0", &[]);
+    configure(&fx, "0.29.0");
+    std::fs::write(
+        fx.host.state_dir().join("upgrade.toml"),
+        "good = \"0.28.2\"\nfailed = \"0.29.0\"\nreason = \"never healthy in 5m\"\nback_to = \"0.28.2\"\n",
+    )
+    .unwrap();
+    let out = fx.host.run(&["install"]);
+    assert_eq!(out.code, 69, "{out:?}");
+    let line = crate::support::error_line(&out);
+    assert!(
+        line.contains("ksqlDB 0.29.0 is held back: its upgrade failed (never healthy in 5m)")
+            && line.contains("0.28.2 stays active"),
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read_link(fx.host.state_dir().join("current")).unwrap(),
+        std::path::Path::new("releases/0.28.2")
+    );
+    // Another version configured: installed, 0.
+    configure(&fx, "0.28.2");
+    assert_eq!(fx.host.run(&["install"]).code, 0);
 }

@@ -1,5 +1,5 @@
 //! Writes the man pages and the shell completions of `ksql-msk` into a directory, from
-//! the same clap definition the binary parses (`ksql_msk::cli::Cli`) and the config
+//! the same clap definition the binary parses (`ksql_msk::cli::args::Cli`) and the config
 //! schema (`ksql_msk::config::schema`). `build-rpm` runs it; nothing of it is shipped
 //! but its output:
 //!
@@ -25,7 +25,7 @@ fn main() -> Result<()> {
         bail!("usage: gen-assets OUT_DIR");
     };
     let out = PathBuf::from(out);
-    let cmd = ksql_msk::cli::Cli::command();
+    let cmd = ksql_msk::cli::args::Cli::command();
     man::write(&cmd, &out)?;
     completions::write(cmd, &out.join("completions"))?;
     Ok(())

@@ -1,5 +1,5 @@
 //! The man pages. `ksql-msk(1)` and one page per subcommand are clap_mangen's (NAME,
-//! SYNOPSIS, DESCRIPTION, OPTIONS, SUBCOMMANDS, from `ksql_msk::cli::Cli`) with FILES,
+//! SYNOPSIS, DESCRIPTION, OPTIONS, SUBCOMMANDS, from `ksql_msk::cli::args::Cli`) with FILES,
 //! ENVIRONMENT, EXIT STATUS, EXAMPLES and SEE ALSO added from the tables below, page by
 //! page; `ksql-msk.toml(5)` is written from the config schema (`schema::KEYS`: every
 //! key with its kind, default and doc), so neither can drift from the code. A
@@ -197,6 +197,7 @@ const ENV: &[(&[&str], &str)] = &[
     (&["KSQL_MSK_LOG_FORMAT"], "auto, journald or stderr, as --log-format."),
     (&["RUNTIME_DIRECTORY"], "Set by systemd (RuntimeDirectory=ksql-msk): where run listens on control.sock and where reload finds it. Unset, reload looks in /run/ksql-msk."),
     (&["MAINPID"], "Set by systemd for ExecReload=: with no control socket to talk to, reload sends SIGHUP to this process instead (an agent that cannot report; the outcome is in the journal only)."),
+    (&["TERM", "COLORTERM", "COLUMNS", "LINES"], "ksql: the terminal and its size, passed on to the CLI. Of the caller's environment the CLI gets only these, LANG, LANGUAGE, LC_* and TZ: the code it runs is the service user's, so credentials, tokens and AWS keys stay out (JAVA_HOME, KSQL_JVM_PERFORMANCE_OPTS, LOG_DIR and PATH=/usr/local/bin:/usr/bin:/bin are set by ksql itself)."),
     (&["XDG_RUNTIME_DIR"], "ksql: the CLI's LOG_DIR (its file log) is ksql-msk/ in this directory, a login session's own; unset, /tmp/ksql-msk-UID, which must then be a directory of that user that nobody else can write."),
     (&["JAVA_HOME"], "The Java that runs ksqlDB when ksqldb.java_home is empty; else java on PATH or /etc/alternatives/java."),
     (&["AWS_REGION", "AWS_DEFAULT_REGION"], "The region when neither msk.region nor the cluster ARN gives it; then the profile, then the instance metadata."),
@@ -232,7 +233,7 @@ fn exit_meaning(code: i32) -> Option<&'static str> {
         ExitCode::Software => "EX_SOFTWARE: a bug or an unexpected local failure (a panic included).",
         ExitCode::Io => "EX_IOERR: local I/O failed: a full disk, permissions, a standard output that cannot be written.",
         ExitCode::Temporary => "EX_TEMPFAIL: the network gave up, or a wait ran out (msk.cluster_wait, agent.lock_timeout, agent.restart_limit); trying later may work, and systemd retries.",
-        ExitCode::NoPerm => "EX_NOPERM: this user may not do it: ksql run by someone who is neither root nor in the group owning the configuration and the state directory (ksql).",
+        ExitCode::NoPerm => "EX_NOPERM: this user may not do it: ksql run as root (refused before anything of the release runs), or by someone not in the group owning the configuration and the state directory (ksql).",
         ExitCode::Config => "EX_CONFIG: the configuration is invalid; one line names the file, line, key and problem. The unit does not restart on it (RestartPreventExitStatus=).",
     }
     };
@@ -316,7 +317,11 @@ fn extras(id: &str) -> Option<Extras> {
         "install" => Extras {
             files: cat(&[&cfg, &STATE_FILES]),
             env: cat(&[&cli_env, &AWS_ENV]),
-            exit: general(&ALL_CODES),
+            exit: with(
+                general(&ALL_CODES),
+                69,
+                "EX_UNAVAILABLE: as for every command (cluster not found, access denied, a 404); also when the configured ksqldb.version is held back because its upgrade failed and was rolled back (upgrade.toml): the release it was rolled back to stays active, and one line says so. Set another ksqldb.version to try again.",
+            ),
             examples: vec![
                 ("What install would change in ksql-server.properties, as a unified diff:",
                  "sudo ksql-msk install --dry-run"),
@@ -412,12 +417,20 @@ fn extras(id: &str) -> Option<Extras> {
             env: cat(&[&["RUNTIME_DIRECTORY", "MAINPID"], &cli_env]),
             exit: with(
                 with(
-                    general(&ALL_CODES),
-                    0,
-                    "The reload is done (a restarted ksqlDB is healthy again); its one-line result is on standard output. A reload that failed exits with the agent's code for the failure (65, 69, 74, 75 or 78) and its one-line reason; ksqlDB keeps running as it was.",
+                    with(
+                        with(
+                            general(&ALL_CODES),
+                            0,
+                            "The reload is done (a restarted ksqlDB is healthy again); its one-line result is on standard output, control characters escaped. A reload that failed exits with the agent's code for the failure (65, 69, 74, 75 or 78) and its one-line reason; ksqlDB keeps running as it was.",
+                        ),
+                        65,
+                        "EX_DATAERR: what listens on the control socket is not the agent (SO_PEERCRED: another uid than the owner of the runtime directory, another pid than MAINPID, or without MAINPID a process not running this ksql-msk executable); nothing was sent to it. Or a reload that failed for a reason of this class.",
+                    ),
+                    69,
+                    "EX_UNAVAILABLE: no agent listens on the control socket (the service is not running), or the reload failed for a reason of this class.",
                 ),
-                69,
-                "EX_UNAVAILABLE: no agent listens on the control socket (the service is not running), or the reload failed for a reason of this class.",
+                75,
+                "EX_TEMPFAIL: the agent did not take the connection, the request or send a line within 10 seconds (it says working every 2 seconds while a reload runs); one line says so. Or a reload that failed for a reason of this class.",
             ),
             examples: vec![
                 ("What systemctl reload runs; a refused change fails the job:",
@@ -429,13 +442,17 @@ fn extras(id: &str) -> Option<Extras> {
         },
         "ksql" => Extras {
             files: cat(&[&[KSQL_LINK], &cfg, &[CURRENT, RELEASES]]),
-            env: cat(&[&cli_env, &["JAVA_HOME", "XDG_RUNTIME_DIR"]]),
+            env: cat(&[&cli_env, &["TERM", "JAVA_HOME", "XDG_RUNTIME_DIR"]]),
             exit: with(
                 with(
                     with(
-                        general(&[0, 64, 65, 69, 70, 74, 77, 78]),
-                        0,
-                        "Whatever the CLI exits with: ksql-msk has replaced itself with it. The codes below are ksql-msk's own, before the CLI starts, each with one line on standard error.",
+                        with(
+                            general(&[0, 64, 65, 69, 70, 74, 77, 78]),
+                            0,
+                            "Whatever the CLI exits with: ksql-msk has replaced itself with it. The codes below are ksql-msk's own, before the CLI starts, each with one line on standard error.",
+                        ),
+                        77,
+                        "EX_NOPERM: run as root, refused before anything of the release is read or run: the release's bin/ksql belongs to the service user, and as root it would run in root's session on root's terminal (where TIOCSTI can type into root's shell). Run it as a member of group ksql, or as the service user on a terminal of its own: runuser -u ksql --pty -- ksql. Also for a user not in group ksql, with the usermod line to fix it.",
                     ),
                     65,
                     "EX_DATAERR: current does not point into releases/, or the release there is a symlink; nothing is run.",

@@ -199,7 +199,7 @@ fn config_page_has_every_section_properties_and_the_merge_order() {
 }
 
 fn version() -> String {
-    ksql_msk::cli::Cli::command()
+    ksql_msk::cli::args::Cli::command()
         .get_version()
         .unwrap_or_default()
         .to_owned()
@@ -240,7 +240,7 @@ fn cli_commands() -> Vec<(String, clap::Command)> {
             walk(sub, out);
         }
     }
-    let mut cmd = ksql_msk::cli::Cli::command().disable_help_subcommand(true);
+    let mut cmd = ksql_msk::cli::args::Cli::command().disable_help_subcommand(true);
     cmd.build();
     let mut out = Vec::new();
     walk(&cmd, &mut out);

@@ -4,6 +4,7 @@
 //! [`skip`] for tests that cannot run on this machine.
 
 pub mod fixture;
+pub mod kafka;
 pub mod world;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,16 @@ pub struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl Output {
+    pub fn of(out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Output {
@@ -160,4 +171,46 @@ pub fn skip(switch: &str, why: &str) {
         std::io::stderr(),
         "SKIPPED: {why} (set {switch}=1 to make this a failure)"
     );
+}
+
+/// Whether the tests run as root (and so may switch users).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Make `cmd` run as an operator in the service's group, as `ksql` must be run (root is
+/// refused): as root, `nobody` (65534), with everything under `dir` (the test's host)
+/// readable and its directories enterable by others; otherwise the test's own user.
+/// Returns that uid.
+pub fn as_operator(dir: &Path, cmd: &mut Command) -> u32 {
+    use std::os::unix::process::CommandExt;
+    if !is_root() {
+        return rustix::process::geteuid().as_raw();
+    }
+    open_to_others(dir);
+    cmd.uid(65534).gid(65534);
+    65534
+}
+
+fn open_to_others(path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(path).expect("stat");
+    if meta.file_type().is_symlink() {
+        return;
+    }
+    let add = if meta.is_dir() || meta.mode() & 0o100 != 0 {
+        0o055
+    } else {
+        0o044
+    };
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(meta.mode() & 0o7777 | add),
+    )
+    .expect("chmod");
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path).expect("read_dir") {
+            open_to_others(&e.expect("entry").path());
+        }
+    }
 }

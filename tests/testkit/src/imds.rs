@@ -1,5 +1,10 @@
 //! A fake EC2 instance metadata service (IMDSv2): token PUT, then GETs with the token.
-//! Point the agent at it with `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+//! Point the agent at it with `AWS_EC2_METADATA_SERVICE_ENDPOINT`. The instance role's
+//! credentials can be replaced while it runs ([`FakeImds::set_credentials`]), as IMDS
+//! rotates them; a Kafka test broker that should accept them is told the same
+//! ([`crate::kafka::KafkaCluster::trust_credentials`]).
+
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
@@ -11,8 +16,31 @@ pub const ACCESS_KEY_ID: &str = "ASIAFAKEIMDSKEY00001";
 pub const SECRET_ACCESS_KEY: &str = "imdsFakeSecretAccessKey/DoNotLeak0000000";
 pub const SESSION_TOKEN: &str = "IQoJb3JpZ2luFakeImdsSessionTokenDoNotLeak";
 
+/// The instance role's temporary credentials, as IMDS serves them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub token: String,
+    /// ISO 8601, e.g. `2099-01-01T00:00:00Z`.
+    pub expiration: String,
+}
+
+impl Default for Credentials {
+    /// The constants above, valid until 2099.
+    fn default() -> Credentials {
+        Credentials {
+            access_key_id: ACCESS_KEY_ID.into(),
+            secret_access_key: SECRET_ACCESS_KEY.into(),
+            token: SESSION_TOKEN.into(),
+            expiration: "2099-01-01T00:00:00Z".into(),
+        }
+    }
+}
+
 pub struct FakeImds {
     pub server: Server,
+    credentials: Arc<Mutex<Credentials>>,
 }
 
 impl FakeImds {
@@ -24,6 +52,8 @@ impl FakeImds {
     pub fn start_on(addr: std::net::SocketAddr, region: &str, local_ipv4: &str) -> FakeImds {
         let region = region.to_string();
         let ip = local_ipv4.to_string();
+        let credentials = Arc::new(Mutex::new(Credentials::default()));
+        let served = credentials.clone();
         let server = Server::start_on(
             addr,
             http::handler(move |req| {
@@ -59,23 +89,39 @@ impl FakeImds {
                     ),
                     "/latest/meta-data/iam/security-credentials/"
                     | "/latest/meta-data/iam/security-credentials" => text(ROLE.into()),
-                    p if p == format!("/latest/meta-data/iam/security-credentials/{ROLE}") => text(
-                        json!({
-                            "Code": "Success",
-                            "LastUpdated": "2026-11-25T00:00:00Z",
-                            "Type": "AWS-HMAC",
-                            "AccessKeyId": ACCESS_KEY_ID,
-                            "SecretAccessKey": SECRET_ACCESS_KEY,
-                            "Token": SESSION_TOKEN,
-                            "Expiration": "2099-01-01T00:00:00Z",
-                        })
-                        .to_string(),
-                    ),
+                    p if p == format!("/latest/meta-data/iam/security-credentials/{ROLE}") => {
+                        let c = served.lock().expect("credentials").clone();
+                        text(
+                            json!({
+                                "Code": "Success",
+                                "LastUpdated": "2026-11-25T00:00:00Z",
+                                "Type": "AWS-HMAC",
+                                "AccessKeyId": c.access_key_id,
+                                "SecretAccessKey": c.secret_access_key,
+                                "Token": c.token,
+                                "Expiration": c.expiration,
+                            })
+                            .to_string(),
+                        )
+                    }
                     _ => http::response(404, &[], "Not Found"),
                 }
             }),
         );
-        FakeImds { server }
+        FakeImds {
+            server,
+            credentials,
+        }
+    }
+
+    /// What the instance role's credentials are now.
+    pub fn credentials(&self) -> Credentials {
+        self.credentials.lock().expect("credentials").clone()
+    }
+
+    /// Serve other credentials from now on (a rotation).
+    pub fn set_credentials(&self, credentials: Credentials) {
+        *self.credentials.lock().expect("credentials") = credentials;
     }
 
     pub fn url(&self) -> String {

@@ -5,6 +5,8 @@ pub mod artifacts;
 pub mod hostile;
 pub mod http;
 pub mod imds;
+pub mod kafka;
+pub mod kafka_standin;
 pub mod msk;
 pub mod proxy;
 pub mod signing;

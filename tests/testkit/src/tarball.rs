@@ -34,13 +34,17 @@ pub fn server_properties() -> Vec<u8> {
 }
 
 /// The release's `bin/ksql` stand-in: prints how it was started (its pid, its uid, each
-/// argument, its environment) on stdout, one `key=value` a line, and exits 0, or with `$KSQL_STANDIN_EXIT`.
+/// argument, its environment) on stdout, one `key=value` a line, and exits 0, or with N
+/// given as an argument `--standin-exit=N` (`ksql` passes the CLI no variable of the
+/// caller's that could carry it).
 pub const CLI: &str = "#!/bin/sh\n# stand-in for ksqlDB's CLI: says how it was started\n\
 echo \"ksql-cli-standin pid=$$\"\n\
 echo \"uid=$(id -u)\"\n\
 for a in \"$@\"; do printf 'arg=%s\\n' \"$a\"; done\n\
 env | LC_ALL=C sort | sed 's/^/env=/'\n\
-exit \"${KSQL_STANDIN_EXIT:-0}\"\n";
+code=0\n\
+for a in \"$@\"; do case $a in --standin-exit=*) code=${a#--standin-exit=};; esac; done\n\
+exit \"$code\"\n";
 
 pub const SERVER_START: &str = "#!/bin/sh\n# stand-in for ksqlDB's start script\nexec \"$(dirname \"$0\")/ksql-run-class\" \"$@\"\n";
 

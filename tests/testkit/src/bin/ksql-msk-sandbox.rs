@@ -3,6 +3,10 @@
 //! server is `fake-ksqldb`), in a temporary directory: discovery, the IAM policy,
 //! install (dry run, real, again: idempotent), the patched properties, then `run`
 //! until Ctrl-C (with `--once`: until ksqlDB is healthy, then a clean stop).
+//! With `--kafka` the brokers are a real Apache Kafka that authenticates like MSK with IAM
+//! (tests/kafka/README.md), the release's server is the Kafka-client-shaped ksqlDB
+//! stand-in (tests/kafka/standin, a real JVM with the agent's aws-msk-iam-auth jar), and
+//! the run ends with `ksql-msk ksql -e "SHOW TOPICS;"` listing the broker's topics.
 //! Run it with `tests/sandbox`, which builds everything first.
 
 use std::io::{Read, Write};
@@ -14,12 +18,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ksql_msk_testkit::imds::FakeImds;
+use ksql_msk_testkit::kafka::{KafkaCluster, KafkaOptions};
+use ksql_msk_testkit::kafka_standin;
 use ksql_msk_testkit::msk::Cluster;
 use ksql_msk_testkit::standins::{self, Standins};
 
 const REGION: &str = "eu-west-1";
 const KSQLDB_VERSION: &str = "0.29.0";
 const IAM_VERSION: &str = "2.3.0";
+/// With `--kafka`: the newest aws-msk-iam-auth of the Maven sets.
+const KAFKA_IAM_VERSION: &str = "2.4.0";
 
 fn main() {
     if let Err(e) = sandbox() {
@@ -85,40 +93,123 @@ impl Agent {
     }
 }
 
+/// `SHOW TOPICS;` as `POST /ksql` to ksqlDB at `url` (host:port), the way its CLI sends it.
+fn show_topics_over_rest(url: &str) -> anyhow::Result<(i32, String)> {
+    println!(
+        "$ curl -X POST http://{url}/ksql -d '{{\"ksql\":\"SHOW TOPICS;\"}}'   (ksql refuses root)"
+    );
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-X", "POST"])
+        .args(["-H", "Content-Type: application/vnd.ksql.v1+json"])
+        .args(["-d", r#"{"ksql":"SHOW TOPICS;","streamsProperties":{}}"#])
+        .arg(format!("http://{url}/ksql"))
+        .output()
+        .context("running curl")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    let code = out.status.code().unwrap_or(-1);
+    println!("  (exit {code})");
+    Ok((code, stdout))
+}
+
+/// The real JDK's home (`<home>/bin/java` of the `java` on PATH, links resolved).
+fn real_java_home() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let java = std::env::split_paths(&path)
+        .map(|d| d.join("java"))
+        .find(|p| p.is_file())
+        .context("--kafka needs java on PATH")?;
+    let real = std::fs::canonicalize(&java)?;
+    real.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("java is not <home>/bin/java")
+}
+
 fn sandbox() -> anyhow::Result<()> {
     let serve = !std::env::args().any(|a| a == "--once");
+    let with_kafka = std::env::args().any(|a| a == "--kafka");
     let bin = agent_binary()?;
-    let fake = bin.with_file_name("fake-ksqldb");
-    let server_start = std::fs::read(&fake).with_context(|| {
-        format!(
-            "{}: run `cargo build --workspace --bins` first",
-            fake.display()
-        )
-    })?;
     let dir = tempfile_dir()?;
     banner("starting stand-ins on loopback");
     let world = Standins::start("sandbox", REGION);
     world.msk.add(Cluster::active("sandbox-2", REGION));
-    world.publish_release(KSQLDB_VERSION, &server_start, &[]);
-    world.publish_jar(IAM_VERSION);
+    let mut kafka = None;
+    let iam_version = if with_kafka {
+        if let Some(why) = ksql_msk_testkit::kafka::unavailable() {
+            anyhow::bail!("--kafka: {why}");
+        }
+        let release = kafka_standin::kafka_release(KSQLDB_VERSION).map_err(anyhow::Error::msg)?;
+        world.publish_tarball(KSQLDB_VERSION, &release);
+        let jar = kafka_standin::iam_all_jar(KAFKA_IAM_VERSION).map_err(anyhow::Error::msg)?;
+        world
+            .art
+            .put(&standins::jar_path(KAFKA_IAM_VERSION), jar.clone());
+        let cluster = KafkaCluster::start(KafkaOptions {
+            cluster_arn: world.cluster.arn.clone(),
+            ..KafkaOptions::default()
+        });
+        world.msk.set_brokers(
+            &world.cluster.arn,
+            "bootstrapBrokerStringSaslIam",
+            Some(&cluster.bootstrap()),
+        );
+        println!(
+            "  Apache Kafka     {} (KRaft, SASL_SSL with AWS_MSK_IAM, test CA)",
+            cluster.bootstrap()
+        );
+        kafka = Some((cluster, standins::sha256_hex(&jar)));
+        KAFKA_IAM_VERSION
+    } else {
+        let fake = bin.with_file_name("fake-ksqldb");
+        let server_start = std::fs::read(&fake).with_context(|| {
+            format!(
+                "{}: run `cargo build --workspace --bins` first",
+                fake.display()
+            )
+        })?;
+        world.publish_release(KSQLDB_VERSION, &server_start, &[]);
+        world.publish_jar(IAM_VERSION);
+        IAM_VERSION
+    };
     let imds = FakeImds::start(REGION, "10.0.42.7");
     println!("  fake MSK API     {}", world.msk.url());
     println!("  fake IMDSv2      {}", imds.url());
     println!(
-        "  artifact server  {} (confluent-ksqldb-{KSQLDB_VERSION}.tar.gz signed by {}, aws-msk-iam-auth {IAM_VERSION})",
+        "  artifact server  {} (confluent-ksqldb-{KSQLDB_VERSION}.tar.gz signed by {}, aws-msk-iam-auth {iam_version})",
         world.art.server.url(),
         world.key.fingerprint()
     );
 
-    let jdk = dir.join("jdk");
-    std::fs::create_dir_all(jdk.join("bin"))?;
-    std::fs::write(jdk.join("bin/java"), standins::java_script("17.0.15"))?;
-    std::fs::set_permissions(jdk.join("bin/java"), std::fs::Permissions::from_mode(0o755))?;
+    let jdk = if with_kafka {
+        real_java_home()?
+    } else {
+        let jdk = dir.join("jdk");
+        std::fs::create_dir_all(jdk.join("bin"))?;
+        std::fs::write(jdk.join("bin/java"), standins::java_script("17.0.15"))?;
+        std::fs::set_permissions(jdk.join("bin/java"), std::fs::Permissions::from_mode(0o755))?;
+        jdk
+    };
     let port = free_port()?;
     let etc = dir.join("etc");
     std::fs::create_dir_all(&etc)?;
     let config = etc.join("ksql-msk.toml");
-    let parts = world.config(KSQLDB_VERSION, IAM_VERSION);
+    let mut parts = world.config(KSQLDB_VERSION, iam_version);
+    // --kafka: the jar built from the Maven artifacts, pinned; the test CA's truststore;
+    // a small heap for the stand-in's JVM.
+    let mut extra_properties = String::new();
+    let mut heap = String::new();
+    if let Some((cluster, sha256)) = &kafka {
+        parts.iam_auth = format!(
+            "version = \"{iam_version}\"\njar_url = \"{}{}\"\nsha256 = \"{sha256}\"\n",
+            world.art.server.url(),
+            standins::jar_path(iam_version)
+        );
+        for (k, v) in cluster.ssl_properties() {
+            extra_properties.push_str(&format!("\"{k}\" = \"{v}\"\n"));
+        }
+        heap = "heap = \"256m\"\n".into();
+    }
     // By name, as most operators start: the ARN is found with ListClustersV2.
     let msk = parts
         .msk
@@ -129,8 +220,8 @@ fn sandbox() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[msk]\ncluster_name = \"sandbox\"\n{msk}\n\n[ksqldb]\n{}listeners = \"http://127.0.0.1:{port}\"\njava_home = \"{}\"\n\n\
-             [iam_auth]\n{}\n[properties]\n\"ksql.service.id\" = \"sandbox_\"\n\n\
+            "[msk]\ncluster_name = \"sandbox\"\n{msk}\n\n[ksqldb]\n{}listeners = \"http://127.0.0.1:{port}\"\njava_home = \"{}\"\n{heap}\n\
+             [iam_auth]\n{}\n[properties]\n\"ksql.service.id\" = \"sandbox_\"\n{extra_properties}\n\
              [agent]\nstate_dir = \"{}\"\nhealth_url = \"http://127.0.0.1:{port}/healthcheck\"\n",
             parts.ksqldb,
             jdk.display(),
@@ -153,8 +244,15 @@ fn sandbox() -> anyhow::Result<()> {
     banner("phase 1-2: discover the IAM bootstrap brokers (name lookup, region and credentials from IMDS)");
     let (code, brokers) = agent.run(&["brokers"])?;
     anyhow::ensure!(code == 0, "brokers failed");
+    let expected = match &kafka {
+        Some((cluster, _)) => Some(cluster.bootstrap()),
+        None => world
+            .cluster
+            .brokers_field("bootstrapBrokerStringSaslIam")
+            .map(str::to_string),
+    };
     anyhow::ensure!(
-        Some(brokers.trim()) == world.cluster.brokers_field("bootstrapBrokerStringSaslIam"),
+        Some(brokers.trim()) == expected.as_deref(),
         "unexpected broker string"
     );
     for connectivity in ["public", "vpc"] {
@@ -212,9 +310,11 @@ fn sandbox() -> anyhow::Result<()> {
         if let Some(status) = child.try_wait()? {
             anyhow::bail!("ksql-msk run exited early: {status}");
         }
+        // A real JVM that authenticates to a real broker takes longer than the fake.
+        let limit = Duration::from_secs(if with_kafka { 180 } else { 60 });
         anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(60),
-            "ksqlDB not healthy after 60s"
+            started.elapsed() < limit,
+            "ksqlDB not healthy after {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -230,6 +330,38 @@ fn sandbox() -> anyhow::Result<()> {
     }
     banner("what the agent reports");
     agent.run(&["status"])?;
+    if let Some((cluster, _)) = &kafka {
+        banner("a topic made with Kafka's own admin client, then SHOW TOPICS; through ksql");
+        let out = cluster.admin(&["create-topic", "pageviews", "1", "1"]);
+        anyhow::ensure!(out.code == 0, "creating the topic pageviews: {out:?}");
+        println!(
+            "  created pageviews (1 partition, RF 1) on {}",
+            cluster.internal_bootstrap()
+        );
+        // A new topic reaches the broker's metadata cache a moment later.
+        let asked = Instant::now();
+        loop {
+            // `ksql` refuses root (the release's CLI is the service user's: issue 21);
+            // as root the same statement goes to ksqlDB's REST API, as the CLI sends it.
+            let (code, stdout) = if std::fs::metadata("/proc/self")
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+                .unwrap_or(false)
+            {
+                show_topics_over_rest(&url)?
+            } else {
+                agent.run(&["ksql", "-e", "SHOW TOPICS;"])?
+            };
+            anyhow::ensure!(code == 0, "SHOW TOPICS; failed");
+            if stdout.contains("pageviews") {
+                break;
+            }
+            anyhow::ensure!(
+                asked.elapsed() < Duration::from_secs(30),
+                "SHOW TOPICS; does not list pageviews"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
     if serve {
         let release = dir.join("state/current");
         println!(
