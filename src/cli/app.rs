@@ -117,6 +117,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let written = crate::ksqldb::metastore::backup_to(&settings, file.as_deref())?;
             crate::outln!("{}", written.display())
         }
+        Command::Metastore(MetastoreCommand::Restore {
+            file,
+            skip_incompatible_commands,
+        }) => {
+            let outcome =
+                crate::service::restore::restore(&path, &file, skip_incompatible_commands)?;
+            crate::outln!("{outcome}")
+        }
         Command::Verify => verify(&path).await,
     }
 }

@@ -179,6 +179,20 @@ pub enum MetastoreCommand {
         /// Where to write the copy.
         file: Option<std::path::PathBuf>,
     },
+    /// Restore ksqlDB's command topic from FILE (a backup: every line a record) through
+    /// the running service: ksqlDB stopped, the release's own
+    /// bin/ksql-restore-command-topic run as the service user with the rendered
+    /// properties, the earlier backup files set aside, ksqlDB started again. Root only;
+    /// one restore at a time. Stop ksqlDB on the other hosts of this service id first.
+    Restore {
+        /// The backup to restore (e.g. one `metastore backup` wrote, or a copy in
+        /// <state_dir>/upgrades/).
+        file: std::path::PathBuf,
+        /// Drop commands this ksqlDB version cannot read (and clean up their queries'
+        /// internal topics and state), as the tool's --skip-incompatible-commands does.
+        #[arg(short = 's', long)]
+        skip_incompatible_commands: bool,
+    },
 }
 
 /// `ksql-msk auth`: the REST API credential in /etc/ksql-msk/ksqldb.password.

@@ -114,7 +114,7 @@ pub const UPGRADES_DIR: &str = "upgrades";
 pub const MAX_RECORDS: usize = 8;
 /// Largest backup copied (command topics are KiB to a few MiB; a bigger file is
 /// someone else's, or a sparse file planted to fill the disk).
-const MAX_COPY_BYTES: u64 = 256 << 20;
+pub const MAX_COPY_BYTES: u64 = 256 << 20;
 /// The copies are ksqlDB's metadata: statements, not secrets, but not for everyone.
 const RECORD_MODE: u32 = 0o640;
 
@@ -163,6 +163,44 @@ pub fn keep_for_upgrade(settings: &Settings, from: &str, to: &str) -> Result<Opt
         copy.display()
     );
     Ok(Some(copy))
+}
+
+/// After a restore of the command topic: move every file of the backup directory into
+/// `upgrades/<record>/` (kept, and bounded like the upgrade records). ksqlDB compares
+/// its newest backup with the topic record by record at each start; the old files no
+/// longer match the restored topic, and ksqlDB would call that corruption (facts:
+/// CommandTopicBackupImpl, "Backup is out of sync with the current command topic").
+/// Returns how many files were moved.
+pub fn set_aside(settings: &Settings, record: &str) -> Result<usize> {
+    let state = &settings.agent.state_dir;
+    let Ok(dir) = Dir::open_beneath(state, Path::new(DIR)) else {
+        return Ok(0);
+    };
+    let names = dir.entries()?;
+    if names.is_empty() {
+        return Ok(0);
+    }
+    let upgrades = Dir::create_beneath(state, Path::new(UPGRADES_DIR), 0o750)?;
+    upgrades.create_dir(record, 0o750)?;
+    let into = upgrades.open_dir(record)?;
+    let mut moved = 0;
+    for name in names.into_iter().take(MAX_ENTRIES) {
+        // Through both handles: a name, never a path, and no link followed.
+        rustix::fs::renameat(&dir, &name, &into, &name)
+            .map_err(std::io::Error::from)
+            .with_context(|| {
+                format!(
+                    "moving {} into {}",
+                    dir.path().join(&name).display(),
+                    into.path().display()
+                )
+            })?;
+        moved += 1;
+    }
+    dir.sync()?;
+    into.sync()?;
+    prune_records(&upgrades, record);
+    Ok(moved)
 }
 
 /// Remove the oldest records beyond [`MAX_RECORDS`] (never `keep`); best effort.

@@ -227,3 +227,212 @@ fn metastore_backup_copies_the_newest_checked_backup_and_refuses_garbage() {
         "\"a\":{}\n\"b\":{\"x\":1}\n"
     );
 }
+
+const RESTORE_ID: &str = "4cddff92dd2145deb4c2fb67fb6cd2af";
+const RESTORE_FAILED_ID: &str = "e1f3e54e64444d709957a4555068dbbf";
+
+/// A running agent with a control socket (as `RuntimeDirectory=` gives it), healthy.
+fn serving(fx: &mut Fixture) -> crate::run::Agent {
+    fx.mode("healthy_after_ms=200\n");
+    let runtime = fx.host.dir.path().join("run");
+    std::fs::create_dir_all(&runtime).unwrap();
+    fx.host
+        .env("RUNTIME_DIRECTORY", &runtime.display().to_string());
+    let agent = fx.start();
+    wait_for("the control socket", || {
+        runtime.join("control.sock").exists()
+    });
+    wait_for("healthy", || {
+        status_json(fx)["ksqldb"]["health"]["condition"] == "healthy"
+    });
+    agent
+}
+
+const RESTORED: &str = "\"stream/S/create\":{\"statement\":\"CREATE STREAM S (A INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');\",\"streamsProperties\":{},\"originalProperties\":{},\"plan\":null}\n\"stream/T/create\":{\"statement\":\"CREATE STREAM T AS SELECT * FROM S;\"}\n";
+
+#[test]
+fn metastore_restore_goes_through_the_running_service() {
+    let mut fx = Fixture::new("");
+    let journal = fx.journal_socket();
+    let mut agent = serving(&mut fx);
+    let first = fx.pids()[0];
+    let state = fx.host.state_dir();
+    let before: Vec<String> = std::fs::read_dir(state.join("metastore"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup");
+    std::fs::write(&file, RESTORED).unwrap();
+    let out = fx
+        .host
+        .run(&["metastore", "restore", &file.display().to_string()]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, agent.stderr());
+    assert!(
+        out.stdout.contains("ksqlDB's command topic restored")
+            && out.stdout.contains("upgrades/restore-"),
+        "{out:?}"
+    );
+    // The release's own tool, with the rendered properties, --yes and the checked copy.
+    let args = std::fs::read_to_string(fx.control("fake-ksqldb.restore.args")).unwrap();
+    let props = fx.release.join("etc/ksqldb/ksql-server.properties");
+    let copy = state.join("restore/backup");
+    assert_eq!(
+        args,
+        format!(
+            "--config-file\n{}\n--yes\n{}\n",
+            props.display(),
+            copy.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), RESTORED);
+    // ksqlDB's own environment (its heap, log4j, PATH), not the agent's.
+    let env = std::fs::read_to_string(fx.control("fake-ksqldb.restore.env")).unwrap();
+    assert!(env.contains("KSQL_HEAP_OPTS=-Xms64m -Xmx1g\n"), "{env}");
+    assert!(env.contains("KSQL_LOG4J_OPTS="), "{env}");
+    assert!(!env.contains("RUNTIME_DIRECTORY="), "{env}");
+    // The "command topic" is the backup now; the old backup file was set aside.
+    assert_eq!(
+        std::fs::read_to_string(state.join("fake-ksqldb.commands")).unwrap(),
+        RESTORED
+    );
+    let records: Vec<_> = std::fs::read_dir(state.join("upgrades"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].join(&before[0]).is_file(), "{records:?}");
+    // ksqlDB was stopped and started again, and wrote a new backup of the restored topic.
+    wait_for("ksqlDB started again", || fx.pids().len() == 2);
+    assert_ne!(fx.pids()[1], first);
+    wait_for("the new backup", || {
+        std::fs::read_dir(state.join("metastore"))
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path()).unwrap_or_default() == RESTORED)
+    });
+    // The transcript in the journal, as the tool's own entries.
+    let transcript: Vec<String> = journal
+        .entries()
+        .iter()
+        .filter(|e| {
+            e.get("SYSLOG_IDENTIFIER").map(String::as_str) == Some("ksql-restore-command-topic")
+        })
+        .map(|e| e["MESSAGE"].clone())
+        .collect();
+    assert!(
+        transcript.contains(&"Backup (2 records) loaded in memory in 3 ms.".to_string())
+            && transcript.contains(&"Restore process completed in 5 ms.".to_string()),
+        "{transcript:?}"
+    );
+    let events = with_id(&journal.entries(), RESTORE_ID)
+        .iter()
+        .map(|e| e["MESSAGE"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events[0].contains("stopping ksqlDB"), "{events:?}");
+    assert!(events[1].contains("restored"), "{events:?}");
+    assert_eq!(agent.stop(), 0);
+}
+
+/// One `ksql-msk: error:` line and `code`, the message holding `says`.
+fn refused(out: &crate::support::Output, code: i32, says: &str) {
+    assert_eq!(out.code, code, "{out:?}");
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("ksql-msk: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{out:?}");
+    assert!(errors[0].contains(says), "{out:?}");
+}
+
+#[test]
+fn metastore_restore_refuses_bad_inputs() {
+    let fx = Fixture::new("");
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let restore = |file: &str| fx.host.run(&["metastore", "restore", file]);
+    std::fs::write(at("garbage"), "hello\nworld\n").unwrap();
+    refused(
+        &restore(&at("garbage")),
+        65,
+        "line 1 is not a command-topic record",
+    );
+    std::fs::write(at("empty"), "").unwrap();
+    refused(
+        &restore(&at("empty")),
+        65,
+        "empty: not a command-topic backup",
+    );
+    std::fs::write(at("torn"), "\"a\":{}\n\"b\":{}").unwrap();
+    refused(&restore(&at("torn")), 65, "cut short");
+    refused(&restore(&at("missing")), 65, "no such file");
+    // A FIFO, /dev/zero, a huge sparse file: refused at once, never read for ever.
+    let fifo = std::ffi::CString::new(at("fifo")).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let out = restore(&at("fifo"));
+    assert!(out.code == 65, "{out:?}");
+    refused(&restore("/dev/zero"), 65, "/dev/zero");
+    let sparse = std::fs::File::create(at("sparse")).unwrap();
+    sparse.set_len(1 << 40).unwrap();
+    refused(&restore(&at("sparse")), 65, "larger than");
+    // A good backup, but no service running: 69, and nothing was restored.
+    std::fs::write(at("good"), RESTORED).unwrap();
+    refused(&restore(&at("good")), 69, "the service is not running");
+    assert!(!fx.control("fake-ksqldb.restore.args").exists());
+    // Not root: 77 before anything else.
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = fx.host.command(&["metastore", "restore", &at("good")]);
+        cmd.uid(65534);
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(77), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("must run as root"),
+            "{out:?}"
+        );
+    }
+    // Another restore holds the lock: 75.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(fx.host.state_dir().join("restore.lock"))
+        .unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    refused(
+        &restore(&at("good")),
+        75,
+        "another ksql-msk metastore restore is running",
+    );
+    drop(lock);
+}
+
+#[test]
+fn a_failed_restore_says_why_and_starts_ksqldb_again() {
+    let mut fx = Fixture::new("");
+    let journal = fx.journal_socket();
+    let mut agent = serving(&mut fx);
+    std::fs::write(fx.control("fake-ksqldb.restore-fails"), "").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup");
+    std::fs::write(&file, RESTORED).unwrap();
+    let out = fx
+        .host
+        .run(&["metastore", "restore", &file.display().to_string()]);
+    refused(&out, 65, "Failed to initialize topic transactions");
+    wait_for("the failure event", || {
+        !with_id(&journal.entries(), RESTORE_FAILED_ID).is_empty()
+    });
+    wait_for("ksqlDB started again", || fx.pids().len() == 2);
+    // The backup files stay where ksqlDB keeps them.
+    assert!(!fx.host.state_dir().join("upgrades").exists());
+    assert_eq!(agent.stop(), 0);
+}

@@ -143,7 +143,7 @@ fn garbage_and_silent_clients_on_the_control_socket_do_not_disturb_the_agent() {
     wrong.read_to_string(&mut answer).unwrap();
     assert_eq!(
         answer,
-        "error 64 unknown request \"rm -rf /\" (expected \"reload\")\n"
+        "error 64 unknown request \"rm -rf /\" (expected \"reload\" or \"restore\")\n"
     );
     // Binary and over-long (past the 256-byte cap): the agent answers and closes with
     // the rest unread, so the client may see a reset instead of the line; the agent

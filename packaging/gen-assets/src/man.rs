@@ -557,6 +557,38 @@ ksql> SHOW TOPICS;"),
             )],
             see_also: vec!["ksql-msk-status(1)", "ksql-msk-rollback(1)"],
         },
+        "metastore-restore" => Extras {
+            files: vec![MAIN_CONFIG, METASTORE, UPGRADES, SOCKET],
+            env: cli_env,
+            exit: with(
+                with(
+                    with(
+                        with(
+                            general(&[0, 64, 65, 69, 70, 74, 75, 77, 78]),
+                            65,
+                            "EX_DATAERR: FILE is not a command-topic backup (missing, not a regular file, empty, larger than 256 MiB, a line that is not a JSON string, a colon and a JSON object, or a last line cut short), or the restore tool failed (its last lines are in the message, the whole transcript in the journal); ksqlDB was started again.",
+                        ),
+                        69,
+                        "EX_UNAVAILABLE: the service is not running (a restore goes through it), or the release has no bin/ksql-restore-command-topic.",
+                    ),
+                    75,
+                    "EX_TEMPFAIL: another ksql-msk metastore restore runs (it holds /var/lib/ksql-msk/restore.lock), or the restore tool took longer than 10 minutes and was killed.",
+                ),
+                77,
+                "EX_NOPERM: not run as root.",
+            ),
+            examples: vec![
+                (
+                    "Go back to the command topic as it was before an upgrade (stop ksqlDB on the other hosts of this ksql.service.id first):",
+                    "sudo ksql-msk metastore restore /var/lib/ksql-msk/upgrades/0.28.2-to-0.29.0/backup__confluent-ksql-default__command_topic_1639500000000",
+                ),
+                (
+                    "After a rollback that ended DEGRADED: drop what the newer version wrote from the current backup:",
+                    "sudo ksql-msk metastore backup /root/metastore && sudo ksql-msk metastore restore --skip-incompatible-commands /root/metastore",
+                ),
+            ],
+            see_also: vec!["ksql-msk-status(1)", "ksql-msk-rollback(1)"],
+        },
         "auth" => Extras {
             files: vec![MAIN_CONFIG, PASSWORD, UNIT],
             env: cli_env,

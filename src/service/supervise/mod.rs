@@ -29,6 +29,7 @@ pub(crate) mod launch;
 mod policy;
 mod process;
 mod reconfigure;
+mod restore;
 mod rollback;
 mod signals;
 
@@ -157,6 +158,7 @@ enum Event {
     Stop(&'static str),
     Reload,
     ReloadRequest(crate::service::control::Responder),
+    RestoreRequest(bool, crate::service::control::Responder),
     ChildSignal,
     Probe(Health),
     Watchdog,
@@ -185,7 +187,7 @@ pub struct Supervisor {
     watchdog: Watchdog,
     reconfig: Reconfig,
     /// `ksql-msk reload` requests from the control socket.
-    control: tokio::sync::mpsc::Receiver<crate::service::control::Responder>,
+    control: tokio::sync::mpsc::Receiver<crate::service::control::Request>,
     /// The state `ksql-msk status` and the metrics textfile show.
     status: Recorder,
 }
@@ -283,6 +285,7 @@ impl Supervisor {
                 Event::Stop(why) => return self.shutdown(why).await,
                 Event::Reload => self.begin_prepare(Why::Reload),
                 Event::ReloadRequest(reply) => self.reload_requested(reply),
+                Event::RestoreRequest(skip, reply) => self.restore_requested(skip, reply).await,
                 Event::ChildSignal => self.on_child_signal().await?,
                 Event::Probe(h) => self.on_probe(h).await?,
                 Event::Watchdog => self.watchdog.tick(&self.notifier),
@@ -345,7 +348,12 @@ impl Supervisor {
             _ = sleep_until(rediscover_at), if can_rediscover => Event::Rediscover,
             Some((why, r)) = self.reconfig.prepare_rx.recv() => Event::Prepared(why, r),
             Some(r) = self.reconfig.discover_rx.recv() => Event::Discovered(r),
-            Some(reply) = self.control.recv() => Event::ReloadRequest(reply),
+            Some(request) = self.control.recv() => match request {
+                crate::service::control::Request::Reload(reply) => Event::ReloadRequest(reply),
+                crate::service::control::Request::Restore { skip_incompatible, reply } => {
+                    Event::RestoreRequest(skip_incompatible, reply)
+                }
+            },
         }
     }
 

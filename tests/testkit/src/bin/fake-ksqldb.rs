@@ -554,6 +554,106 @@ fn backup(dir: &Path, service_id: &str) {
     );
 }
 
+/// The stand-in for `bin/ksql-restore-command-topic` (ksqlDB's KsqlRestoreCommandTopic,
+/// its RestoreOptions parsed by airline): `--config-file <file>` (required), `-s` /
+/// `--skip-incompatible-commands`, `-y` / `--yes`, `-h` / `--help`, and the backup file
+/// as the one positional argument. Exit 1 on a parse error (and for `--help`), 2 for a
+/// missing or unreadable file, 1 without `--yes` and no console (ksqlDB's
+/// NullPointerException), 1 when a line has no `:` or the file `fake-ksqldb.restore-fails`
+/// exists in the working directory (the release); else it replaces the "command topic"
+/// (`fake-ksqldb.commands` beside `ksql.metastore.backup.location`) with the backup's
+/// lines and prints ksqlDB's transcript. Its arguments and environment are recorded
+/// in `fake-ksqldb.restore.args` / `.env` in the working directory.
+fn restore_command_topic(args: &[String]) -> ! {
+    let usage = |msg: &str| -> ! {
+        eprintln!("{msg}\nSee the -h or --help flags for usage information");
+        std::process::exit(1);
+    };
+    let (mut config, mut file, mut yes, mut skip) = (None, None, false, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config-file" => match it.next() {
+                Some(v) => config = Some(v.clone()),
+                None => usage("Required values for option 'config-file' not provided"),
+            },
+            "-y" | "--yes" => yes = true,
+            "-s" | "--skip-incompatible-commands" => skip = true,
+            "-h" | "--help" => {
+                println!("usage: ksql-restore-command-topic --config-file <config-file> [ {{-s | --skip-incompatible-commands}} ] [ {{-y | --yes}} ] [--] <backup-file>");
+                std::process::exit(1);
+            }
+            s if s.starts_with('-') => usage(&format!("Found unexpected parameters: [{s}]")),
+            s if file.is_none() => file = Some(s.to_string()),
+            s => usage(&format!("Found unexpected parameters: [{s}]")),
+        }
+    }
+    let config = config.unwrap_or_else(|| usage("Required option 'config-file' is missing"));
+    let file = file.unwrap_or_else(|| usage("Required arguments are missing: 'backup-file'"));
+    for f in [&config, &file] {
+        match std::fs::metadata(f) {
+            Err(_) => {
+                eprintln!("File does not exist: {f}");
+                std::process::exit(2);
+            }
+            Ok(m) if !m.is_file() => {
+                eprintln!("Invalid file: {f}");
+                std::process::exit(2);
+            }
+            Ok(_) => {}
+        }
+    }
+    let _ = std::fs::write("fake-ksqldb.restore.args", args.join("\n") + "\n");
+    let env: String = std::env::vars()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    let _ = std::fs::write("fake-ksqldb.restore.env", env);
+    if !yes {
+        println!("Restoring the command topic will DELETE your actual metadata.");
+        eprintln!("Exception in thread \"main\" java.lang.NullPointerException");
+        std::process::exit(1);
+    }
+    println!("Loading backup file ...");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    for (i, line) in text.lines().enumerate() {
+        if !line.contains(':') {
+            eprintln!(
+                "Failed loading backup file.\nError = Invalid CommandId string (line {}): {line}",
+                i + 1
+            );
+            std::process::exit(1);
+        }
+    }
+    let n = text.lines().count();
+    println!("Backup ({n} records) loaded in memory in 3 ms.");
+    if skip {
+        println!("0 incompatible command(s) skipped from backup file.");
+    }
+    println!("Restoring command topic ...");
+    if Path::new("fake-ksqldb.restore-fails").exists() {
+        eprintln!(
+            "Failed restoring command topic.\nError = Failed to initialize topic transactions."
+        );
+        std::process::exit(1);
+    }
+    let props = read_kv(Path::new(&config));
+    let Some(topic) = props.get("ksql.metastore.backup.location").and_then(|d| {
+        Path::new(d)
+            .parent()
+            .map(|p| p.join("fake-ksqldb.commands"))
+    }) else {
+        eprintln!("Failed restoring command topic.\nError = no ksql.metastore.backup.location");
+        std::process::exit(1);
+    };
+    if let Err(e) = std::fs::write(&topic, &text) {
+        eprintln!("Failed restoring command topic.\nError = {e}");
+        std::process::exit(1);
+    }
+    println!("Restore process completed in 5 ms.");
+    println!("You need to restart the ksqlDB server to re-load the command topic.");
+    std::process::exit(0);
+}
+
 /// `host:port` of the first URL in a listener list (`http://0.0.0.0:8088,...`).
 fn bind_addr(listeners: &str) -> String {
     listeners
@@ -605,6 +705,9 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some("--escapee-parent") {
         escapee_parent(&args);
+    }
+    if args.get(1).map(String::as_str) == Some("--restore-command-topic") {
+        restore_command_topic(&args[2..]);
     }
     let Some(props_path) = args.get(1).map(PathBuf::from) else {
         eprintln!("USAGE: ksql-server-start <ksql-server.properties>");
