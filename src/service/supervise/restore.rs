@@ -156,32 +156,32 @@ impl super::Supervisor {
                 format!("cannot run {}: {e}", tool.display()),
             )
         })?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(64);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, String)>(64);
         let readers = [
             child
                 .stdout
                 .take()
-                .map(|o| tokio::spawn(lines(o, tx.clone()))),
+                .map(|o| tokio::spawn(lines(o, false, tx.clone()))),
             child
                 .stderr
                 .take()
-                .map(|e| tokio::spawn(lines(e, tx.clone()))),
+                .map(|e| tokio::spawn(lines(e, true, tx.clone()))),
         ];
         drop(tx);
-        let mut last = Vec::new();
+        let mut last = Last::default();
         let status = self.wait_tool(&mut child, &mut rx, &mut last).await;
         for r in readers.into_iter().flatten() {
             let _ = r.await;
         }
-        while let Ok(line) = rx.try_recv() {
-            self.transcript(line, &mut last).await;
+        while let Ok((err, line)) = rx.try_recv() {
+            self.transcript(err, line, &mut last).await;
         }
         judge_tool(status, &last)
     }
 
     /// One line of the tool's output: into the journal (as the tool's own entry, like
     /// ksqlDB's lines; on stderr when the agent logs there), and kept among the last few.
-    async fn transcript(&self, line: String, last: &mut Vec<String>) {
+    async fn transcript(&self, err: bool, line: String, last: &mut Last) {
         self.sink
             .send(
                 TOOL_IDENTIFIER,
@@ -190,9 +190,10 @@ impl super::Supervisor {
                 &[("PHASE", "restore".into())],
             )
             .await;
-        last.push(line);
-        if last.len() > LAST_LINES {
-            last.remove(0);
+        let kept = if err { &mut last.err } else { &mut last.out };
+        kept.push(line);
+        if kept.len() > LAST_LINES {
+            kept.remove(0);
         }
     }
 
@@ -201,15 +202,15 @@ impl super::Supervisor {
     async fn wait_tool(
         &mut self,
         child: &mut tokio::process::Child,
-        rx: &mut tokio::sync::mpsc::Receiver<String>,
-        last: &mut Vec<String>,
+        rx: &mut tokio::sync::mpsc::Receiver<(bool, String)>,
+        last: &mut Last,
     ) -> Option<std::io::Result<std::process::ExitStatus>> {
         let deadline = Instant::now() + TOOL_TIMEOUT;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 status = child.wait() => return Some(status),
-                Some(line) = rx.recv() => self.transcript(line, last).await,
+                Some((err, line)) = rx.recv() => self.transcript(err, line, last).await,
                 _ = tick.tick() => self.watchdog.tick(&self.notifier),
                 _ = tokio::time::sleep_until(deadline) => {
                     if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
@@ -223,15 +224,29 @@ impl super::Supervisor {
     }
 }
 
+/// The last lines the tool printed, per stream.
+#[derive(Default)]
+struct Last {
+    out: Vec<String>,
+    err: Vec<String>,
+}
+
 /// The tool's exit, as the client's outcome.
 fn judge_tool(
     status: Option<std::io::Result<std::process::ExitStatus>>,
-    last: &[String],
+    last: &Last,
 ) -> Result<(), (ExitCode, String)> {
-    let said = if last.is_empty() {
+    // What it said on stderr (why it failed), else its last lines on stdout: the two
+    // streams are read apart, so their order is not kept.
+    let lines = if last.err.is_empty() {
+        &last.out
+    } else {
+        &last.err
+    };
+    let said = if lines.is_empty() {
         String::new()
     } else {
-        format!(": {}", last.join(" | "))
+        format!(": {}", lines.join(" | "))
     };
     match status {
         None => Err((
@@ -256,8 +271,12 @@ fn judge_tool(
     }
 }
 
-/// Send each line read from `from` (at most [`MAX_OUTPUT`] bytes) to `tx`.
-async fn lines(from: impl tokio::io::AsyncRead + Unpin, tx: tokio::sync::mpsc::Sender<String>) {
+/// Send each line read from `from` (`err`: its stderr) (at most [`MAX_OUTPUT`] bytes) to `tx`.
+async fn lines(
+    from: impl tokio::io::AsyncRead + Unpin,
+    err: bool,
+    tx: tokio::sync::mpsc::Sender<(bool, String)>,
+) {
     use tokio::io::AsyncReadExt;
     let mut reader = tokio::io::BufReader::new(from.take(MAX_OUTPUT));
     let mut buf = Vec::new();
@@ -268,7 +287,7 @@ async fn lines(from: impl tokio::io::AsyncRead + Unpin, tx: tokio::sync::mpsc::S
             Ok(_) => {
                 let line = String::from_utf8_lossy(&buf);
                 let line = crate::service::control::escape_controls(line.trim_end());
-                if tx.send(line).await.is_err() {
+                if tx.send((err, line)).await.is_err() {
                     return;
                 }
             }
