@@ -255,19 +255,32 @@ pub fn memory_limit(meminfo: &str, cgroup_max: Option<&str>) -> Option<u64> {
     Some(bytes)
 }
 
-/// `KSQL_HEAP_OPTS` for a heap setting. `auto`: half of `memory` bytes, at least 512m and
-/// at most 31g; -Xms equal to -Xmx so the heap is committed at start.
+/// `KSQL_HEAP_OPTS` for a heap setting. `auto`: what is left of the memory budget after
+/// RocksDB's share and the JVM's overhead ([`crate::ksqldb::memory::plan`]), at least
+/// 512m and at most 31g; -Xms equal to -Xmx so the heap is committed at start.
 pub fn heap_opts(heap: &Heap, memory: Option<u64>) -> String {
     match heap {
         Heap::Fixed(size) => format!("-Xms{size} -Xmx{size}"),
         Heap::Auto => {
             let mib = memory
-                .map(|b| b / 2 / (1024 * 1024))
+                .map(|b| crate::ksqldb::memory::plan(b, None).heap / (1024 * 1024))
                 .unwrap_or(AUTO_HEAP_MIN_MIB)
                 .clamp(AUTO_HEAP_MIN_MIB, AUTO_HEAP_MAX_MIB);
             format!("-Xms{mib}m -Xmx{mib}m")
         }
     }
+}
+
+/// The memory plan for this host and heap setting (`None` when the memory is unknown).
+pub fn host_memory_plan(heap: &Heap) -> Option<crate::ksqldb::memory::Plan> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let cgroup = cgroup_memory_max();
+    let total = memory_limit(&meminfo, cgroup.as_deref())?;
+    let fixed = match heap {
+        Heap::Fixed(size) => crate::ksqldb::memory::jvm_size(size),
+        Heap::Auto => None,
+    };
+    Some(crate::ksqldb::memory::plan(total, fixed))
 }
 
 /// Heap options for this host.
@@ -391,7 +404,8 @@ mod tests {
     #[test]
     fn heap_sizes() {
         let gib = 1024 * 1024 * 1024;
-        assert_eq!(heap_opts(&Heap::Auto, Some(8 * gib)), "-Xms4096m -Xmx4096m");
+        // 75 % of 8 GiB less RocksDB's third and the JVM's tenth (src/ksqldb/memory.rs).
+        assert_eq!(heap_opts(&Heap::Auto, Some(8 * gib)), "-Xms3481m -Xmx3481m");
         assert_eq!(heap_opts(&Heap::Auto, Some(gib / 2)), "-Xms512m -Xmx512m");
         assert_eq!(
             heap_opts(&Heap::Auto, Some(256 * gib)),

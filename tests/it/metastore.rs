@@ -70,6 +70,32 @@ fn the_backup_is_on_by_default_and_shows_in_status() {
         "{line}"
     );
 
+    // The memory budget: heap, RocksDB's share and the JVM's overhead within 75 % of
+    // this host's memory; the heap on ksqlDB's command line is the planned one.
+    let m = &v["memory"];
+    let mib = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k}: {v:#}"));
+    assert_eq!(mib("budget_percent"), 75);
+    assert!(mib("budget_mib") <= mib("total_mib") * 3 / 4 + 1, "{m}");
+    assert!(
+        mib("heap_mib") + mib("rocksdb_mib") + mib("overhead_mib") <= mib("budget_mib")
+            || mib("heap_mib") == 512,
+        "{m}"
+    );
+    assert_eq!(m["rocksdb_bounded"], false);
+    let env = std::fs::read_to_string(fx.control("fake-ksqldb.env")).unwrap();
+    let heap = mib("heap_mib");
+    assert!(
+        env.contains(&format!("KSQL_HEAP_OPTS=-Xms{heap}m -Xmx{heap}m")),
+        "{env}"
+    );
+    assert!(
+        human
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("memory:") && l.contains("RocksDB")),
+        "{human:?}"
+    );
+
     // A file that is not ksqlDB's is pointed out (ksqlDB 0.23.1+ would take it for a
     // backup if the command topic went missing).
     std::fs::write(dir.join("notes.txt"), "x").unwrap();

@@ -59,6 +59,8 @@ pub struct Report {
     pub auth: Auth,
     /// ksqlDB's command-topic backup, read from disk now (null: no directory).
     pub metastore_backup: Option<BackupInfo>,
+    /// How ksqlDB's memory is planned on this host (null: its memory is unknown).
+    pub memory: Option<Memory>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,6 +215,7 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
         config_files: config_files_now(doc_ref, running, settings),
         upgrade: Upgrade::of(settings),
         auth: Auth::of(settings),
+        memory: crate::ksqldb::java::host_memory_plan(&settings.ksqldb.heap).map(Memory::of),
         metastore_backup: crate::ksqldb::metastore::scan(
             state_dir,
             &crate::ksqldb::metastore::service_id(settings),
@@ -560,6 +563,9 @@ pub fn human(r: &Report, now: SystemTime) -> String {
     lines.extend(upgrade_lines(&r.upgrade));
     lines.push(("kept:", kept_text(&r.kept_releases)));
     lines.extend(cluster_lines(r, now));
+    if let Some(m) = &r.memory {
+        lines.push(("memory:", memory_text(m)));
+    }
     lines.push((
         "metastore:",
         metastore_text(r.metastore_backup.as_ref(), now),
@@ -735,6 +741,54 @@ fn cluster_lines(r: &Report, now: SystemTime) -> Vec<(&'static str, String)> {
         ));
     }
     lines
+}
+
+/// The memory budget (src/ksqldb/memory.rs), in MiB.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    pub total_mib: u64,
+    pub budget_percent: u64,
+    pub budget_mib: u64,
+    pub heap_mib: u64,
+    pub rocksdb_mib: u64,
+    pub overhead_mib: u64,
+    /// RocksDB bounded to its share (never, today: ksqlDB's setter is not shipped).
+    pub rocksdb_bounded: bool,
+    /// Heap, RocksDB and overhead together exceed the instance's memory.
+    pub exceeds_memory: bool,
+}
+
+impl Memory {
+    fn of(p: crate::ksqldb::memory::Plan) -> Memory {
+        const MIB: u64 = 1024 * 1024;
+        Memory {
+            total_mib: p.total / MIB,
+            budget_percent: crate::ksqldb::memory::BUDGET_PERCENT,
+            budget_mib: p.budget / MIB,
+            heap_mib: p.heap / MIB,
+            rocksdb_mib: p.rocksdb / MIB,
+            overhead_mib: p.overhead / MIB,
+            rocksdb_bounded: false,
+            exceeds_memory: p.exceeds_memory(),
+        }
+    }
+}
+
+fn memory_text(m: &Memory) -> String {
+    format!(
+        "budget {} MiB ({} % of {} MiB): heap {} MiB, RocksDB {} MiB (not bounded: ksqlDB's bounded-memory setter is not in its releases), JVM overhead {} MiB{}",
+        m.budget_mib,
+        m.budget_percent,
+        m.total_mib,
+        m.heap_mib,
+        m.rocksdb_mib,
+        m.overhead_mib,
+        if m.exceeds_memory {
+            "; together over the instance's memory"
+        } else {
+            ""
+        }
+    )
 }
 
 /// ksqlDB's command-topic backup: its newest file, size and last write, and files there

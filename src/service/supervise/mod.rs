@@ -202,6 +202,14 @@ impl Supervisor {
     ) -> Result<Supervisor> {
         let jvm = java::jvm_for(&prepared.settings, &prepared.version())?;
         log_jvm(&jvm);
+        if let Some(plan) = java::host_memory_plan(&prepared.settings.ksqldb.heap) {
+            let note = crate::ksqldb::memory::rocksdb_note(&plan);
+            if plan.exceeds_memory() {
+                warn!("{note}");
+            } else {
+                info!("{note}");
+            }
+        }
         let launch = launch_spec(&prepared, &jvm)?;
         let now = Instant::now();
         Ok(Supervisor {
