@@ -117,7 +117,7 @@ fn record(fx: &Fixture) -> String {
 
 #[test]
 fn an_upgrade_restarts_ksqldb_once_keeps_the_old_release_and_measures_the_downtime() {
-    let (fx, notify, _journal) = fixture("");
+    let (fx, notify, journal) = fixture("");
     let mut agent = started(&fx);
     let old = fx.pids()[0];
     fx.publish_version("0.29.0", &[]);
@@ -157,6 +157,16 @@ fn an_upgrade_restarts_ksqldb_once_keeps_the_old_release_and_measures_the_downti
             || release(&fx, "0.28.2").is_dir()
     );
     assert!(record(&fx).contains("good = \"0.29.0\""), "{}", record(&fx));
+    // The reload's event warns of ksqlDB's caveat before 1.0 and names the kept backup.
+    let reloaded = with_id(&journal, "7a9c1e3f5b7d4f0a8c2e4b6d8f0a1c34");
+    assert!(
+        reloaded.iter().any(|e| e["MESSAGE"]
+            .contains("warning: ksqlDB 0.28.2 -> 0.29.0 changes the minor version before 1.0")
+            && e["MESSAGE"].contains(
+                "upgrades/0.28.2-to-0.29.0/backup__confluent-ksql-default__command_topic_"
+            )),
+        "{reloaded:?}"
+    );
     let (_, body) = health(&health_url(&fx).replace("/healthcheck", "/info")).unwrap();
     assert!(body.contains("\"version\":\"0.29.0\""), "{body}");
 
