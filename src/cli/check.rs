@@ -109,7 +109,10 @@ async fn checklist(config_path: &Path) -> Result<()> {
     }
     items.add(rest_api_item(&settings))?;
     // A warning, not a failure: an explicit heap wins, even one that does not fit.
-    if let Some(plan) = crate::ksqldb::java::host_memory_plan(&settings.ksqldb.heap) {
+    if let Some(plan) = crate::ksqldb::java::host_memory_plan(
+        &settings.ksqldb.heap,
+        settings.ksqldb.memory_budget.into(),
+    ) {
         if plan.exceeds_memory() {
             let note = crate::ksqldb::memory::rocksdb_note(&plan);
             items.add(Item::pass(format!("warning: {note}")))?;

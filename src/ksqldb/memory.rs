@@ -12,7 +12,8 @@
 //! RocksDB cannot be bounded from what a release ships; the plan keeps its share out of
 //! the heap, and the agent says so in the journal ([`rocksdb_note`]).
 
-/// The share of the instance's memory ksqlDB may use, heap, RocksDB and JVM together.
+/// The share of the instance's memory ksqlDB may use, heap, RocksDB and JVM together:
+/// `ksqldb.memory_budget`'s default.
 pub const BUDGET_PERCENT: u64 = 75;
 /// ksqlDB's bounded-memory RocksDB config setter (not shipped in its tarballs).
 pub const ROCKSDB_SETTER: &str = "io.confluent.ksql.rocksdb.KsqlBoundedMemoryRocksDBConfigSetter";
@@ -30,7 +31,9 @@ const OVERHEAD_MIN: u64 = 256 * MIB;
 pub struct Plan {
     /// The instance's memory (MemTotal, lowered by a cgroup limit).
     pub total: u64,
-    /// [`BUDGET_PERCENT`] of it.
+    /// `ksqldb.memory_budget` (percent).
+    pub percent: u64,
+    /// That share of it.
     pub budget: u64,
     pub heap: u64,
     /// Left for RocksDB (a third of the budget: 25 % of the memory at the default).
@@ -46,11 +49,11 @@ impl Plan {
     }
 }
 
-/// The plan for `total` bytes of memory; `heap`: an explicit heap, which wins (RocksDB
-/// and the overhead keep their shares: [`Plan::exceeds_memory`] tells when that no
-/// longer fits).
-pub fn plan(total: u64, heap: Option<u64>) -> Plan {
-    let budget = total / 100 * BUDGET_PERCENT + total % 100 * BUDGET_PERCENT / 100;
+/// The plan for `total` bytes of memory and a budget of `percent` of it; `heap`: an
+/// explicit heap, which wins (RocksDB and the overhead keep their shares:
+/// [`Plan::exceeds_memory`] tells when that no longer fits).
+pub fn plan(total: u64, percent: u64, heap: Option<u64>) -> Plan {
+    let budget = total / 100 * percent + total % 100 * percent / 100;
     let rocksdb = budget / 3;
     let overhead = (budget / 10).max(OVERHEAD_MIN);
     let heap = heap.unwrap_or_else(|| {
@@ -62,6 +65,7 @@ pub fn plan(total: u64, heap: Option<u64>) -> Plan {
     });
     Plan {
         total,
+        percent,
         budget,
         heap,
         rocksdb,
@@ -86,8 +90,9 @@ pub fn jvm_size(text: &str) -> Option<u64> {
 /// The journal's note on RocksDB and the budget.
 pub fn rocksdb_note(p: &Plan) -> String {
     let mut note = format!(
-        "memory budget {} MiB ({BUDGET_PERCENT} % of {} MiB): heap {} MiB, RocksDB {} MiB, JVM overhead {} MiB; RocksDB is not bounded to its share: ksqlDB's {ROCKSDB_SETTER} is not in its release tarballs (confluentinc/ksql#6838), so the heap leaves room for it",
+        "memory budget {} MiB ({} % of {} MiB, ksqldb.memory_budget): heap {} MiB, RocksDB {} MiB, JVM overhead {} MiB; RocksDB is not bounded to its share: ksqlDB's {ROCKSDB_SETTER} is not in its release tarballs (confluentinc/ksql#6838), so the heap leaves room for it",
         p.budget / MIB,
+        p.percent,
         p.total / MIB,
         p.heap / MIB,
         p.rocksdb / MIB,
@@ -107,7 +112,7 @@ mod tests {
     #[test]
     fn heap_rocksdb_and_overhead_fit_the_budget_on_2_8_and_64_gib() {
         for (total, heap_mib) in [(2 * GIB, 768), (8 * GIB, 3481), (64 * GIB, 27852)] {
-            let p = plan(total, None);
+            let p = plan(total, BUDGET_PERCENT, None);
             assert_eq!(p.heap / MIB, heap_mib, "{p:?}");
             assert!(p.heap + p.rocksdb + p.overhead <= p.budget, "{p:?}");
             assert!(p.budget <= total * 3 / 4, "{p:?}");
@@ -116,16 +121,22 @@ mod tests {
             assert!(!p.exceeds_memory());
         }
         // Tiny and huge hosts: the heap's bounds hold.
-        assert_eq!(plan(GIB, None).heap, HEAP_MIN);
-        assert_eq!(plan(256 * GIB, None).heap, HEAP_MAX);
+        assert_eq!(plan(GIB, BUDGET_PERCENT, None).heap, HEAP_MIN);
+        assert_eq!(plan(256 * GIB, BUDGET_PERCENT, None).heap, HEAP_MAX);
+        // A smaller budget: a smaller heap, RocksDB still a third of it.
+        let p = plan(8 * GIB, 50, None);
+        assert_eq!(
+            (p.budget, p.rocksdb / MIB, p.heap / MIB),
+            (4 * GIB, 1365, 2321)
+        );
     }
 
     #[test]
     fn an_explicit_heap_wins_and_is_flagged_when_it_does_not_fit() {
-        let p = plan(8 * GIB, Some(4 * GIB));
+        let p = plan(8 * GIB, BUDGET_PERCENT, Some(4 * GIB));
         assert_eq!(p.heap, 4 * GIB);
         assert!(!p.exceeds_memory());
-        let p = plan(8 * GIB, Some(7 * GIB));
+        let p = plan(8 * GIB, BUDGET_PERCENT, Some(7 * GIB));
         assert!(p.exceeds_memory());
         assert!(rocksdb_note(&p).contains("exceed the instance's memory"));
     }

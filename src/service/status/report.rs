@@ -215,7 +215,11 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
         config_files: config_files_now(doc_ref, running, settings),
         upgrade: Upgrade::of(settings),
         auth: Auth::of(settings),
-        memory: crate::ksqldb::java::host_memory_plan(&settings.ksqldb.heap).map(Memory::of),
+        memory: crate::ksqldb::java::host_memory_plan(
+            &settings.ksqldb.heap,
+            settings.ksqldb.memory_budget.into(),
+        )
+        .map(Memory::of),
         metastore_backup: crate::ksqldb::metastore::scan(
             state_dir,
             &crate::ksqldb::metastore::service_id(settings),
@@ -763,7 +767,7 @@ impl Memory {
         const MIB: u64 = 1024 * 1024;
         Memory {
             total_mib: p.total / MIB,
-            budget_percent: crate::ksqldb::memory::BUDGET_PERCENT,
+            budget_percent: p.percent,
             budget_mib: p.budget / MIB,
             heap_mib: p.heap / MIB,
             rocksdb_mib: p.rocksdb / MIB,

@@ -202,7 +202,10 @@ impl Supervisor {
     ) -> Result<Supervisor> {
         let jvm = java::jvm_for(&prepared.settings, &prepared.version())?;
         log_jvm(&jvm);
-        if let Some(plan) = java::host_memory_plan(&prepared.settings.ksqldb.heap) {
+        if let Some(plan) = java::host_memory_plan(
+            &prepared.settings.ksqldb.heap,
+            prepared.settings.ksqldb.memory_budget.into(),
+        ) {
             let note = crate::ksqldb::memory::rocksdb_note(&plan);
             if plan.exceeds_memory() {
                 warn!("{note}");
