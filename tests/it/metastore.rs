@@ -421,6 +421,28 @@ fn metastore_restore_refuses_bad_inputs() {
             "{out:?}"
         );
     }
+    // What the service user could plant under the state directory is never followed
+    // by root: a link as restore/, or as the lock (to a file elsewhere, or a FIFO).
+    let state = fx.host.state_dir();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::remove_dir_all(state.join("restore")).ok();
+    std::os::unix::fs::symlink(outside.path(), state.join("restore")).unwrap();
+    let out = restore(&at("good"));
+    assert!(out.code == 65, "{out:?}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    std::fs::remove_file(state.join("restore")).unwrap();
+    std::fs::remove_file(state.join("restore.lock")).ok();
+    std::os::unix::fs::symlink(outside.path().join("lock"), state.join("restore.lock")).unwrap();
+    let out = restore(&at("good"));
+    assert!(out.code == 65, "{out:?}");
+    assert!(!outside.path().join("lock").exists());
+    std::fs::remove_file(state.join("restore.lock")).unwrap();
+    let fifo = std::ffi::CString::new(state.join("restore.lock").display().to_string()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let out = restore(&at("good"));
+    assert!(out.code == 65, "{out:?}");
+    std::fs::remove_file(state.join("restore.lock")).unwrap();
     // Another restore holds the lock: 75.
     let lock = std::fs::OpenOptions::new()
         .create(true)
