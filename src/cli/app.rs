@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::cli::args::{AuthCommand, Cli, Command, ConfigCommand};
+use crate::cli::args::{AuthCommand, Cli, Command, ConfigCommand, MetastoreCommand};
 use crate::exit::{exit_code_of, one_line, ExitCode};
 use crate::{config, msk::discovery, msk::iam_policy};
 
@@ -112,6 +112,19 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Auth(AuthCommand::Ensure) => auth_ensure(&path),
         Command::Auth(AuthCommand::Rotate) => auth_rotate(&path),
+        Command::Metastore(MetastoreCommand::Backup { file }) => {
+            let settings = config::load(&path)?;
+            let written = crate::ksqldb::metastore::backup_to(&settings, file.as_deref())?;
+            crate::outln!("{}", written.display())
+        }
+        Command::Metastore(MetastoreCommand::Restore {
+            file,
+            skip_incompatible_commands,
+        }) => {
+            let outcome =
+                crate::service::restore::restore(&path, &file, skip_incompatible_commands)?;
+            crate::outln!("{outcome}")
+        }
         Command::Verify => verify(&path).await,
     }
 }

@@ -168,6 +168,36 @@ pub enum Command {
     /// ksqlDB's REST API credential (ksqldb.auth = "basic"): create or rotate it.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// ksqlDB's command-topic backup (ksql.metastore.backup.location).
+    #[command(subcommand)]
+    Metastore(MetastoreCommand),
+}
+
+/// `ksql-msk metastore`: ksqlDB's command-topic backup in <state_dir>/metastore.
+#[derive(Debug, Subcommand)]
+pub enum MetastoreCommand {
+    /// Copy the newest command-topic backup of the service id in effect to FILE (default:
+    /// its own name in the current directory), atomically, 0640, group of the config;
+    /// every line is checked to be a record (a JSON string, `:`, a JSON object) and a
+    /// line ksqlDB is still writing is left out. Prints the file written.
+    Backup {
+        /// Where to write the copy.
+        file: Option<std::path::PathBuf>,
+    },
+    /// Restore ksqlDB's command topic from FILE (a backup: every line a record) through
+    /// the running service: ksqlDB stopped, the release's own
+    /// bin/ksql-restore-command-topic run as the service user with the rendered
+    /// properties, the earlier backup files set aside, ksqlDB started again. Root only;
+    /// one restore at a time. Stop ksqlDB on the other hosts of this service id first.
+    Restore {
+        /// The backup to restore (e.g. one `metastore backup` wrote, or a copy in
+        /// <state_dir>/upgrades/).
+        file: std::path::PathBuf,
+        /// Drop commands this ksqlDB version cannot read (and clean up their queries'
+        /// internal topics and state), as the tool's --skip-incompatible-commands does.
+        #[arg(short = 's', long)]
+        skip_incompatible_commands: bool,
+    },
 }
 
 /// `ksql-msk auth`: the REST API credential in /etc/ksql-msk/ksqldb.password.
@@ -189,5 +219,10 @@ pub enum ConfigCommand {
     /// Print the effective value of KEY (e.g. ksqldb.version, properties.ksql.service.id).
     Get { key: String },
     /// Set KEY to VALUE in the main config file; the value is checked before writing.
-    Set { key: String, value: String },
+    /// VALUE may start with `-` (`config set ksqldb.jvm_opts "-Xss2m"`).
+    Set {
+        key: String,
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
 }

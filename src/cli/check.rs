@@ -136,6 +136,28 @@ async fn checklist(config_path: &Path) -> Result<()> {
         items.add(item)?;
     }
     items.add(rest_api_item(&settings))?;
+    // A warning, not a failure: an explicit heap wins, even one that does not fit.
+    if let Some(plan) = crate::ksqldb::java::host_memory_plan(
+        &settings.ksqldb.heap,
+        settings.ksqldb.memory_budget.into(),
+    ) {
+        if plan.exceeds_memory() {
+            let note = crate::ksqldb::memory::rocksdb_note(&plan);
+            items.add(Item::pass(format!("warning: {note}")))?;
+        }
+    }
+    // A warning, not a failure: the upgrade may be what the operator wants.
+    if let Some(note) =
+        crate::service::pipeline::current_release_version(&settings).and_then(|from| {
+            crate::ksqldb::metastore::version_change_note(
+                &settings,
+                &from,
+                &settings.ksqldb.version,
+            )
+        })
+    {
+        items.add(Item::pass(format!("warning: {note}")))?;
+    }
 
     let items = items.0;
     let failed: Vec<&Item> = items.iter().filter(|i| !i.ok).collect();

@@ -162,6 +162,10 @@ schema! {
     /// The JVM heap: `auto` (sized from the instance's memory) or a size such as
     /// `4g`.
     KSQLDB_HEAP = ksqldb.heap: Kind::Str, r#""auto""#;
+    /// The share of the instance's memory (percent, 10 to 95) ksqlDB may use: heap,
+    /// RocksDB's state stores (a third of it) and the JVM's own memory (a tenth)
+    /// together. `ksqldb.heap = "auto"` is what is left for the heap.
+    KSQLDB_MEMORY_BUDGET = ksqldb.memory_budget: Kind::Int, "75";
     /// The Java installation that runs ksqlDB. Empty: `JAVA_HOME`, else `java` on
     /// PATH or /etc/alternatives/java.
     KSQLDB_JAVA_HOME = ksqldb.java_home: Kind::Str, r#""""#;

@@ -98,6 +98,8 @@ pub struct KsqldbSettings {
     /// `ksql.internal.listener`: one URL, or `None`.
     pub internal_listener: Option<String>,
     pub heap: Heap,
+    /// `ksqldb.memory_budget`: percent of the instance's memory (src/ksqldb/memory.rs).
+    pub memory_budget: u32,
     pub java_home: Option<PathBuf>,
     /// Appended to ksqlDB's `KSQL_OPTS`, split on whitespace by the launch scripts.
     pub jvm_opts: Option<String>,
@@ -528,7 +530,10 @@ fn jvm_settings(r: &Reader) -> Result<(Heap, Option<PathBuf>)> {
     } else {
         return Err(r.err(
             keys::KSQLDB_HEAP,
-            format!("{heap_text:?} is neither \"auto\" nor a JVM size such as \"4g\""),
+            format!(
+                "{heap_text:?} is neither \"auto\" nor a JVM size with a unit \
+                 (k, m or g, e.g. \"4g\" or \"4096m\")"
+            ),
         ));
     };
     let java_home = r.opt_string(keys::KSQLDB_JAVA_HOME).map(PathBuf::from);
@@ -573,6 +578,13 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         return Err(r.err(keys::KSQLDB_JVM_OPTS, problem));
     }
     let jvm_opts = Some(jvm_opts.trim().to_string()).filter(|o| !o.is_empty());
+    let memory_budget = r.int(keys::KSQLDB_MEMORY_BUDGET)?;
+    if !(10..=95).contains(&memory_budget) {
+        return Err(r.err(
+            keys::KSQLDB_MEMORY_BUDGET,
+            format!("{memory_budget} is not a percentage from 10 to 95"),
+        ));
+    }
     Ok(KsqldbSettings {
         version,
         archive_url,
@@ -582,6 +594,7 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         listeners,
         internal_listener,
         heap,
+        memory_budget,
         java_home,
         jvm_opts,
         env: env_settings(r)?,

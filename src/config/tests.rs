@@ -74,6 +74,7 @@ fn minimal_config_gets_documented_defaults() {
     );
     assert!(s.ksqldb.trusted_fingerprints.is_empty());
     assert_eq!(s.ksqldb.heap, Heap::Auto);
+    assert_eq!(s.ksqldb.memory_budget, 75);
     assert_eq!(
         s.iam_auth.jar_url.expose(),
         "https://github.com/aws/aws-msk-iam-auth/releases/download/v1.1.1/aws-msk-iam-auth-1.1.1-all.jar"
@@ -177,6 +178,15 @@ fn errors_name_file_line_and_key() {
         load_err("[msk]\ncluster_name = \"demo\"\n[ksqldb]\nheap = \"lots\"\n")
             .contains("ksqldb.heap: \"lots\" is neither")
     );
+    for bare in ["4096", "0g", "g", "4gb", "-4g"] {
+        assert!(
+            load_err(&format!(
+                "[msk]\ncluster_name = \"demo\"\n[ksqldb]\nheap = \"{bare}\"\n"
+            ))
+            .contains("with a unit (k, m or g"),
+            "{bare}"
+        );
+    }
     assert!(
         load_err("[msk]\ncluster_name = \"demo\"\n[properties]\nx = [1]\n")
             .contains("properties.x: expected a string, number or boolean, found an array")
@@ -1102,4 +1112,17 @@ fn metrics_ports_bind_and_rules_are_validated() {
         &format!("{arn}[ksqldb.env]\nJMX_PORT = \"9999\"\nKSQL_JMX_OPTS = \"-Dx=1\"\n"),
     );
     assert!(load(&path).is_ok());
+}
+
+#[test]
+fn a_memory_budget_is_a_percentage_from_10_to_95() {
+    for bad in ["5", "96", "100"] {
+        let err = load_err(&format!(
+            "[msk]\ncluster_name = \"demo\"\n[ksqldb]\nmemory_budget = {bad}\n"
+        ));
+        assert!(
+            err.contains("ksqldb.memory_budget") && err.contains("from 10 to 95"),
+            "{err}"
+        );
+    }
 }

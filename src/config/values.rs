@@ -224,7 +224,13 @@ pub fn normalize_fingerprint(fp: &str) -> Option<String> {
         .then_some(hex)
 }
 
+/// A JVM size with its unit, as `-Xmx` takes it: "4g", "512m", "1048576k". A bare
+/// number is refused: the JVM reads it as bytes, and a heap of 4096 bytes never starts.
 pub(super) fn is_heap(s: &str) -> bool {
-    let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);
-    !digits.is_empty() && digits.len() + 1 >= s.len() && digits.bytes().all(|b| b.is_ascii_digit())
+    let Some(digits) = s.strip_suffix(['k', 'K', 'm', 'M', 'g', 'G']) else {
+        return false;
+    };
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits.bytes().any(|b| b != b'0')
 }

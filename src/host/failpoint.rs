@@ -18,6 +18,8 @@ pub const POINTS: &[&str] = &[
     "install.before_manifest",
     "install.before_staging_rename",
     "install.after_staging_rename",
+    "upgrade.before_backup_copy",
+    "upgrade.mid_backup_copy",
     "install.before_current_swap",
     "install.after_current_swap",
     "fsutil.mid_write",

@@ -66,11 +66,22 @@ pub mod message_id {
     /// While ksqlDB waits for Kafka, the agent's Kafka doctor found why: its first
     /// failing finding (STEP, ACTION, RESOURCE, SID, BROKER when known).
     pub const KAFKA_DIAGNOSIS: &str = "32dafb062518454daaa9ad6fa6938e0f";
+    /// ksqlDB's command runner is DEGRADED (/healthcheck commandRunner false while
+    /// kafka is healthy, /info serverStatus DEGRADED): it met command-topic entries it
+    /// cannot process (PID, VERSION, BACKUP: the backup a restore would use). Not
+    /// restarted for: only a restore of the command topic heals it.
+    pub const COMMAND_RUNNER_DEGRADED: &str = "f4dc9a51a9574146adc01feab0615b3f";
+    /// `ksql-msk metastore restore`: ksqlDB stopped for a restore of its command topic,
+    /// and restored (VERSION, PHASE=restore); the tool's lines come between.
+    pub const METASTORE_RESTORE: &str = "4cddff92dd2145deb4c2fb67fb6cd2af";
+    /// A restore of the command topic failed (VERSION, PHASE=restore); ksqlDB starts
+    /// again all the same.
+    pub const METASTORE_RESTORE_FAILED: &str = "e1f3e54e64444d709957a4555068dbbf";
 
     /// Every id above: each has an entry in packaging/ksql-msk.catalog (checked by a
     /// test).
     #[cfg(test)]
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 19] = [
         PREPARED,
         STARTED,
         HEALTHY,
@@ -87,6 +98,9 @@ pub mod message_id {
         UPGRADE_HELD_BACK,
         REST_API_OPEN,
         KAFKA_DIAGNOSIS,
+        COMMAND_RUNNER_DEGRADED,
+        METASTORE_RESTORE,
+        METASTORE_RESTORE_FAILED,
     ];
 }
 

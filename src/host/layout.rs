@@ -18,5 +18,7 @@ pub const LOG4J_GENERATED: &str = "etc/ksqldb/ksql-msk-log4j.properties";
 pub const MANAGED_KEYS: &str = "etc/ksqldb/ksql-server.properties.managed-keys";
 /// The server start script.
 pub const SERVER_START: &str = "bin/ksql-server-start";
+/// ksqlDB's command-topic restore tool (`KsqlRestoreCommandTopic`).
+pub const RESTORE_TOOL: &str = "bin/ksql-restore-command-topic";
 /// What install verified about this release (archive sha256, signer, jar sha256).
 pub const MANIFEST: &str = ".ksql-msk-manifest.toml";

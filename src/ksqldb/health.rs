@@ -154,15 +154,79 @@ fn info_url(url: &ConfigUrl) -> Option<ConfigUrl> {
     ConfigUrl::parse(u.as_str()).ok()
 }
 
+/// What [`probe_alive`] lists instead of ksqlDB's `commandRunner` check when `/info` says
+/// the command runner is `DEGRADED` (not `ERROR`, a stuck command, which clears by
+/// itself). ksqlDB's HealthCheckAgent gives both as `commandRunner: false`.
+pub const COMMAND_RUNNER_DEGRADED: &str = "commandRunner=DEGRADED";
+
+/// `serverStatus` of ksqlDB's `/info` (RUNNING, ERROR or DEGRADED; since 0.12).
+async fn server_status(
+    client: &reqwest::Client,
+    info: &ConfigUrl,
+    auth: Option<&crate::ksqldb::auth::Credential>,
+) -> Option<String> {
+    let mut request = client.get(info.expose());
+    if let Some(c) = auth {
+        request = request.basic_auth(&c.user, Some(c.password()));
+    }
+    let resp = request.send().await.ok()?;
+    if resp.status().as_u16() != 200 {
+        return None;
+    }
+    // Bounded: a few hundred bytes from ksqlDB.
+    let body = resp.bytes().await.ok()?;
+    if body.len() > 64 << 10 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    v.pointer("/KsqlServerInfo/serverStatus")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The command runner fails while Kafka does not: ask `/info` whether it is DEGRADED.
+fn command_runner_alone(failing: &[String]) -> bool {
+    failing.iter().any(|c| c == "commandRunner") && !failing.iter().any(|c| c == "kafka")
+}
+
+/// `health` with its `commandRunner` named [`COMMAND_RUNNER_DEGRADED`] when only the
+/// command runner fails and `/info` says DEGRADED.
+async fn name_degraded(
+    client: &reqwest::Client,
+    url: &ConfigUrl,
+    auth: Option<&crate::ksqldb::auth::Credential>,
+    health: Health,
+) -> Health {
+    let Health::Unhealthy { mut failing, why } = health else {
+        return health;
+    };
+    if command_runner_alone(&failing) {
+        let info = info_url(url);
+        let status = match &info {
+            Some(info) => server_status(client, info, auth).await,
+            None => None,
+        };
+        if status.as_deref() == Some("DEGRADED") {
+            for c in failing.iter_mut().filter(|c| *c == "commandRunner") {
+                *c = COMMAND_RUNNER_DEGRADED.to_string();
+            }
+        }
+    }
+    Health::Unhealthy { failing, why }
+}
+
 /// [`probe`], and when `/healthcheck` timed out, whether ksqlDB still answers `/info`:
 /// then it is waiting for its Kafka check (reported as the `kafka` check failing), not
-/// hung.
+/// hung. When only its command runner fails, whether `/info` says it is DEGRADED.
 pub async fn probe_alive(
     client: &reqwest::Client,
     url: &ConfigUrl,
     auth: Option<&crate::ksqldb::auth::Credential>,
 ) -> Health {
     let health = probe(client, url, auth).await;
+    if matches!(&health, Health::Unhealthy { .. }) {
+        return name_degraded(client, url, auth, health).await;
+    }
     if !matches!(&health, Health::NoAnswer(why) if why == TIMED_OUT) {
         return health;
     }

@@ -255,14 +255,15 @@ pub fn memory_limit(meminfo: &str, cgroup_max: Option<&str>) -> Option<u64> {
     Some(bytes)
 }
 
-/// `KSQL_HEAP_OPTS` for a heap setting. `auto`: half of `memory` bytes, at least 512m and
-/// at most 31g; -Xms equal to -Xmx so the heap is committed at start.
-pub fn heap_opts(heap: &Heap, memory: Option<u64>) -> String {
+/// `KSQL_HEAP_OPTS` for a heap setting. `auto`: what is left of the memory budget after
+/// RocksDB's share and the JVM's overhead ([`crate::ksqldb::memory::plan`]), at least
+/// 512m and at most 31g; -Xms equal to -Xmx so the heap is committed at start.
+pub fn heap_opts(heap: &Heap, memory: Option<u64>, percent: u64) -> String {
     match heap {
         Heap::Fixed(size) => format!("-Xms{size} -Xmx{size}"),
         Heap::Auto => {
             let mib = memory
-                .map(|b| b / 2 / (1024 * 1024))
+                .map(|b| crate::ksqldb::memory::plan(b, percent, None).heap / (1024 * 1024))
                 .unwrap_or(AUTO_HEAP_MIN_MIB)
                 .clamp(AUTO_HEAP_MIN_MIB, AUTO_HEAP_MAX_MIB);
             format!("-Xms{mib}m -Xmx{mib}m")
@@ -270,11 +271,23 @@ pub fn heap_opts(heap: &Heap, memory: Option<u64>) -> String {
     }
 }
 
-/// Heap options for this host.
-pub fn host_heap_opts(heap: &Heap) -> String {
+/// The memory plan for this host and heap setting (`None` when the memory is unknown).
+pub fn host_memory_plan(heap: &Heap, percent: u64) -> Option<crate::ksqldb::memory::Plan> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let cgroup = cgroup_memory_max();
-    heap_opts(heap, memory_limit(&meminfo, cgroup.as_deref()))
+    let total = memory_limit(&meminfo, cgroup.as_deref())?;
+    let fixed = match heap {
+        Heap::Fixed(size) => crate::ksqldb::memory::jvm_size(size),
+        Heap::Auto => None,
+    };
+    Some(crate::ksqldb::memory::plan(total, percent, fixed))
+}
+
+/// Heap options for this host.
+pub fn host_heap_opts(heap: &Heap, percent: u64) -> String {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let cgroup = cgroup_memory_max();
+    heap_opts(heap, memory_limit(&meminfo, cgroup.as_deref()), percent)
 }
 
 fn cgroup_memory_max() -> Option<String> {
@@ -302,7 +315,7 @@ pub fn jvm_for(settings: &Settings, ksql_version: &str) -> Result<Jvm> {
         .map_err(|e| fail(ExitCode::Config, e))?;
     let performance_opts = performance_opts(ksql_version, &java);
     Ok(Jvm {
-        heap_opts: host_heap_opts(&settings.ksqldb.heap),
+        heap_opts: host_heap_opts(&settings.ksqldb.heap, settings.ksqldb.memory_budget.into()),
         java,
         performance_opts,
     })
@@ -391,13 +404,23 @@ mod tests {
     #[test]
     fn heap_sizes() {
         let gib = 1024 * 1024 * 1024;
-        assert_eq!(heap_opts(&Heap::Auto, Some(8 * gib)), "-Xms4096m -Xmx4096m");
-        assert_eq!(heap_opts(&Heap::Auto, Some(gib / 2)), "-Xms512m -Xmx512m");
+        // 75 % of 8 GiB less RocksDB's third and the JVM's tenth (src/ksqldb/memory.rs).
         assert_eq!(
-            heap_opts(&Heap::Auto, Some(256 * gib)),
+            heap_opts(&Heap::Auto, Some(8 * gib), 75),
+            "-Xms3481m -Xmx3481m"
+        );
+        assert_eq!(
+            heap_opts(&Heap::Auto, Some(gib / 2), 75),
+            "-Xms512m -Xmx512m"
+        );
+        assert_eq!(
+            heap_opts(&Heap::Auto, Some(256 * gib), 75),
             "-Xms31744m -Xmx31744m"
         );
-        assert_eq!(heap_opts(&Heap::Fixed("4g".into()), None), "-Xms4g -Xmx4g");
+        assert_eq!(
+            heap_opts(&Heap::Fixed("4g".into()), None, 75),
+            "-Xms4g -Xmx4g"
+        );
         let mi = "MemTotal:       16384000 kB\nMemFree: 1 kB\n";
         assert_eq!(memory_limit(mi, None), Some(16384000 * 1024));
         assert_eq!(memory_limit(mi, Some("max\n")), Some(16384000 * 1024));

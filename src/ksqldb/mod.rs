@@ -8,4 +8,6 @@ pub(crate) mod health;
 pub(crate) mod java;
 pub(crate) mod jmx;
 pub(crate) mod log4j;
+pub mod memory;
+pub mod metastore;
 pub mod properties;

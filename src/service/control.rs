@@ -96,6 +96,36 @@ pub fn escape_controls(s: &str) -> String {
 /// Someone waiting for a reload's outcome.
 pub type Responder = oneshot::Sender<Outcome>;
 
+/// What a client asks the agent for.
+#[derive(Debug)]
+pub enum Request {
+    /// `reload`.
+    Reload(Responder),
+    /// `restore` / `restore skip-incompatible`: restore ksqlDB's command topic from the
+    /// backup `ksql-msk metastore restore` put in the state directory
+    /// (src/service/restore.rs).
+    Restore {
+        skip_incompatible: bool,
+        reply: Responder,
+    },
+}
+
+/// The request a line names; `None` for anything else.
+fn parse_request(line: &str, reply: Responder) -> std::result::Result<Request, Responder> {
+    match line.trim() {
+        "reload" => Ok(Request::Reload(reply)),
+        "restore" => Ok(Request::Restore {
+            skip_incompatible: false,
+            reply,
+        }),
+        "restore skip-incompatible" => Ok(Request::Restore {
+            skip_incompatible: true,
+            reply,
+        }),
+        _ => Err(reply),
+    }
+}
+
 /// `$RUNTIME_DIRECTORY` (its first entry: systemd separates several with ':').
 fn runtime_dir_from_env() -> Option<PathBuf> {
     let v = std::env::var_os("RUNTIME_DIRECTORY")?;
@@ -107,7 +137,7 @@ fn runtime_dir_from_env() -> Option<PathBuf> {
 /// reload requests arrive on the returned channel. Not having one (run by hand) only
 /// means `ksql-msk reload` cannot report (the channel never delivers); SIGHUP still
 /// reloads.
-pub fn listen() -> Result<mpsc::Receiver<Responder>> {
+pub fn listen() -> Result<mpsc::Receiver<Request>> {
     let (tx, rx) = mpsc::channel(8);
     let Some(dir) = runtime_dir_from_env() else {
         return Ok(rx);
@@ -139,7 +169,7 @@ pub fn listen() -> Result<mpsc::Receiver<Responder>> {
     Ok(rx)
 }
 
-async fn serve(listener: UnixListener, tx: mpsc::Sender<Responder>) {
+async fn serve(listener: UnixListener, tx: mpsc::Sender<Request>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // EMFILE and the like: try again shortly rather than spin.
@@ -150,15 +180,19 @@ async fn serve(listener: UnixListener, tx: mpsc::Sender<Responder>) {
     }
 }
 
-async fn answer(stream: UnixStream, tx: mpsc::Sender<Responder>) {
+async fn answer(stream: UnixStream, tx: mpsc::Sender<Request>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = tokio::io::BufReader::new(read.take(256));
     let request = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await;
-    let outcome = match request {
-        Ok(Ok(_)) if line.trim() == "reload" => {
-            let (reply, wait) = oneshot::channel();
-            if tx.send(reply).await.is_err() {
+    let (reply, wait) = oneshot::channel();
+    let parsed = match request {
+        Ok(Ok(_)) => parse_request(&line, reply).ok(),
+        _ => None,
+    };
+    let outcome = match parsed {
+        Some(request) => {
+            if tx.send(request).await.is_err() {
                 Outcome::Failed {
                     code: ExitCode::Unavailable.code(),
                     message: "the agent is stopping".into(),
@@ -168,9 +202,12 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<Responder>) {
                 keep_alive(&mut write, wait).await
             }
         }
-        _ => Outcome::Failed {
+        None => Outcome::Failed {
             code: crate::exit::USAGE,
-            message: format!("unknown request {:?} (expected \"reload\")", line.trim()),
+            message: format!(
+                "unknown request {:?} (expected \"reload\" or \"restore\")",
+                line.trim()
+            ),
         },
     };
     let _ = write.write_all(outcome.line().as_bytes()).await;
@@ -191,7 +228,7 @@ async fn keep_alive<W: AsyncWriteExt + Unpin>(
             outcome = &mut wait => {
                 return outcome.unwrap_or(Outcome::Failed {
                     code: ExitCode::Unavailable.code(),
-                    message: "the agent stopped before the reload finished".into(),
+                    message: "the agent stopped before the request finished".into(),
                 })
             }
             _ = tick.tick() => {
@@ -449,7 +486,39 @@ impl Lines {
     }
 }
 
-fn request_reload(mut stream: std::os::unix::net::UnixStream, path: &Path) -> Result<String> {
+fn request_reload(stream: std::os::unix::net::UnixStream, path: &Path) -> Result<String> {
+    request(stream, path, b"reload\n")
+}
+
+/// `ksql-msk metastore restore`'s request to the running agent: `Ok(None)` when no
+/// agent listens (the service is not running).
+pub fn restore_if_running(skip_incompatible: bool) -> Result<Option<String>> {
+    let path = socket_path();
+    let line: &[u8] = if skip_incompatible {
+        b"restore skip-incompatible\n"
+    } else {
+        b"restore\n"
+    };
+    match connect(&path) {
+        Ok(stream) => request(stream, &path, line).map(Some),
+        Err(Connect::Failed(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(Connect::Timeout) => Err(not_answering(&path, "to take the connection")),
+        Err(Connect::Failed(e)) => Err(fail(
+            ExitCode::Unavailable,
+            format!("cannot reach the agent on {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Send `line` to the verified agent on `stream` and wait for its outcome.
+fn request(mut stream: std::os::unix::net::UnixStream, path: &Path, line: &[u8]) -> Result<String> {
     verify_peer(&stream, path, expected(path)?)?;
     let io = |e: std::io::Error| {
         if matches!(
@@ -464,7 +533,7 @@ fn request_reload(mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
             )
         }
     };
-    stream.write_all(b"reload\n").map_err(io)?;
+    stream.write_all(line).map_err(io)?;
     let mut lines = Lines::default();
     loop {
         let raw = lines.next(&mut stream).map_err(io)?;

@@ -5,6 +5,7 @@
 pub(crate) mod control;
 pub(crate) mod notify;
 pub(crate) mod pipeline;
+pub(crate) mod restore;
 pub(crate) mod rollback;
 pub(crate) mod run;
 pub(crate) mod status;

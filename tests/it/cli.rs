@@ -147,6 +147,33 @@ fn config_set_refuses_wrong_type_and_keeps_file() {
 }
 
 #[test]
+fn config_set_takes_values_that_start_with_a_hyphen() {
+    let host = Host::new();
+    host.write_config("[msk]\ncluster_name = \"demo\"\n");
+    let out = host.run(&["config", "set", "ksqldb.jvm_opts", "-Xss2m"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = host.run(&["config", "get", "ksqldb.jvm_opts"]);
+    assert_eq!(out.stdout, "-Xss2m\n", "{out:?}");
+}
+
+#[test]
+fn config_set_refuses_a_heap_without_unit() {
+    let host = Host::new();
+    host.write_config("[msk]\ncluster_name = \"demo\"\n");
+    let before = std::fs::read(host.config_path()).unwrap();
+    let out = host.run(&["config", "set", "ksqldb.heap", "4096"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    let line = error_line(&out);
+    assert!(
+        line.contains(
+            "ksqldb.heap: \"4096\" is neither \"auto\" nor a JVM size with a unit (k, m or g"
+        ),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read(host.config_path()).unwrap(), before);
+}
+
+#[test]
 fn config_set_warns_when_a_dropin_overrides() {
     let host = Host::new();
     host.write_config("[msk]\ncluster_name = \"demo\"\n");

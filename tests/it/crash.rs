@@ -151,6 +151,14 @@ fn bench(new_jar_bytes: u64) -> Bench {
     let out = w.install();
     assert_eq!(out.code, 0, "{out:?}");
     let old = active(&w.state());
+    // ksqlDB's command-topic backup, as it would have written one: the upgrade copies it
+    // into upgrades/ before `current` switches (the upgrade.* points).
+    std::fs::write(
+        w.state()
+            .join("metastore/backup__confluent-ksql-default__command_topic_1639500000000"),
+        "\"stream/S/create\":{\"statement\":\"CREATE STREAM S ...\"}\n",
+    )
+    .unwrap();
     let keep = tempfile::tempdir().unwrap();
     let template = keep.path().join("state");
     copy_tree(&w.state(), &template);
@@ -159,6 +167,12 @@ fn bench(new_jar_bytes: u64) -> Bench {
     assert_eq!(out.code, 0, "{out:?}");
     let new = active(&w.state());
     let new_tree = tree(&w.state());
+    assert!(
+        new_tree.iter().any(|e| e.contains(&format!(
+            "upgrades/{OLD}-to-{NEW}/backup__confluent-ksql-default__command_topic_1639500000000"
+        ))),
+        "{new_tree:#?}"
+    );
     assert_ne!(old.properties, new.properties);
     assert!(
         String::from_utf8_lossy(new.properties.as_deref().unwrap()).contains("ksql.crash.test=new"),

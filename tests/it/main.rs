@@ -27,6 +27,7 @@ mod kafka_run;
 mod kafka_wait;
 mod ksql_cli;
 mod log_levels;
+mod metastore;
 mod metrics;
 mod msk_5xx;
 mod no_ca;

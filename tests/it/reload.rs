@@ -36,6 +36,21 @@ fn a_reload_reports_nothing_changed_a_restart_and_a_failure() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout.trim(), "nothing changed; ksqlDB keeps running");
     assert_eq!(fx.pids(), [first]);
+    // The agent's log says it once (it used to say it twice in stderr mode).
+    wait_for("the reload's log line", || {
+        agent
+            .stderr()
+            .contains("nothing changed; ksqlDB keeps running")
+    });
+    assert_eq!(
+        agent
+            .stderr()
+            .matches("nothing changed; ksqlDB keeps running")
+            .count(),
+        1,
+        "{}",
+        agent.stderr()
+    );
 
     // A change that restarts ksqlDB: reload returns only once the new one is healthy.
     fx.host.write_dropin(
@@ -128,7 +143,7 @@ fn garbage_and_silent_clients_on_the_control_socket_do_not_disturb_the_agent() {
     wrong.read_to_string(&mut answer).unwrap();
     assert_eq!(
         answer,
-        "error 64 unknown request \"rm -rf /\" (expected \"reload\")\n"
+        "error 64 unknown request \"rm -rf /\" (expected \"reload\" or \"restore\")\n"
     );
     // Binary and over-long (past the 256-byte cap): the agent answers and closes with
     // the rest unread, so the client may see a reset instead of the line; the agent

@@ -117,7 +117,7 @@ fn record(fx: &Fixture) -> String {
 
 #[test]
 fn an_upgrade_restarts_ksqldb_once_keeps_the_old_release_and_measures_the_downtime() {
-    let (fx, notify, _journal) = fixture("");
+    let (fx, notify, journal) = fixture("");
     let mut agent = started(&fx);
     let old = fx.pids()[0];
     fx.publish_version("0.29.0", &[]);
@@ -157,6 +157,16 @@ fn an_upgrade_restarts_ksqldb_once_keeps_the_old_release_and_measures_the_downti
             || release(&fx, "0.28.2").is_dir()
     );
     assert!(record(&fx).contains("good = \"0.29.0\""), "{}", record(&fx));
+    // The reload's event warns of ksqlDB's caveat before 1.0 and names the kept backup.
+    let reloaded = with_id(&journal, "7a9c1e3f5b7d4f0a8c2e4b6d8f0a1c34");
+    assert!(
+        reloaded.iter().any(|e| e["MESSAGE"]
+            .contains("warning: ksqlDB 0.28.2 -> 0.29.0 changes the minor version before 1.0")
+            && e["MESSAGE"].contains(
+                "upgrades/0.28.2-to-0.29.0/backup__confluent-ksql-default__command_topic_"
+            )),
+        "{reloaded:?}"
+    );
     let (_, body) = health(&health_url(&fx).replace("/healthcheck", "/info")).unwrap();
     assert!(body.contains("\"version\":\"0.29.0\""), "{body}");
 
@@ -605,6 +615,71 @@ fn a_rollback_killed_or_failed_at_each_step_ends_on_the_old_release() {
             eprintln!("{what}: killed/failed with current → {}", now.display());
         }
     }
+}
+
+#[test]
+fn a_rollback_that_ends_with_a_degraded_command_runner_says_so_and_keeps_both_backups() {
+    const DEGRADED_ID: &str = "f4dc9a51a9574146adc01feab0615b3f";
+    let (fx, notify, journal) = fixture("start_timeout = \"2s\"\n");
+    let mut agent = started(&fx);
+    let backup = |fx: &Fixture| -> Vec<String> {
+        std::fs::read_dir(fx.host.state_dir().join("metastore"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let live = backup(&fx);
+    assert_eq!(live.len(), 1, "{live:?}");
+    fx.publish_version("0.29.0", &[("fake-ksqldb.mode", "never_healthy=1\n")]);
+    configure(&fx, "0.29.0");
+    let mut reload = fx.host.command(&["reload"]).spawn().unwrap();
+    // Once 0.29.0 runs, the old release will meet what "it wrote": degraded.
+    wait_for("0.29.0 started", || pids_of(&fx, "0.29.0").len() == 1);
+    std::fs::write(
+        release(&fx, "0.28.2").join("fake-ksqldb.degraded"),
+        "incompatible",
+    )
+    .unwrap();
+    let _ = reload.wait();
+    wait_for("the degraded event", || {
+        !with_id(&journal, DEGRADED_ID).is_empty()
+    });
+    let ev = with_id(&journal, DEGRADED_ID);
+    assert_eq!(ev.len(), 1, "{:?}", journal.entries());
+    assert_eq!(ev[0]["VERSION"], "0.28.2");
+    assert!(
+        ev[0]["MESSAGE"].contains("DEGRADED after the rollback from 0.29.0"),
+        "{:?}",
+        ev[0]
+    );
+    let last = statuses(&notify.lines())
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    assert!(last.contains("command runner DEGRADED"), "{last}");
+    assert!(!last.contains("waiting for Kafka"), "{last}");
+    let st = status_json(&fx);
+    assert_eq!(
+        st["ksqldb"]["health"]["condition"], "command_runner_degraded",
+        "{st}"
+    );
+    // Both switches kept the backup as it was: there and back.
+    for record in ["0.28.2-to-0.29.0", "0.29.0-to-0.28.2"] {
+        let copy = fx
+            .host
+            .state_dir()
+            .join("upgrades")
+            .join(record)
+            .join(&live[0]);
+        assert!(copy.is_file(), "{} missing", copy.display());
+    }
+    // The backup directory holds only ksqlDB's file, the same one across the switches.
+    assert_eq!(backup(&fx), live);
+    // Not restarted for it.
+    let pids = fx.pids().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fx.pids().len(), pids);
+    assert_eq!(agent.stop(), 0);
 }
 
 /// `sudo ksql-msk install` of a version held back by a failed-upgrade record: the old

@@ -158,6 +158,8 @@ const TRUST: &str = "/var/lib/ksql-msk/trust.toml";
 const SOCKET: &str = "/run/ksql-msk/control.sock";
 const STATUS_FILE: &str = "/var/lib/ksql-msk/status.json";
 const UPGRADE_RECORD: &str = "/var/lib/ksql-msk/upgrade.toml";
+const METASTORE: &str = "/var/lib/ksql-msk/metastore/";
+const UPGRADES: &str = "/var/lib/ksql-msk/upgrades/";
 const ROLLBACK_DROPIN: &str = "/etc/ksql-msk/ksql-msk.d/90-rollback.toml";
 const PASSWORD: &str = "/etc/ksql-msk/ksqldb.password";
 const UNIT: &str = "/usr/lib/systemd/system/ksql-msk.service";
@@ -176,6 +178,8 @@ const FILES: &[(&str, &str)] = &[
     (CACHE, "Downloads, resumed after an interruption and removed once installed."),
     (TRUST, "The signing key and jar hash trusted on first use, when ksqldb.trusted_fingerprints or iam_auth.sha256 is empty."),
     (STATUS_FILE, "The running agent's state (release, brokers, ksqlDB's health and restarts), rewritten atomically on every change, mode 0640 group ksql; ksql-msk status reads it. Its fields are documented in /usr/share/doc/ksql-msk/STATUS.md."),
+    (METASTORE, "ksql.metastore.backup.location: ksqlDB's own backup of its command topic, backup__confluent-ksql-<service id>_command_topic_<epoch ms>, one record per line. Keep nothing else there: with its command topic missing, ksqlDB 0.23.1 and later take any file there for a backup and do not create the topic."),
+    (UPGRADES, "<from>-to-<to>/: the command-topic backup as it was before each version switch (upgrade, automatic rollback, ksql-msk rollback); the last 8 are kept."),
     (UPGRADE_RECORD, "The last ksqlDB version that became ready, and an upgrade that failed (never ready within agent.start_timeout, or more than agent.restart_limit failures within agent.restart_window) and was rolled back: that version is not installed again until ksqldb.version changes."),
     (ROLLBACK_DROPIN, "Written by ksql-msk rollback, removed by ksql-msk rollback --clear: sets ksqldb.version to the previous kept release."),
     (SOCKET, "The running agent's control socket ($RUNTIME_DIRECTORY/control.sock), there while the service runs: ksql-msk reload asks it for a reload and waits for the outcome."),
@@ -473,7 +477,7 @@ ksql> SHOW TOPICS;"),
             see_also: vec!["ksql-msk-install(1)", "ksql-msk-verify(1)"],
         },
         "rollback" => Extras {
-            files: cat(&[&cfg, &[ROLLBACK_DROPIN, CURRENT, RELEASES, UPGRADE_RECORD, SOCKET]]),
+            files: cat(&[&cfg, &[ROLLBACK_DROPIN, CURRENT, RELEASES, UPGRADE_RECORD, UPGRADES, SOCKET]]),
             env: cat(&[&["RUNTIME_DIRECTORY"], &cli_env]),
             exit: with(
                 with(
@@ -541,6 +545,56 @@ ksql> SHOW TOPICS;"),
                  "ksql-msk status --json | jq .kafka.diagnosis"),
             ],
             see_also: vec!["ksql-msk-verify(1)", "systemctl(1)"],
+        },
+        "metastore" | "metastore-backup" => Extras {
+            files: vec![MAIN_CONFIG, METASTORE, UPGRADES],
+            env: cli_env,
+            exit: with(
+                with(
+                    general(&[0, 64, 65, 69, 70, 74, 78]),
+                    65,
+                    "EX_DATAERR: the newest backup is not one ksqlDB wrote (a line that is not a JSON string, a colon and a JSON object, or larger than 256 MiB); nothing was written.",
+                ),
+                69,
+                "EX_UNAVAILABLE: ksqlDB has written no backup for the ksql.service.id in effect yet.",
+            ),
+            examples: vec![(
+                "Keep a copy of ksqlDB's command-topic backup (the newest file, whole records only):",
+                "sudo ksql-msk metastore backup /root/ksql-metastore-$(date +%F)",
+            )],
+            see_also: vec!["ksql-msk-status(1)", "ksql-msk-rollback(1)"],
+        },
+        "metastore-restore" => Extras {
+            files: vec![MAIN_CONFIG, METASTORE, UPGRADES, SOCKET],
+            env: cli_env,
+            exit: with(
+                with(
+                    with(
+                        with(
+                            general(&[0, 64, 65, 69, 70, 74, 75, 77, 78]),
+                            65,
+                            "EX_DATAERR: FILE is not a command-topic backup (missing, not a regular file, empty, larger than 256 MiB, a line that is not a JSON string, a colon and a JSON object, or a last line cut short), or the restore tool failed (its last lines are in the message, the whole transcript in the journal); ksqlDB was started again.",
+                        ),
+                        69,
+                        "EX_UNAVAILABLE: the service is not running (a restore goes through it), or the release has no bin/ksql-restore-command-topic.",
+                    ),
+                    75,
+                    "EX_TEMPFAIL: another ksql-msk metastore restore runs (it holds /var/lib/ksql-msk/restore.lock), or the restore tool took longer than 10 minutes and was killed.",
+                ),
+                77,
+                "EX_NOPERM: not run as root.",
+            ),
+            examples: vec![
+                (
+                    "Go back to the command topic as it was before an upgrade (stop ksqlDB on the other hosts of this ksql.service.id first):",
+                    "sudo ksql-msk metastore restore /var/lib/ksql-msk/upgrades/0.28.2-to-0.29.0/backup__confluent-ksql-default__command_topic_1639500000000",
+                ),
+                (
+                    "After a rollback that ended DEGRADED: drop what the newer version wrote from the current backup:",
+                    "sudo ksql-msk metastore backup /root/metastore && sudo ksql-msk metastore restore --skip-incompatible-commands /root/metastore",
+                ),
+            ],
+            see_also: vec!["ksql-msk-status(1)", "ksql-msk-rollback(1)"],
         },
         "auth" => Extras {
             files: vec![MAIN_CONFIG, PASSWORD, UNIT],

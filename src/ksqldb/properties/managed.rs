@@ -104,6 +104,16 @@ pub fn managed_properties(
         "ksql.streams.state.dir",
         settings.streams_dir().display().to_string(),
     );
+    // ksqlDB's command-topic backup (src/metastore.rs), on for every version that
+    // takes the location alone.
+    if crate::ksqldb::metastore::supports_backup_location(&settings.ksqldb.version) {
+        put(
+            crate::ksqldb::metastore::LOCATION_KEY,
+            crate::ksqldb::metastore::backup_dir(settings)
+                .display()
+                .to_string(),
+        );
+    }
     // Replication sized to the cluster: MSK's production values from three brokers up,
     // what the brokers can hold below that (RF 3 on two brokers breaks every write).
     let rf = broker_count(discovered).clamp(1, PRODUCTION_BROKERS);
@@ -198,6 +208,10 @@ mod tests {
             ("listeners", "http://0.0.0.0:8088"),
             ("ksql.advertised.listener", "http://10.0.0.7:8088"),
             ("ksql.streams.state.dir", "/var/lib/ksql-msk/streams"),
+            (
+                "ksql.metastore.backup.location",
+                "/var/lib/ksql-msk/metastore",
+            ),
             ("ksql.internal.topic.replicas", "3"),
             ("ksql.internal.topic.min.insync.replicas", "2"),
             ("ksql.streams.replication.factor", "3"),
@@ -331,5 +345,20 @@ mod tests {
             p.last().unwrap(),
             &("ksql.service.id".into(), "svc_".into())
         );
+    }
+
+    #[test]
+    fn the_backup_location_is_set_for_versions_that_take_it_alone() {
+        let p = managed_properties(
+            &settings("[ksqldb]\nversion = \"0.12.0\"\n"),
+            &discovered(THREE),
+            None,
+        );
+        assert_eq!(get(&p, "ksql.metastore.backup.location"), None);
+        let s = settings(
+            "[ksqldb]\nversion = \"0.29.0\"\n[properties]\n\"ksql.metastore.backup.location\" = \"/srv/b\"\n",
+        );
+        let p = managed_properties(&s, &discovered(THREE), None);
+        assert_eq!(get(&p, "ksql.metastore.backup.location"), Some("/srv/b"));
     }
 }

@@ -59,6 +59,10 @@ pub fn activate(settings: &Settings, staged: Staged, release: &Path) -> Result<(
 /// temporary name (`.current.tmp-<pid>-<hex>`) renamed over the old one, so whatever
 /// was planted at either name is replaced, never followed. Returns whether it changed.
 pub fn point_current(settings: &Settings, version: &str) -> Result<bool> {
+    // The way back: ksqlDB's command-topic backup as it was before the switch.
+    if let Some(from) = current_version(settings).filter(|v| v != version) {
+        crate::ksqldb::metastore::keep_for_upgrade(settings, &from, version)?;
+    }
     let link = settings.current_link();
     let target = Path::new("releases").join(version);
     let state = Dir::open(&settings.agent.state_dir)?;

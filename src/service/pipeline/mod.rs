@@ -248,6 +248,11 @@ async fn prepare_with(
     })
 }
 
+/// The version `current` points to, if it points into `releases/` (for `check`).
+pub fn current_release_version(settings: &Settings) -> Option<String> {
+    activate::current_version(settings)
+}
+
 /// `ksql-msk install --dry-run`: the same steps as [`prepare`] up to the plan, then the
 /// same render without writing. Prints what phases 3–5 would do.
 pub async fn dry_run(config_path: &Path) -> Result<()> {
@@ -259,6 +264,11 @@ pub async fn dry_run(config_path: &Path) -> Result<()> {
     let plan = Plan::make(&settings, &trust);
     for line in plan.describe(&settings, &trust) {
         crate::outln!("{line}")?;
+    }
+    if let Some(note) = activate::current_version(&settings).and_then(|from| {
+        crate::ksqldb::metastore::version_change_note(&settings, &from, &settings.ksqldb.version)
+    }) {
+        crate::outln!("warning: {note}")?;
     }
     if let Some(line) = exporter::describe(&settings, &trust) {
         crate::outln!("{line}")?;
@@ -295,6 +305,8 @@ async fn install(
     progress: &dyn Progress,
 ) -> Result<Installed> {
     activate::prepare_releases_dir(settings)?;
+    // Kept across upgrades and rollbacks: one directory for every version.
+    crate::ksqldb::metastore::prepare(settings)?;
     let mut trust = TrustStore::load(&settings.agent.state_dir)?;
     let version = settings.ksqldb.version.clone();
     let replaced = activate::current_version(settings).filter(|v| *v != version);

@@ -27,6 +27,7 @@ pub fn render(doc: &StateDoc, now: SystemTime) -> String {
     restart_families(doc, now, &mut families);
     span_families(doc, &mut families);
     kafka_families(doc, &mut families);
+    metastore_families(doc, &mut families);
     if let Some(b) = &doc.brokers {
         families.push(Family::gauge(
             "ksql_msk_brokers",
@@ -46,6 +47,25 @@ pub fn render(doc: &StateDoc, now: SystemTime) -> String {
     // Writing into a String cannot fail, and no family here makes the encoder fail.
     let _ = prometheus_text::encode(&mut text, &registry);
     text
+}
+
+/// ksqlDB's command-topic backup: the newest file's size and last write.
+fn metastore_families(doc: &StateDoc, out: &mut Vec<Family>) {
+    let Some(b) = &doc.metastore_backup else {
+        return;
+    };
+    out.push(Family::gauge(
+        "ksql_msk_metastore_backup_bytes",
+        "Size of ksqlDB's newest command-topic backup file (0: none yet).",
+        Value::Int(i64::try_from(b.latest_bytes).unwrap_or(i64::MAX)),
+    ));
+    if let Some(t) = b.last_write {
+        out.push(Family::gauge(
+            "ksql_msk_metastore_backup_last_write_seconds",
+            "When ksqlDB last wrote its command-topic backup, in seconds since the Unix epoch.",
+            Value::Float(t.unix_seconds()),
+        ));
+    }
 }
 
 /// What runs: the release, the IAM jar, the agent.

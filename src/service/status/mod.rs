@@ -103,6 +103,11 @@ pub enum Condition {
     WaitingForKafka,
     /// Answers `isHealthy: false`, other checks failing. Never restarted for it.
     Unhealthy,
+    /// Answers with `commandRunner` failing while `kafka` is healthy, and `/info` says
+    /// `serverStatus: DEGRADED`: ksqlDB met command-topic entries it cannot process
+    /// (after a downgrade, or a topic that no longer matches its backup). Sticky until
+    /// a restore and a restart; never restarted for it.
+    CommandRunnerDegraded,
     /// Answered before, gives no answer now; killed and restarted after
     /// `agent.hang_timeout`.
     Hung,
@@ -123,11 +128,12 @@ pub enum Condition {
 
 impl Condition {
     /// Every condition, in the order the metrics list them.
-    pub const ALL: [Condition; 10] = [
+    pub const ALL: [Condition; 11] = [
         Condition::Starting,
         Condition::Healthy,
         Condition::WaitingForKafka,
         Condition::Unhealthy,
+        Condition::CommandRunnerDegraded,
         Condition::Hung,
         Condition::Restarting,
         Condition::Stopping,
@@ -143,6 +149,7 @@ impl Condition {
             Condition::Healthy => "healthy",
             Condition::WaitingForKafka => "waiting_for_kafka",
             Condition::Unhealthy => "unhealthy",
+            Condition::CommandRunnerDegraded => "command_runner_degraded",
             Condition::Hung => "hung",
             Condition::Restarting => "restarting",
             Condition::Stopping => "stopping",
@@ -156,8 +163,47 @@ impl Condition {
     pub fn describe(self) -> &'static str {
         match self {
             Condition::WaitingForKafka => "waiting for Kafka",
+            Condition::CommandRunnerDegraded => {
+                "command runner degraded (restore the command topic from its backup)"
+            }
             Condition::GaveUp => "gave up (too many failures)",
             other => other.name(),
+        }
+    }
+}
+
+/// ksqlDB's command-topic backup directory as `status` and the metrics show it (what
+/// [`crate::ksqldb::metastore::scan`] found).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackupInfo {
+    /// The directory.
+    pub path: String,
+    /// The newest live backup file of this service id (`backup_<topic>_<ms>`).
+    pub latest_file: Option<String>,
+    /// Its size in bytes.
+    pub latest_bytes: u64,
+    /// Its last write (ksqlDB appends each new command).
+    pub last_write: Option<Time>,
+    /// Regular files in the directory and their total size.
+    pub files: usize,
+    pub total_bytes: u64,
+    /// Names that are not ksqlDB's backup files of this service id (another service
+    /// id's, or planted): with a missing command topic, ksqlDB 0.23.1+ would take any
+    /// file as a backup and not create the topic.
+    pub foreign_files: usize,
+}
+
+impl From<crate::ksqldb::metastore::Scan> for BackupInfo {
+    fn from(s: crate::ksqldb::metastore::Scan) -> BackupInfo {
+        BackupInfo {
+            path: s.path,
+            latest_file: s.latest_file,
+            latest_bytes: s.latest_bytes,
+            last_write: s.last_write.map(Time),
+            files: s.files,
+            total_bytes: s.total_bytes,
+            foreign_files: s.foreign_files,
         }
     }
 }
@@ -187,6 +233,8 @@ pub struct StateDoc {
     pub download_bytes: u64,
     /// The config files in effect: the main file, then drop-ins in order.
     pub config_files: Vec<String>,
+    /// ksqlDB's command-topic backup (`<state_dir>/metastore`), as of this write.
+    pub metastore_backup: Option<BackupInfo>,
     /// The Kafka doctor's runs and its finding while ksqlDB waits for Kafka.
     pub kafka: KafkaInfo,
 }

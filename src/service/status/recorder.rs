@@ -47,6 +47,8 @@ pub struct Recorder {
     doc: StateDoc,
     state_dir: PathBuf,
     textfile: Option<PathBuf>,
+    /// The `ksql.service.id` in effect: names ksqlDB's backup files.
+    service_id: String,
     seq: u64,
     tx: watch::Sender<Option<Snapshot>>,
 }
@@ -76,6 +78,7 @@ impl Recorder {
             doc,
             state_dir: prepared.settings.agent.state_dir.clone(),
             textfile: prepared.settings.metrics.textfile.clone(),
+            service_id: crate::ksqldb::metastore::service_id(&prepared.settings),
             seq: 0,
             tx,
         };
@@ -89,6 +92,7 @@ impl Recorder {
         let s = &p.settings;
         self.state_dir = s.agent.state_dir.clone();
         self.textfile = s.metrics.textfile.clone();
+        self.service_id = crate::ksqldb::metastore::service_id(s);
         let m = &p.installed.manifest;
         self.doc.release = Some(ReleaseInfo {
             version: p.installed.version.clone(),
@@ -262,6 +266,10 @@ impl Recorder {
     fn snapshot(&mut self) -> Snapshot {
         self.doc.written_at = Some(Time::now());
         self.doc.download_bytes = crate::release::fetch::downloaded_bytes();
+        // A few directory entries, read beneath the state directory without following
+        // links (src/ksqldb/metastore.rs).
+        self.doc.metastore_backup =
+            crate::ksqldb::metastore::scan(&self.state_dir, &self.service_id).map(Into::into);
         self.seq += 1;
         Snapshot {
             seq: self.seq,

@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use super::recorder::{jar_trust, signer_trust};
 use super::{
-    start_ticks, ClusterInfo, Condition, Failure, HealthInfo, JarInfo, KafkaDiagnosis, KafkaInfo,
-    ReleaseInfo, Span, StateDoc, Time, MAX_STATE_BYTES, SCHEMA_VERSION, STATE_FILE,
+    start_ticks, BackupInfo, ClusterInfo, Condition, Failure, HealthInfo, JarInfo, KafkaDiagnosis,
+    KafkaInfo, ReleaseInfo, Span, StateDoc, Time, MAX_STATE_BYTES, SCHEMA_VERSION, STATE_FILE,
 };
 use crate::config::Settings;
 use crate::exit::{fail, one_line, ExitCode};
@@ -60,6 +60,10 @@ pub struct Report {
     /// The Kafka doctor while ksqlDB waits for Kafka (`diagnosis` null once it is
     /// healthy, and when the agent is not running).
     pub kafka: KafkaInfo,
+    /// ksqlDB's command-topic backup, read from disk now (null: no directory).
+    pub metastore_backup: Option<BackupInfo>,
+    /// How ksqlDB's memory is planned on this host (null: its memory is unknown).
+    pub memory: Option<Memory>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -215,6 +219,16 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
         upgrade: Upgrade::of(settings),
         auth: Auth::of(settings),
         kafka: kafka_now(doc_ref, running),
+        memory: crate::ksqldb::java::host_memory_plan(
+            &settings.ksqldb.heap,
+            settings.ksqldb.memory_budget.into(),
+        )
+        .map(Memory::of),
+        metastore_backup: crate::ksqldb::metastore::scan(
+            state_dir,
+            &crate::ksqldb::metastore::service_id(settings),
+        )
+        .map(Into::into),
     })
 }
 
@@ -569,6 +583,13 @@ pub fn human(r: &Report, now: SystemTime) -> String {
     lines.extend(upgrade_lines(&r.upgrade));
     lines.push(("kept:", kept_text(&r.kept_releases)));
     lines.extend(cluster_lines(r, now));
+    if let Some(m) = &r.memory {
+        lines.push(("memory:", memory_text(m)));
+    }
+    lines.push((
+        "metastore:",
+        metastore_text(r.metastore_backup.as_ref(), now),
+    ));
     lines.push(("config:", r.config_files.join(", ")));
     lines.push(("state:", state_file_text(&r.state_file)));
     lines
@@ -754,6 +775,79 @@ fn cluster_lines(r: &Report, now: SystemTime) -> Vec<(&'static str, String)> {
         ));
     }
     lines
+}
+
+/// The memory budget (src/ksqldb/memory.rs), in MiB.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    pub total_mib: u64,
+    pub budget_percent: u64,
+    pub budget_mib: u64,
+    pub heap_mib: u64,
+    pub rocksdb_mib: u64,
+    pub overhead_mib: u64,
+    /// RocksDB bounded to its share (never, today: ksqlDB's setter is not shipped).
+    pub rocksdb_bounded: bool,
+    /// Heap, RocksDB and overhead together exceed the instance's memory.
+    pub exceeds_memory: bool,
+}
+
+impl Memory {
+    fn of(p: crate::ksqldb::memory::Plan) -> Memory {
+        const MIB: u64 = 1024 * 1024;
+        Memory {
+            total_mib: p.total / MIB,
+            budget_percent: p.percent,
+            budget_mib: p.budget / MIB,
+            heap_mib: p.heap / MIB,
+            rocksdb_mib: p.rocksdb / MIB,
+            overhead_mib: p.overhead / MIB,
+            rocksdb_bounded: false,
+            exceeds_memory: p.exceeds_memory(),
+        }
+    }
+}
+
+fn memory_text(m: &Memory) -> String {
+    format!(
+        "budget {} MiB ({} % of {} MiB): heap {} MiB, RocksDB {} MiB (not bounded: ksqlDB's bounded-memory setter is not in its releases), JVM overhead {} MiB{}",
+        m.budget_mib,
+        m.budget_percent,
+        m.total_mib,
+        m.heap_mib,
+        m.rocksdb_mib,
+        m.overhead_mib,
+        if m.exceeds_memory {
+            "; together over the instance's memory"
+        } else {
+            ""
+        }
+    )
+}
+
+/// ksqlDB's command-topic backup: its newest file, size and last write, and files there
+/// that are not ksqlDB's.
+fn metastore_text(backup: Option<&BackupInfo>, now: SystemTime) -> String {
+    let Some(b) = backup else {
+        return "no backup directory yet".into();
+    };
+    let mut text = match (&b.latest_file, b.last_write) {
+        (Some(f), Some(t)) => format!(
+            "backup {} bytes, last written {t} ({}), in {}/{f}",
+            b.latest_bytes,
+            ago(t, now),
+            b.path
+        ),
+        (Some(f), None) => format!("backup {} bytes in {}/{f}", b.latest_bytes, b.path),
+        (None, _) => format!("no backup yet in {}", b.path),
+    };
+    if b.foreign_files > 0 {
+        text.push_str(&format!(
+            "; {} other file(s) there (ksqlDB takes any file for a backup when its command topic is missing)",
+            b.foreign_files
+        ));
+    }
+    text
 }
 
 fn state_file_text(f: &StateFile) -> String {

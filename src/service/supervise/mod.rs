@@ -31,6 +31,7 @@ pub(crate) mod launch;
 mod policy;
 mod process;
 mod reconfigure;
+mod restore;
 mod rollback;
 mod signals;
 
@@ -160,6 +161,7 @@ enum Event {
     Stop(&'static str),
     Reload,
     ReloadRequest(crate::service::control::Responder),
+    RestoreRequest(bool, crate::service::control::Responder),
     ChildSignal,
     Probe(Health),
     Watchdog,
@@ -189,7 +191,7 @@ pub struct Supervisor {
     watchdog: Watchdog,
     reconfig: Reconfig,
     /// `ksql-msk reload` requests from the control socket.
-    control: tokio::sync::mpsc::Receiver<crate::service::control::Responder>,
+    control: tokio::sync::mpsc::Receiver<crate::service::control::Request>,
     /// The state `ksql-msk status` and the metrics textfile show.
     status: Recorder,
     /// The Kafka doctor, while ksqlDB waits for Kafka.
@@ -206,6 +208,17 @@ impl Supervisor {
     ) -> Result<Supervisor> {
         let jvm = java::jvm_for(&prepared.settings, &prepared.version())?;
         log_jvm(&jvm);
+        if let Some(plan) = java::host_memory_plan(
+            &prepared.settings.ksqldb.heap,
+            prepared.settings.ksqldb.memory_budget.into(),
+        ) {
+            let note = crate::ksqldb::memory::rocksdb_note(&plan);
+            if plan.exceeds_memory() {
+                warn!("{note}");
+            } else {
+                info!("{note}");
+            }
+        }
         let launch = launch_spec(&prepared, &jvm)?;
         let now = Instant::now();
         Ok(Supervisor {
@@ -290,6 +303,7 @@ impl Supervisor {
                 Event::Stop(why) => return self.shutdown(why).await,
                 Event::Reload => self.begin_prepare(Why::Reload),
                 Event::ReloadRequest(reply) => self.reload_requested(reply),
+                Event::RestoreRequest(skip, reply) => self.restore_requested(skip, reply).await,
                 Event::ChildSignal => self.on_child_signal().await?,
                 Event::Probe(h) => self.on_probe(h).await?,
                 Event::Watchdog => self.watchdog.tick(&self.notifier),
@@ -363,7 +377,12 @@ impl Supervisor {
             _ = sleep_until(rediscover_at), if can_rediscover => Event::Rediscover,
             Some((why, r)) = self.reconfig.prepare_rx.recv() => Event::Prepared(why, r),
             Some(r) = self.reconfig.discover_rx.recv() => Event::Discovered(r),
-            Some(reply) = self.control.recv() => Event::ReloadRequest(reply),
+            Some(request) = self.control.recv() => match request {
+                crate::service::control::Request::Reload(reply) => Event::ReloadRequest(reply),
+                crate::service::control::Request::Restore { skip_incompatible, reply } => {
+                    Event::RestoreRequest(skip_incompatible, reply)
+                }
+            },
         }
     }
 
@@ -451,10 +470,17 @@ impl Supervisor {
                 why,
                 lasted,
             } => {
-                if self.status.condition() == Condition::Hung {
+                let condition = unhealthy_condition(&failing);
+                if condition == Condition::CommandRunnerDegraded
+                    && self.status.condition() != condition
+                {
+                    // A stuck command runner (ERROR) that turned out DEGRADED.
+                    self.status.set_health(condition, &failing, &why);
+                    self.status.publish();
+                    self.command_runner_degraded(pid, &version).await;
+                } else if self.status.condition() == Condition::Hung {
                     // Answering (unhealthy) again after a silence.
-                    self.status
-                        .set_health(unhealthy_condition(&failing), &failing, &why);
+                    self.status.set_health(condition, &failing, &why);
                     self.status.publish();
                 }
                 let line = self
@@ -549,6 +575,12 @@ impl Supervisor {
         self.status
             .set_health(unhealthy_condition(failing), failing, why);
         self.status.publish();
+        if unhealthy_condition(failing) == Condition::CommandRunnerDegraded {
+            self.command_runner_degraded(pid, version).await;
+            self.notifier
+                .status(&unhealthy_status(version, failing, why, Duration::ZERO));
+            return;
+        }
         self.event(
             message_id::UNHEALTHY,
             priority::WARNING,
@@ -564,6 +596,56 @@ impl Supervisor {
         .await;
         self.notifier
             .status(&unhealthy_status(version, failing, why, Duration::ZERO));
+    }
+
+    /// ksqlDB reports its command runner DEGRADED: one event naming the way out. It is
+    /// never restarted for it (DEGRADED is sticky in ksqlDB until a restore).
+    async fn command_runner_degraded(&mut self, pid: i32, version: &str) {
+        let settings = &self.prepared.settings;
+        let backup = crate::ksqldb::metastore::scan(
+            &settings.agent.state_dir,
+            &crate::ksqldb::metastore::service_id(settings),
+        )
+        .and_then(|b| b.latest_file.map(|f| format!("{}/{f}", b.path)));
+        let after_rollback = self
+            .prepared
+            .upgrade
+            .held_back
+            .as_ref()
+            .map(|f| {
+                format!(
+                    " after the rollback from {} (the newer version wrote entries {version} cannot read)",
+                    f.version
+                )
+            })
+            .unwrap_or_default();
+        // The release's own tool, with the rendered properties (IAM auth applies) and
+        // --yes (without a terminal it would die at its prompt), as the service user.
+        let restore = format!(
+            "sudo -u ksql {} --config-file {} --yes {}",
+            self.prepared
+                .release_dir()
+                .join("bin/ksql-restore-command-topic")
+                .display(),
+            self.prepared.properties_path().display(),
+            backup.as_deref().unwrap_or("BACKUP_FILE")
+        );
+        self.event(
+            message_id::COMMAND_RUNNER_DEGRADED,
+            priority::ERR,
+            &format!(
+                "ksqlDB {version} (pid {pid}) reports its command runner DEGRADED{after_rollback}: \
+                 it met command-topic entries it cannot process and runs no DDL until the command \
+                 topic is restored; not restarted for it (a restart cannot fix it). \
+                 Stop ksqlDB on every host of this service id, then: {restore}"
+            ),
+            &[
+                ("PID", pid.to_string()),
+                ("VERSION", version.to_string()),
+                ("BACKUP", backup.unwrap_or_default()),
+            ],
+        )
+        .await;
     }
 
     /// Running, unhealthy → Running, healthy.
@@ -875,7 +957,13 @@ impl Supervisor {
 /// `ksqlDB 0.29.0 running, waiting for Kafka: kafka, commandRunner unhealthy for 4m12s`.
 fn unhealthy_status(version: &str, failing: &[String], why: &str, lasted: Duration) -> String {
     let lasted = policy::short(lasted);
-    if failing.is_empty() {
+    if unhealthy_condition(failing) == Condition::CommandRunnerDegraded {
+        format!(
+            "ksqlDB {version} running, command runner DEGRADED for {lasted}: it processes no DDL; \
+             restore the command topic (journalctl -u ksql-msk MESSAGE_ID={} has the command)",
+            crate::host::journal::message_id::COMMAND_RUNNER_DEGRADED
+        )
+    } else if failing.is_empty() {
         format!("ksqlDB {version} running, not healthy for {lasted}: {why}")
     } else if failing.iter().any(|c| c == "kafka") {
         format!(
@@ -892,7 +980,12 @@ fn unhealthy_status(version: &str, failing: &[String], why: &str, lasted: Durati
 
 /// The condition of a ksqlDB answering `isHealthy: false` with `failing` checks.
 fn unhealthy_condition(failing: &[String]) -> Condition {
-    if failing.iter().any(|c| c == "kafka") {
+    if failing
+        .iter()
+        .any(|c| c == crate::ksqldb::health::COMMAND_RUNNER_DEGRADED)
+    {
+        Condition::CommandRunnerDegraded
+    } else if failing.iter().any(|c| c == "kafka") {
         Condition::WaitingForKafka
     } else {
         Condition::Unhealthy

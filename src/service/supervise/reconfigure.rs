@@ -60,13 +60,22 @@ impl Supervisor {
         self.status.publish();
         let changes = self.what_changed(&prepared, &launch, &jvm);
         let restart = !changes.is_empty();
+        // ksqlDB before 1.0 may change its command-topic formats in any minor version.
+        let caveat = crate::ksqldb::metastore::version_change_note(
+            &prepared.settings,
+            &self.launch.version,
+            &launch.version,
+        );
         self.adopt(prepared, launch);
         let message = if restart {
-            format!("restarting ksqlDB: {}", changes.join("; "))
+            let caveat = caveat
+                .map(|n| format!("; warning: {n}"))
+                .unwrap_or_default();
+            format!("restarting ksqlDB: {}{caveat}", changes.join("; "))
         } else {
             "nothing changed; ksqlDB keeps running".to_string()
         };
-        info!("{message}");
+        // Logged once, by the event (journal or stderr alike).
         self.event(
             message_id::RELOADED,
             priority::INFO,

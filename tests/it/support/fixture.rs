@@ -170,6 +170,16 @@ impl DerefMut for Fixture {
     }
 }
 
+/// The release's restore tool: the stand-in in its restore mode.
+pub const RESTORE_TOOL: &str = "bin/ksql-restore-command-topic";
+
+fn restore_script() -> String {
+    format!(
+        "#!/bin/sh\nexec '{}' --restore-command-topic \"$@\"\n",
+        fake_ksqldb().display()
+    )
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -226,7 +236,12 @@ impl Fixture {
             "#!/bin/sh\n{before}exec '{}' \"$@\"\n",
             fake_ksqldb().display()
         );
-        let archive = world.publish_release(VERSION, start.as_bytes(), &[]);
+        let restore = restore_script();
+        let archive = world.publish_release(
+            VERSION,
+            start.as_bytes(),
+            &[(RESTORE_TOOL, restore.as_bytes(), 0o755)],
+        );
         world.publish_jar(iam_version);
         let release = host.state_dir().join("releases").join(VERSION);
         // Test defaults for [agent], overridden line by line by `agent`.
@@ -270,10 +285,12 @@ impl Fixture {
     /// test serves a new version that behaves in its own way from its first start.
     pub fn publish_version(&self, version: &str, files: &[(&str, &str)]) {
         let start = format!("#!/bin/sh\nexec '{}' \"$@\"\n", fake_ksqldb().display());
-        let extra: Vec<(&str, &[u8], u32)> = files
+        let restore = restore_script();
+        let mut extra: Vec<(&str, &[u8], u32)> = files
             .iter()
             .map(|(name, text)| (*name, text.as_bytes(), 0o644))
             .collect();
+        extra.push((RESTORE_TOOL, restore.as_bytes(), 0o755));
         self.world
             .publish_release(version, start.as_bytes(), &extra);
     }

@@ -25,6 +25,19 @@
 //! separated; empty: `kafka`) failing, as ksqlDB does when it loses Kafka. It appends its pid to `fake-ksqldb.pids`
 //! and writes its environment to `fake-ksqldb.env` and arguments to `fake-ksqldb.args`.
 //!
+//! `degraded=incompatible|corrupted` (or the file `fake-ksqldb.degraded` holding one of
+//! them) makes a ready server's command runner DEGRADED as ksqlDB's is: the WARN line
+//! `CommandRunner entering degraded state ...`, `/healthcheck` with `commandRunner`
+//! false while `kafka` is true, `/info` with `serverStatus: DEGRADED`.
+//!
+//! With `ksql.metastore.backup.location` set it keeps a backup of its "command topic"
+//! as ksqlDB does (CommandTopicBackupImpl): creates the directory (0700) if missing,
+//! fails to start (exit 255) when it is not a writable directory, reopens the file
+//! `backup__confluent-ksql-<service id>_command_topic_<ms>` with the largest timestamp
+//! or starts a new one, and appends one `<key>:<value>` line per command, here the
+//! commands listed in `fake-ksqldb.commands` beside the backup directory (a stand-in
+//! for the topic all servers share) that the file does not hold yet.
+//!
 //! With `authentication.method=BASIC` in its properties it authenticates every request
 //! as ksqlDB 0.23–0.28 do (0.29 exempts `/healthcheck`): it finds the JAAS file in
 //! `KSQL_OPTS` (`-Djava.security.auth.login.config=`), the section named by
@@ -337,9 +350,20 @@ struct Behaviour {
     service_id: String,
     /// `fake-ksqldb.unhealthy`: while it exists, these checks fail.
     unhealthy_file: PathBuf,
+    /// `degraded=` from the mode, or `fake-ksqldb.degraded`.
+    degraded: Option<String>,
+    degraded_file: PathBuf,
 }
 
 impl Behaviour {
+    fn degraded(&self) -> Option<String> {
+        self.degraded.clone().or_else(|| {
+            std::fs::read_to_string(&self.degraded_file)
+                .ok()
+                .map(|t| t.trim().to_string())
+        })
+    }
+
     fn health(&self) -> (u16, String) {
         let up = self.started.elapsed();
         if self.never_healthy || up < self.healthy_after {
@@ -362,6 +386,9 @@ impl Behaviour {
             if failing.is_empty() {
                 failing.push("kafka".into());
             }
+        }
+        if self.degraded().is_some() {
+            failing.push("commandRunner".into());
         }
         let check = |name: &str| !failing.iter().any(|f| f == name);
         (
@@ -425,8 +452,14 @@ fn serve(stream: TcpStream, b: &Behaviour) {
                 (
                     200,
                     format!(
-                        r#"{{"KsqlServerInfo":{{"version":"{}","kafkaClusterId":"fake-cluster","ksqlServiceId":"{}","serverStatus":"RUNNING"}}}}"#,
-                        b.version, b.service_id
+                        r#"{{"KsqlServerInfo":{{"version":"{}","kafkaClusterId":"fake-cluster","ksqlServiceId":"{}","serverStatus":"{}"}}}}"#,
+                        b.version,
+                        b.service_id,
+                        if b.degraded().is_some() {
+                            "DEGRADED"
+                        } else {
+                            "RUNNING"
+                        }
                     ),
                 )
             }
@@ -444,6 +477,181 @@ fn serve(stream: TcpStream, b: &Behaviour) {
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+}
+
+/// ksqlDB's CommandTopicBackupImpl, as far as the agent can tell (see the module doc).
+fn backup(dir: &Path, service_id: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |why: String| -> ! {
+        log(
+            "ERROR",
+            &format!("Failed to start KSQL: {why}"),
+            "io.confluent.ksql.rest.server.KsqlServerMain:68",
+        );
+        std::process::exit(255);
+    };
+    if !dir.exists() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            fail(format!(
+                "Couldn't create the backups directory: {} ({e})",
+                dir.display()
+            ));
+        }
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    if !dir.is_dir() {
+        fail(format!("{} is not a directory.", dir.display()));
+    }
+    let prefix = format!("backup__confluent-ksql-{service_id}_command_topic_");
+    let latest = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_lowercase();
+                    name.strip_prefix(&prefix)?.parse::<u64>().ok()
+                })
+                .max()
+        })
+        .unwrap_or_else(|e| {
+            fail(format!(
+                "The backups directory is not readable/writable for KSQL server: {} ({e})",
+                dir.display()
+            ))
+        });
+    let ts = latest.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    });
+    let file = dir.join(format!("{prefix}{ts}"));
+    let had = std::fs::read_to_string(&file).unwrap_or_default();
+    let topic = dir
+        .parent()
+        .map(|p| p.join("fake-ksqldb.commands"))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| {
+            r#""stream/KSQL_PROCESSING_LOG/create":{"statement":"CREATE STREAM KSQL_PROCESSING_LOG (...) WITH (KAFKA_TOPIC='default_ksql_processing_log', VALUE_FORMAT='JSON');","streamsProperties":{},"originalProperties":{},"plan":null}"#.to_string() + "\n"
+        });
+    let mut out = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+    {
+        Ok(f) => f,
+        Err(e) => fail(format!(
+            "The backups directory is not readable/writable for KSQL server: {} ({e})",
+            dir.display()
+        )),
+    };
+    for line in topic.lines().skip(had.lines().count()) {
+        let _ = writeln!(out, "{line}");
+    }
+    log(
+        "INFO",
+        &format!("Command topic will be backup on file: {}", file.display()),
+        "io.confluent.ksql.rest.server.CommandTopicBackupImpl:103",
+    );
+}
+
+/// The stand-in for `bin/ksql-restore-command-topic` (ksqlDB's KsqlRestoreCommandTopic,
+/// its RestoreOptions parsed by airline): `--config-file <file>` (required), `-s` /
+/// `--skip-incompatible-commands`, `-y` / `--yes`, `-h` / `--help`, and the backup file
+/// as the one positional argument. Exit 1 on a parse error (and for `--help`), 2 for a
+/// missing or unreadable file, 1 without `--yes` and no console (ksqlDB's
+/// NullPointerException), 1 when a line has no `:` or the file `fake-ksqldb.restore-fails`
+/// exists in the working directory (the release); else it replaces the "command topic"
+/// (`fake-ksqldb.commands` beside `ksql.metastore.backup.location`) with the backup's
+/// lines and prints ksqlDB's transcript. Its arguments and environment are recorded
+/// in `fake-ksqldb.restore.args` / `.env` in the working directory.
+fn restore_command_topic(args: &[String]) -> ! {
+    let usage = |msg: &str| -> ! {
+        eprintln!("{msg}\nSee the -h or --help flags for usage information");
+        std::process::exit(1);
+    };
+    let (mut config, mut file, mut yes, mut skip) = (None, None, false, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config-file" => match it.next() {
+                Some(v) => config = Some(v.clone()),
+                None => usage("Required values for option 'config-file' not provided"),
+            },
+            "-y" | "--yes" => yes = true,
+            "-s" | "--skip-incompatible-commands" => skip = true,
+            "-h" | "--help" => {
+                println!("usage: ksql-restore-command-topic --config-file <config-file> [ {{-s | --skip-incompatible-commands}} ] [ {{-y | --yes}} ] [--] <backup-file>");
+                std::process::exit(1);
+            }
+            s if s.starts_with('-') => usage(&format!("Found unexpected parameters: [{s}]")),
+            s if file.is_none() => file = Some(s.to_string()),
+            s => usage(&format!("Found unexpected parameters: [{s}]")),
+        }
+    }
+    let config = config.unwrap_or_else(|| usage("Required option 'config-file' is missing"));
+    let file = file.unwrap_or_else(|| usage("Required arguments are missing: 'backup-file'"));
+    for f in [&config, &file] {
+        match std::fs::metadata(f) {
+            Err(_) => {
+                eprintln!("File does not exist: {f}");
+                std::process::exit(2);
+            }
+            Ok(m) if !m.is_file() => {
+                eprintln!("Invalid file: {f}");
+                std::process::exit(2);
+            }
+            Ok(_) => {}
+        }
+    }
+    let _ = std::fs::write("fake-ksqldb.restore.args", args.join("\n") + "\n");
+    let env: String = std::env::vars()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    let _ = std::fs::write("fake-ksqldb.restore.env", env);
+    if !yes {
+        println!("Restoring the command topic will DELETE your actual metadata.");
+        eprintln!("Exception in thread \"main\" java.lang.NullPointerException");
+        std::process::exit(1);
+    }
+    println!("Loading backup file ...");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    for (i, line) in text.lines().enumerate() {
+        if !line.contains(':') {
+            eprintln!(
+                "Failed loading backup file.\nError = Invalid CommandId string (line {}): {line}",
+                i + 1
+            );
+            std::process::exit(1);
+        }
+    }
+    let n = text.lines().count();
+    println!("Backup ({n} records) loaded in memory in 3 ms.");
+    if skip {
+        println!("0 incompatible command(s) skipped from backup file.");
+    }
+    println!("Restoring command topic ...");
+    if Path::new("fake-ksqldb.restore-fails").exists() {
+        eprintln!(
+            "Failed restoring command topic.\nError = Failed to initialize topic transactions."
+        );
+        std::process::exit(1);
+    }
+    let props = read_kv(Path::new(&config));
+    let Some(topic) = props.get("ksql.metastore.backup.location").and_then(|d| {
+        Path::new(d)
+            .parent()
+            .map(|p| p.join("fake-ksqldb.commands"))
+    }) else {
+        eprintln!("Failed restoring command topic.\nError = no ksql.metastore.backup.location");
+        std::process::exit(1);
+    };
+    if let Err(e) = std::fs::write(&topic, &text) {
+        eprintln!("Failed restoring command topic.\nError = {e}");
+        std::process::exit(1);
+    }
+    println!("Restore process completed in 5 ms.");
+    println!("You need to restart the ksqlDB server to re-load the command topic.");
+    std::process::exit(0);
 }
 
 /// `host:port` of the first URL in a listener list (`http://0.0.0.0:8088,...`).
@@ -497,6 +705,9 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some("--escapee-parent") {
         escapee_parent(&args);
+    }
+    if args.get(1).map(String::as_str) == Some("--restore-command-topic") {
+        restore_command_topic(&args[2..]);
     }
     let Some(props_path) = args.get(1).map(PathBuf::from) else {
         eprintln!("USAGE: ksql-server-start <ksql-server.properties>");
@@ -596,7 +807,12 @@ fn main() {
             .cloned()
             .unwrap_or_else(|| "default_".into()),
         unhealthy_file: release.join("fake-ksqldb.unhealthy"),
+        degraded: mode.get("degraded").cloned(),
+        degraded_file: release.join("fake-ksqldb.degraded"),
     });
+    if let Some(location) = props.get("ksql.metastore.backup.location") {
+        backup(Path::new(location), &behaviour.service_id);
+    }
     let server = match TcpListener::bind(&addr) {
         Ok(l) => l,
         Err(e) => {
@@ -665,6 +881,18 @@ fn main() {
         &format!("Server up and running on {listener}"),
         "io.confluent.ksql.rest.server.KsqlRestApplication:363",
     );
+    if let Some(how) = behaviour.degraded() {
+        let why = if how == "corrupted" {
+            "encountering corruption between topic and backup"
+        } else {
+            "encountering an incompatible command"
+        };
+        log(
+            "WARN",
+            &format!("CommandRunner entering degraded state due to {why}"),
+            "io.confluent.ksql.rest.server.computation.CommandRunner:443",
+        );
+    }
 
     let exit_after = ms(&mode, "exit_after_ms");
     let sigstop_after = ms(&mode, "sigstop_after_ms");

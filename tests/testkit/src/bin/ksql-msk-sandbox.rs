@@ -51,6 +51,10 @@ fn banner(text: &str) {
     println!("\n==> {text}");
 }
 
+/// The sandbox's own (empty) AWS profile files, next to its config.
+const AWS_CONFIG: &str = "aws-config";
+const AWS_CREDENTIALS: &str = "aws-credentials";
+
 struct Agent {
     bin: PathBuf,
     config: PathBuf,
@@ -71,8 +75,8 @@ impl Agent {
             .env("HOME", home)
             .env("KSQL_MSK_CONFIG", &self.config)
             .env("KSQL_MSK_LOG_FORMAT", "stderr")
-            .env("AWS_CONFIG_FILE", home.join("none"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", home.join("none"))
+            .env("AWS_CONFIG_FILE", home.join(AWS_CONFIG))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.join(AWS_CREDENTIALS))
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &self.imds)
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         cmd
@@ -198,6 +202,10 @@ fn sandbox() -> anyhow::Result<()> {
             dir.join("state").display()
         ),
     )?;
+    // Empty profile files, named on purpose: the host's ~/.aws stays out of the sandbox,
+    // and the SDK does not warn (as it rightly does for a named file that is missing).
+    std::fs::write(etc.join(AWS_CONFIG), "")?;
+    std::fs::write(etc.join(AWS_CREDENTIALS), "")?;
     banner(&format!("config {}", config.display()));
     print!("{}", std::fs::read_to_string(&config)?);
 
