@@ -470,23 +470,8 @@ impl Supervisor {
                 why,
                 lasted,
             } => {
-                let condition = unhealthy_condition(&failing);
-                if condition == Condition::CommandRunnerDegraded
-                    && self.status.condition() != condition
-                {
-                    // A stuck command runner (ERROR) that turned out DEGRADED.
-                    self.status.set_health(condition, &failing, &why);
-                    self.status.publish();
-                    self.command_runner_degraded(pid, &version).await;
-                } else if self.status.condition() == Condition::Hung {
-                    // Answering (unhealthy) again after a silence.
-                    self.status.set_health(condition, &failing, &why);
-                    self.status.publish();
-                }
-                let line = self
-                    .waiting_line(&version)
-                    .unwrap_or_else(|| unhealthy_status(&version, &failing, &why, lasted));
-                self.notifier.status(&line)
+                self.still_unhealthy(pid, &version, &failing, &why, lasted)
+                    .await
             }
             Verdict::NotAnswering { why, silent } => {
                 if matches!(self.state, State::Running { .. }) {
@@ -509,6 +494,33 @@ impl Supervisor {
             w.next_probe = Instant::now() + period;
         }
         Ok(())
+    }
+
+    /// Still unhealthy: a stuck command runner that turned out DEGRADED, or an answer
+    /// after a silence, changes the condition; STATUS says how long it lasts.
+    async fn still_unhealthy(
+        &mut self,
+        pid: i32,
+        version: &str,
+        failing: &[String],
+        why: &str,
+        lasted: Duration,
+    ) {
+        let condition = unhealthy_condition(failing);
+        if condition == Condition::CommandRunnerDegraded && self.status.condition() != condition {
+            // A stuck command runner (ERROR) that turned out DEGRADED.
+            self.status.set_health(condition, failing, why);
+            self.status.publish();
+            self.command_runner_degraded(pid, version).await;
+        } else if self.status.condition() == Condition::Hung {
+            // Answering (unhealthy) again after a silence.
+            self.status.set_health(condition, failing, why);
+            self.status.publish();
+        }
+        let line = self
+            .waiting_line(version)
+            .unwrap_or_else(|| unhealthy_status(version, failing, why, lasted));
+        self.notifier.status(&line)
     }
 
     /// The probe in flight is done: what the health decision needs to know, and the
