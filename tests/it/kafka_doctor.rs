@@ -9,7 +9,7 @@ use std::time::Instant;
 use ksql_msk_testkit::hostile::{TestCa, TlsFront};
 use ksql_msk_testkit::imds;
 use ksql_msk_testkit::kafka::{self, KafkaCluster, KafkaOptions};
-use ksql_msk_testkit::sts::{FakeSts, ARN};
+use ksql_msk_testkit::sts::{self, FakeSts, ARN};
 use serde_json::Value;
 
 use crate::support::fixture::{free_port, Fixture};
@@ -29,7 +29,7 @@ fn kafka_world(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
 /// credentials the brokers trust, trusting the test CA.
 struct Doctor {
     fx: Fixture,
-    _sts: FakeSts,
+    sts: FakeSts,
 }
 
 impl Doctor {
@@ -65,7 +65,7 @@ impl Doctor {
             .env("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key)
             .env("AWS_SESSION_TOKEN", &creds.token)
             .env("SSL_CERT_FILE", &cluster.ca_pem().display().to_string());
-        Doctor { fx, _sts: sts }
+        Doctor { fx, sts }
     }
 
     fn check(&self) -> Output {
@@ -385,6 +385,86 @@ fn credential_failures_are_told_apart() {
     cluster.trust_credentials(&[creds]);
     let out = doctor.check();
     assert_eq!(out.code, 0, "{out:?}");
+}
+
+/// The role `iam_auth.role_arn` names in the tests below (not the instance's role).
+const ROLE: &str = "arn:aws:iam::123456789012:role/ksql-msk-kafka";
+
+fn with_role(doctor: &Doctor, role: Option<&str>) {
+    let text = role.map_or(String::new(), |r| {
+        format!("[iam_auth]\nrole_arn = \"{r}\"\n")
+    });
+    doctor.fx.host.write_dropin("60-role.toml", &text);
+}
+
+/// The fake STS's AssumeRole calls so far: (RoleArn, RoleSessionName).
+fn assume_role_calls(sts: &FakeSts) -> Vec<(String, String)> {
+    let get = |form: &[(String, String)], k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    sts.calls()
+        .iter()
+        .filter(|form| get(form, "Action") == "AssumeRole")
+        .map(|form| (get(form, "RoleArn"), get(form, "RoleSessionName")))
+        .collect()
+}
+
+/// `iam_auth.role_arn`: the doctor signs with what STS AssumeRole hands out for that
+/// role (session name aws-msk-iam-auth, the jar's default for `awsRoleArn`). The broker
+/// trusts only those credentials, so the same check without the role is refused.
+#[test]
+fn role_arn_is_assumed_through_sts_and_signs_for_kafka() {
+    let Some(_one) = kafka_world("role_arn_is_assumed_through_sts_and_signs_for_kafka") else {
+        return;
+    };
+    let (doctor, cluster) = Doctor::new(KafkaOptions::default(), "");
+    cluster.trust_credentials(&[sts::assumed_role_credentials()]);
+    with_role(&doctor, Some(ROLE));
+    let policy = doctor.policy();
+    assert_eq!(policy["assumed_role"]["role_arn"], ROLE, "{policy}");
+    cluster.set_policy(&policy["assumed_role"]["policy"]);
+
+    let out = doctor.check();
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines = kafka_lines(&out);
+    assert!(
+        lines.iter().all(|l| l.starts_with('✓')),
+        "a Kafka line failed: {out:?}"
+    );
+    for step in ["DNS", "TCP", "TLS", "SASL", "authentication"] {
+        assert!(
+            lines.iter().any(|l| l.contains(&format!(": {step}: "))),
+            "no {step} line: {out:?}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("✓ Kafka authorization:")),
+        "no authorization probe: {out:?}"
+    );
+    let assumed = assume_role_calls(&doctor.sts);
+    assert!(
+        !assumed.is_empty(),
+        "no AssumeRole: {:?}",
+        doctor.sts.calls()
+    );
+    for (role, session) in &assumed {
+        assert_eq!(role, ROLE, "{assumed:?}");
+        assert_eq!(session, "aws-msk-iam-auth", "{assumed:?}");
+    }
+
+    // The same broker and policy, without the role: the instance's own credentials,
+    // which this broker does not know. No AssumeRole asked.
+    with_role(&doctor, None);
+    let before = assume_role_calls(&doctor.sts).len();
+    let out = doctor.check();
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(line(&out, ": authentication: ").starts_with('✗'), "{out:?}");
+    assert_eq!(assume_role_calls(&doctor.sts).len(), before, "{out:?}");
 }
 
 /// Three brokers: every broker's steps, and the time (printed; the bound is generous,
