@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -61,10 +63,18 @@ pub async fn signer(settings: &Settings) -> Result<Signer, String> {
         match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
+                if let Some(refused) = settings
+                    .iam_auth
+                    .role_arn
+                    .as_deref()
+                    .and_then(|role| assume_role_refused(role, &e))
+                {
+                    return Err(refused);
+                }
                 return Err(format!(
                     "no AWS credentials to sign with{via}: {}",
                     crate::exit::cause_chain(&e)
-                ))
+                ));
             }
             Err(_) => {
                 return Err(format!(
@@ -81,6 +91,21 @@ pub async fn signer(settings: &Settings) -> Result<Signer, String> {
             .clone()
             .or_else(|| sdk.region().map(|r| r.to_string())),
     })
+}
+
+/// STS's own refusal of AssumeRole for `role` (its code and message), when that is why
+/// there are no credentials; None for anything else (unreachable STS, no base credentials).
+fn assume_role_refused(role: &str, e: &CredentialsError) -> Option<String> {
+    let sdk = std::error::Error::source(e)?.downcast_ref::<SdkError<AssumeRoleError>>()?;
+    let SdkError::ServiceError(refusal) = sdk else {
+        return None;
+    };
+    let err = refusal.err();
+    Some(format!(
+        "iam_auth.role_arn {role}: STS refused to assume it ({}: {}); the instance role needs sts:AssumeRole on it (`ksql-msk iam-policy` statement KsqlDbAssumeRole) and the role's trust policy must allow the instance role",
+        err.code().unwrap_or("error"),
+        err.message().unwrap_or("no message"),
+    ))
 }
 
 /// Keeps the `Date` header of STS's answer: the clock to compare with.

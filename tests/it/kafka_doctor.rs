@@ -467,6 +467,55 @@ fn role_arn_is_assumed_through_sts_and_signs_for_kafka() {
     assert_eq!(assume_role_calls(&doctor.sts).len(), before, "{out:?}");
 }
 
+/// STS refuses AssumeRole (403 AccessDenied, as for a role whose trust policy does not
+/// name this instance's role): one ✗ line naming the role, exit 69, quickly.
+#[test]
+fn role_arn_refused_by_sts_is_one_line() {
+    let Some(_one) = kafka_world("role_arn_refused_by_sts_is_one_line") else {
+        return;
+    };
+    let (doctor, cluster) = Doctor::new(KafkaOptions::default(), "");
+    cluster.trust_credentials(&[sts::assumed_role_credentials()]);
+    with_role(&doctor, Some(ROLE));
+    let policy = doctor.policy();
+    cluster.set_policy(&policy["assumed_role"]["policy"]);
+    doctor.sts.fail_action(
+        "AssumeRole",
+        403,
+        "AccessDenied",
+        &format!("User: {ARN} is not authorized to perform: sts:AssumeRole on resource: {ROLE}"),
+    );
+    let started = Instant::now();
+    let out = doctor.check();
+    let took = started.elapsed();
+    eprintln!("check with AssumeRole refused: {took:?}");
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(!out.stderr.contains("panicked"), "{out:?}");
+    let failed = failures(&out);
+    assert_eq!(failed.len(), 1, "{out:?}");
+    let refused = failed[0];
+    eprintln!("{refused}");
+    assert!(
+        refused.contains(ROLE)
+            && refused.contains("STS refused to assume it")
+            && refused.contains("AccessDenied")
+            && refused.contains("statement KsqlDbAssumeRole"),
+        "{out:?}"
+    );
+    // The statement the line names is the one iam-policy emits for the role.
+    assert!(
+        policy["instance_role"]["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .any(|s| s["Sid"] == "KsqlDbAssumeRole"
+                && (s["Resource"] == ROLE || s["Resource"][0] == ROLE)),
+        "{policy}"
+    );
+    assert!(!assume_role_calls(&doctor.sts).is_empty(), "{out:?}");
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}");
+}
+
 /// Three brokers: every broker's steps, and the time (printed; the bound is generous,
 /// the figure is for the notes).
 #[test]
