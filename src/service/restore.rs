@@ -36,7 +36,9 @@ pub fn restore(config_path: &Path, file: &Path, skip_incompatible: bool) -> Resu
     }
     let settings = config::load(config_path)?;
     let bytes = read_backup(file)?;
-    let state = Dir::open(&settings.agent.state_dir)?;
+    // Adopted: what root makes under the service user's directory is that user's.
+    let state_dir = settings.agent.state_dir.as_path();
+    let state = crate::host::adopt_state_dir(Dir::open(state_dir)?, &[state_dir])?;
     let _lock = lock(&state)?;
     let (uid, gid) = {
         use std::os::unix::fs::MetadataExt;
@@ -45,6 +47,9 @@ pub fn restore(config_path: &Path, file: &Path, skip_incompatible: bool) -> Resu
     };
     state.create_dir(DIR, 0o750)?;
     let dir = state.open_dir(DIR)?;
+    // The service user runs the restore tool: it must be able to enter restore/, also
+    // one an earlier version left as root's own (what is in it is root's making).
+    dir.hand_over_tree()?;
     // The service user (the state directory's owner) runs the restore tool on it.
     dir.write_atomic_owned(FILE, &bytes, 0o640, (uid, gid))?;
     match control::restore_if_running(skip_incompatible)? {

@@ -26,6 +26,7 @@ mod kafka_metrics;
 mod kafka_run;
 mod kafka_wait;
 mod ksql_cli;
+mod launch_heap;
 mod log_levels;
 mod metastore;
 mod metrics;

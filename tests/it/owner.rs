@@ -223,3 +223,39 @@ fn root_baked_with_umask_022_is_the_services() {
         baked_then_served(0o022);
     }
 }
+
+/// `ksql-msk metastore restore` by root while the service user runs the service: the
+/// restore tool runs as that user (the agent starts it), so what root made for it
+/// (restore/ and the copy in it) must be that user's to enter and read.
+#[test]
+fn root_restores_through_the_service_users_agent() {
+    if !as_root() {
+        return;
+    }
+    let mut fx = baking_host(0o077);
+    let runtime = fx.host.dir.path().join("run");
+    std::fs::create_dir(&runtime).unwrap();
+    std::os::unix::fs::lchown(&runtime, Some(SERVICE), Some(SERVICE)).unwrap();
+    fx.host
+        .env("RUNTIME_DIRECTORY", &runtime.display().to_string());
+    let notify = fx.notify_socket();
+    std::fs::set_permissions(&notify.path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut agent = serve(&fx, &notify);
+    wait_for("the control socket", || {
+        runtime.join("control.sock").exists()
+    });
+    let backup = fx.host.dir.path().join("backup");
+    std::fs::write(&backup, "\"stream/S/create\":{\"statement\":\"CREATE STREAM S (A INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');\"}\n").unwrap();
+    let out = fx
+        .host
+        .run(&["metastore", "restore", &backup.display().to_string()]);
+    assert_eq!(out.code, 0, "{out:?}\n{}", agent.stderr());
+    let state = fx.host.state_dir();
+    for made in ["restore", "restore/backup"] {
+        let m = std::fs::symlink_metadata(state.join(made)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (SERVICE, SERVICE), "{made}");
+    }
+    wait_for("ksqlDB started again", || fx.pids().len() == 2);
+    assert_eq!(agent.stop(), 0, "{}", agent.stderr());
+    assert_all_the_services(&state, "after root's restore");
+}

@@ -5,7 +5,8 @@
 //! 127.0.0.1, the advertised listener) and an artifact server publishing a signed
 //! ksqlDB-shaped release whose `bin/ksql-server-start` is the `fake-ksqldb` binary built
 //! beside this one, with a `jre/bin/java` script that answers `java -version` (the test
-//! container has no Java). Once all listen, writes into DIR:
+//! container has no Java) and a `bin/ksql-restore-command-topic` that runs that binary
+//! as ksqlDB's restore tool. Once all listen, writes into DIR:
 //!   sysconfig         environment for /etc/sysconfig/ksql-msk (IMDS endpoint and
 //!                     static test credentials)
 //!   50-standins.toml  a config drop-in pointing the agent at the stand-ins, pins included
@@ -147,17 +148,16 @@ fn fake_world(world: &Standins, state_dir: &Path) -> Result<String> {
         )
     })?;
     let java = standins::java_script("17.0.15");
-    world.publish_release(
-        KSQLDB_VERSION,
-        &server_start,
-        &[("jre/bin/java", java.as_bytes(), 0o755)],
-    );
+    // ksqlDB's restore tool (e2e_metastore): the same binary in its restore mode.
+    let restore =
+        "#!/bin/sh\nexec \"$(dirname \"$0\")/ksql-server-start\" --restore-command-topic \"$@\"\n";
+    let extra: [(&str, &[u8], u32); 2] = [
+        ("jre/bin/java", java.as_bytes(), 0o755),
+        ("bin/ksql-restore-command-topic", restore.as_bytes(), 0o755),
+    ];
+    world.publish_release(KSQLDB_VERSION, &server_start, &extra);
     // A newer version beside it, for the upgrade and `ksql-msk rollback` scenario.
-    world.publish_release(
-        UPGRADE_VERSION,
-        &server_start,
-        &[("jre/bin/java", java.as_bytes(), 0o755)],
-    );
+    world.publish_release(UPGRADE_VERSION, &server_start, &extra);
     world.publish_jar(IAM_VERSION);
     let parts = world.config(KSQLDB_VERSION, IAM_VERSION);
     Ok(format!(

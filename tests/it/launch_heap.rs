@@ -1,0 +1,131 @@
+//! The heap the agent plans, on the JVM's command line (issue 25): the release's start
+//! script is the Kafka stand-in's `bin/ksql-server-start`, which execs its
+//! `bin/ksql-run-class`, which composes the JVM's options from the environment as
+//! ksqlDB's does (tests/kafka/standin/README.md) and execs `$JAVA_HOME/bin/java`. That
+//! `java` here writes its arguments, one per line, and then becomes the ksqlDB stand-in,
+//! so the agent sees a healthy ksqlDB with the command line a real JVM would have got.
+//!
+//! Not Confluent's own scripts: the repository holds none (only their documented
+//! behaviour, /work/shared/FACTS.md), and the memory the plan reads (/proc/meminfo, a
+//! cgroup v2 `memory.max`) cannot be injected into the agent, so the auto heap is checked
+//! at this host's memory; the 2 and 8 GiB plans are the unit tests' (ksqldb::memory).
+
+use std::path::{Path, PathBuf};
+
+use crate::run::{fake_ksqldb, wait_for, write_exec, Fixture};
+use crate::support::repo_root;
+
+/// `java -version` answers as the fixture's Java 17; any other call appends its
+/// arguments (one per line, then a `--` line) to `record` and execs the stand-in with
+/// the properties file (ksql-run-class's last argument).
+fn recording_java(record: &Path) -> String {
+    format!(
+        "#!/bin/sh\n\
+         if [ \"$1\" = -version ]; then\n\
+         echo 'openjdk version \"17.0.15\" 2025-04-15 LTS' >&2\n\
+         echo 'OpenJDK Runtime Environment Corretto-17.0.15.6.1 (build 17.0.15+6-LTS)' >&2\n\
+         exit 0\n\
+         fi\n\
+         for a in \"$@\"; do printf '%s\\n' \"$a\"; done >> '{record}'\n\
+         echo -- >> '{record}'\n\
+         for last in \"$@\"; do :; done\n\
+         exec '{fake}' \"$last\"\n",
+        record = record.display(),
+        fake = fake_ksqldb().display(),
+    )
+}
+
+struct Launch {
+    fx: Fixture,
+    record: PathBuf,
+}
+
+impl Launch {
+    fn new() -> Launch {
+        let start = repo_root().join("tests/kafka/standin/bin/ksql-server-start");
+        assert!(start.exists(), "{} missing", start.display());
+        let fx = Fixture::with_start_prefix("", &format!("exec '{}' \"$@\"\n", start.display()));
+        let record = fx.host.dir.path().join("java.argv");
+        write_exec(
+            &fx.host.dir.path().join("jdk/bin/java"),
+            &recording_java(&record),
+        );
+        fx.mode("healthy_after_ms=100\n");
+        Launch { fx, record }
+    }
+
+    /// The arguments of each JVM start so far.
+    fn starts(&self) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(&self.record).unwrap_or_default();
+        let mut out = Vec::new();
+        let mut cur = Vec::new();
+        for line in text.lines() {
+            if line == "--" {
+                out.push(std::mem::take(&mut cur));
+            } else {
+                cur.push(line.to_string());
+            }
+        }
+        out
+    }
+
+    fn planned_heap_mib(&self) -> u64 {
+        let out = self.fx.host.run(&["status", "--json"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["memory"]["heap_mib"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("memory.heap_mib: {v:#}"))
+    }
+}
+
+/// The -Xms/-Xmx options of one start, in order.
+fn heap_args(argv: &[String]) -> Vec<&str> {
+    argv.iter()
+        .map(String::as_str)
+        .filter(|a| a.starts_with("-Xms") || a.starts_with("-Xmx"))
+        .collect()
+}
+
+#[test]
+fn the_planned_heap_is_on_the_launch_scripts_command_line_and_an_explicit_heap_wins() {
+    let l = Launch::new();
+    let mut agent = l.fx.start();
+    wait_for("ksqlDB healthy", || agent.stderr().contains("is healthy"));
+    let starts = l.starts();
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    let argv = &starts[0];
+    // The JVM the scripts started: the stand-in's main class and our properties file.
+    let props = l.fx.release.join("etc/ksqldb/ksql-server.properties");
+    assert_eq!(argv.last().map(String::as_str), props.to_str(), "{argv:?}");
+    assert!(
+        argv.iter().any(|a| a == "ksqlmsk.standin.Server"),
+        "{argv:?}"
+    );
+    // Exactly the plan's heap, once each, and not the script's -Xmx3g default.
+    let heap = l.planned_heap_mib();
+    assert!(heap >= 512, "{heap}");
+    assert_eq!(
+        heap_args(argv),
+        [format!("-Xms{heap}m"), format!("-Xmx{heap}m")],
+        "{argv:?}"
+    );
+    assert_eq!(agent.stop(), 0);
+
+    // An explicit heap wins over the plan, on the command line and in the plan shown.
+    l.fx.host
+        .write_dropin("50-heap.toml", "[ksqldb]\nheap = \"700m\"\n");
+    let mut agent = l.fx.start();
+    wait_for("ksqlDB healthy again", || {
+        agent.stderr().contains("is healthy")
+    });
+    let starts = l.starts();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(
+        heap_args(&starts[1]),
+        ["-Xms700m", "-Xmx700m"],
+        "{starts:?}"
+    );
+    assert_eq!(l.planned_heap_mib(), 700);
+    assert_eq!(agent.stop(), 0);
+}
