@@ -282,9 +282,15 @@ pub fn reload() -> Result<String> {
 /// `Ok(None)` when no agent listens, i.e. the service is not running (no SIGHUP
 /// fallback: such a command is run by hand, without `$MAINPID`).
 pub fn reload_if_running() -> Result<Option<String>> {
+    request_if_running(b"reload\n")
+}
+
+/// Send `line` to the agent on the control socket: `Ok(None)` when no agent listens
+/// (no socket, or nothing accepting on it: the service is not running).
+fn request_if_running(line: &[u8]) -> Result<Option<String>> {
     let path = socket_path();
     match connect(&path) {
-        Ok(stream) => request_reload(stream, &path).map(Some),
+        Ok(stream) => request(stream, &path, line).map(Some),
         Err(Connect::Failed(e))
             if matches!(
                 e.kind(),
@@ -493,28 +499,11 @@ fn request_reload(stream: std::os::unix::net::UnixStream, path: &Path) -> Result
 /// `ksql-msk metastore restore`'s request to the running agent: `Ok(None)` when no
 /// agent listens (the service is not running).
 pub fn restore_if_running(skip_incompatible: bool) -> Result<Option<String>> {
-    let path = socket_path();
-    let line: &[u8] = if skip_incompatible {
+    request_if_running(if skip_incompatible {
         b"restore skip-incompatible\n"
     } else {
         b"restore\n"
-    };
-    match connect(&path) {
-        Ok(stream) => request(stream, &path, line).map(Some),
-        Err(Connect::Failed(e))
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(Connect::Timeout) => Err(not_answering(&path, "to take the connection")),
-        Err(Connect::Failed(e)) => Err(fail(
-            ExitCode::Unavailable,
-            format!("cannot reach the agent on {}: {e}", path.display()),
-        )),
-    }
+    })
 }
 
 /// Send `line` to the verified agent on `stream` and wait for its outcome.
