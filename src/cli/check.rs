@@ -136,14 +136,27 @@ async fn checklist(config_path: &Path) -> Result<()> {
         items.add(item)?;
     }
     items.add(rest_api_item(&settings))?;
-    // A warning, not a failure: an explicit heap wins, even one that does not fit.
-    if let Some(plan) = crate::ksqldb::java::host_memory_plan(
-        &settings.ksqldb.heap,
-        settings.ksqldb.memory_budget.into(),
-    ) {
-        if plan.exceeds_memory() {
-            let note = crate::ksqldb::memory::rocksdb_note(&plan);
-            items.add(Item::pass(format!("warning: {note}")))?;
+    // Warnings, not failures: an explicit heap wins, even one that does not fit, and
+    // ksqlDB runs with RocksDB unbounded. A configured setter jar that is missing fails.
+    match crate::ksqldb::java::host_rocksdb(&settings) {
+        Err(e) => items.add(Item::fail(crate::exit::one_line(&e)))?,
+        Ok(rocksdb) => {
+            if let Some(plan) = crate::ksqldb::java::host_memory_plan(
+                &settings.ksqldb.heap,
+                settings.ksqldb.memory_budget.into(),
+            ) {
+                let note = crate::ksqldb::memory::rocksdb_note(&plan, &rocksdb);
+                let unbounded = matches!(
+                    rocksdb,
+                    crate::ksqldb::memory::RocksDb::NoJar(_)
+                        | crate::ksqldb::memory::RocksDb::UnknownMemory
+                );
+                if plan.exceeds_memory() || unbounded {
+                    items.add(Item::pass(format!("warning: {note}")))?;
+                } else {
+                    items.add(Item::pass(note))?;
+                }
+            }
         }
     }
     // A warning, not a failure: the upgrade may be what the operator wants.

@@ -166,6 +166,12 @@ schema! {
     /// RocksDB's state stores (a third of it) and the JVM's own memory (a tenth)
     /// together. `ksqldb.heap = "auto"` is what is left for the heap.
     KSQLDB_MEMORY_BUDGET = ksqldb.memory_budget: Kind::Int, "75";
+    /// ksql-msk's bounded-memory RocksDB config setter (a jar the RPM installs): put on
+    /// ksqlDB's classpath and named by `ksql.streams.rocksdb.config.setter`, it holds
+    /// every state store's block cache and memtables to RocksDB's share of the memory
+    /// budget. Empty: RocksDB unbounded. A missing jar at the default path leaves RocksDB
+    /// unbounded with a warning; elsewhere it is an error.
+    KSQLDB_ROCKSDB_SETTER_JAR = ksqldb.rocksdb_setter_jar: Kind::Str, r#""/usr/share/ksql-msk/java/ksql-msk-rocksdb.jar""#;
     /// The Java installation that runs ksqlDB. Empty: `JAVA_HOME`, else `java` on
     /// PATH or /etc/alternatives/java.
     KSQLDB_JAVA_HOME = ksqldb.java_home: Kind::Str, r#""""#;

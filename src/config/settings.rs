@@ -100,6 +100,8 @@ pub struct KsqldbSettings {
     pub heap: Heap,
     /// `ksqldb.memory_budget`: percent of the instance's memory (src/ksqldb/memory.rs).
     pub memory_budget: u32,
+    /// `ksqldb.rocksdb_setter_jar`: the bounded-memory RocksDB setter's jar; `None`: off.
+    pub rocksdb_setter_jar: Option<PathBuf>,
     pub java_home: Option<PathBuf>,
     /// Appended to ksqlDB's `KSQL_OPTS`, split on whitespace by the launch scripts.
     pub jvm_opts: Option<String>,
@@ -585,6 +587,7 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
             format!("{memory_budget} is not a percentage from 10 to 95"),
         ));
     }
+    let rocksdb_setter_jar = rocksdb_setter_jar(r)?;
     Ok(KsqldbSettings {
         version,
         archive_url,
@@ -595,6 +598,7 @@ fn ksqldb_settings(r: &Reader) -> Result<KsqldbSettings> {
         internal_listener,
         heap,
         memory_budget,
+        rocksdb_setter_jar,
         java_home,
         jvm_opts,
         env: env_settings(r)?,
@@ -835,6 +839,27 @@ fn metrics_ports(r: &Reader) -> Result<(Option<u16>, Option<u16>)> {
         }
     }
     Ok((jmx_port, prometheus_port))
+}
+
+/// `ksqldb.rocksdb_setter_jar`: empty (off) or an absolute path that can stand in a Java
+/// classpath (`KSQL_CLASSPATH` is split on `:`).
+fn rocksdb_setter_jar(r: &Reader) -> Result<Option<PathBuf>> {
+    let key = keys::KSQLDB_ROCKSDB_SETTER_JAR;
+    let jar = r.raw(key);
+    if let Some(problem) = control_char(&jar) {
+        return Err(r.err(key, problem));
+    }
+    let jar = jar.trim();
+    if jar.is_empty() {
+        return Ok(None);
+    }
+    if !jar.starts_with('/') || jar.contains(':') {
+        return Err(r.err(
+            key,
+            format!("{jar:?} is not an absolute path without ':' (it goes into a Java classpath)"),
+        ));
+    }
+    Ok(Some(PathBuf::from(jar)))
 }
 
 /// `metrics.prometheus_rules`: an absolute path the launch script passes whole.

@@ -1126,3 +1126,37 @@ fn a_memory_budget_is_a_percentage_from_10_to_95() {
         );
     }
 }
+
+#[test]
+fn the_rocksdb_setter_jar_is_an_absolute_classpath_entry_or_empty() {
+    for (bad, why) in [
+        ("lib/setter.jar", "not an absolute path"),
+        ("/opt/a:b.jar", "without ':'"),
+    ] {
+        let err = load_err(&format!(
+            "[msk]\ncluster_name = \"demo\"\n[ksqldb]\nrocksdb_setter_jar = \"{bad}\"\n"
+        ));
+        assert!(
+            err.contains("DIR/ksql-msk.toml:4: ksqldb.rocksdb_setter_jar") && err.contains(why),
+            "{err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        "[msk]\ncluster_name = \"demo\"\n[ksqldb]\nrocksdb_setter_jar = \"\"\n",
+    );
+    assert_eq!(load(&path).unwrap().ksqldb.rocksdb_setter_jar, None);
+    let path = write(
+        dir.path(),
+        "ksql-msk.toml",
+        "[msk]\ncluster_name = \"demo\"\n",
+    );
+    assert_eq!(
+        load(&path).unwrap().ksqldb.rocksdb_setter_jar.as_deref(),
+        Some(std::path::Path::new(
+            "/usr/share/ksql-msk/java/ksql-msk-rocksdb.jar"
+        ))
+    );
+}

@@ -283,6 +283,25 @@ pub fn host_memory_plan(heap: &Heap, percent: u64) -> Option<crate::ksqldb::memo
     Some(crate::ksqldb::memory::plan(total, percent, fixed))
 }
 
+/// How RocksDB is held on this host ([`crate::ksqldb::memory::rocksdb`]): 78 naming
+/// `ksqldb.rocksdb_setter_jar` when a jar configured away from the default is missing.
+pub fn host_rocksdb(settings: &Settings) -> Result<crate::ksqldb::memory::RocksDb> {
+    use crate::ksqldb::memory;
+    let plan = host_memory_plan(&settings.ksqldb.heap, settings.ksqldb.memory_budget.into());
+    let operators = settings
+        .properties
+        .iter()
+        .rev()
+        .find(|(k, _)| k == memory::SETTER_KEY)
+        .map(|(_, v)| v.as_str());
+    memory::rocksdb(
+        plan.as_ref(),
+        settings.ksqldb.rocksdb_setter_jar.as_deref(),
+        operators,
+    )
+    .map_err(|e| fail(ExitCode::Config, format!("ksqldb.rocksdb_setter_jar: {e}")))
+}
+
 /// Heap options for this host.
 pub fn host_heap_opts(heap: &Heap, percent: u64) -> String {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();

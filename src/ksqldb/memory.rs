@@ -5,18 +5,30 @@
 //!
 //! ksqlDB's capacity-planning page (docs/operate-and-deploy/capacity-planning.md, 0.27+):
 //! "Reserving 25 percent of available memory for RocksDB is a good starting point".
-//! ksqlDB's bounded-memory setter (`io.confluent.ksql.rocksdb.
-//! KsqlBoundedMemoryRocksDBConfigSetter`, `ksql.plugins.rocksdb.cache.size` and
-//! friends, module `ksqldb-rocksdb-config-setter`) is not in the release tarballs:
-//! `ksqldb-package/pom.xml` does not depend on it (0.23.1 and 0.29.0; ksql#6838). So
-//! RocksDB cannot be bounded from what a release ships; the plan keeps its share out of
-//! the heap, and the agent says so in the journal ([`rocksdb_note`]).
+//! ksqlDB's own bounded-memory setter (`io.confluent.ksql.rocksdb.
+//! KsqlBoundedMemoryRocksDBConfigSetter`, module `ksqldb-rocksdb-config-setter`) is not in
+//! the release tarballs (`ksqldb-package/pom.xml` does not depend on it, 0.23.1 and
+//! 0.29.0; ksql#6838) nor on Maven Central. So the RPM ships a setter of ksql-msk's own
+//! (packaging/rocksdb-setter/): the agent puts its jar on ksqlDB's classpath
+//! (`KSQL_CLASSPATH`, which every release's `bin/ksql-run-class` appends) and names it in
+//! `ksql.streams.rocksdb.config.setter` with RocksDB's share of the budget. ksqlDB hands
+//! a `Configurable` setter all its properties once at start
+//! (`RocksDBConfigSetterHandler`, ksql#3167, 2019): the setter builds one block cache
+//! that every store's blocks and memtables are charged to.
+
+use std::path::{Path, PathBuf};
 
 /// The share of the instance's memory ksqlDB may use, heap, RocksDB and JVM together:
 /// `ksqldb.memory_budget`'s default.
 pub const BUDGET_PERCENT: u64 = 75;
-/// ksqlDB's bounded-memory RocksDB config setter (not shipped in its tarballs).
-pub const ROCKSDB_SETTER: &str = "io.confluent.ksql.rocksdb.KsqlBoundedMemoryRocksDBConfigSetter";
+/// ksql-msk's bounded-memory RocksDB config setter (packaging/rocksdb-setter/).
+pub const SETTER_CLASS: &str = "ksqlmsk.rocksdb.BoundedMemoryConfigSetter";
+/// The Kafka Streams key (through ksqlDB's `ksql.streams.` prefix) naming the setter.
+pub const SETTER_KEY: &str = "ksql.streams.rocksdb.config.setter";
+/// RocksDB's share in bytes, which the setter reads.
+pub const CACHE_BYTES_KEY: &str = "ksql.msk.rocksdb.cache.bytes";
+/// Where the RPM installs the setter's jar (`ksqldb.rocksdb_setter_jar`'s default).
+pub const DEFAULT_SETTER_JAR: &str = "/usr/share/ksql-msk/java/ksql-msk-rocksdb.jar";
 const MIB: u64 = 1024 * 1024;
 /// The smallest automatic heap.
 pub const HEAP_MIN: u64 = 512 * MIB;
@@ -87,15 +99,107 @@ pub fn jvm_size(text: &str) -> Option<u64> {
     n.checked_mul(factor)
 }
 
+/// How RocksDB is held to its share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RocksDb {
+    /// ksql-msk's setter, from `jar`, holds it to `cache_bytes`.
+    Bounded { jar: PathBuf, cache_bytes: u64 },
+    /// `[properties]` names a setter of the operator's: its own keys decide.
+    Operators(String),
+    /// `ksqldb.rocksdb_setter_jar = ""`.
+    Off,
+    /// No jar at the default path (ksql-msk not installed from its RPM).
+    NoJar(PathBuf),
+    /// The instance's memory is unknown: nothing to size the cache from.
+    UnknownMemory,
+}
+
+impl RocksDb {
+    /// What to tell the operator, after "RocksDB N MiB".
+    pub fn describe(&self) -> String {
+        match self {
+            RocksDb::Bounded { .. } => {
+                format!("bounded by ksql-msk's setter, {CACHE_BYTES_KEY}")
+            }
+            RocksDb::Operators(class) => format!("the setter in [properties]: {class}"),
+            RocksDb::Off => "not bounded: ksqldb.rocksdb_setter_jar is empty".into(),
+            RocksDb::NoJar(jar) => format!(
+                "not bounded: {} is missing (the RPM installs it; ksqldb.rocksdb_setter_jar)",
+                jar.display()
+            ),
+            RocksDb::UnknownMemory => "not bounded: the instance's memory is unknown".into(),
+        }
+    }
+
+    /// Whether ksql-msk's setter holds RocksDB to its share.
+    pub fn is_bounded(&self) -> bool {
+        matches!(self, RocksDb::Bounded { .. })
+    }
+
+    /// The jar to put on ksqlDB's classpath: the setter's whenever it is there, so that
+    /// a `[properties]` setter may name ksql-msk's class with sizes of its own.
+    pub fn classpath_jar(&self, settings_jar: Option<&Path>) -> Option<PathBuf> {
+        match self {
+            RocksDb::Bounded { jar, .. } => Some(jar.clone()),
+            RocksDb::Operators(_) => settings_jar.filter(|j| j.is_file()).map(Path::to_path_buf),
+            _ => None,
+        }
+    }
+
+    /// The managed properties for it (none unless ksql-msk's setter bounds it).
+    pub fn properties(&self) -> Vec<(String, String)> {
+        match self {
+            RocksDb::Bounded { cache_bytes, .. } => vec![
+                (SETTER_KEY.to_string(), SETTER_CLASS.to_string()),
+                (CACHE_BYTES_KEY.to_string(), cache_bytes.to_string()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// How RocksDB is held on a host with this memory plan: `jar` is
+/// `ksqldb.rocksdb_setter_jar`, `operators` the setter `[properties]` names, if any. A
+/// jar configured elsewhere than [`DEFAULT_SETTER_JAR`] that is not a file is a config
+/// error (`Err`: the one-line reason, for the caller to put behind the key).
+pub fn rocksdb(
+    plan: Option<&Plan>,
+    jar: Option<&Path>,
+    operators: Option<&str>,
+) -> Result<RocksDb, String> {
+    if let Some(class) = operators {
+        return Ok(RocksDb::Operators(class.to_string()));
+    }
+    let Some(jar) = jar else {
+        return Ok(RocksDb::Off);
+    };
+    match std::fs::metadata(jar) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(format!("{} is not a file", jar.display())),
+        Err(_) if jar == Path::new(DEFAULT_SETTER_JAR) => {
+            return Ok(RocksDb::NoJar(jar.to_path_buf()))
+        }
+        Err(e) => return Err(format!("{}: {e}", jar.display())),
+    }
+    Ok(match plan {
+        Some(p) => RocksDb::Bounded {
+            jar: jar.to_path_buf(),
+            cache_bytes: p.rocksdb,
+        },
+        None => RocksDb::UnknownMemory,
+    })
+}
+
 /// The journal's note on RocksDB and the budget.
-pub fn rocksdb_note(p: &Plan) -> String {
+pub fn rocksdb_note(p: &Plan, rocksdb: &RocksDb) -> String {
     let mut note = format!(
-        "memory budget {} MiB ({} % of {} MiB, ksqldb.memory_budget): heap {} MiB, RocksDB {} MiB, JVM overhead {} MiB; RocksDB is not bounded to its share: ksqlDB's {ROCKSDB_SETTER} is not in its release tarballs (confluentinc/ksql#6838), so the heap leaves room for it",
+        "memory budget {} MiB ({} % of {} MiB, ksqldb.memory_budget): heap {} MiB, RocksDB {} MiB ({}), JVM overhead {} MiB",
         p.budget / MIB,
         p.percent,
         p.total / MIB,
         p.heap / MIB,
         p.rocksdb / MIB,
+        rocksdb.describe(),
         p.overhead / MIB
     );
     if p.exceeds_memory() {
@@ -138,7 +242,7 @@ mod tests {
         assert!(!p.exceeds_memory());
         let p = plan(8 * GIB, BUDGET_PERCENT, Some(7 * GIB));
         assert!(p.exceeds_memory());
-        assert!(rocksdb_note(&p).contains("exceed the instance's memory"));
+        assert!(rocksdb_note(&p, &RocksDb::Off).contains("exceed the instance's memory"));
     }
 
     #[test]
@@ -149,5 +253,50 @@ mod tests {
         for bad in ["4096", "g", "4t", ""] {
             assert_eq!(jvm_size(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn rocksdb_is_bounded_only_by_a_setter_jar_that_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let jar = dir.path().join("setter.jar");
+        std::fs::write(&jar, b"PK").unwrap();
+        let p = plan(8 * GIB, BUDGET_PERCENT, None);
+        let r = rocksdb(Some(&p), Some(&jar), None).unwrap();
+        assert_eq!(
+            r,
+            RocksDb::Bounded {
+                jar: jar.clone(),
+                cache_bytes: p.rocksdb
+            }
+        );
+        assert_eq!(r.classpath_jar(Some(&jar)), Some(jar.clone()));
+        assert!(rocksdb_note(&p, &r).contains("RocksDB 2048 MiB (bounded by ksql-msk's setter"));
+        // Memory unknown: nothing to size from.
+        assert_eq!(
+            rocksdb(None, Some(&jar), None).unwrap(),
+            RocksDb::UnknownMemory
+        );
+        // The operator's setter: ours stays on the classpath for it to name.
+        let r = rocksdb(Some(&p), Some(&jar), Some("com.example.Setter")).unwrap();
+        assert_eq!(r, RocksDb::Operators("com.example.Setter".into()));
+        assert!(r.properties().is_empty());
+        assert_eq!(r.classpath_jar(Some(&jar)), Some(jar.clone()));
+        // Off.
+        assert_eq!(rocksdb(Some(&p), None, None).unwrap(), RocksDb::Off);
+        // Missing at the default path (not installed from the RPM): a warning, not an error.
+        let default = Path::new(DEFAULT_SETTER_JAR);
+        if !default.exists() {
+            let r = rocksdb(Some(&p), Some(default), None).unwrap();
+            assert_eq!(r, RocksDb::NoJar(default.to_path_buf()));
+            assert_eq!(r.classpath_jar(Some(default)), None);
+        }
+        // Missing or not a file anywhere else: the operator named it, so an error.
+        let err = rocksdb(Some(&p), Some(&dir.path().join("gone.jar")), None).unwrap_err();
+        assert!(
+            err.contains("gone.jar") && err.contains("No such file"),
+            "{err}"
+        );
+        let err = rocksdb(Some(&p), Some(dir.path()), None).unwrap_err();
+        assert!(err.ends_with("is not a file"), "{err}");
     }
 }

@@ -77,7 +77,13 @@ fn all_checks_pass() {
         has("REST API: no authentication, listening on loopback only"),
         "{out:?}"
     );
-    assert!(out.stdout.contains("12 of 14 checks passed"), "{out:?}");
+    // The memory plan, with RocksDB unbounded here: no setter jar at the RPM's path.
+    assert!(
+        has("warning: memory budget ")
+            && has("(not bounded: /usr/share/ksql-msk/java/ksql-msk-rocksdb.jar is missing"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("13 of 15 checks passed"), "{out:?}");
     assert_eq!(sts.server.requests().len(), 1);
 }
 
@@ -145,8 +151,8 @@ fn failures_are_named_and_exit_69() {
         line(&format!("port {busy_port} is in use")).starts_with("✗"),
         "{out:?}"
     );
-    assert!(out.stdout.contains("8 of 13 checks passed"), "{out:?}");
-    assert!(out.stderr.contains("5 of 13 checks failed"), "{out:?}");
+    assert!(out.stdout.contains("9 of 14 checks passed"), "{out:?}");
+    assert!(out.stderr.contains("5 of 14 checks failed"), "{out:?}");
 }
 
 #[test]

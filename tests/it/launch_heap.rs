@@ -129,3 +129,78 @@ fn the_planned_heap_is_on_the_launch_scripts_command_line_and_an_explicit_heap_w
     assert_eq!(l.planned_heap_mib(), 700);
     assert_eq!(agent.stop(), 0);
 }
+
+/// The `-cp` value of one start.
+fn classpath(argv: &[String]) -> &str {
+    let i = argv.iter().position(|a| a == "-cp").expect("-cp");
+    &argv[i + 1]
+}
+
+#[test]
+fn the_rocksdb_setter_jar_is_on_the_classpath_and_named_with_rocksdbs_share() {
+    let l = Launch::new();
+    // Any file stands for the jar here: the agent checks it is there, the JVM loads it
+    // (the setter itself is tested against Kafka Streams in rocksdb_setter.rs).
+    let jar = l.fx.host.dir.path().join("ksql-msk-rocksdb.jar");
+    std::fs::write(&jar, b"PK\x05\x06").unwrap();
+    l.fx.host.write_dropin(
+        "50-rocksdb.toml",
+        &format!(
+            "[ksqldb]\nrocksdb_setter_jar = \"{}\"\nenv = {{ KSQL_CLASSPATH = \"/opt/udfs/*\" }}\n",
+            jar.display()
+        ),
+    );
+    let mut agent = l.fx.start();
+    wait_for("ksqlDB healthy", || agent.stderr().contains("is healthy"));
+    let starts = l.starts();
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    // The release's jars, then the operator's KSQL_CLASSPATH, then the setter.
+    let cp = classpath(&starts[0]);
+    assert!(
+        cp.ends_with(&format!(":/opt/udfs/*:{}", jar.display())),
+        "{cp}"
+    );
+    // The properties name the setter with RocksDB's share of the plan in bytes.
+    let out = l.fx.host.run(&["status", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["memory"]["rocksdb_bounded"], true, "{v:#}");
+    let share_mib = v["memory"]["rocksdb_mib"].as_u64().unwrap();
+    let props =
+        std::fs::read_to_string(l.fx.release.join("etc/ksqldb/ksql-server.properties")).unwrap();
+    let get = |key: &str| {
+        props
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        get("ksql.streams.rocksdb.config.setter").as_deref(),
+        Some("ksqlmsk.rocksdb.BoundedMemoryConfigSetter"),
+        "{props}"
+    );
+    let bytes: u64 = get("ksql.msk.rocksdb.cache.bytes")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(bytes / (1024 * 1024), share_mib);
+    assert!(
+        agent.stderr().contains("(bounded by ksql-msk's setter"),
+        "{}",
+        agent.stderr()
+    );
+    assert_eq!(agent.stop(), 0);
+
+    // A setter jar configured elsewhere that is gone: 78 naming the key, ksqlDB not
+    // started with a classpath the properties would fail on.
+    std::fs::remove_file(&jar).unwrap();
+    let mut agent = l.fx.start();
+    assert_eq!(agent.wait(), 78, "{}", agent.stderr());
+    assert!(
+        agent.stderr().contains("ksqldb.rocksdb_setter_jar: ")
+            && agent.stderr().contains("ksql-msk-rocksdb.jar"),
+        "{}",
+        agent.stderr()
+    );
+    assert_eq!(l.starts().len(), 1);
+}

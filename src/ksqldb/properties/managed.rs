@@ -71,10 +71,12 @@ fn broker_count(discovered: &Discovered) -> usize {
 /// is this host's address (IMDS local-ipv4); `ksql.advertised.listener` is set only when
 /// it is known and the inter-node listener ([`inter_node_listeners`]) binds a wildcard,
 /// with that listener's scheme and port.
+/// `rocksdb`: how RocksDB is held on this host (its keys when ksql-msk's setter bounds it).
 pub fn managed_properties(
     settings: &Settings,
     discovered: &Discovered,
     advertised_host: Option<&str>,
+    rocksdb: &crate::ksqldb::memory::RocksDb,
 ) -> Vec<(String, String)> {
     let mut props: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: String| props.push((k.to_string(), v));
@@ -114,6 +116,10 @@ pub fn managed_properties(
                 .to_string(),
         );
     }
+    // RocksDB held to its share of the memory budget (src/ksqldb/memory.rs).
+    for (k, v) in rocksdb.properties() {
+        put(&k, v);
+    }
     // Replication sized to the cluster: MSK's production values from three brokers up,
     // what the brokers can hold below that (RF 3 on two brokers breaks every write).
     let rf = broker_count(discovered).clamp(1, PRODUCTION_BROKERS);
@@ -150,6 +156,7 @@ pub fn managed_properties(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ksqldb::memory::RocksDb;
     use crate::msk::discovery::Brokers;
 
     const ARN: &str =
@@ -192,7 +199,12 @@ mod tests {
 
     #[test]
     fn three_brokers_get_msk_production_defaults() {
-        let p = managed_properties(&settings(""), &discovered(THREE), Some("10.0.0.7"));
+        let p = managed_properties(
+            &settings(""),
+            &discovered(THREE),
+            Some("10.0.0.7"),
+            &RocksDb::Off,
+        );
         let want = [
             ("bootstrap.servers", THREE),
             ("security.protocol", "SASL_SSL"),
@@ -234,7 +246,7 @@ mod tests {
             ("b-1.x:9098,b-2.x:9098", "2", "1"),
             ("a:1,b:1,c:1,d:1,e:1,f:1", "3", "2"),
         ] {
-            let p = managed_properties(&settings(""), &discovered(brokers), None);
+            let p = managed_properties(&settings(""), &discovered(brokers), None, &RocksDb::Off);
             assert_eq!(
                 get(&p, "ksql.internal.topic.replicas"),
                 Some(rf),
@@ -257,7 +269,7 @@ mod tests {
     fn serverless_counts_as_three_way_replicated() {
         let mut d = discovered("boot-abc.c1.kafka-serverless.eu-west-1.amazonaws.com:9098");
         d.serverless = true;
-        let p = managed_properties(&settings(""), &d, None);
+        let p = managed_properties(&settings(""), &d, None, &RocksDb::Off);
         assert_eq!(get(&p, "ksql.streams.replication.factor"), Some("3"));
     }
 
@@ -266,7 +278,7 @@ mod tests {
         let s = settings(
             "[iam_auth]\nrole_arn = \"arn:aws:iam::123456789012:role/msk\"\ndebug_creds = true\n",
         );
-        let p = managed_properties(&s, &discovered(THREE), None);
+        let p = managed_properties(&s, &discovered(THREE), None, &RocksDb::Off);
         assert_eq!(
             get(&p, "sasl.jaas.config"),
             Some(
@@ -279,15 +291,15 @@ mod tests {
     #[test]
     fn advertised_listener_only_for_wildcards_with_a_known_host() {
         let s = settings("[ksqldb]\nlisteners = \"http://127.0.0.1:8088, https://[::]:8443\"\n");
-        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"));
+        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"), &RocksDb::Off);
         assert_eq!(
             get(&p, "ksql.advertised.listener"),
             Some("https://10.0.0.7:8443")
         );
-        let p = managed_properties(&s, &discovered(THREE), None);
+        let p = managed_properties(&s, &discovered(THREE), None, &RocksDb::Off);
         assert_eq!(get(&p, "ksql.advertised.listener"), None);
         let s = settings("[ksqldb]\nlisteners = \"http://10.0.0.9:8088\"\n");
-        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"));
+        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"), &RocksDb::Off);
         assert_eq!(get(&p, "ksql.advertised.listener"), None);
     }
 
@@ -299,7 +311,7 @@ mod tests {
         let s = settings(
             "[ksqldb]\nlisteners = \"http://0.0.0.0:8088\"\ninternal_listener = \"https://0.0.0.0:8099\"\n",
         );
-        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"));
+        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"), &RocksDb::Off);
         assert_eq!(get(&p, "listeners"), Some("http://0.0.0.0:8088"));
         assert_eq!(
             get(&p, "ksql.internal.listener"),
@@ -314,7 +326,7 @@ mod tests {
         assert_eq!(at("ksql.internal.listener"), at("listeners") + 1);
 
         let s = settings("[ksqldb]\ninternal_listener = \"http://10.0.0.7:8099\"\n");
-        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"));
+        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"), &RocksDb::Off);
         assert_eq!(
             get(&p, "ksql.internal.listener"),
             Some("http://10.0.0.7:8099")
@@ -323,14 +335,19 @@ mod tests {
 
         // Set through [properties] instead, it still decides what is advertised.
         let s = settings("[properties]\n\"ksql.internal.listener\" = \"http://[::]:8099\"\n");
-        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"));
+        let p = managed_properties(&s, &discovered(THREE), Some("10.0.0.7"), &RocksDb::Off);
         assert_eq!(get(&p, "ksql.internal.listener"), Some("http://[::]:8099"));
         assert_eq!(
             get(&p, "ksql.advertised.listener"),
             Some("http://10.0.0.7:8099")
         );
         // Without one, nothing is written for it.
-        let p = managed_properties(&settings(""), &discovered(THREE), Some("10.0.0.7"));
+        let p = managed_properties(
+            &settings(""),
+            &discovered(THREE),
+            Some("10.0.0.7"),
+            &RocksDb::Off,
+        );
         assert_eq!(get(&p, "ksql.internal.listener"), None);
     }
 
@@ -339,7 +356,7 @@ mod tests {
         let s = settings(
             "[properties]\n\"ksql.streams.replication.factor\" = 2\n\"ksql.service.id\" = \"svc_\"\n",
         );
-        let p = managed_properties(&s, &discovered(THREE), None);
+        let p = managed_properties(&s, &discovered(THREE), None, &RocksDb::Off);
         assert_eq!(get(&p, "ksql.streams.replication.factor"), Some("2"));
         assert_eq!(
             p.last().unwrap(),
@@ -353,12 +370,41 @@ mod tests {
             &settings("[ksqldb]\nversion = \"0.12.0\"\n"),
             &discovered(THREE),
             None,
+            &RocksDb::Off,
         );
         assert_eq!(get(&p, "ksql.metastore.backup.location"), None);
         let s = settings(
             "[ksqldb]\nversion = \"0.29.0\"\n[properties]\n\"ksql.metastore.backup.location\" = \"/srv/b\"\n",
         );
-        let p = managed_properties(&s, &discovered(THREE), None);
+        let p = managed_properties(&s, &discovered(THREE), None, &RocksDb::Off);
         assert_eq!(get(&p, "ksql.metastore.backup.location"), Some("/srv/b"));
+    }
+
+    #[test]
+    fn a_bounded_rocksdb_names_the_setter_and_its_share_and_an_operators_setter_wins() {
+        let bounded = RocksDb::Bounded {
+            jar: "/usr/share/ksql-msk/java/ksql-msk-rocksdb.jar".into(),
+            cache_bytes: 2_147_483_648,
+        };
+        let p = managed_properties(&settings(""), &discovered(THREE), None, &bounded);
+        assert_eq!(
+            get(&p, "ksql.streams.rocksdb.config.setter"),
+            Some("ksqlmsk.rocksdb.BoundedMemoryConfigSetter")
+        );
+        assert_eq!(get(&p, "ksql.msk.rocksdb.cache.bytes"), Some("2147483648"));
+        // Unbounded: neither key.
+        for r in [
+            RocksDb::Off,
+            RocksDb::UnknownMemory,
+            RocksDb::NoJar("/x".into()),
+        ] {
+            let p = managed_properties(&settings(""), &discovered(THREE), None, &r);
+            assert_eq!(get(&p, "ksql.streams.rocksdb.config.setter"), None, "{r:?}");
+            assert_eq!(get(&p, "ksql.msk.rocksdb.cache.bytes"), None, "{r:?}");
+        }
+        // [properties] wins, as for every managed key.
+        let s = settings("[properties]\n\"ksql.msk.rocksdb.cache.bytes\" = \"1048576\"\n");
+        let p = managed_properties(&s, &discovered(THREE), None, &bounded);
+        assert_eq!(get(&p, "ksql.msk.rocksdb.cache.bytes"), Some("1048576"));
     }
 }

@@ -80,8 +80,9 @@ pub async fn managed_with_imds(
         }
         None => None,
     };
+    let rocksdb = crate::ksqldb::java::host_rocksdb(settings)?;
     Ok(Managed {
-        keys: super::managed::managed_properties(settings, discovered, host.as_deref()),
+        keys: super::managed::managed_properties(settings, discovered, host.as_deref(), &rocksdb),
         config_source: settings.source.clone(),
     })
 }

@@ -223,7 +223,7 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
             &settings.ksqldb.heap,
             settings.ksqldb.memory_budget.into(),
         )
-        .map(Memory::of),
+        .map(|p| Memory::of(p, crate::ksqldb::java::host_rocksdb(settings).ok())),
         metastore_backup: crate::ksqldb::metastore::scan(
             state_dir,
             &crate::ksqldb::metastore::service_id(settings),
@@ -786,14 +786,19 @@ pub struct Memory {
     pub heap_mib: u64,
     pub rocksdb_mib: u64,
     pub overhead_mib: u64,
-    /// RocksDB bounded to its share (never, today: ksqlDB's setter is not shipped).
+    /// RocksDB held to its share by ksql-msk's setter.
     pub rocksdb_bounded: bool,
+    /// How RocksDB is held, in words (src/ksqldb/memory.rs).
+    pub rocksdb_setter: String,
     /// Heap, RocksDB and overhead together exceed the instance's memory.
     pub exceeds_memory: bool,
 }
 
 impl Memory {
-    fn of(p: crate::ksqldb::memory::Plan) -> Memory {
+    fn of(
+        p: crate::ksqldb::memory::Plan,
+        rocksdb: Option<crate::ksqldb::memory::RocksDb>,
+    ) -> Memory {
         const MIB: u64 = 1024 * 1024;
         Memory {
             total_mib: p.total / MIB,
@@ -802,7 +807,10 @@ impl Memory {
             heap_mib: p.heap / MIB,
             rocksdb_mib: p.rocksdb / MIB,
             overhead_mib: p.overhead / MIB,
-            rocksdb_bounded: false,
+            rocksdb_bounded: rocksdb.as_ref().is_some_and(|r| r.is_bounded()),
+            rocksdb_setter: rocksdb
+                .map(|r| r.describe())
+                .unwrap_or_else(|| "not bounded: ksqldb.rocksdb_setter_jar is missing".into()),
             exceeds_memory: p.exceeds_memory(),
         }
     }
@@ -810,12 +818,13 @@ impl Memory {
 
 fn memory_text(m: &Memory) -> String {
     format!(
-        "budget {} MiB ({} % of {} MiB): heap {} MiB, RocksDB {} MiB (not bounded: ksqlDB's bounded-memory setter is not in its releases), JVM overhead {} MiB{}",
+        "budget {} MiB ({} % of {} MiB): heap {} MiB, RocksDB {} MiB ({}), JVM overhead {} MiB{}",
         m.budget_mib,
         m.budget_percent,
         m.total_mib,
         m.heap_mib,
         m.rocksdb_mib,
+        m.rocksdb_setter,
         m.overhead_mib,
         if m.exceeds_memory {
             "; together over the instance's memory"

@@ -182,6 +182,25 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
         log_dir.to_string_lossy().into_owned(),
     ));
     own.push(("KSQL_HEAP_OPTS".to_string(), jvm.heap_opts.clone()));
+    // The bounded-memory RocksDB setter's jar (src/ksqldb/memory.rs): `bin/ksql-run-class`
+    // appends KSQL_CLASSPATH to the release's jars; one the operator set comes first.
+    if let Some(jar) = crate::ksqldb::java::host_rocksdb(settings)?
+        .classpath_jar(settings.ksqldb.rocksdb_setter_jar.as_deref())
+    {
+        let jar = jar.to_string_lossy().into_owned();
+        let classpath = match settings
+            .ksqldb
+            .env
+            .0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "KSQL_CLASSPATH")
+        {
+            Some((_, theirs)) if !theirs.is_empty() => format!("{theirs}:{jar}"),
+            _ => jar,
+        };
+        own.push(("KSQL_CLASSPATH".to_string(), classpath));
+    }
     // The console-only log4j config generated from the release's (crate::ksqldb::log4j), named
     // explicitly so that nothing in the environment can swap it for a file appender:
     // its lines must reach the journal.

@@ -212,7 +212,8 @@ impl Supervisor {
             &prepared.settings.ksqldb.heap,
             prepared.settings.ksqldb.memory_budget.into(),
         ) {
-            let note = crate::ksqldb::memory::rocksdb_note(&plan);
+            let rocksdb = java::host_rocksdb(&prepared.settings)?;
+            let note = crate::ksqldb::memory::rocksdb_note(&plan, &rocksdb);
             if plan.exceeds_memory() {
                 warn!("{note}");
             } else {
