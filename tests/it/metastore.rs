@@ -484,3 +484,62 @@ fn a_failed_restore_says_why_and_starts_ksqldb_again() {
     assert!(!fx.host.state_dir().join("upgrades").exists());
     assert_eq!(agent.stop(), 0);
 }
+
+#[test]
+fn a_stop_during_a_restore_stops_the_tool_and_the_service_without_starting_ksqldb() {
+    let mut fx = Fixture::new("");
+    let journal = fx.journal_socket();
+    let mut agent = serving(&mut fx);
+    std::fs::write(fx.control("fake-ksqldb.restore-hangs"), "").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup");
+    std::fs::write(&file, RESTORED).unwrap();
+    let client = fx
+        .host
+        .command(&["metastore", "restore", &file.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The tool is running (it wrote its pid after "Restoring command topic ...").
+    let pid_file = fx.control("fake-ksqldb.restore.pid");
+    wait_for("the restore tool", || pid_file.exists());
+    let tool: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let stopping = std::time::Instant::now();
+    assert_eq!(agent.stop(), 0, "{}", agent.stderr());
+    // Stopped at once (the tool takes SIGTERM), not after the tool's 120 s or the
+    // unit's stop timeout.
+    assert!(
+        stopping.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        stopping.elapsed()
+    );
+    // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+    assert_ne!(
+        unsafe { libc::kill(tool, 0) },
+        0,
+        "the tool {tool} still runs"
+    );
+    let out = client.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains("the service got SIGTERM and the restore tool was stopped"),
+        "{stderr}"
+    );
+    let failed = with_id(&journal.entries(), RESTORE_FAILED_ID)
+        .iter()
+        .map(|e| e["MESSAGE"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("the command topic may be partly restored: run the restore again"),
+        "{failed:?}"
+    );
+    // ksqlDB was not started again on the way out.
+    assert_eq!(fx.pids().len(), 1, "{:?}", fx.pids());
+}

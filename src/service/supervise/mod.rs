@@ -196,6 +196,9 @@ pub struct Supervisor {
     status: Recorder,
     /// The Kafka doctor, while ksqlDB waits for Kafka.
     doctor: Doctor,
+    /// A stop signal taken while something else waited on it (a restore): the loop
+    /// stops before it would start ksqlDB again.
+    stop_requested: Option<&'static str>,
 }
 
 impl Supervisor {
@@ -240,6 +243,7 @@ impl Supervisor {
             notifier,
             control: crate::service::control::listen()?,
             doctor: Doctor::default(),
+            stop_requested: None,
         })
     }
 
@@ -297,6 +301,9 @@ impl Supervisor {
             .await;
         }
         loop {
+            if let Some(why) = self.stop_requested.take() {
+                return self.shutdown(why).await;
+            }
             if matches!(self.state, State::Starting) {
                 self.start().await?;
             }

@@ -32,6 +32,18 @@ const TOOL_HEAP_OPTS: &str = "-Xms64m -Xmx1g";
 pub const TOOL_IDENTIFIER: &str = "ksql-restore-command-topic";
 /// Lines of the transcript repeated in a failure's one-line reason.
 const LAST_LINES: usize = 3;
+/// How long the tool may take to exit after SIGTERM when the service stops, well inside
+/// the unit's TimeoutStopSec (90 s), before it is killed.
+const TOOL_STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// How the tool's run ended.
+enum ToolEnd {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    /// Killed after [`TOOL_TIMEOUT`].
+    TimedOut,
+    /// Stopped because the service is stopping (the signal's name).
+    Stopped(&'static str),
+}
 
 impl super::Supervisor {
     /// A restore from the control socket: done inline (nothing else can happen to
@@ -67,10 +79,14 @@ impl super::Supervisor {
         match self.run_tool(&file, skip_incompatible).await {
             Ok(()) => self.restored(&version).await,
             Err((code, why)) => {
+                let then = match self.stop_requested {
+                    Some(_) => "the service stops; the command topic may be partly restored: run the restore again once it runs".to_string(),
+                    None => format!("starting ksqlDB {version} again"),
+                };
                 self.event(
                     message_id::METASTORE_RESTORE_FAILED,
                     priority::ERR,
-                    &format!("restoring ksqlDB's command topic failed: {why}; starting ksqlDB {version} again"),
+                    &format!("restoring ksqlDB's command topic failed: {why}; {then}"),
                     &[("VERSION", version.clone()), ("PHASE", "restore".into())],
                 )
                 .await;
@@ -169,14 +185,14 @@ impl super::Supervisor {
         ];
         drop(tx);
         let mut last = Last::default();
-        let status = self.wait_tool(&mut child, &mut rx, &mut last).await;
+        let end = self.wait_tool(&mut child, &mut rx, &mut last).await;
         for r in readers.into_iter().flatten() {
             let _ = r.await;
         }
         while let Ok((err, line)) = rx.try_recv() {
             self.transcript(err, line, &mut last).await;
         }
-        judge_tool(status, &last)
+        judge_tool(end, &last)
     }
 
     /// One line of the tool's output: into the journal (as the tool's own entry, like
@@ -198,29 +214,63 @@ impl super::Supervisor {
     }
 
     /// Wait for the tool (bounded by [`TOOL_TIMEOUT`]), logging its lines and feeding
-    /// the watchdog; `None` when it was killed for taking too long.
+    /// the watchdog. A stop signal meanwhile stops the tool (SIGTERM to its process
+    /// group, SIGKILL after [`TOOL_STOP_GRACE`]) rather than leave it to the unit's stop
+    /// timeout, and is kept for the loop ([`super::Supervisor::stop_requested`]).
     async fn wait_tool(
         &mut self,
         child: &mut tokio::process::Child,
         rx: &mut tokio::sync::mpsc::Receiver<(bool, String)>,
         last: &mut Last,
-    ) -> Option<std::io::Result<std::process::ExitStatus>> {
+    ) -> ToolEnd {
         let deadline = Instant::now() + TOOL_TIMEOUT;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            tokio::select! {
-                status = child.wait() => return Some(status),
-                Some((err, line)) = rx.recv() => self.transcript(err, line, last).await,
-                _ = tick.tick() => self.watchdog.tick(&self.notifier),
-                _ = tokio::time::sleep_until(deadline) => {
-                    if let Some(pid) = child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-                        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-                    }
-                    let _ = child.wait().await;
-                    return None;
+            let super::Signals { term, int, .. } = &mut self.signals;
+            let signal = tokio::select! {
+                status = child.wait() => return ToolEnd::Exited(status),
+                Some((err, line)) = rx.recv() => {
+                    self.transcript(err, line, last).await;
+                    continue;
                 }
+                _ = tick.tick() => {
+                    self.watchdog.tick(&self.notifier);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    signal_group(child, rustix::process::Signal::KILL);
+                    let _ = child.wait().await;
+                    return ToolEnd::TimedOut;
+                }
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            self.stop_requested = Some(signal);
+            info!(
+                "{signal} during the restore: stopping {TOOL_IDENTIFIER} (SIGTERM, SIGKILL after {}s)",
+                TOOL_STOP_GRACE.as_secs()
+            );
+            self.notifier.status("stopping: the restore is interrupted");
+            signal_group(child, rustix::process::Signal::TERM);
+            if tokio::time::timeout(TOOL_STOP_GRACE, child.wait())
+                .await
+                .is_err()
+            {
+                signal_group(child, rustix::process::Signal::KILL);
+                let _ = child.wait().await;
             }
+            return ToolEnd::Stopped(signal);
         }
+    }
+}
+
+/// Send `signal` to the tool's process group (it leads its own).
+fn signal_group(child: &tokio::process::Child, signal: rustix::process::Signal) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+    {
+        let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
 
@@ -232,10 +282,7 @@ struct Last {
 }
 
 /// The tool's exit, as the client's outcome.
-fn judge_tool(
-    status: Option<std::io::Result<std::process::ExitStatus>>,
-    last: &Last,
-) -> Result<(), (ExitCode, String)> {
+fn judge_tool(end: ToolEnd, last: &Last) -> Result<(), (ExitCode, String)> {
     // What it said on stderr (why it failed), else its last lines on stdout: the two
     // streams are read apart, so their order is not kept.
     let lines = if last.err.is_empty() {
@@ -248,20 +295,24 @@ fn judge_tool(
     } else {
         format!(": {}", lines.join(" | "))
     };
-    match status {
-        None => Err((
+    match end {
+        ToolEnd::TimedOut => Err((
             ExitCode::Temporary,
             format!(
                 "the restore tool did not finish within {}s and was killed",
                 TOOL_TIMEOUT.as_secs()
             ),
         )),
-        Some(Err(e)) => Err((
+        ToolEnd::Stopped(signal) => Err((
+            ExitCode::Temporary,
+            format!("the service got {signal} and the restore tool was stopped{said}"),
+        )),
+        ToolEnd::Exited(Err(e)) => Err((
             ExitCode::Software,
             format!("waiting for the restore tool: {e}"),
         )),
-        Some(Ok(s)) if s.success() => Ok(()),
-        Some(Ok(s)) => Err((
+        ToolEnd::Exited(Ok(s)) if s.success() => Ok(()),
+        ToolEnd::Exited(Ok(s)) => Err((
             match s.code() {
                 Some(1 | 2) => ExitCode::Data,
                 _ => ExitCode::Software,

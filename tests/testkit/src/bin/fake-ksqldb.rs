@@ -630,6 +630,14 @@ fn restore_command_topic(args: &[String]) -> ! {
         println!("0 incompatible command(s) skipped from backup file.");
     }
     println!("Restoring command topic ...");
+    // A restore that does not finish on its own (bounded): killed by the agent or not.
+    if Path::new("fake-ksqldb.restore-hangs").exists() {
+        let _ = std::io::stdout().flush();
+        let _ = std::fs::write("fake-ksqldb.restore.pid", std::process::id().to_string());
+        std::thread::sleep(Duration::from_secs(120));
+        eprintln!("Failed restoring command topic.\nError = hung for 120 s");
+        std::process::exit(1);
+    }
     if Path::new("fake-ksqldb.restore-fails").exists() {
         eprintln!(
             "Failed restoring command topic.\nError = Failed to initialize topic transactions."
