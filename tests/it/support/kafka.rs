@@ -67,6 +67,11 @@ pub struct Setup {
     pub agent: String,
     /// Extra `[properties]` lines.
     pub properties: String,
+    /// Extra `[ksqldb]` lines.
+    pub ksqldb: String,
+    /// More artifact sets in the stand-in release's `share/java/ksqldb/`
+    /// ([`kafka_standin::kafka_release_with`]).
+    pub sets: Vec<&'static str>,
 }
 
 impl Default for Setup {
@@ -76,6 +81,8 @@ impl Default for Setup {
             iam_version: "2.4.0".into(),
             agent: String::new(),
             properties: String::new(),
+            ksqldb: String::new(),
+            sets: Vec::new(),
         }
     }
 }
@@ -97,7 +104,8 @@ impl KafkaFixture {
     /// The broker(s), the fakes, the release and the jar published, the config written.
     pub fn start(setup: Setup) -> KafkaFixture {
         let one = ONE_WORLD.lock().unwrap_or_else(|e| e.into_inner());
-        let release = kafka_standin::kafka_release(VERSION).expect("the stand-in release");
+        let release =
+            kafka_standin::kafka_release_with(VERSION, &setup.sets).expect("the stand-in release");
         let iam_jar =
             kafka_standin::iam_all_jar(&setup.iam_version).expect("the aws-msk-iam-auth jar");
         let kafka = KafkaCluster::start(setup.kafka);
@@ -150,8 +158,9 @@ impl KafkaFixture {
         }
         properties.push_str(&setup.properties);
         let ksqldb_extra = format!(
-            "listeners = \"http://127.0.0.1:{port}\"\njava_home = \"{}\"\nheap = \"128m\"\n",
-            java_home().display()
+            "listeners = \"http://127.0.0.1:{port}\"\njava_home = \"{}\"\nheap = \"128m\"\n{}",
+            java_home().display(),
+            setup.ksqldb
         );
         host.write_config(&format!(
             "{}\n[properties]\n{properties}",

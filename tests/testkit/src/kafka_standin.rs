@@ -133,6 +133,13 @@ pub fn standin_jar() -> Result<PathBuf, String> {
 /// set (kafka-clients, its compression libraries, slf4j with the reload4j binding). No
 /// IAM jar: the agent adds it.
 pub fn kafka_release(version: &str) -> Result<Vec<u8>, String> {
+    kafka_release_with(version, &[])
+}
+
+/// [`kafka_release`] with the jars of more artifact sets in `share/java/ksqldb/` (a jar
+/// of the same file name once): `streams` gives it Kafka Streams and RocksDB, as ksqlDB's
+/// own releases have them, for the RocksDB config setter.
+pub fn kafka_release_with(version: &str, sets: &[&str]) -> Result<Vec<u8>, String> {
     let jar = standin_jar()?;
     let mut b = TarballBuilder::new(version);
     b.dir("");
@@ -154,11 +161,21 @@ pub fn kafka_release(version: &str) -> Result<Vec<u8>, String> {
         0o644,
     );
     b.dir("share/java/ksqldb");
-    for path in std::iter::once(jar).chain(classpath("clients")?) {
+    let mut jars = vec![jar];
+    jars.extend(classpath("clients")?);
+    for set in sets {
+        jars.extend(classpath(set)?);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for path in jars {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // Test helpers are no part of a release.
+        if name.contains("-test-utils-") || !seen.insert(name.clone()) {
+            continue;
+        }
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         b.file(&format!("share/java/ksqldb/{name}"), &bytes, 0o644);
     }
@@ -255,7 +272,12 @@ pub fn publish_kafka_world(
     if let Some(why) = crate::kafka::unavailable() {
         return Err(why);
     }
-    world.publish_tarball(ksqldb_version, &kafka_release(ksqldb_version)?);
+    // With Kafka Streams and RocksDB, as ksqlDB's releases have them: the agent installed
+    // from its RPM names its RocksDB config setter, which the stand-in configures.
+    world.publish_tarball(
+        ksqldb_version,
+        &kafka_release_with(ksqldb_version, &["streams"])?,
+    );
     let jar = iam_all_jar(iam_version)?;
     world
         .art

@@ -65,6 +65,11 @@ import org.slf4j.LoggerFactory;
  *       {@code cleanup.policy=delete}, {@code unclean.leader.election.enable=false}; an
  *       existing one must have 1 partition and at least that RF; any failure is fatal
  *       (exit 255), as in ksqlDB;
+ *   <li>configures the RocksDB config setter {@code ksql.streams.rocksdb.config.setter} names,
+ *       as ksqlDB's RocksDBConfigSetterHandler does at the start of its initialisation: the
+ *       class loaded from the classpath (not found: fatal) and, when it is a Kafka
+ *       {@code Configurable}, one instance given every property ({@code configure}); a
+ *       failure is fatal, as in ksqlDB;
  *   <li>creates the processing log topic when {@code ksql.logging.processing.topic.auto.create}
  *       is true ({@code ksql.logging.processing.topic.name}, else
  *       {@code <service.id>ksql_processing_log}; partitions and RF from
@@ -111,6 +116,30 @@ public final class Server {
     this.commandTopic = COMMAND_TOPIC_PREFIX + serviceId + "_command_topic";
     this.admin = Admin.create(clientConfig(props, AdminClientConfig.configNames()));
     this.healthCacheMs = Long.parseLong(props.getProperty("ksql.healthcheck.interval.ms", "5000"));
+  }
+
+  /**
+   * ksqlDB's RocksDBConfigSetterHandler.maybeConfigureRocksDBConfigSetter (ksql#3167): the
+   * setter class from {@code ksql.streams.rocksdb.config.setter}; a {@code Configurable} one
+   * gets {@code configure(originals)} once, before Kafka Streams makes its own instances.
+   */
+  void configureRocksDbConfigSetter() throws Exception {
+    final String name = props.getProperty("ksql.streams.rocksdb.config.setter", "").trim();
+    if (name.isEmpty()) {
+      return;
+    }
+    final Class<?> clazz = Class.forName(name);
+    if (!org.apache.kafka.common.Configurable.class.isAssignableFrom(clazz)) {
+      LOG.info("RocksDB config setter {} is not Configurable", name);
+      return;
+    }
+    final Map<String, Object> originals = new HashMap<>();
+    for (final String key : props.stringPropertyNames()) {
+      originals.put(key, props.getProperty(key));
+    }
+    ((org.apache.kafka.common.Configurable) clazz.getDeclaredConstructor().newInstance())
+        .configure(originals);
+    LOG.info("Configured RocksDB config setter {}", name);
   }
 
   /** The keys of {@code props} a Kafka client of {@code known} keys takes, as ksqlDB passes them. */
@@ -166,6 +195,7 @@ public final class Server {
     http.start();
     LOG.info("ksqlDB API server listening on {}", props.getProperty("listeners"));
     try {
+      configureRocksDbConfigSetter();
       ensureCommandTopic();
       maybeCreateProcessingLogTopic();
     } catch (final Exception e) {
