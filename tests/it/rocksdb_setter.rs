@@ -26,6 +26,16 @@ fn prerequisites() -> bool {
         );
         return false;
     }
+    // The build script packs with `jar`; the class file version is read with `javap`.
+    for tool in ["jar", "javap"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            skip(
+                kafka::REQUIRE_SWITCH,
+                &format!("the RocksDB setter test needs {tool} (a JDK) on PATH"),
+            );
+            return false;
+        }
+    }
     true
 }
 
