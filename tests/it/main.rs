@@ -39,6 +39,7 @@ mod properties;
 mod proxy;
 mod redaction;
 mod reload;
+mod rocksdb_setter;
 mod run;
 mod secrets;
 mod signature_reasons;

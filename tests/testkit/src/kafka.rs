@@ -37,15 +37,18 @@ pub const KAFKA_VERSION: &str = "3.9.2";
 pub const BROKER_SET: &str = "broker";
 pub const CLIENTS_SET: &str = "clients";
 pub const JMX_EXPORTER_SET: &str = "jmx-exporter";
+/// Kafka Streams with RocksDB: packaging/rocksdb-setter's compile classpath and its test.
+pub const STREAMS_SET: &str = "streams";
 /// The aws-msk-iam-auth versions, each a set `iam-<version>` (the jar and its deps).
 pub const IAM_VERSIONS: [&str; 2] = ["1.1.1", "2.4.0"];
 /// Every artifact set.
-pub const SETS: [&str; 5] = [
+pub const SETS: [&str; 6] = [
     BROKER_SET,
     CLIENTS_SET,
     "iam-1.1.1",
     "iam-2.4.0",
     JMX_EXPORTER_SET,
+    STREAMS_SET,
 ];
 /// The switch that turns a skip for want of the Kafka world into a failure.
 pub const REQUIRE_SWITCH: &str = "KSQL_MSK_REQUIRE_KAFKA";
@@ -391,7 +394,7 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Run `cmd` with a bound; killed (its whole process group) when it takes longer.
-fn run_bounded(mut cmd: Command, limit: Duration) -> ToolOutput {
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> ToolOutput {
     let dir = tempfile::tempdir().expect("tool output dir");
     let out_path = dir.path().join("out");
     let err_path = dir.path().join("err");
