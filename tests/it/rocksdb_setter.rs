@@ -218,3 +218,68 @@ fn bounds_every_store_by_one_shared_cache() {
     }
     assert!(!none.stdout.contains("RocksDB memory bounded"));
 }
+
+/// The whole way: the agent renders the setter with RocksDB's share of its memory plan
+/// and puts the built jar on ksqlDB's classpath; the Kafka stand-in, with Kafka Streams
+/// and RocksDB in its release as ksqlDB has them, configures it as ksqlDB does
+/// (RocksDBConfigSetterHandler) before it becomes ready against the real broker.
+#[test]
+fn the_agent_bounds_ksqldbs_rocksdb_with_the_setter_it_renders() {
+    use crate::kafka_run::wait_ready;
+    use crate::support::kafka::{KafkaFixture, Setup};
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let jar = build(&dir.path().join("jar"));
+    let mut fx = KafkaFixture::start(Setup {
+        sets: vec![kafka::STREAMS_SET],
+        ksqldb: format!("rocksdb_setter_jar = \"{}\"\n", jar.display()),
+        ..Setup::default()
+    });
+    let (mut agent, notify) = fx.run(Duration::from_secs(10));
+    wait_ready(&notify, Duration::from_secs(180), || agent.stderr());
+    assert_eq!(
+        fx.property("ksql.streams.rocksdb.config.setter").as_deref(),
+        Some("ksqlmsk.rocksdb.BoundedMemoryConfigSetter")
+    );
+    let bytes: u64 = fx
+        .property("ksql.msk.rocksdb.cache.bytes")
+        .expect("rendered cache bytes")
+        .parse()
+        .unwrap();
+    // RocksDB's share: a third of 75 % of this host's memory.
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    assert!(
+        bytes > total / 5 && bytes <= total / 4,
+        "{bytes} of {total}"
+    );
+    // ksqlDB's JVM loaded the jar the agent named and configured it with that share.
+    let log = agent.stderr();
+    assert!(
+        log.contains("Configured RocksDB config setter ksqlmsk.rocksdb.BoundedMemoryConfigSetter"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "RocksDB memory bounded: one shared block cache of {bytes} bytes, memtables up to {} bytes",
+            bytes / 2
+        )),
+        "{log}"
+    );
+    let pids = fx.standin_pids();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pids[0])).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        cmdline.contains(&format!(":{} ", jar.display())),
+        "{cmdline}"
+    );
+    assert_eq!(agent.stop(), 0);
+}
