@@ -182,6 +182,23 @@ fn sandbox() -> anyhow::Result<()> {
             extra_properties.push_str(&format!("\"{k}\" = \"{v}\"\n"));
         }
         heap = "heap = \"256m\"\n".into();
+        // RocksDB bounded as the RPM does it: the setter built from packaging/, which the
+        // stand-in (with Kafka Streams in its release) configures as ksqlDB does.
+        let built = Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/rocksdb-setter/build"),
+        )
+        .arg(dir.join("rocksdb-setter"))
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running packaging/rocksdb-setter/build")?;
+        anyhow::ensure!(
+            built.status.success(),
+            "packaging/rocksdb-setter/build failed ({})",
+            built.status
+        );
+        let jar = String::from_utf8_lossy(&built.stdout).trim().to_string();
+        heap.push_str(&format!("rocksdb_setter_jar = \"{jar}\"\n"));
+        println!("  RocksDB setter   {jar} (packaging/rocksdb-setter)");
     }
     // By name, as most operators start: the ARN is found with ListClustersV2.
     let msk = parts
