@@ -78,6 +78,10 @@ pub async fn connect(
     let Some(()) = keep(&mut lines, sasl_handshake(&at, &mut conn).await) else {
         return (lines, None, None);
     };
+    // Without credentials there is nothing to send: the diagnosis says why once.
+    if signer.is_err() {
+        return (lines, None, None);
+    }
     match authenticate(&at, &mut conn, signer).await {
         Ok(line) => {
             lines.push(line);

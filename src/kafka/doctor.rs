@@ -4,7 +4,7 @@
 use crate::config::{ClusterArn, Settings};
 use crate::msk::discovery::BrokerAddr;
 
-use super::finding::Diagnosis;
+use super::finding::{Diagnosis, Finding, Step};
 use super::{client, credentials, probes};
 
 /// Ask the brokers. Never fails: every problem is a finding.
@@ -13,11 +13,22 @@ pub async fn diagnose(
     cluster: &ClusterArn,
     brokers: &[BrokerAddr],
 ) -> Diagnosis {
+    let started = std::time::Instant::now();
     let signer = credentials::signer(settings).await;
     let signer_ref = signer.as_ref().map_err(String::as_str);
     let connects = brokers.iter().map(|b| client::connect(b, signer_ref));
     let results = futures_util::future::join_all(connects).await;
     let mut findings = Vec::new();
+    // No credentials: one line about the cluster as a whole, with the time the lookup
+    // took; the brokers' lines stop at SASL, since nothing was signed to send them.
+    if let Err(why) = &signer {
+        findings.push(Finding::cluster(
+            Step::Authentication,
+            false,
+            started.elapsed(),
+            why.clone(),
+        ));
+    }
     let mut conns = Vec::new();
     let mut denied = None;
     for (lines, conn, failure) in results {

@@ -71,6 +71,14 @@ impl Finding {
         }
     }
 
+    /// A line about the cluster as a whole (no broker).
+    pub(super) fn cluster(step: Step, ok: bool, took: Duration, text: String) -> Finding {
+        Finding {
+            broker: None,
+            ..Finding::step("", step, ok, took, text)
+        }
+    }
+
     /// One short line for STATUS and the journal: what is wrong, without the advice and
     /// with ARNs cut to their resource (`cluster/demo/…`, `topic/demo/…/name`):
     /// `IAM denies kafka-cluster:Connect on cluster/demo/1a2b… for arn:aws:sts::…`.

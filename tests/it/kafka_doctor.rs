@@ -495,6 +495,13 @@ fn role_arn_refused_by_sts_is_one_line() {
     assert_eq!(failed.len(), 1, "{out:?}");
     let refused = failed[0];
     eprintln!("{refused}");
+    // About the cluster as a whole, once, not a line per broker: nothing was signed to
+    // send a broker (its lines stop at SASL).
+    assert!(refused.starts_with("✗ Kafka authentication: "), "{out:?}");
+    assert!(
+        !out.stdout.contains(": authentication: ") && line(&out, ": SASL: ").starts_with('✓'),
+        "{out:?}"
+    );
     assert!(
         refused.contains(ROLE)
             && refused.contains("STS refused to assume it")
