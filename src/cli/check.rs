@@ -136,28 +136,8 @@ async fn checklist(config_path: &Path) -> Result<()> {
         items.add(item)?;
     }
     items.add(rest_api_item(&settings))?;
-    // Warnings, not failures: an explicit heap wins, even one that does not fit, and
-    // ksqlDB runs with RocksDB unbounded. A configured setter jar that is missing fails.
-    match crate::ksqldb::java::host_rocksdb(&settings) {
-        Err(e) => items.add(Item::fail(crate::exit::one_line(&e)))?,
-        Ok(rocksdb) => {
-            if let Some(plan) = crate::ksqldb::java::host_memory_plan(
-                &settings.ksqldb.heap,
-                settings.ksqldb.memory_budget.into(),
-            ) {
-                let note = crate::ksqldb::memory::rocksdb_note(&plan, &rocksdb);
-                let unbounded = matches!(
-                    rocksdb,
-                    crate::ksqldb::memory::RocksDb::NoJar(_)
-                        | crate::ksqldb::memory::RocksDb::UnknownMemory
-                );
-                if plan.exceeds_memory() || unbounded {
-                    items.add(Item::pass(format!("warning: {note}")))?;
-                } else {
-                    items.add(Item::pass(note))?;
-                }
-            }
-        }
+    if let Some(item) = memory_item(&settings) {
+        items.add(item)?;
     }
     // A warning, not a failure: the upgrade may be what the operator wants.
     if let Some(note) =
@@ -207,6 +187,28 @@ fn print_json(items: &[Item]) -> Result<()> {
 
 /// The checklist so far; each item is printed as it is added.
 struct Items(Vec<Item>);
+
+/// The memory plan and how RocksDB is held. Warnings, not failures: an explicit heap
+/// wins, even one that does not fit, and ksqlDB runs with RocksDB unbounded. A configured
+/// setter jar that is missing fails. `None`: the memory is unknown.
+fn memory_item(settings: &Settings) -> Option<Item> {
+    use crate::ksqldb::memory::RocksDb;
+    let rocksdb = match crate::ksqldb::java::host_rocksdb(settings) {
+        Err(e) => return Some(Item::fail(crate::exit::one_line(&e))),
+        Ok(r) => r,
+    };
+    let plan = crate::ksqldb::java::host_memory_plan(
+        &settings.ksqldb.heap,
+        settings.ksqldb.memory_budget.into(),
+    )?;
+    let note = crate::ksqldb::memory::rocksdb_note(&plan, &rocksdb);
+    let unbounded = matches!(rocksdb, RocksDb::NoJar(_) | RocksDb::UnknownMemory);
+    Some(if plan.exceeds_memory() || unbounded {
+        Item::pass(format!("warning: {note}"))
+    } else {
+        Item::pass(note)
+    })
+}
 
 impl Items {
     fn add(&mut self, item: Item) -> Result<()> {

@@ -182,23 +182,7 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
         log_dir.to_string_lossy().into_owned(),
     ));
     own.push(("KSQL_HEAP_OPTS".to_string(), jvm.heap_opts.clone()));
-    // The bounded-memory RocksDB setter's jar (src/ksqldb/memory.rs): `bin/ksql-run-class`
-    // appends KSQL_CLASSPATH to the release's jars; one the operator set comes first.
-    if let Some(jar) = crate::ksqldb::java::host_rocksdb(settings)?
-        .classpath_jar(settings.ksqldb.rocksdb_setter_jar.as_deref())
-    {
-        let jar = jar.to_string_lossy().into_owned();
-        let classpath = match settings
-            .ksqldb
-            .env
-            .0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "KSQL_CLASSPATH")
-        {
-            Some((_, theirs)) if !theirs.is_empty() => format!("{theirs}:{jar}"),
-            _ => jar,
-        };
+    if let Some(classpath) = ksql_classpath(settings)? {
         own.push(("KSQL_CLASSPATH".to_string(), classpath));
     }
     // The console-only log4j config generated from the release's (crate::ksqldb::log4j), named
@@ -246,6 +230,31 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
         exporter: prepared.exporter.clone(),
         auth: crate::ksqldb::auth::credential(settings)?,
     })
+}
+
+/// `KSQL_CLASSPATH` with the bounded-memory RocksDB setter's jar (src/ksqldb/memory.rs):
+/// `bin/ksql-run-class` appends it to the release's jars; one the operator set in
+/// `[ksqldb.env]` comes first. `None`: no jar to add.
+fn ksql_classpath(settings: &crate::config::Settings) -> Result<Option<String>> {
+    let Some(jar) = crate::ksqldb::java::host_rocksdb(settings)?
+        .classpath_jar(settings.ksqldb.rocksdb_setter_jar.as_deref())
+    else {
+        return Ok(None);
+    };
+    let jar = jar.to_string_lossy().into_owned();
+    let theirs = settings
+        .ksqldb
+        .env
+        .0
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "KSQL_CLASSPATH")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty());
+    Ok(Some(match theirs {
+        Some(theirs) => format!("{theirs}:{jar}"),
+        None => jar,
+    }))
 }
 
 /// The Java the next start uses, in the journal.
