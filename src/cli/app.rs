@@ -11,6 +11,12 @@ use crate::exit::{exit_code_of, one_line, ExitCode};
 use crate::{config, msk::discovery, msk::iam_policy};
 
 /// Run the command line; returns the process exit code.
+/// Threads for blocking work (status snapshots' fsync, hashing, unpacking, file I/O):
+/// an agent needs a few; tokio's default of 512 would let a slow disk grow the agent by
+/// hundreds of threads. With the 2 workers and the main thread this bounds the agent's
+/// runtime threads (tests/it/soak.rs checks it).
+pub const MAX_BLOCKING_THREADS: usize = 8;
+
 pub fn main(cli: Cli) -> i32 {
     if let Command::Ksql { args } = cli.command {
         return ksql(cli.config.as_deref(), args);
@@ -29,6 +35,7 @@ pub fn main(cli: Cli) -> i32 {
     let journald = crate::cli::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
     {

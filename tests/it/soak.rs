@@ -137,9 +137,13 @@ fn a_thousand_crash_restart_cycles_leak_nothing() {
         after.fds <= before.fds + 2,
         "open descriptors grew: {before:?} -> {after:?}"
     );
+    // Blocking-pool threads come and go with the load (tokio keeps an idle one for 10 s,
+    // and a slow fsync under load needs more at once), so the count is bounded, not
+    // compared: the main thread, 2 workers, the agent's cap on blocking threads
+    // (src/cli/app.rs) and one transient helper thread. A leak passes that over 950 cycles.
     assert!(
-        after.threads <= before.threads + 2,
-        "threads grew: {before:?} -> {after:?}"
+        after.threads <= 1 + 2 + ksql_msk::cli::app::MAX_BLOCKING_THREADS + 1,
+        "threads grew past the runtime's bound: {before:?} -> {after:?}"
     );
     assert!(
         after.rss_kib <= before.rss_kib + 4096,
