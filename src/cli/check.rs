@@ -193,14 +193,12 @@ struct Items(Vec<Item>);
 /// setter jar that is missing fails. `None`: the memory is unknown.
 fn memory_item(settings: &Settings) -> Option<Item> {
     use crate::ksqldb::memory::RocksDb;
-    let rocksdb = match crate::ksqldb::java::host_rocksdb(settings) {
+    let plan = crate::ksqldb::java::settings_memory_plan(settings);
+    let rocksdb = match crate::ksqldb::java::host_rocksdb(settings, plan.as_ref()) {
         Err(e) => return Some(Item::fail(crate::exit::one_line(&e))),
         Ok(r) => r,
     };
-    let plan = crate::ksqldb::java::host_memory_plan(
-        &settings.ksqldb.heap,
-        settings.ksqldb.memory_budget.into(),
-    )?;
+    let plan = plan?;
     let note = crate::ksqldb::memory::rocksdb_note(&plan, &rocksdb);
     let unbounded = matches!(rocksdb, RocksDb::NoJar(_) | RocksDb::UnknownMemory);
     Some(if plan.exceeds_memory() || unbounded {

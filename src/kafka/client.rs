@@ -79,9 +79,9 @@ pub async fn connect(
         return (lines, None, None);
     };
     // Without credentials there is nothing to send: the diagnosis says why once.
-    if signer.is_err() {
+    let Ok(signer) = signer else {
         return (lines, None, None);
-    }
+    };
     match authenticate(&at, &mut conn, signer).await {
         Ok(line) => {
             lines.push(line);
@@ -268,13 +268,12 @@ async fn sasl_handshake(at: &At, conn: &mut Conn) -> StepResult<()> {
 async fn authenticate(
     at: &At,
     conn: &mut Conn,
-    signer: Result<&Signer, &str>,
+    signer: &Signer,
 ) -> Result<Finding, (Finding, AuthFailure)> {
     let started = Instant::now();
     let host = &at.host;
     let fail =
         |text: String, why: AuthFailure| (at.line(Step::Authentication, false, started, text), why);
-    let signer = signer.map_err(|why| fail(why.to_string(), AuthFailure::Other))?;
     let Some(region) = signer.region_for(host) else {
         return Err(fail(format!(
             "no region to sign for: {host} names none and neither msk.region nor the AWS default chain gives one"

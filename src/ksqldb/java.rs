@@ -283,11 +283,14 @@ pub fn host_memory_plan(heap: &Heap, percent: u64) -> Option<crate::ksqldb::memo
     Some(crate::ksqldb::memory::plan(total, percent, fixed))
 }
 
-/// How RocksDB is held on this host ([`crate::ksqldb::memory::rocksdb`]): 78 naming
-/// `ksqldb.rocksdb_setter_jar` when a jar configured away from the default is missing.
-pub fn host_rocksdb(settings: &Settings) -> Result<crate::ksqldb::memory::RocksDb> {
+/// How RocksDB is held on this host with its memory plan (`None`: memory unknown;
+/// [`crate::ksqldb::memory::rocksdb`]): 78 naming `ksqldb.rocksdb_setter_jar` when a jar
+/// configured away from the default is missing.
+pub fn host_rocksdb(
+    settings: &Settings,
+    plan: Option<&crate::ksqldb::memory::Plan>,
+) -> Result<crate::ksqldb::memory::RocksDb> {
     use crate::ksqldb::memory;
-    let plan = host_memory_plan(&settings.ksqldb.heap, settings.ksqldb.memory_budget.into());
     let operators = settings
         .properties
         .iter()
@@ -295,11 +298,16 @@ pub fn host_rocksdb(settings: &Settings) -> Result<crate::ksqldb::memory::RocksD
         .find(|(k, _)| k == memory::SETTER_KEY)
         .map(|(_, v)| v.as_str());
     memory::rocksdb(
-        plan.as_ref(),
+        plan,
         settings.ksqldb.rocksdb_setter_jar.as_deref(),
         operators,
     )
     .map_err(|e| fail(ExitCode::Config, format!("ksqldb.rocksdb_setter_jar: {e}")))
+}
+
+/// [`host_memory_plan`] for the settings' heap and budget.
+pub fn settings_memory_plan(settings: &Settings) -> Option<crate::ksqldb::memory::Plan> {
+    host_memory_plan(&settings.ksqldb.heap, settings.ksqldb.memory_budget.into())
 }
 
 /// Heap options for this host.

@@ -80,7 +80,8 @@ pub async fn managed_with_imds(
         }
         None => None,
     };
-    let rocksdb = crate::ksqldb::java::host_rocksdb(settings)?;
+    let plan = crate::ksqldb::java::settings_memory_plan(settings);
+    let rocksdb = crate::ksqldb::java::host_rocksdb(settings, plan.as_ref())?;
     Ok(Managed {
         keys: super::managed::managed_properties(settings, discovered, host.as_deref(), &rocksdb),
         config_source: settings.source.clone(),

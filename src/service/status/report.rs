@@ -219,11 +219,10 @@ pub fn gather(settings: &Settings, now: SystemTime) -> Result<Report> {
         upgrade: Upgrade::of(settings),
         auth: Auth::of(settings),
         kafka: kafka_now(doc_ref, running),
-        memory: crate::ksqldb::java::host_memory_plan(
-            &settings.ksqldb.heap,
-            settings.ksqldb.memory_budget.into(),
-        )
-        .map(|p| Memory::of(p, crate::ksqldb::java::host_rocksdb(settings).ok())),
+        memory: crate::ksqldb::java::settings_memory_plan(settings).map(|p| {
+            let rocksdb = crate::ksqldb::java::host_rocksdb(settings, Some(&p));
+            Memory::of(p, rocksdb)
+        }),
         metastore_backup: crate::ksqldb::metastore::scan(
             state_dir,
             &crate::ksqldb::metastore::service_id(settings),
@@ -797,7 +796,7 @@ pub struct Memory {
 impl Memory {
     fn of(
         p: crate::ksqldb::memory::Plan,
-        rocksdb: Option<crate::ksqldb::memory::RocksDb>,
+        rocksdb: anyhow::Result<crate::ksqldb::memory::RocksDb>,
     ) -> Memory {
         const MIB: u64 = 1024 * 1024;
         Memory {
@@ -807,10 +806,11 @@ impl Memory {
             heap_mib: p.heap / MIB,
             rocksdb_mib: p.rocksdb / MIB,
             overhead_mib: p.overhead / MIB,
-            rocksdb_bounded: rocksdb.as_ref().is_some_and(|r| r.is_bounded()),
-            rocksdb_setter: rocksdb
-                .map(|r| r.describe())
-                .unwrap_or_else(|| "not bounded: ksqldb.rocksdb_setter_jar is missing".into()),
+            rocksdb_bounded: rocksdb.as_ref().is_ok_and(|r| r.is_bounded()),
+            rocksdb_setter: match rocksdb {
+                Ok(r) => r.describe(),
+                Err(e) => format!("not bounded: {}", crate::exit::one_line(&e)),
+            },
             exceeds_memory: p.exceeds_memory(),
         }
     }

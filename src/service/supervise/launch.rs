@@ -236,7 +236,8 @@ pub fn launch_spec(prepared: &Prepared, jvm: &Jvm) -> Result<Launch> {
 /// `bin/ksql-run-class` appends it to the release's jars; one the operator set in
 /// `[ksqldb.env]` comes first. `None`: no jar to add.
 fn ksql_classpath(settings: &crate::config::Settings) -> Result<Option<String>> {
-    let Some(jar) = crate::ksqldb::java::host_rocksdb(settings)?
+    let plan = crate::ksqldb::java::settings_memory_plan(settings);
+    let Some(jar) = crate::ksqldb::java::host_rocksdb(settings, plan.as_ref())?
         .classpath_jar(settings.ksqldb.rocksdb_setter_jar.as_deref())
     else {
         return Ok(None);

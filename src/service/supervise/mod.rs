@@ -211,11 +211,8 @@ impl Supervisor {
     ) -> Result<Supervisor> {
         let jvm = java::jvm_for(&prepared.settings, &prepared.version())?;
         log_jvm(&jvm);
-        if let Some(plan) = java::host_memory_plan(
-            &prepared.settings.ksqldb.heap,
-            prepared.settings.ksqldb.memory_budget.into(),
-        ) {
-            let rocksdb = java::host_rocksdb(&prepared.settings)?;
+        if let Some(plan) = java::settings_memory_plan(&prepared.settings) {
+            let rocksdb = java::host_rocksdb(&prepared.settings, Some(&plan))?;
             let note = crate::ksqldb::memory::rocksdb_note(&plan, &rocksdb);
             if plan.exceeds_memory() {
                 warn!("{note}");
