@@ -146,15 +146,17 @@ fn a_degraded_command_runner_is_its_own_condition_and_never_restarted() {
         with_id(&entries, "3d5f7b9a1c2e4d6f8a0b2c4e6d8f0a13").is_empty(),
         "{entries:?}"
     );
-    let last = statuses(&notify.lines())
-        .last()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        last.starts_with("ksqlDB 0.28.2 running, command runner DEGRADED for"),
-        "{last}"
-    );
-    assert!(!last.contains("waiting for Kafka"), "{last}");
+    // STATUS follows the event: wait for it rather than read it at once.
+    let last = || {
+        statuses(&notify.lines())
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for("the DEGRADED status line", || {
+        last().starts_with("ksqlDB 0.28.2 running, command runner DEGRADED for")
+    });
+    assert!(!last().contains("waiting for Kafka"), "{}", last());
     let v = status_json(&fx);
     assert_eq!(
         v["ksqldb"]["health"]["condition"], "command_runner_degraded",

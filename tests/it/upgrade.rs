@@ -652,12 +652,17 @@ fn a_rollback_that_ends_with_a_degraded_command_runner_says_so_and_keeps_both_ba
         "{:?}",
         ev[0]
     );
-    let last = statuses(&notify.lines())
-        .last()
-        .cloned()
-        .unwrap_or_default();
-    assert!(last.contains("command runner DEGRADED"), "{last}");
-    assert!(!last.contains("waiting for Kafka"), "{last}");
+    // STATUS follows the event: wait for it rather than read it at once.
+    let last = || {
+        statuses(&notify.lines())
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for("the DEGRADED status line", || {
+        last().contains("command runner DEGRADED")
+    });
+    assert!(!last().contains("waiting for Kafka"), "{}", last());
     let st = status_json(&fx);
     assert_eq!(
         st["ksqldb"]["health"]["condition"], "command_runner_degraded",
