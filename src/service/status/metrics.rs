@@ -153,31 +153,34 @@ fn restart_families(doc: &StateDoc, now: SystemTime, out: &mut Vec<Family>) {
     ));
 }
 
-/// When the last install and discovery began, and how long they took.
+/// When the last install and discovery began, and how long they took: per span, a
+/// `_timestamp_seconds` and a `_duration_seconds` gauge (none before the first).
 fn span_families(doc: &StateDoc, out: &mut Vec<Family>) {
-    if let Some(s) = &doc.last_install {
-        out.push(Family::gauge(
+    let spans = [
+        (
+            &doc.last_install,
             "ksql_msk_last_install_timestamp_seconds",
             "When the last install (phases 3-5: fetch, verify, unpack, configure) began.",
-            Value::Float(s.at.unix_seconds()),
-        ));
-        out.push(Family::gauge(
             "ksql_msk_last_install_duration_seconds",
             "How long the last install took.",
-            Value::Float(s.seconds),
-        ));
-    }
-    if let Some(s) = &doc.last_discovery {
-        out.push(Family::gauge(
+        ),
+        (
+            &doc.last_discovery,
             "ksql_msk_last_discovery_timestamp_seconds",
             "When the last successful discovery of the cluster's brokers began.",
-            Value::Float(s.at.unix_seconds()),
-        ));
-        out.push(Family::gauge(
             "ksql_msk_last_discovery_duration_seconds",
             "How long the last successful discovery took.",
-            Value::Float(s.seconds),
-        ));
+        ),
+    ];
+    for (span, began, began_help, took, took_help) in spans {
+        if let Some(s) = span {
+            out.push(Family::gauge(
+                began,
+                began_help,
+                Value::Float(s.at.unix_seconds()),
+            ));
+            out.push(Family::gauge(took, took_help, Value::Float(s.seconds)));
+        }
     }
 }
 
@@ -313,6 +316,10 @@ mod tests {
             at: Time(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1500)),
             seconds: f64::NAN,
         });
+        doc.last_discovery = Some(Span {
+            at: Time(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7)),
+            seconds: 0.25,
+        });
         let text = render(&doc, SystemTime::now());
         assert!(
             text.contains(r#"signer="a\"b\\c\nd""#),
@@ -323,11 +330,17 @@ mod tests {
         assert!(text.contains("ksql_msk_agent_start_time_seconds 0\n"));
         assert!(text.contains("ksql_msk_last_install_timestamp_seconds 1.5\n"));
         assert!(text.contains("ksql_msk_last_install_duration_seconds 0\n"));
+        assert!(text.contains("ksql_msk_last_discovery_timestamp_seconds 7\n"));
+        assert!(text.contains("ksql_msk_last_discovery_duration_seconds 0.25\n"));
         assert!(text.contains("ksql_msk_restarts_total 0\n"));
         assert!(text.contains("# TYPE ksql_msk_restarts_total counter\n"));
         // A family without samples keeps its HELP and TYPE lines.
         let empty = render(&StateDoc::default(), SystemTime::now());
         assert!(empty.contains("# TYPE ksql_msk_health_failing_checks gauge\n"));
+        assert!(
+            !empty.contains("ksql_msk_last_"),
+            "no span before the first: {empty}"
+        );
         let mut typed = Vec::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
