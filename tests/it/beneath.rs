@@ -15,17 +15,12 @@ use ksql_msk_testkit::signing::TestKey;
 use ksql_msk_testkit::tarball;
 
 use crate::install::{Pins, World, NEW, OLD};
-use crate::support::Output;
+use crate::support::{is_root, paths_under, Output};
 
 /// The most any refusal here may take: a hang or a read of /dev/zero takes for ever.
 const BOUND: Duration = Duration::from_secs(30);
 /// Plays the service user (as tests/it/owner.rs does).
 const SERVICE: u32 = 65534;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// Run `cmd`, killed after [`BOUND`]; the output and whether it ended by itself.
 fn run_bounded(mut cmd: Command) -> (Output, bool) {
@@ -52,23 +47,6 @@ fn run_bounded(mut cmd: Command) -> (Output, bool) {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
     (output, ended)
-}
-
-/// Every path under `dir`, recursively, not following links.
-fn everything_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        out.push(p.clone());
-        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-            out.extend(everything_under(&p));
-        }
-    }
-    out.sort();
-    out
 }
 
 /// `OLD` installed under a strict pin, `NEW` published, and an empty directory outside.
@@ -185,7 +163,7 @@ fn a_link_as_the_trust_record_never_copies_its_target() {
     let (out, ended) = run_bounded(w.host.command(&["install"]));
     assert_one_line_refusal("a symlinked trust record", &out, ended);
     assert!(
-        !everything_under(&w.state())
+        !paths_under(&w.state())
             .iter()
             .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
             .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("ROOT-ONLY-SECRET"))),
@@ -243,7 +221,7 @@ fn links_at_intermediate_directories_never_steer_root() {
         .status()
         .unwrap()
         .success());
-    let before = everything_under(&outside);
+    let before = paths_under(&outside);
     let cases: Vec<(&str, PathBuf, PathBuf)> = vec![
         // the release directory itself, by a plain and by a magic link
         ("release dir", releases.join(OLD), copy.clone()),
@@ -279,7 +257,7 @@ fn links_at_intermediate_directories_never_steer_root() {
         assert!(ended, "install with a link at {what}: hung: {out:?}");
         assert_ne!(out.code, 101, "install with a link at {what}: {out:?}");
         assert_eq!(
-            everything_under(&outside),
+            paths_under(&outside),
             before,
             "install with a link at {what} changed something outside: {out:?}"
         );
@@ -335,7 +313,7 @@ fn a_renaming_race_against_roots_staging_writes_nothing_outside() {
         assert!(ended, "install under a renaming race: hung: {out:?}");
         assert_ne!(out.code, 101, "install under a renaming race: {out:?}");
         assert_eq!(
-            everything_under(&outside),
+            paths_under(&outside),
             Vec::<PathBuf>::new(),
             "install under a renaming race wrote outside the state directory: {out:?}"
         );

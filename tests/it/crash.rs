@@ -15,7 +15,7 @@ use ksql_msk_testkit::signing::TestKey;
 use ksql_msk_testkit::tarball;
 
 use crate::support::world::{Pins, World, NEW, OLD};
-use crate::support::{repo_root, skip, Output};
+use crate::support::{paths_under, repo_root, skip, Output};
 
 const PROPS: &str = "etc/ksqldb/ksql-server.properties";
 
@@ -43,31 +43,20 @@ pub(crate) fn failpoints_bin() -> Option<PathBuf> {
 /// Every entry under `root`: path, kind, size or link target. Equal trees mean the
 /// same files with the same sizes, including litter (staging, temp files, cache).
 fn tree(root: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
+    paths_under(root)
+        .iter()
+        .map(|p| {
+            let meta = std::fs::symlink_metadata(p).unwrap();
             let rel = p.strip_prefix(root).unwrap().display().to_string();
             if meta.file_type().is_symlink() {
-                out.push(format!(
-                    "{rel} -> {}",
-                    std::fs::read_link(&p).unwrap().display()
-                ));
+                format!("{rel} -> {}", std::fs::read_link(p).unwrap().display())
             } else if meta.is_dir() {
-                out.push(format!("{rel}/"));
-                walk(root, &p, out);
+                format!("{rel}/")
             } else {
-                out.push(format!("{rel} {}", meta.len()));
+                format!("{rel} {}", meta.len())
             }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
+        })
+        .collect()
 }
 
 /// What a ksqlDB started now would run: the release `current` points at (its whole

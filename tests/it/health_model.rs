@@ -75,10 +75,7 @@ fn an_outage_of_4_watchdog_intervals_keeps_ksqldb_and_the_watchdog() {
     );
     assert_eq!(fx.pids(), [pid], "ksqlDB restarted during the outage");
     assert!(group_alive(pid));
-    let last = statuses(&notify.lines())
-        .last()
-        .cloned()
-        .unwrap_or_default();
+    let last = notify.last_status();
     assert!(
         last.starts_with(
             "ksqlDB 0.28.2 running, waiting for Kafka: kafka, commandRunner unhealthy for"
@@ -103,9 +100,7 @@ fn an_outage_of_4_watchdog_intervals_keeps_ksqldb_and_the_watchdog() {
     // The outage ends: one event on leaving, with how long it lasted; running again.
     std::fs::remove_file(fx.control("fake-ksqldb.unhealthy")).unwrap();
     wait_for("running again", || {
-        statuses(&notify.lines())
-            .last()
-            .is_some_and(|s| s == &format!("ksqlDB 0.28.2 is running (pid {pid})"))
+        notify.last_status() == format!("ksqlDB 0.28.2 is running (pid {pid})")
     });
     wait_for("the leaving event", || {
         !with_id(&journal.entries(), HEALTHY_AGAIN_ID).is_empty()
@@ -185,15 +180,13 @@ fn an_unhealthy_ksqldb_is_not_counted_as_a_failure() {
     for _ in 0..3 {
         std::fs::write(fx.control("fake-ksqldb.unhealthy"), "").unwrap();
         wait_for("unhealthy", || {
-            statuses(&notify.lines())
-                .last()
-                .is_some_and(|s| s.contains("waiting for Kafka: kafka unhealthy for"))
+            notify
+                .last_status()
+                .contains("waiting for Kafka: kafka unhealthy for")
         });
         std::fs::remove_file(fx.control("fake-ksqldb.unhealthy")).unwrap();
         wait_for("healthy", || {
-            statuses(&notify.lines())
-                .last()
-                .is_some_and(|s| s.contains("is running (pid"))
+            notify.last_status().contains("is running (pid")
         });
     }
     assert_eq!(fx.pids().len(), 1);

@@ -87,9 +87,8 @@ fn outage(watchdog: Duration, outage: Duration, agent: &str) -> Vec<String> {
     let mut back = false;
     let start = Instant::now();
     while !back && start.elapsed() < Duration::from_secs(30) {
-        back = statuses(&notify.lines())
-            .last()
-            .is_some_and(|s| s.contains("is healthy") || s.contains("is running"));
+        let last = notify.last_status();
+        back = last.contains("is healthy") || last.contains("is running");
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(back, "{:#?}", statuses(&notify.lines()));

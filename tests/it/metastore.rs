@@ -147,16 +147,13 @@ fn a_degraded_command_runner_is_its_own_condition_and_never_restarted() {
         "{entries:?}"
     );
     // STATUS follows the event: wait for it rather than read it at once.
-    let last = || {
-        statuses(&notify.lines())
-            .last()
-            .cloned()
-            .unwrap_or_default()
-    };
     wait_for("the DEGRADED status line", || {
-        last().starts_with("ksqlDB 0.28.2 running, command runner DEGRADED for")
+        notify
+            .last_status()
+            .starts_with("ksqlDB 0.28.2 running, command runner DEGRADED for")
     });
-    assert!(!last().contains("waiting for Kafka"), "{}", last());
+    let last = notify.last_status();
+    assert!(!last.contains("waiting for Kafka"), "{last}");
     let v = status_json(&fx);
     assert_eq!(
         v["ksqldb"]["health"]["condition"], "command_runner_degraded",
@@ -278,6 +275,14 @@ fn serving(fx: &mut Fixture) -> crate::run::Agent {
 
 const RESTORED: &str = "\"stream/S/create\":{\"statement\":\"CREATE STREAM S (A INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');\",\"streamsProperties\":{},\"originalProperties\":{},\"plan\":null}\n\"stream/T/create\":{\"statement\":\"CREATE STREAM T AS SELECT * FROM S;\"}\n";
 
+/// A backup file of [`RESTORED`], in a directory of its own (kept while the guard lives).
+fn restorable_backup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup");
+    std::fs::write(&file, RESTORED).unwrap();
+    (dir, file)
+}
+
 #[test]
 fn metastore_restore_goes_through_the_running_service() {
     let mut fx = Fixture::new("");
@@ -290,9 +295,7 @@ fn metastore_restore_goes_through_the_running_service() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(before.len(), 1, "{before:?}");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("backup");
-    std::fs::write(&file, RESTORED).unwrap();
+    let (_dir, file) = restorable_backup();
     let out = fx
         .host
         .run(&["metastore", "restore", &file.display().to_string()]);
@@ -471,9 +474,7 @@ fn a_failed_restore_says_why_and_starts_ksqldb_again() {
     let journal = fx.journal_socket();
     let mut agent = serving(&mut fx);
     std::fs::write(fx.control("fake-ksqldb.restore-fails"), "").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("backup");
-    std::fs::write(&file, RESTORED).unwrap();
+    let (_dir, file) = restorable_backup();
     let out = fx
         .host
         .run(&["metastore", "restore", &file.display().to_string()]);
@@ -493,9 +494,7 @@ fn a_stop_during_a_restore_stops_the_tool_and_the_service_without_starting_ksqld
     let journal = fx.journal_socket();
     let mut agent = serving(&mut fx);
     std::fs::write(fx.control("fake-ksqldb.restore-hangs"), "").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("backup");
-    std::fs::write(&file, RESTORED).unwrap();
+    let (_dir, file) = restorable_backup();
     let client = fx
         .host
         .command(&["metastore", "restore", &file.display().to_string()])

@@ -6,11 +6,11 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::run::{wait_for, Agent, Fixture, Recorder};
-use crate::support::skip;
+use crate::support::{paths_under, skip};
 
 const SERVICE: u32 = 65534;
 
@@ -57,27 +57,11 @@ fn as_service(cmd: Command) -> Command {
     with_umask(out, 0o027)
 }
 
-/// Every path under `dir`, `dir` itself included, never following a link.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut all = vec![dir.to_path_buf()];
-    let mut i = 0;
-    while i < all.len() {
-        let p = all[i].clone();
-        i += 1;
-        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-            for e in std::fs::read_dir(&p).unwrap() {
-                all.push(e.unwrap().path());
-            }
-        }
-    }
-    all
-}
-
 /// Nothing under the state directory is root's or writable by others, and everything
 /// is its owner's to read and replace.
 fn assert_all_the_services(state: &Path, when: &str) {
     let mut problems = Vec::new();
-    for p in walk(state) {
+    for p in std::iter::once(state.to_path_buf()).chain(paths_under(state)) {
         let m = std::fs::symlink_metadata(&p).unwrap();
         if (m.uid(), m.gid()) != (SERVICE, SERVICE) {
             problems.push(format!("{}: owned by {}:{}", p.display(), m.uid(), m.gid()));

@@ -10,35 +10,12 @@ use ksql_msk_testkit::signing::TestKey;
 use ksql_msk_testkit::tarball;
 
 use crate::install::{Pins, World, OLD};
-use crate::support::error_line;
+use crate::support::{error_line, files_under, is_root};
 
 const PROPERTIES: &str = "etc/ksqldb/ksql-server.properties";
 
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
-}
-
-/// Every file under `dir`, recursively (what a redirected write would have left).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 /// `OLD` installed under a strict pin, and a directory outside the state directory

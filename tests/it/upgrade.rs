@@ -215,9 +215,7 @@ fn an_upgrade_that_never_becomes_healthy_is_rolled_back_and_held_back_until_the_
     );
     assert!(took < Duration::from_secs(8), "{took:?}");
     let want = "ksqlDB 0.28.2 running; upgrade to 0.29.0 failed: never healthy in 2s, rolled back";
-    wait_for("the rolled-back STATUS", || {
-        statuses(&notify.lines()).last().is_some_and(|s| s == want)
-    });
+    wait_for("the rolled-back STATUS", || notify.last_status() == want);
     assert_eq!(current(&fx), PathBuf::from("releases/0.28.2"));
     assert_eq!(pids_of(&fx, "0.29.0").len(), 1);
     assert_eq!(fx.pids().len(), 2, "0.28.2 started again");
@@ -270,11 +268,7 @@ fn an_upgrade_that_never_becomes_healthy_is_rolled_back_and_held_back_until_the_
     assert_eq!(held.len(), 1, "{:?}", journal.entries());
     assert_eq!(held[0]["VERSION"], "0.29.0");
     assert_eq!(held[0]["BACK_TO"], "0.28.2");
-    assert!(
-        statuses(&notify.lines()).last().is_some_and(|s| s == want),
-        "{:?}",
-        notify.lines()
-    );
+    assert!(notify.last_status() == want, "{:?}", notify.lines());
 
     // Another configured version clears it: upgraded, the failure forgotten.
     fx.publish_version("0.29.1", &[]);
@@ -306,9 +300,7 @@ fn a_crash_looping_upgrade_is_rolled_back_after_restart_limit() {
     let out = fx.host.run(&["reload"]);
     assert_eq!(out.code, 69, "{out:?}");
     let want = "ksqlDB 0.28.2 running; upgrade to 0.29.0 failed: failed 4 times within 1m (ksqlDB exited with exit code 3), rolled back";
-    wait_for("the rolled-back STATUS", || {
-        statuses(&notify.lines()).last().is_some_and(|s| s == want)
-    });
+    wait_for("the rolled-back STATUS", || notify.last_status() == want);
     // restart_limit = 3: the fourth failure rolls back (instead of exit 75).
     assert_eq!(pids_of(&fx, "0.29.0").len(), 4);
     assert_eq!(current(&fx), PathBuf::from("releases/0.28.2"));
@@ -653,16 +645,11 @@ fn a_rollback_that_ends_with_a_degraded_command_runner_says_so_and_keeps_both_ba
         ev[0]
     );
     // STATUS follows the event: wait for it rather than read it at once.
-    let last = || {
-        statuses(&notify.lines())
-            .last()
-            .cloned()
-            .unwrap_or_default()
-    };
     wait_for("the DEGRADED status line", || {
-        last().contains("command runner DEGRADED")
+        notify.last_status().contains("command runner DEGRADED")
     });
-    assert!(!last().contains("waiting for Kafka"), "{}", last());
+    let last = notify.last_status();
+    assert!(!last.contains("waiting for Kafka"), "{last}");
     let st = status_json(&fx);
     assert_eq!(
         st["ksqldb"]["health"]["condition"], "command_runner_degraded",

@@ -117,6 +117,11 @@ impl Recorder {
             .collect()
     }
 
+    /// The last `STATUS=` text sent so far ("" before the first).
+    pub fn last_status(&self) -> String {
+        statuses(&self.lines()).pop().unwrap_or_default()
+    }
+
     /// Journal entries in the native protocol.
     pub fn entries(&self) -> Vec<HashMap<String, String>> {
         self.raw().iter().map(|(_, m)| parse_native(m)).collect()

@@ -173,6 +173,35 @@ pub fn skip(switch: &str, why: &str) {
     );
 }
 
+/// Every path under `dir` (not `dir` itself), recursively, never following a link,
+/// sorted; none when `dir` is missing. What a redirected write would have left.
+pub fn paths_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for p in entries.flatten().map(|e| e.path()) {
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                dirs.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every file, link or other non-directory under `dir`: [`paths_under`] without the
+/// directories.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    paths_under(dir)
+        .into_iter()
+        .filter(|p| !std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+        .collect()
+}
+
 /// Whether the tests run as root (and so may switch users).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()

@@ -210,31 +210,25 @@ pub fn snapshot(state: &Path) -> Snapshot {
     let manifest = current
         .as_ref()
         .and_then(|c| std::fs::read_to_string(state.join(c).join(".ksql-msk-manifest.toml")).ok());
-    let mut files = Vec::new();
-    if let Some(c) = &current {
-        walk(&state.join(c), &state.join(c), &mut files);
-    }
-    files.sort();
+    // Every entry of the active release with its size.
+    let files = current
+        .as_ref()
+        .map(|c| {
+            let root = state.join(c);
+            super::paths_under(&root)
+                .iter()
+                .map(|p| {
+                    let len = std::fs::symlink_metadata(p).unwrap().len();
+                    format!("{} {len}", p.strip_prefix(&root).unwrap().display())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Snapshot {
         current,
         releases,
         manifest,
         files,
-    }
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        let meta = std::fs::symlink_metadata(&p).unwrap();
-        out.push(format!(
-            "{} {}",
-            p.strip_prefix(root).unwrap().display(),
-            meta.len()
-        ));
-        if meta.is_dir() {
-            walk(root, &p, out);
-        }
     }
 }
 
