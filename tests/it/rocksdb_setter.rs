@@ -85,6 +85,53 @@ fn stores(out: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
     all
 }
 
+/// The `LOG name k=v ...` lines: what RocksDB itself logged it opened each store with
+/// (only where the harness turns RocksDB's info log on: modes streams and strict).
+fn logged(out: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("LOG "))
+        .map(|rest| {
+            let mut words = rest.split(' ');
+            let name = words.next().expect("store name").to_string();
+            let facts = words
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            (name, facts)
+        })
+        .collect()
+}
+
+/// Every store's RocksDB opened its table with the one shared cache as the setter made it:
+/// `capacity`, `strict_capacity_limit` and `high_pri_pool_ratio` as configured, index and
+/// filter blocks in the cache with high priority.
+fn assert_logged(run: &ToolOutput, mode: &str, strict: &str, high_pri_ratio: &str) {
+    let logged = logged(&run.stdout);
+    assert_eq!(
+        logged.keys().map(String::as_str).collect::<Vec<_>>(),
+        STORES,
+        "{mode}"
+    );
+    let capacity = CACHE_BYTES.to_string();
+    let want = [
+        ("capacity", capacity.as_str()),
+        ("strict_capacity_limit", strict),
+        ("high_pri_pool_ratio", high_pri_ratio),
+        ("cache_index_and_filter_blocks", "1"),
+        ("cache_index_and_filter_blocks_with_high_priority", "1"),
+    ];
+    for (name, facts) in &logged {
+        for (key, value) in want {
+            assert_eq!(
+                facts.get(key).map(String::as_str),
+                Some(value),
+                "{mode}: {name}'s RocksDB LOG says {key} = {:?}",
+                facts.get(key)
+            );
+        }
+    }
+}
+
 fn assert_bounded(run: &ToolOutput, mode: &str) {
     assert_eq!(run.code, 0, "{mode}: {}{}", run.stdout, run.stderr);
     assert!(
@@ -92,6 +139,8 @@ fn assert_bounded(run: &ToolOutput, mode: &str) {
         "{mode}: {}",
         run.stdout
     );
+    // The memtables are measured once no flush is pending (see the harness's settle()).
+    assert!(run.stdout.contains("SETTLED true\n"), "{mode}");
     // The one INFO line of configure(): the budget and the memtables' half of it.
     let info = format!(
         "one shared block cache of {CACHE_BYTES} bytes, memtables up to {} bytes",
@@ -201,11 +250,17 @@ fn bounds_every_store_by_one_shared_cache() {
         "{different}"
     );
 
-    // A plain Kafka Streams application: the keys are streams configs.
-    assert_bounded(
-        &harness(&jar, "streams", &dir.path().join("streams")),
-        "streams",
-    );
+    // A plain Kafka Streams application: the keys are streams configs. RocksDB's own LOG
+    // shows each store opened with the shared cache: not strict, 10 % high priority.
+    let streams = harness(&jar, "streams", &dir.path().join("streams"));
+    assert_bounded(&streams, "streams");
+    assert_logged(&streams, "streams", "0", "0.100");
+
+    // strict = true and another index/filter share reach RocksDB's cache, and the budget
+    // holds with them.
+    let strict = harness(&jar, "strict", &dir.path().join("strict"));
+    assert_bounded(&strict, "strict");
+    assert_logged(&strict, "strict", "1", "0.250");
 
     // Without the setter every store has Kafka Streams' own 50 MiB cache: what the checks
     // above tell apart.

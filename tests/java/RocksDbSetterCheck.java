@@ -8,12 +8,16 @@
 //   ConfigException naming the key), configure twice (same: fine; different: refused).
 // MODE streams: a plain Kafka Streams application: configure() never runs, the keys are
 //   streams configs.
+// MODE strict: as streams, with ksql.msk.rocksdb.strict=true and index.filter.ratio 0.25.
 // MODE none: no setter (Kafka Streams' defaults), to show what the checks tell apart.
 // Then a TopologyTestDriver topology with three persistent RocksDB stores, fed more data
 // than the memtables may hold, and Kafka Streams' own RocksDB metrics (KIP-607) per store,
 // taken while the memtables are full:
 //   STORE name block-cache-capacity=N block-cache-usage=N cur-size-all-mem-tables=N
 //         size-all-mem-tables=N total-sst-files-size=N
+// and what RocksDB itself logged it opened each store with (its LOG file):
+//   LOG name capacity=N strict_capacity_limit=0|1 high_pri_pool_ratio=R
+//       cache_index_and_filter_blocks=0|1 cache_index_and_filter_blocks_with_high_priority=0|1
 // A failed check prints "FAIL <what>" and the exit status is 1; "RESULT ok" at the end.
 import java.math.BigInteger;
 import java.nio.charset.StandardCharsets;
@@ -159,11 +163,105 @@ public class RocksDbSetterCheck {
           check(got != null && got.length == VALUE_BYTES, s.name() + " lost key-" + i);
         }
       }
+      settle(context.metrics().metrics());
       snapshot(context.metrics().metrics());
+      // TopologyTestDriver deletes the state directory on close: read the LOGs now.
+      readLogs();
     }
   }
 
+  /**
+   * The setter as Kafka Streams runs it, with RocksDB's info log on (Kafka Streams sets it
+   * to ERROR): the LOG then has the table options the setter gave each store.
+   */
+  public static final class WithInfoLog implements org.apache.kafka.streams.state.RocksDBConfigSetter {
+    final org.apache.kafka.streams.state.RocksDBConfigSetter inner;
+
+    public WithInfoLog() throws Exception {
+      inner = (org.apache.kafka.streams.state.RocksDBConfigSetter) Utils.newInstance(Class.forName(SETTER));
+    }
+
+    @Override
+    public void setConfig(String storeName, org.rocksdb.Options options, Map<String, Object> configs) {
+      inner.setConfig(storeName, options, configs);
+      options.setInfoLogLevel(org.rocksdb.InfoLogLevel.INFO_LEVEL);
+    }
+
+    @Override
+    public void close(String storeName, org.rocksdb.Options options) {
+      inner.close(storeName, options);
+    }
+  }
+
+  static java.nio.file.Path stateRoot;
+  static final String[] LOGGED = {"capacity", "strict_capacity_limit", "high_pri_pool_ratio",
+      "cache_index_and_filter_blocks", "cache_index_and_filter_blocks_with_high_priority"};
+
+  /**
+   * Each store's RocksDB LOG: the first value of each LOGGED key in its dump of the table
+   * options (`  key: value`, and `    key : value` under block_cache_options).
+   */
+  static void readLogs() {
+    List<java.nio.file.Path> logs = new ArrayList<>();
+    try (java.util.stream.Stream<java.nio.file.Path> all = java.nio.file.Files.walk(stateRoot)) {
+      all.filter(f -> f.getFileName().toString().equals("LOG")).sorted().forEach(logs::add);
+      for (java.nio.file.Path log : logs) {
+        Map<String, String> facts = new TreeMap<>();
+        for (String line : java.nio.file.Files.readAllLines(log, StandardCharsets.UTF_8)) {
+          int colon = line.indexOf(':');
+          if (colon < 0 || !line.startsWith(" ")) {
+            continue; // a timestamped line, not a continuation of the options dump
+          }
+          String key = line.substring(0, colon).trim();
+          for (String k : LOGGED) {
+            if (k.equals(key)) {
+              facts.putIfAbsent(key, line.substring(colon + 1).trim());
+            }
+          }
+        }
+        StringBuilder out = new StringBuilder("LOG " + log.getParent().getFileName());
+        for (String k : LOGGED) {
+          out.append(' ').append(k).append('=').append(facts.get(k));
+        }
+        System.out.println(out);
+      }
+    } catch (java.io.IOException e) {
+      check(false, "reading the RocksDB LOG files under " + stateRoot + ": " + e);
+    }
+    check(logs.size() == STORES.length, "RocksDB LOG files: " + logs);
+  }
+
   static final Map<String, Map<String, Long>> BY_STORE = new TreeMap<>();
+
+  /**
+   * Waits (at most 60 s) until no store has a flush pending or running. The memtable budget
+   * is RocksDB's WriteBufferManager without stalls, as in Kafka Streams' and ksqlDB's own
+   * bounded setters: writes go on while flushes catch up, so on a busy machine immutable
+   * memtables may briefly exceed it. The bound checked is the one once flushes keep up.
+   */
+  static void settle(Map<MetricName, ? extends Metric> metrics) {
+    long end = System.nanoTime() + 60_000_000_000L;
+    long busy = -1;
+    while (busy != 0 && System.nanoTime() < end) {
+      busy = 0;
+      for (Map.Entry<MetricName, ? extends Metric> e : metrics.entrySet()) {
+        MetricName n = e.getKey();
+        if (n.group().equals("stream-state-metrics") && n.tags().containsKey("rocksdb-state-id")
+            && (n.name().equals("mem-table-flush-pending") || n.name().equals("num-running-flushes"))) {
+          busy += Math.max(0, number(e.getValue().metricValue()));
+        }
+      }
+      if (busy != 0) {
+        try {
+          Thread.sleep(100);
+        } catch (InterruptedException ie) {
+          Thread.currentThread().interrupt();
+          return;
+        }
+      }
+    }
+    System.out.println("SETTLED " + (busy == 0));
+  }
 
   static void snapshot(Map<MetricName, ? extends Metric> metrics) {
     for (Map.Entry<MetricName, ? extends Metric> e : metrics.entrySet()) {
@@ -194,6 +292,7 @@ public class RocksDbSetterCheck {
     String mode = args[0];
     String stateDir = args[1];
     long cacheBytes = Long.parseLong(args[2]);
+    stateRoot = java.nio.file.Paths.get(stateDir);
 
     Properties p = new Properties();
     p.put(StreamsConfig.APPLICATION_ID_CONFIG, "rocksdb-setter-check");
@@ -208,8 +307,14 @@ public class RocksDbSetterCheck {
         p.put(StreamsConfig.ROCKSDB_CONFIG_SETTER_CLASS_CONFIG, Class.forName(SETTER));
         break;
       case "streams":
-        p.put(StreamsConfig.ROCKSDB_CONFIG_SETTER_CLASS_CONFIG, SETTER);
+        p.put(StreamsConfig.ROCKSDB_CONFIG_SETTER_CLASS_CONFIG, WithInfoLog.class);
         p.put(CACHE_BYTES, String.valueOf(cacheBytes));
+        break;
+      case "strict":
+        p.put(StreamsConfig.ROCKSDB_CONFIG_SETTER_CLASS_CONFIG, WithInfoLog.class);
+        p.put(CACHE_BYTES, String.valueOf(cacheBytes));
+        p.put("ksql.msk.rocksdb.strict", "true");
+        p.put("ksql.msk.rocksdb.index.filter.ratio", "0.25");
         break;
       case "none":
         break;
