@@ -67,29 +67,10 @@ fn harness(jar: &Path, mode: &str, state: &Path) -> ToolOutput {
     run
 }
 
-/// The `STORE name k=v ...` lines.
-fn stores(out: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
-    let mut all = BTreeMap::new();
-    for line in out.lines() {
-        let Some(rest) = line.strip_prefix("STORE ") else {
-            continue;
-        };
-        let mut words = rest.split(' ');
-        let name = words.next().expect("store name").to_string();
-        let metrics = words
-            .filter_map(|w| w.split_once('='))
-            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
-            .collect();
-        all.insert(name, metrics);
-    }
-    all
-}
-
-/// The `LOG name k=v ...` lines: what RocksDB itself logged it opened each store with
-/// (only where the harness turns RocksDB's info log on: modes streams and strict).
-fn logged(out: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+/// The harness's `<prefix> name k=v ...` lines, by store name.
+fn by_store(out: &str, prefix: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     out.lines()
-        .filter_map(|l| l.strip_prefix("LOG "))
+        .filter_map(|l| l.strip_prefix(prefix)?.strip_prefix(' '))
         .map(|rest| {
             let mut words = rest.split(' ');
             let name = words.next().expect("store name").to_string();
@@ -102,11 +83,27 @@ fn logged(out: &str) -> BTreeMap<String, BTreeMap<String, String>> {
         .collect()
 }
 
+/// The `STORE` lines: Kafka Streams' RocksDB metrics (those with a number).
+fn stores(out: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
+    by_store(out, "STORE")
+        .into_iter()
+        .map(|(name, facts)| {
+            let numbers = facts
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+                .collect();
+            (name, numbers)
+        })
+        .collect()
+}
+
 /// Every store's RocksDB opened its table with the one shared cache as the setter made it:
 /// `capacity`, `strict_capacity_limit` and `high_pri_pool_ratio` as configured, index and
 /// filter blocks in the cache with high priority.
 fn assert_logged(run: &ToolOutput, mode: &str, strict: &str, high_pri_ratio: &str) {
-    let logged = logged(&run.stdout);
+    // What RocksDB itself logged it opened each store with (only where the harness turns
+    // RocksDB's info log on: modes streams and strict).
+    let logged = by_store(&run.stdout, "LOG");
     assert_eq!(
         logged.keys().map(String::as_str).collect::<Vec<_>>(),
         STORES,
