@@ -154,11 +154,10 @@ fn a_degraded_command_runner_is_its_own_condition_and_never_restarted() {
     });
     let last = notify.last_status();
     assert!(!last.contains("waiting for Kafka"), "{last}");
-    let v = status_json(&fx);
-    assert_eq!(
-        v["ksqldb"]["health"]["condition"], "command_runner_degraded",
-        "{v:#}"
-    );
+    // status.json is written in the background: it follows STATUS shortly.
+    wait_for("status --json: command_runner_degraded", || {
+        status_json(&fx)["ksqldb"]["health"]["condition"] == "command_runner_degraded"
+    });
     // Never restarted for it.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(fx.pids(), [pid]);
@@ -180,8 +179,10 @@ fn a_stuck_command_runner_is_not_called_degraded() {
             .iter()
             .any(|s| s.contains("commandRunner unhealthy for"))
     });
-    let v = status_json(&fx);
-    assert_eq!(v["ksqldb"]["health"]["condition"], "unhealthy", "{v:#}");
+    // status.json is written in the background: it follows STATUS shortly.
+    wait_for("status --json: unhealthy", || {
+        status_json(&fx)["ksqldb"]["health"]["condition"] == "unhealthy"
+    });
     // Then it turns DEGRADED: the condition follows.
     std::fs::write(fx.control("fake-ksqldb.degraded"), "corrupted").unwrap();
     wait_for("degraded", || {
@@ -189,11 +190,10 @@ fn a_stuck_command_runner_is_not_called_degraded() {
             .iter()
             .any(|s| s.contains("command runner DEGRADED"))
     });
-    let v = status_json(&fx);
-    assert_eq!(
-        v["ksqldb"]["health"]["condition"], "command_runner_degraded",
-        "{v:#}"
-    );
+    // status.json is written in the background: it follows STATUS shortly.
+    wait_for("status --json: command_runner_degraded", || {
+        status_json(&fx)["ksqldb"]["health"]["condition"] == "command_runner_degraded"
+    });
     assert_eq!(agent.stop(), 0);
 }
 

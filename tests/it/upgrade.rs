@@ -650,11 +650,10 @@ fn a_rollback_that_ends_with_a_degraded_command_runner_says_so_and_keeps_both_ba
     });
     let last = notify.last_status();
     assert!(!last.contains("waiting for Kafka"), "{last}");
-    let st = status_json(&fx);
-    assert_eq!(
-        st["ksqldb"]["health"]["condition"], "command_runner_degraded",
-        "{st}"
-    );
+    // status.json is written in the background: it follows STATUS shortly.
+    wait_for("status --json: command_runner_degraded", || {
+        status_json(&fx)["ksqldb"]["health"]["condition"] == "command_runner_degraded"
+    });
     // Both switches kept the backup as it was: there and back.
     for record in ["0.28.2-to-0.29.0", "0.29.0-to-0.28.2"] {
         let copy = fx
