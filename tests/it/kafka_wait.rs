@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::kafka_run::wait_ready;
-use crate::run::{statuses, Recorder};
+use crate::run::{statuses, wait_for, Recorder};
 use crate::support::kafka::{self, KafkaFixture, Setup};
 
 /// `message_id::KAFKA_DIAGNOSIS` (packaging/ksql-msk.catalog).
@@ -138,7 +138,12 @@ fn an_iam_denial_while_running_is_named_and_cleared_once_fixed() {
         e["MESSAGE"].starts_with("ksqlDB waits for Kafka: Kafka authorization: IAM denies"),
         "{e:#?}"
     );
-    let metrics = std::fs::read_to_string(&textfile).unwrap();
+    // The textfile is written after status.json (the same background write): wait for it.
+    let mut metrics = String::new();
+    wait_for("the textfile's diagnosis sample", || {
+        metrics = std::fs::read_to_string(&textfile).unwrap_or_default();
+        metrics.contains("\nksql_msk_kafka_diagnosis_since_seconds{")
+    });
     let sample = metrics
         .lines()
         .find(|l| l.starts_with("ksql_msk_kafka_diagnosis_since_seconds{"))
@@ -172,11 +177,10 @@ fn an_iam_denial_while_running_is_named_and_cleared_once_fixed() {
     );
     let runs = st["kafka"]["doctor_runs"].as_u64().unwrap_or(0);
     assert!(runs >= 1, "{st:#}");
-    let metrics = std::fs::read_to_string(&textfile).unwrap();
-    assert!(
-        !metrics.contains("ksql_msk_kafka_diagnosis_since_seconds{"),
-        "{metrics}"
-    );
+    wait_for("the textfile without a diagnosis sample", || {
+        std::fs::read_to_string(&textfile)
+            .is_ok_and(|m| !m.is_empty() && !m.contains("ksql_msk_kafka_diagnosis_since_seconds{"))
+    });
     // Healthy again: no further runs.
     std::thread::sleep(Duration::from_secs(15));
     let after = status_json(&fx)["kafka"]["doctor_runs"]

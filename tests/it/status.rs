@@ -257,9 +257,16 @@ fn status_reports_a_running_agent_field_by_field_and_follows_a_crash() {
         human.stdout
     );
 
-    let metrics = parse_prom(&prom);
+    let mut metrics = parse_prom(&prom);
+    if metrics.is_some() {
+        // The textfile is written after status.json (the same background write): wait
+        // for the snapshot that says healthy.
+        wait_for("the textfile says healthy", || {
+            metrics = parse_prom(&prom);
+            metrics.as_ref().is_some_and(|m| condition(m) == "healthy")
+        });
+    }
     if let Some(m) = &metrics {
-        assert_eq!(condition(m), "healthy");
         let (_, _, info) = &m["ksql_msk_release_info"];
         assert_eq!(info[0].1["version"], VERSION);
         assert_eq!(info[0].1["archive_sha256"], sha256_hex(&fx.archive));

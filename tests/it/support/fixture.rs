@@ -383,7 +383,7 @@ impl Fixture {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().expect("stderr");
         let s = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = pipe.read(&mut buf) {
                 if n == 0 {
@@ -397,6 +397,7 @@ impl Fixture {
         Agent {
             child,
             stderr,
+            reader,
             exited: None,
         }
     }
@@ -405,6 +406,8 @@ impl Fixture {
 pub struct Agent {
     pub child: Child,
     stderr: Arc<Mutex<String>>,
+    /// Reads the agent's stderr until its end.
+    reader: std::thread::JoinHandle<()>,
     exited: Option<i32>,
 }
 
@@ -425,8 +428,12 @@ impl Agent {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 let code = status.code().unwrap_or(-1);
                 self.exited = Some(code);
-                // Let the stderr reader drain.
-                std::thread::sleep(Duration::from_millis(100));
+                // Let the stderr reader drain to the pipe's end (bounded: a process the
+                // agent left behind could still hold the pipe).
+                let drained = Instant::now() + Duration::from_secs(5);
+                while !self.reader.is_finished() && Instant::now() < drained {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 return code;
             }
             assert!(
